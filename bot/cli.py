@@ -1,0 +1,128 @@
+"""The `feedbot` command: `run` the bot, or `preview` what it would send for a feed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import config
+from .diff import oldest_first
+from .errors import FeedbotError
+from .fetcher import Fetcher
+from .models import ParsedFeed, RenderedMessage
+from .parser import parse_feed
+from .render import plain_text as html_to_plain
+from .render import render_entry
+from .runtime import fetch_settings
+
+TOKEN_HELP = (
+    "feedbot: TELEGRAM_BOT_TOKEN is not set. Create a bot with @BotFather in Telegram "
+    "(send /newbot), then run: TELEGRAM_BOT_TOKEN=123456:ABC... feedbot run"
+)
+
+
+def settings_epilog() -> str:
+    rows = config.describe()
+    width = max(len(env) for env, _, _ in rows)
+    lines = ["settings (environment variables override the --config TOML file):"]
+    lines += [f"  {env:<{width}}  {meaning} (default: {default})" for env, default, meaning in rows]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feedbot", description="RSS/Atom feeds to Telegram.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="start the bot (long polling)",
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", help="TOML settings file (or FEEDBOT_CONFIG)")
+    preview = commands.add_parser(
+        "preview", help="print the messages the bot would send for a feed (no token needed)"
+    )
+    preview.add_argument("source", help="feed URL or file")
+    preview.add_argument("--limit", type=int, default=3, help="newest N entries (default 3)")
+    preview.add_argument("--json", action="store_true", help="one Bot API call per line")
+    preview.add_argument("--config", help="TOML settings file (or FEEDBOT_CONFIG)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except FeedbotError as exc:
+        print(f"feedbot: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "run":
+        return run(settings)
+    return asyncio.run(preview(settings, args.source, args.limit, args.json))
+
+
+def run(settings: config.Settings) -> int:
+    if not settings.token:
+        print(TOKEN_HELP, file=sys.stderr)
+        return 2
+    from .app import build_application
+
+    Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
+    updates = ["message", "callback_query", "my_chat_member", "channel_post"]
+    build_application(settings).run_polling(allowed_updates=updates)
+    return 0
+
+
+def read_local(source: str) -> tuple[bytes, str] | None:
+    """A feed file's bytes and file:// URL, or None when `source` is not a local file."""
+    path = Path(source)
+    if "://" in source or not path.is_file():
+        return None
+    return path.read_bytes(), path.resolve().as_uri()
+
+
+async def load_feed(settings: config.Settings, source: str) -> ParsedFeed:
+    local = await asyncio.to_thread(read_local, source)
+    if local is not None:
+        return await parse_feed(*local)
+    async with Fetcher(fetch_settings(settings)) as fetcher:
+        result = await fetcher.fetch(source)
+    return await parse_feed(result.body, result.url, result.content_type)
+
+
+def describe(message: RenderedMessage) -> str:
+    call = message.attempts[0]
+    params = call.params
+    body = params.get("caption") or params.get("text") or ""
+    text = html_to_plain(body) if params.get("parse_mode") == "HTML" else body
+    head = f"[photo {params['photo']}]\n" if call.method == "sendPhoto" else ""
+    return head + text
+
+
+async def preview(settings: config.Settings, source: str, limit: int, as_json: bool) -> int:
+    try:
+        feed = await load_feed(settings, source)
+    except FeedbotError as exc:
+        print(f"feedbot: {source}: {exc}", file=sys.stderr)
+        return 1
+    entries = oldest_first(feed.entries)[-max(limit, 0) :] if limit else []
+    for entry in entries:
+        message = render_entry(entry, feed.title)
+        if as_json:
+            print(json.dumps(message.attempts[0].to_dict(), ensure_ascii=False))
+        else:
+            print("─" * 60)
+            print(describe(message))
+    if not as_json:
+        print("─" * 60)
+        print(f"{feed.title}: {len(feed.entries)} entries, showing {len(entries)}")
+    return 0

@@ -1,0 +1,141 @@
+"""Settings: built-in defaults, then an optional TOML file, then environment variables.
+
+The environment variable names are a public contract (README, Docker, outside tooling).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import FeedbotError
+
+
+class ConfigError(FeedbotError):
+    kind = "config"
+
+
+def _setting(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str = _setting(
+        "", "TELEGRAM_BOT_TOKEN", "the bot's token from @BotFather (required for run)"
+    )
+    api_url: str = _setting(
+        "https://api.telegram.org",
+        "FEEDBOT_API_URL",
+        "Bot API server base URL (self-hosted telegram-bot-api or a test fake)",
+    )
+    db_path: str = _setting("data/feedbot.json", "FEEDBOT_DB", "path of the TinyDB database file")
+    poll_interval: int = _setting(300, "FEEDBOT_POLL_INTERVAL", "default seconds between checks")
+    allow_private: bool = _setting(
+        False, "FEEDBOT_ALLOW_PRIVATE", "1 allows feeds on loopback/private addresses"
+    )
+    min_interval: int = _setting(
+        60, "FEEDBOT_MIN_INTERVAL", "smallest check interval a chat may set (seconds)"
+    )
+    max_feed_bytes: int = _setting(
+        5 * 1024 * 1024, "FEEDBOT_MAX_FEED_BYTES", "largest feed body accepted, decompressed"
+    )
+    fetch_timeout: float = _setting(
+        30.0, "FEEDBOT_FETCH_TIMEOUT", "seconds one feed fetch may take"
+    )
+    max_concurrent_checks: int = _setting(
+        20, "FEEDBOT_CONCURRENCY", "feeds checked at the same time"
+    )
+    backlog_limit: int = _setting(
+        10, "FEEDBOT_BACKLOG_LIMIT", "most new posts sent per feed check; older ones summarised"
+    )
+    max_subscriptions: int = _setting(
+        100, "FEEDBOT_MAX_SUBSCRIPTIONS", "subscriptions allowed per chat"
+    )
+    owners: tuple[int, ...] = _setting(
+        (), "FEEDBOT_OWNERS", "comma-separated Telegram user ids of the operators"
+    )
+    allowed_chats: tuple[int, ...] = _setting(
+        (), "FEEDBOT_ALLOWED_CHATS", "if set, only these user/chat ids may use the bot"
+    )
+    log_level: str = _setting("INFO", "FEEDBOT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the scheduler looks for due feeds: often, never longer than the interval."""
+        return float(max(1, min(5, self.poll_interval)))
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) for every setting: for --help and the README."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        if isinstance(default, bool):
+            shown = "1" if default else "off"
+        rows.append((f.metadata["env"], shown or "(none)", f.metadata["help"]))
+    return rows
+
+
+def _convert(name: str, kind: Any, raw: Any) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        if kind_name.startswith("tuple"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).replace(" ", "").split(",")
+            return tuple(int(x) for x in items if str(x) != "")
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind_name}") from exc
+
+
+def load(
+    config_path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_path or env.get("FEEDBOT_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        known = {f.name for f in fields(Settings)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+        values.update(data)
+    for f in fields(Settings):
+        if f.metadata["env"] in env and env[f.metadata["env"]] != "":
+            values[f.name] = env[f.metadata["env"]]
+    typed = {
+        f.name: _convert(f.name, f.type, values[f.name])
+        for f in fields(Settings)
+        if f.name in values
+    }
+    settings = replace(Settings(), **typed)
+    return validate(settings)
+
+
+def validate(settings: Settings) -> Settings:
+    if settings.poll_interval < 1:
+        raise ConfigError("FEEDBOT_POLL_INTERVAL must be at least 1 second")
+    if settings.max_concurrent_checks < 1:
+        raise ConfigError("FEEDBOT_CONCURRENCY must be at least 1")
+    if not settings.api_url.startswith(("http://", "https://")):
+        raise ConfigError("FEEDBOT_API_URL must start with http:// or https://")
+    return replace(settings, api_url=settings.api_url.rstrip("/"))

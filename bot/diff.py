@@ -1,0 +1,56 @@
+"""Which entries are new, and the bounded memory of what was seen. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from .identity import fingerprint
+from .models import Entry
+
+SEEN_MIN = 200
+
+
+def seen_cap(entries_in_feed: int) -> int:
+    """Keep about max(2 x entries in the feed, 200) keys: a post that drops out and back in
+    is still remembered, and the database does not grow forever."""
+    return max(2 * entries_in_feed, SEEN_MIN)
+
+
+def entry_prints(entry: Entry) -> list[str]:
+    return [fingerprint(k) for k in (entry.key, *entry.alt_keys)]
+
+
+def is_seen(entry: Entry, seen: Collection[str]) -> bool:
+    return any(p in seen for p in entry_prints(entry))
+
+
+def oldest_first(entries: list[Entry]) -> list[Entry]:
+    """Feeds list newest first by convention; dates decide when every entry has one."""
+    if entries and all(e.published for e in entries):
+        indexed = list(enumerate(entries))
+        indexed.sort(key=lambda pair: (pair[1].published, -pair[0]))
+        return [e for _, e in indexed]
+    return list(reversed(entries))
+
+
+def new_entries(entries: list[Entry], seen: Collection[str]) -> list[Entry]:
+    """Entries whose identity is not in `seen`, oldest first, each key once."""
+    seen_set = set(seen)
+    fresh: list[Entry] = []
+    for entry in oldest_first(entries):
+        if is_seen(entry, seen_set):
+            continue
+        seen_set.update(entry_prints(entry))
+        fresh.append(entry)
+    return fresh
+
+
+def remember(seen: list[str], entries: Iterable[Entry], cap: int) -> list[str]:
+    """`seen` (oldest first) plus the prints of `entries`, newest `cap` kept."""
+    merged = dict.fromkeys(seen)
+    for entry in entries:
+        for p in entry_prints(entry):
+            merged.pop(p, None)
+            merged[p] = None
+    keys = list(merged)
+    return keys[-cap:]

@@ -1,0 +1,43 @@
+"""Errors that carry a user-facing reason. `kind` is a stable machine word; str() is for humans."""
+
+from __future__ import annotations
+
+
+class FeedbotError(Exception):
+    kind = "error"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class FetchError(FeedbotError):
+    """The feed could not be fetched. kind is one of: http, timeout, too_large, blocked,
+    connect, redirects, bad_url, gone, rate_limited."""
+
+    kind = "fetch"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BlockedAddressError(FetchError):
+    """The URL points at an address the bot refuses to contact (SSRF guard)."""
+
+    kind = "blocked"
+
+
+class ParseError(FeedbotError):
+    """The document is not a usable RSS/Atom/JSON feed."""
+
+    kind = "not_a_feed"

@@ -1,0 +1,403 @@
+"""Safe, bounded, polite HTTP fetching of feeds.
+
+Every URL is untrusted: it is pre-checked by bot.netguard, every connection goes through
+`GuardedBackend` (address checked on connect), redirects are followed by hand with the same
+checks, and the body is streamed, decompressed by us with a bounded output size, and cut off at
+`max_bytes` so neither a huge body nor a gzip bomb can take memory. A corrupt or truncated
+compressed body is an error (kind "http"): the feed parser would only see a random prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import ssl
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import TracebackType
+
+import httpx
+
+from bot.errors import FetchError
+from bot.models import FetchResult
+from bot.netguard import AddressPolicy, GuardedBackend, Resolver, check_url
+
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+)
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_CODES = frozenset({301, 308})
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    user_agent: str = "feedbot/0.1 (+https://github.com/feedbot/feedbot)"
+    connect_timeout: float = 10.0
+    total_timeout: float = 30.0  # whole exchange incl. body, enforced even on a slow drip
+    max_bytes: int = 5 * 1024 * 1024  # on the DECOMPRESSED body, enforced while streaming
+    max_redirects: int = 5
+    allow_private: bool = False  # FEEDBOT_ALLOW_PRIVATE=1
+    allowed_ports: frozenset[int] = frozenset({80, 443, 8080, 8443})  # ignored when allow_private
+    max_connections: int = 20  # global concurrency
+    per_host_connections: int = 2
+
+
+@dataclass
+class FetchStats:
+    """Running totals, for monitoring and the memory benchmark."""
+
+    requests: int = 0
+    wire_bytes: int = 0  # body bytes received on the wire (still compressed)
+    body_bytes: int = 0  # body bytes after decompression
+
+
+def human_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+class _HostSlots:
+    """Per-host semaphores, created on demand and dropped when nobody uses them."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        sem, users = self._slots.get(host, (asyncio.Semaphore(self._limit), 0))
+        self._slots[host] = (sem, users + 1)
+        try:
+            async with sem:
+                yield
+        finally:
+            sem, users = self._slots[host]
+            if users <= 1:
+                del self._slots[host]
+            else:
+                self._slots[host] = (sem, users - 1)
+
+
+class _BodyDecoder:
+    """Incremental Content-Encoding decoder whose output per step is bounded."""
+
+    def __init__(self, encoding: str) -> None:
+        self.name = encoding
+        self._obj: zlib._Decompress | None = None
+        if encoding in ("gzip", "x-gzip"):
+            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding not in ("", "identity", "deflate"):
+            raise FetchError(f"unsupported content encoding {encoding!r}", kind="http")
+
+    def feed(self, data: bytes, limit: int) -> list[bytes]:
+        """Decode `data`, producing at most about `limit` + one chunk of output."""
+        if self.name == "deflate" and self._obj is None:
+            # "deflate" is meant to be zlib-wrapped, but some servers send raw deflate
+            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        if self._obj is None:
+            return [data]
+        out: list[bytes] = []
+        produced = 0
+        try:
+            while data and produced <= limit:
+                piece = self._obj.decompress(data, _CHUNK)
+                out.append(piece)
+                produced += len(piece)
+                data = self._obj.unconsumed_tail
+        except zlib.error as exc:
+            raise FetchError(f"corrupt {self.name} body ({exc})", kind="http") from None
+        return out
+
+    def finish(self) -> bytes:
+        if self._obj is None:
+            return b""
+        if not self._obj.eof:
+            raise FetchError(f"truncated {self.name} body", kind="http")
+        return self._obj.flush()
+
+
+def _encoding_of(response: httpx.Response) -> str:
+    encodings = [e.strip().lower() for e in response.headers.get("content-encoding", "").split(",")]
+    encodings = [e for e in encodings if e and e != "identity"]
+    if len(encodings) > 1:
+        raise FetchError(f"unsupported content encoding {', '.join(encodings)}", kind="http")
+    return encodings[0] if encodings else ""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date (never negative)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def parse_max_age(cache_control: str | None) -> int | None:
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.strip().lower() == "max-age":
+            value = value.strip().strip('"')
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _status_error(response: httpx.Response) -> FetchError:
+    code = response.status_code
+    phrase = response.reason_phrase or httpx.codes.get_reason_phrase(code)
+    text = f"HTTP {code} {phrase}".strip()
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if code == 410:
+        return FetchError(f"{text}: the feed was removed", kind="gone", status=code)
+    if code == 429 or (code == 503 and retry_after is not None):
+        return FetchError(text, kind="rate_limited", status=code, retry_after=retry_after)
+    return FetchError(text, kind="http", status=code)
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def _transport_error(exc: httpx.TransportError, settings: FetchSettings) -> FetchError:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return FetchError(f"timed out connecting after {_seconds(settings.connect_timeout)}",
+                          kind="timeout")
+    if isinstance(exc, httpx.TimeoutException):
+        return FetchError(f"timed out after {_seconds(settings.total_timeout)}", kind="timeout")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+        return FetchError(f"not a valid URL: {exc}", kind="bad_url")
+    chain = _cause_chain(exc)
+    for cause in chain:
+        if isinstance(cause, ssl.SSLError):
+            reason = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+            return FetchError(f"TLS error: {reason}", kind="tls")
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.errno in _ERRNO_TEXT:
+            return FetchError(f"could not connect: {_ERRNO_TEXT[cause.errno]}", kind="connect")
+    if isinstance(exc, httpx.ConnectError):
+        return FetchError(f"could not connect: {exc or 'connection failed'}", kind="connect")
+    return FetchError(f"the connection broke: {exc or type(exc).__name__}", kind="connect")
+
+
+class Fetcher:
+    """One shared HTTP client with SSRF checks, size/time caps and per-host politeness."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        resolver: Resolver | None = None,
+        policy: AddressPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or AddressPolicy(
+            allow_private=settings.allow_private, allowed_ports=settings.allowed_ports
+        )
+        self.stats = FetchStats()
+        self._client = httpx.AsyncClient(
+            transport=_guarded_transport(GuardedBackend(self.policy, resolver), settings),
+            follow_redirects=False,
+            trust_env=False,  # an env proxy would bypass the address checks
+            timeout=httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout),
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
+        )
+        self._global = asyncio.Semaphore(settings.max_connections)
+        self._hosts = _HostSlots(settings.per_host_connections)
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """GET `url` following up to max_redirects redirects; raises FetchError on failure.
+
+        The total timeout runs from the first byte sent to the end of the body, over all hops;
+        time spent waiting for a free connection slot before that is not counted.
+        """
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        visited: list[str] = []
+        statuses: list[int] = []
+        deadline: float | None = None
+        current = url.strip()
+        while True:
+            target = check_url(current, self.policy)
+            current = _normalized(current)
+            async with self._hosts.hold(f"{target.host}:{target.port}"), self._global:
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
+                outcome = await self._one_hop(current, headers, deadline)
+            if isinstance(outcome, FetchResult):
+                return self._finish(outcome, statuses)
+            status, location = outcome
+            visited.append(current)
+            statuses.append(status)
+            current = self._next_hop(location, visited)
+
+    def _next_hop(self, location: str, visited: list[str]) -> str:
+        if location in visited:
+            raise FetchError("redirect loop", kind="redirects")
+        if len(visited) > self.settings.max_redirects:
+            raise FetchError(
+                f"too many redirects (more than {self.settings.max_redirects})", kind="redirects"
+            )
+        return location
+
+    @staticmethod
+    def _finish(result: FetchResult, statuses: list[int]) -> FetchResult:
+        if statuses and all(s in PERMANENT_CODES for s in statuses):
+            return replace(result, permanent_url=result.url)
+        return result
+
+    async def _one_hop(
+        self, url: str, headers: dict[str, str], deadline: float
+    ) -> FetchResult | tuple[int, str]:
+        """One request: a result, or (status, absolute Location) for a redirect."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._exchange(url, headers)
+        except TimeoutError:
+            raise FetchError(
+                f"timed out after {_seconds(self.settings.total_timeout)}", kind="timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, self.settings) from exc
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+
+    async def _exchange(self, url: str, headers: dict[str, str]) -> FetchResult | tuple[int, str]:
+        self.stats.requests += 1
+        async with self._client.stream("GET", url, headers=headers) as response:
+            code = response.status_code
+            if code in REDIRECT_CODES:
+                return code, self._location(response)
+            if code == 304:
+                return self._result(response, 304, b"")
+            if not 200 <= code < 300:
+                raise _status_error(response)
+            body = await self._read_body(response)
+            return self._result(response, code, body)
+
+    @staticmethod
+    def _location(response: httpx.Response) -> str:
+        location = response.headers.get("location", "").strip()
+        if not location:
+            raise FetchError(f"HTTP {response.status_code} redirect without Location", kind="http")
+        try:
+            return str(response.url.join(location))
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"redirect to an invalid URL: {exc}", kind="bad_url") from None
+
+    def _result(self, response: httpx.Response, status: int, body: bytes) -> FetchResult:
+        return FetchResult(
+            url=str(response.url),
+            status=status,
+            body=body,
+            content_type=response.headers.get("content-type", ""),
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            max_age=parse_max_age(response.headers.get("cache-control")),
+        )
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        limit = self.settings.max_bytes
+        too_large = FetchError(f"larger than {human_size(limit)}", kind="too_large")
+        encoding = _encoding_of(response)
+        declared = response.headers.get("content-length", "")
+        if not encoding and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        decoder = _BodyDecoder(encoding)
+        body = bytearray()
+        async for raw in response.aiter_raw(_CHUNK):
+            self.stats.wire_bytes += len(raw)
+            for piece in decoder.feed(raw, limit - len(body)):
+                body += piece
+                if len(body) > limit:
+                    raise too_large
+        body += decoder.finish()
+        if len(body) > limit:
+            raise too_large
+        self.stats.body_bytes += len(body)
+        return bytes(body)
+
+
+def _normalized(url: str) -> str:
+    try:
+        return str(httpx.URL(url))
+    except httpx.InvalidURL as exc:
+        raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+
+
+def _guarded_transport(
+    backend: GuardedBackend, settings: FetchSettings
+) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connection pool dials through `backend`.
+
+    httpx 0.28 has no public knob for httpcore's network_backend, so the pool it builds is
+    replaced by an identical one that uses ours.
+    """
+    import httpcore
+
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=5.0,
+        network_backend=backend,
+    )
+    return transport
+

@@ -1,0 +1,241 @@
+"""The nouns of feedbot: plain dataclasses shared by every stage of the pipeline.
+
+Data flows one way: config -> tick -> fetch -> parse -> diff -> render -> deliver -> store.
+Each stage takes and returns these types; none of them does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    url: str
+    type: str = ""
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One post of a feed, as parsed; `key` is its stable identity (see bot.identity)."""
+
+    key: str
+    title: str
+    link: str
+    published: datetime | None = None
+    author: str = ""
+    #: the richest HTML body the feed gives (content:encoded / atom content, else summary)
+    content_html: str = ""
+    #: first picture of the post: media:content / media:thumbnail / image enclosure / first <img>
+    image_url: str | None = None
+    enclosures: tuple[Enclosure, ...] = ()
+    categories: tuple[str, ...] = ()
+    #: other identities of the same post (e.g. its normalised link) used to survive guid wobble
+    alt_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What one feed document says right now."""
+
+    title: str
+    link: str
+    entries: list[Entry]
+    #: RSS <ttl> in minutes, when given
+    ttl_minutes: int | None = None
+    #: feedparser's bozo exception text for ill-formed but still usable feeds
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Outcome of one successful HTTP exchange for a feed (errors raise bot.errors.FetchError)."""
+
+    url: str  # the URL finally answered (after redirects)
+    status: int  # 200 or 304
+    body: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    #: set when every redirect hop was permanent (301/308): the feed moved here
+    permanent_url: str | None = None
+    #: seconds the server asks us to wait before the next request (Cache-Control max-age)
+    max_age: int | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass
+class Feed:
+    """Stored state of one feed URL, shared by all its subscribers."""
+
+    url: str
+    title: str = ""
+    link: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    #: most recent entry keys, newest last, bounded (see bot.diff.SEEN_MIN)
+    seen: list[str] = field(default_factory=list)
+    next_check: float = 0.0
+    last_check: float | None = None
+    last_success: float | None = None
+    last_new_entry: float | None = None
+    errors: int = 0  # consecutive failed checks
+    last_error: str = ""
+    last_error_kind: str = ""
+    failing_since: float | None = None
+    #: set once subscribers were told the feed is failing (so recovery can be announced)
+    failure_notified: bool = False
+    retired: bool = False  # 410 Gone
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Feed:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class SubscriptionOptions:
+    silent: bool = False
+    link_preview: bool = True
+    style: str = "full"  # "full" | "title"
+    pictures: bool = True
+    custom_title: str = ""
+    interval: int | None = None  # seconds; None = operator default
+    filters: str = ""  # comma-separated terms, "!term" excludes
+
+
+@dataclass
+class Subscription:
+    chat_id: int
+    feed_url: str
+    created: float = 0.0
+    #: forum topic the subscription posts into
+    thread_id: int | None = None
+    paused: bool = False
+    options: SubscriptionOptions = field(default_factory=SubscriptionOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["options"] = dict(self.options.__dict__)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subscription:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        opts = known.pop("options", None) or {}
+        options = SubscriptionOptions(
+            **{k: v for k, v in opts.items() if k in SubscriptionOptions.__dataclass_fields__}
+        )
+        return cls(options=options, **known)
+
+
+@dataclass
+class Chat:
+    id: int
+    type: str = "private"  # private | group | supergroup | channel
+    title: str = ""
+    paused: bool = False  # bot blocked / kicked: deliveries stop until /start or re-add
+    failures: int = 0  # consecutive "forbidden / not found" answers
+    lang: str = "en"
+    #: recent entry keys delivered (or marked seen) in this chat, newest last, bounded:
+    #: a post reaching the chat through two feeds is sent once
+    seen: list[str] = field(default_factory=list)
+    filters: str = ""  # chat-wide filter terms
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Chat:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Bot API request exactly as sent, minus chat_id (and message_thread_id)."""
+
+    method: str  # "sendMessage" | "sendPhoto"
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "params": self.params}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApiCall:
+        return cls(method=data["method"], params=dict(data["params"]))
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A post rendered for Telegram: the calls to try, in order.
+
+    `attempts[0]` is the best form (a photo with caption, or rich HTML text). Each later one is a
+    safer fallback (text instead of a photo, plain text instead of HTML) that the sender tries when
+    Telegram rejects the content of the previous one. Never empty.
+    """
+
+    attempts: tuple[ApiCall, ...]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in self.attempts]
+
+    @classmethod
+    def from_list(cls, data: list[dict[str, Any]]) -> RenderedMessage:
+        return cls(attempts=tuple(ApiCall.from_dict(d) for d in data))
+
+
+@dataclass
+class Delivery:
+    """One pending message for one chat, kept in the outbox until Telegram accepted it."""
+
+    id: str
+    chat_id: int
+    feed_url: str
+    entry_key: str
+    message: RenderedMessage
+    created: float
+    thread_id: int | None = None
+    silent: bool = False
+    #: per-chat monotonically increasing order; the sender serves a chat's deliveries in this order
+    seq: int = 0
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "chat_id": self.chat_id,
+            "feed_url": self.feed_url,
+            "entry_key": self.entry_key,
+            "message": self.message.to_list(),
+            "created": self.created,
+            "thread_id": self.thread_id,
+            "silent": self.silent,
+            "seq": self.seq,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
+        return cls(
+            id=data["id"],
+            chat_id=int(data["chat_id"]),
+            feed_url=data["feed_url"],
+            entry_key=data["entry_key"],
+            message=RenderedMessage.from_list(data["message"]),
+            created=float(data["created"]),
+            thread_id=data.get("thread_id"),
+            silent=bool(data.get("silent", False)),
+            seq=int(data.get("seq", 0)),
+            attempts=int(data.get("attempts", 0)),
+        )

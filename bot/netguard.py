@@ -1,0 +1,315 @@
+"""SSRF guard: decide which URLs and addresses the bot may contact, and enforce it on connect.
+
+Two layers:
+- `check_url` refuses bad schemes, disallowed ports and literal addresses (in every spelling
+  getaddrinfo/inet_aton accepts) before any request is made;
+- `GuardedBackend` is an httpcore network backend that resolves every host itself, checks every
+  address it got and then connects to that checked IP, so DNS rebinding cannot slip in between
+  the check and the connection. TLS still uses the host name: httpcore passes `server_hostname`
+  (the URL's host) to `start_tls` separately from the host it asked us to connect to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpcore
+
+from bot.errors import BlockedAddressError, FetchError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: async (host, port) -> IP address strings, in the order to try them
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+DEFAULT_PORTS: frozenset[int] = frozenset({80, 443, 8080, 8443})
+SCHEME_PORTS = {"http": 80, "https": 443}
+
+_N = ipaddress.ip_network
+#: first match wins, so specific ranges come before the ranges that contain them
+_V4_BLOCKS: tuple[tuple[IPNetwork, str], ...] = (
+    (_N("0.0.0.0/32"), "an unspecified address"),
+    (_N("0.0.0.0/8"), "a 'this network' address"),
+    (_N("10.0.0.0/8"), "a private address"),
+    (_N("100.64.0.0/10"), "a carrier-grade NAT address"),
+    (_N("127.0.0.0/8"), "a loopback address"),
+    (_N("169.254.169.254/32"), "the cloud metadata address"),
+    (_N("169.254.0.0/16"), "a link-local address"),
+    (_N("172.16.0.0/12"), "a private address"),
+    (_N("192.0.0.0/24"), "a reserved (IETF protocol) address"),
+    (_N("192.0.2.0/24"), "a documentation address"),
+    (_N("192.88.99.0/24"), "a reserved (6to4 relay) address"),
+    (_N("192.168.0.0/16"), "a private address"),
+    (_N("198.18.0.0/15"), "a reserved (benchmarking) address"),
+    (_N("198.51.100.0/24"), "a documentation address"),
+    (_N("203.0.113.0/24"), "a documentation address"),
+    (_N("224.0.0.0/4"), "a multicast address"),
+    (_N("255.255.255.255/32"), "a broadcast address"),
+    (_N("240.0.0.0/4"), "a reserved address"),
+)
+_V6_BLOCKS: tuple[tuple[IPNetwork, str], ...] = (
+    (_N("::/128"), "an unspecified address"),
+    (_N("::1/128"), "a loopback address"),
+    (_N("::/96"), "an IPv4-compatible address"),
+    (_N("64:ff9b:1::/48"), "a local NAT64 address"),
+    (_N("100::/64"), "a discard-only address"),
+    (_N("2001::/32"), "a Teredo tunnel address"),
+    (_N("2001:db8::/32"), "a documentation address"),
+    (_N("fc00::/7"), "a private (unique local) address"),
+    (_N("fe80::/10"), "a link-local address"),
+    (_N("fec0::/10"), "a site-local address"),
+    (_N("ff00::/8"), "a multicast address"),
+)
+_NAT64 = _N("64:ff9b::/96")
+
+
+def parse_ipv4_like_inet_aton(text: str) -> ipaddress.IPv4Address | None:
+    """Parse IPv4 the way inet_aton does: 1-4 parts, each decimal, 0x-hex or 0-octal; the last
+    part fills the remaining bytes (127.1, 2130706433, 0x7f000001, 0177.0.0.1)."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = [_parse_aton_part(p) for p in parts]
+    if any(v is None for v in values):
+        return None
+    nums = typing.cast(list[int], values)
+    *head, last = nums
+    if any(v > 0xFF for v in head) or last >= 256 ** (5 - len(nums)):
+        return None
+    number = last
+    for i, v in enumerate(head):
+        number += v << (8 * (3 - i))
+    return ipaddress.IPv4Address(number)
+
+
+def _parse_aton_part(part: str) -> int | None:
+    try:
+        if part[:2].lower() == "0x":
+            return int(part[2:] or "0", 16)  # "0x" alone is 0 for inet_aton
+        if len(part) > 1 and part[0] == "0":
+            return int(part[1:], 8)
+        return int(part, 10) if part.isdigit() else None
+    except ValueError:
+        return None
+
+
+def parse_ip_host(host: str) -> IPAddress | None:
+    """The address a URL host denotes if it is an IP literal in any accepted spelling, else None."""
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.rstrip(".") if ":" not in text else text
+    if not text:
+        return None
+    if ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+    return parse_ipv4_like_inet_aton(text)
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why `ip` must not be contacted (e.g. "a loopback address"), or None if it is public."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return _v6_refusal(ip)
+    return _match(ip, _V4_BLOCKS) or (None if ip.is_global else "a non-public address")
+
+
+def _v6_refusal(ip: ipaddress.IPv6Address) -> str | None:
+    embedded = _embedded_v4(ip)
+    if embedded is not None:
+        inner = address_refusal(embedded)
+        return f"{inner} ({embedded}) inside IPv6" if inner else None
+    reason = _match(ip, _V6_BLOCKS)
+    if reason:
+        return reason
+    return None if ip.is_global else "a non-public address"
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address carried by mapped (::ffff:a.b.c.d), NAT64 and 6to4 forms."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _match(ip: IPAddress, table: Iterable[tuple[IPNetwork, str]]) -> str | None:
+    for network, reason in table:
+        if ip in network:
+            return reason
+    return None
+
+
+def _is_localhost_name(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which ports and addresses may be contacted.
+
+    `exempt` lists networks allowed even though they are not public: the way a self-hoster (or a
+    test) opens one LAN/loopback address without allowing every private address.
+    """
+
+    allow_private: bool = False
+    allowed_ports: frozenset[int] = DEFAULT_PORTS
+    exempt: tuple[IPNetwork, ...] = field(default=())
+
+    def refusal(self, ip: IPAddress) -> str | None:
+        """Human reason to refuse `ip`, or None when it may be contacted."""
+        if self.allow_private or any(ip in net for net in self.exempt):
+            return None
+        reason = address_refusal(ip)
+        return f"refused: {ip} is {reason}" if reason else None
+
+    def port_refusal(self, port: int) -> str | None:
+        if self.allow_private or port in self.allowed_ports:
+            return None
+        allowed = ", ".join(str(p) for p in sorted(self.allowed_ports))
+        return f"refused: port {port} is not allowed (only {allowed})"
+
+    def check_address(self, ip: IPAddress) -> None:
+        reason = self.refusal(ip)
+        if reason:
+            raise BlockedAddressError(reason)
+
+
+@dataclass(frozen=True)
+class UrlTarget:
+    scheme: str
+    host: str
+    port: int
+    #: the host as an address when the URL names an IP literal
+    ip: IPAddress | None
+
+
+def check_url(url: str, policy: AddressPolicy) -> UrlTarget:
+    """Syntactic pre-check of an untrusted URL; raises FetchError(bad_url) / BlockedAddressError.
+
+    Host names are not resolved here; `GuardedBackend` checks what they resolve to on connect.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEME_PORTS:
+        shown = f"{scheme}:" if scheme else "a URL without scheme"
+        raise FetchError(f"only http and https URLs are supported, not {shown}", kind="bad_url")
+    host = parts.hostname or ""
+    if not host:
+        raise FetchError("the URL has no host name", kind="bad_url")
+    port = SCHEME_PORTS[scheme] if port is None else port
+    ip = parse_ip_host(host)
+    if ip is not None:
+        policy.check_address(ip)
+    elif _is_localhost_name(host) and not policy.allow_private:
+        raise BlockedAddressError(f"refused: {host} is a loopback name")
+    reason = policy.port_refusal(port)
+    if reason:
+        raise BlockedAddressError(reason)
+    return UrlTarget(scheme=scheme, host=host, port=port, ip=ip)
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve with the event loop's getaddrinfo (runs in a thread; never blocks the loop)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchError(f"could not connect: cannot resolve {host} ({exc.strerror})",
+                         kind="connect") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore backend: resolve, check every address, connect only to a checked address."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        resolver: Resolver | None = None,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolver = resolver or system_resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def resolve_checked(
+        self, host: str, port: int, time_limit: float | None = None
+    ) -> list[IPAddress]:
+        """Every address `host` stands for, all checked; refuses if ANY of them is blocked
+        (a name answering public and private addresses at once is treated as hostile)."""
+        port_reason = self._policy.port_refusal(port)
+        if port_reason:
+            raise BlockedAddressError(port_reason)
+        literal = parse_ip_host(host)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            if _is_localhost_name(host) and not self._policy.allow_private:
+                raise BlockedAddressError(f"refused: {host} is a loopback name")
+            addresses = await self._resolve(host, port, time_limit)
+        for ip in addresses:
+            reason = self._policy.refusal(ip)
+            if reason:
+                shown = reason if literal is not None else f"{reason} (resolved from {host})"
+                raise BlockedAddressError(shown)
+        return addresses
+
+    async def _resolve(self, host: str, port: int, time_limit: float | None) -> list[IPAddress]:
+        try:
+            async with asyncio.timeout(time_limit):
+                raw = await self._resolver(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        addresses = [parse_ip_host(a) for a in raw]
+        if not addresses or any(a is None for a in addresses):
+            raise FetchError(f"could not connect: no usable address for {host}", kind="connect")
+        return typing.cast(list[IPAddress], addresses)
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.resolve_checked(host, port, timeout)
+        last_error: Exception | None = None
+        for ip in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    str(ip), port, timeout=timeout,
+                    local_address=local_address, socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddressError("refused: unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

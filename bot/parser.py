@@ -1,0 +1,223 @@
+"""Feed bytes -> ParsedFeed. RSS/Atom/RDF through feedparser, JSON Feed 1.x by hand.
+
+feedparser is CPU-bound and synchronous: `parse_feed` runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import html
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from .errors import ParseError
+from .identity import entry_key, normalize_link
+from .models import Enclosure, Entry, ParsedFeed
+
+_TAG = re.compile(r"<[^>]*>")
+_IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.IGNORECASE | re.DOTALL)
+_SPACE = re.compile(r"\s+")
+
+
+def text_of(value: str) -> str:
+    """Plain text from a title-like field that may carry markup or entities."""
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", value or ""))).strip()
+
+
+async def parse_feed(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+    return await asyncio.to_thread(parse_bytes, body, url, content_type)
+
+
+def parse_bytes(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+    """Parse a feed document; raise ParseError when it is not a usable feed."""
+    if not body.strip():
+        raise ParseError("the document is empty")
+    if _looks_like_json(body, content_type):
+        return parse_json_feed(body, url)
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    doc = feedparser.parse(body, response_headers=headers, resolve_relative_uris=True)
+    if not doc.get("version") and not doc.entries:
+        reason = doc.get("bozo_exception")
+        detail = f": {reason}" if reason else ""
+        raise ParseError(f"not an RSS or Atom feed{detail}")
+    entries = [_entry(e, url) for e in doc.entries]
+    _add_alt_keys(entries)
+    feed = doc.feed
+    warning = str(doc.get("bozo_exception") or "") if doc.get("bozo") else ""
+    return ParsedFeed(
+        title=text_of(feed.get("title", "")) or url,
+        link=feed.get("link", "") or url,
+        entries=entries,
+        ttl_minutes=_int(feed.get("ttl")),
+        warning=warning,
+    )
+
+
+def _looks_like_json(body: bytes, content_type: str) -> bool:
+    return "json" in content_type.lower() or body.lstrip()[:1] == b"{"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _date(entry: Any) -> datetime | None:
+    for field in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(field)
+        if value:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            except (OverflowError, ValueError, OSError):
+                continue
+    return None
+
+
+def _content_html(entry: Any) -> str:
+    contents = entry.get("content") or []
+    for item in contents:
+        if "html" in (item.get("type") or ""):
+            return str(item.get("value") or "")
+    if contents:
+        return html.escape(str(contents[0].get("value") or ""))
+    detail = entry.get("summary_detail") or {}
+    summary = str(entry.get("summary") or "")
+    if detail and "html" not in (detail.get("type") or "text/html"):
+        return html.escape(summary)
+    return summary
+
+
+def _image(entry: Any, body_html: str, base: str) -> str | None:
+    candidates: list[str] = []
+    for media in entry.get("media_content") or []:
+        kind = media.get("type", "") or media.get("medium", "")
+        if "image" in kind and media.get("url"):
+            candidates.append(media["url"])
+    candidates += [m.get("url", "") for m in entry.get("media_thumbnail") or []]
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
+            candidates.append(link.get("href", ""))
+    match = _IMG_SRC.search(body_html)
+    if match:
+        candidates.append(html.unescape(match.group(2)))
+    for url in candidates:
+        absolute = urljoin(base, url.strip()) if url else ""
+        if absolute.startswith(("http://", "https://")):
+            return absolute
+    return None
+
+
+def _enclosures(entry: Any) -> tuple[Enclosure, ...]:
+    found = []
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and link.get("href"):
+            found.append(Enclosure(link["href"], link.get("type", ""), _int(link.get("length"))))
+    return tuple(found)
+
+
+def _entry(raw: Any, feed_url: str) -> Entry:
+    title = text_of(raw.get("title", ""))
+    link = str(raw.get("link") or "")
+    published = _date(raw)
+    body = _content_html(raw)
+    key = entry_key(raw.get("id") or raw.get("guid"), link, title, published, body)
+    return Entry(
+        key=key,
+        title=title,
+        link=link,
+        published=published,
+        author=text_of(raw.get("author", "")),
+        content_html=body,
+        image_url=_image(raw, body, link or feed_url),
+        enclosures=_enclosures(raw),
+        categories=tuple(t.get("term", "") for t in raw.get("tags") or [] if t.get("term")),
+    )
+
+
+def _add_alt_keys(entries: list[Entry]) -> None:
+    """Give each entry its normalised link as a second identity, where the link is unique in the
+    feed: a post whose guid wobbles between fetches is then still recognised."""
+    links = [normalize_link(e.link) if e.link else "" for e in entries]
+    counts: dict[str, int] = {}
+    for link in links:
+        counts[link] = counts.get(link, 0) + 1
+    for i, (entry, link) in enumerate(zip(entries, links, strict=True)):
+        alt = f"link:{link}"
+        if link and counts[link] == 1 and entry.key != link:
+            entries[i] = _with_alt(entry, alt)
+
+
+def _with_alt(entry: Entry, alt: str) -> Entry:
+    return replace(entry, alt_keys=(*entry.alt_keys, alt))
+
+
+# ---------------------------------------------------------------- JSON Feed
+
+
+def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
+    try:
+        data = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"not a JSON Feed: {exc}") from exc
+    version = str(data.get("version", "")) if isinstance(data, dict) else ""
+    if not version.startswith("https://jsonfeed.org/version/"):
+        raise ParseError("not a feed: JSON without a jsonfeed.org version")
+    items = data.get("items") if isinstance(data.get("items"), list) else []
+    entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
+    _add_alt_keys(entries)
+    return ParsedFeed(
+        title=text_of(str(data.get("title") or "")) or url,
+        link=str(data.get("home_page_url") or url),
+        entries=entries,
+    )
+
+
+def _json_date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
+    link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
+    title = text_of(str(item.get("title") or ""))
+    if item.get("content_html"):
+        body = str(item["content_html"])
+    else:
+        body = html.escape(str(item.get("content_text") or item.get("summary") or ""))
+    published = _json_date(item.get("date_published") or item.get("date_modified"))
+    authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+    author = ", ".join(str(a.get("name", "")) for a in authors if isinstance(a, dict))
+    attachments = tuple(
+        Enclosure(str(a["url"]), str(a.get("mime_type", "")), _int(a.get("size_in_bytes")))
+        for a in item.get("attachments") or []
+        if isinstance(a, dict) and a.get("url")
+    )
+    image = item.get("image") or item.get("banner_image")
+    key = entry_key(str(item.get("id") or "") or None, link, title, published, body)
+    return Entry(
+        key=key,
+        title=title,
+        link=link,
+        published=published,
+        author=text_of(author),
+        content_html=body,
+        image_url=str(image) if image else _image({}, body, link or feed_url),
+        enclosures=attachments,
+        categories=tuple(str(t) for t in item.get("tags") or []),
+    )

@@ -1,0 +1,48 @@
+"""The running bot's long-lived parts, created once at start-up and shared by handlers and jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telegram import Bot
+
+from .config import Settings
+from .delivery import DeliverySettings, Sender
+from .fetcher import Fetcher, FetchSettings
+from .poller import Poller
+from .service import SubscriptionService
+from .storage import Store
+
+
+def fetch_settings(settings: Settings) -> FetchSettings:
+    return FetchSettings(
+        max_bytes=settings.max_feed_bytes,
+        total_timeout=settings.fetch_timeout,
+        allow_private=settings.allow_private,
+        max_connections=max(settings.max_concurrent_checks, 1),
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    fetcher: Fetcher
+    sender: Sender
+    poller: Poller
+    service: SubscriptionService
+
+    @classmethod
+    async def start(cls, settings: Settings, bot: Bot) -> Runtime:
+        store = await Store.open(settings.db_path)
+        fetcher = Fetcher(fetch_settings(settings))
+        sender = Sender(bot, store, DeliverySettings())
+        poller = Poller(store, fetcher, settings, on_queued=sender.wake)
+        service = SubscriptionService(store, fetcher, settings)
+        return cls(settings, store, fetcher, sender, poller, service)
+
+    async def stop(self) -> None:
+        await self.poller.close()
+        await self.sender.stop()
+        await self.fetcher.aclose()
+        await self.store.close()

@@ -1,0 +1,452 @@
+"""Persistence: the only module that knows TinyDB.
+
+Durability model
+- The whole database lives in memory (TinyDB over `AtomicJSONStorage`) and is written as one JSON
+  file, atomically: temp file in the same folder, fsync, `os.replace`, fsync of the folder. A crash
+  at any moment leaves either the old or the new file, never a torn one.
+- Changes are grouped: one write per change set (`durable=True`), never one per entry. Changes whose
+  loss is harmless (next-check times, ETags) are written lazily, at most every `lazy_flush_s`.
+- Completing a delivery must be durable before the next message goes out, but rewriting the whole
+  file per message is wasteful: completions are appended to a small journal (`<db>.done`, fsync per
+  line) that is folded into the main file on the next full write and on open.
+
+All I/O runs in one dedicated worker thread, so the event loop never blocks on disk and every
+operation sees a consistent database. `Store` is the async face used by the rest of the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Document, Table
+
+from .models import Chat, Delivery, Feed, Subscription
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage kept in memory and flushed atomically on demand.
+
+    Stock `JSONStorage` re-reads the file on every query and rewrites it in place (truncate, then
+    write), so a crash mid-write leaves an unreadable database. Here reads come from memory and
+    `write()` only records the new state; `flush()` persists it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._data: dict[str, dict[str, Any]] | None = None
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._data = json.loads(self.path.read_bytes())
+        self.dirty = False
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        return self._data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self._data = data
+        self.dirty = True
+
+    def flush(self) -> int:
+        payload = json.dumps(self._data or {}, separators=(",", ":"), ensure_ascii=False).encode()
+        atomic_write(self.path, payload)
+        self.dirty = False
+        return len(payload)
+
+    def close(self) -> None:
+        pass
+
+
+class Database:
+    """Synchronous database; call it only from the Store's worker thread."""
+
+    def __init__(self, path: str | Path, *, lazy_flush_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".done")
+        self.storage = AtomicJSONStorage(self.path)
+        self.db = TinyDB(storage=lambda: self.storage)
+        self.feeds: Table = self.db.table("feeds")
+        self.subs: Table = self.db.table("subscriptions")
+        self.chats: Table = self.db.table("chats")
+        self.outbox: Table = self.db.table("outbox")
+        self.meta: Table = self.db.table("meta")
+        self.lazy_flush_s = lazy_flush_s
+        self._last_flush = time.monotonic()
+        self._lazy_dirty = False
+        self.bytes_written = 0
+        self._build_indexes()
+        self._fold_journal()
+
+    # ----------------------------------------------------------------- internals
+    def _build_indexes(self) -> None:
+        self._feed_ids = {d["url"]: d.doc_id for d in self.feeds.all()}
+        self._chat_ids = {int(d["id"]): d.doc_id for d in self.chats.all()}
+        self._sub_ids = {(int(d["chat_id"]), d["feed_url"]): d.doc_id for d in self.subs.all()}
+        self._outbox_ids = {d["id"]: d.doc_id for d in self.outbox.all()}
+
+    def _fold_journal(self) -> None:
+        if not self.journal_path.exists():
+            return
+        done = {line.strip() for line in self.journal_path.read_text().splitlines() if line.strip()}
+        doc_ids = [self._outbox_ids.pop(i) for i in done if i in self._outbox_ids]
+        if doc_ids:
+            self.outbox.remove(doc_ids=doc_ids)
+        self._flush()
+
+    def _flush(self) -> None:
+        self.bytes_written += self.storage.flush()
+        self._last_flush = time.monotonic()
+        self._lazy_dirty = False
+        # The main file now reflects every completion: the journal can start afresh.
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+
+    def commit(self, *, durable: bool = True) -> None:
+        """End a change set: write now, or (for harmless-to-lose changes) soon."""
+        if durable:
+            self._flush()
+            return
+        self._lazy_dirty = True
+        if time.monotonic() - self._last_flush >= self.lazy_flush_s:
+            self._flush()
+
+    def flush_if_due(self) -> None:
+        """Write lazily-committed changes once they are `lazy_flush_s` old."""
+        if self._lazy_dirty and time.monotonic() - self._last_flush >= self.lazy_flush_s:
+            self._flush()
+
+    def flush_if_dirty(self) -> None:
+        if self._lazy_dirty or self.storage.dirty:
+            self._flush()
+
+    def _upsert(self, table: Table, index: dict[Any, int], key: Any, data: dict[str, Any]) -> None:
+        doc_id = index.get(key)
+        if doc_id is None:
+            index[key] = table.insert(data)
+        else:
+            table.upsert(Document(data, doc_id=doc_id))
+
+    # --------------------------------------------------------------------- feeds
+    def get_feed(self, url: str) -> Feed | None:
+        doc_id = self._feed_ids.get(url)
+        doc = self.feeds.get(doc_id=doc_id) if doc_id is not None else None
+        return Feed.from_dict(dict(doc)) if isinstance(doc, dict) else None
+
+    def all_feeds(self) -> list[Feed]:
+        return [Feed.from_dict(dict(d)) for d in self.feeds.all()]
+
+    def save_feed(self, feed: Feed) -> None:
+        self._upsert(self.feeds, self._feed_ids, feed.url, feed.to_dict())
+
+    def due_feeds(self, now: float) -> list[Feed]:
+        active = {url for (_, url), doc_id in self._sub_ids.items() if self._sub_active(doc_id)}
+        feeds = (Feed.from_dict(dict(d)) for d in self.feeds.all())
+        due = [f for f in feeds if f.url in active and not f.retired and f.next_check <= now]
+        return sorted(due, key=lambda f: f.next_check)
+
+    def _sub_active(self, doc_id: int) -> bool:
+        doc = self.subs.get(doc_id=doc_id)
+        if not isinstance(doc, dict) or doc.get("paused"):
+            return False
+        chat = self.get_chat(int(doc["chat_id"]))
+        return chat is None or not chat.paused
+
+    def delete_feed(self, url: str) -> None:
+        doc_id = self._feed_ids.pop(url, None)
+        if doc_id is not None:
+            self.feeds.remove(doc_ids=[doc_id])
+
+    def move_feed(self, old_url: str, new_url: str) -> None:
+        """A feed moved permanently: its state and subscriptions follow; duplicates merge."""
+        feed = self.get_feed(old_url)
+        if feed is None or old_url == new_url:
+            return
+        target = self.get_feed(new_url)
+        if target is not None:
+            # the next successful check trims this back to the feed's cap
+            target.seen = merge_recent(feed.seen, target.seen, len(target.seen) + len(feed.seen))
+            feed = target
+        feed.url = new_url
+        self.delete_feed(old_url)
+        self.save_feed(feed)
+        for sub in self.subscriptions_for_feed(old_url):
+            self.remove_subscription(sub.chat_id, old_url)
+            if (sub.chat_id, new_url) not in self._sub_ids:
+                sub.feed_url = new_url
+                self.save_subscription(sub)
+        for doc in self.outbox.all():
+            if doc["feed_url"] == old_url:
+                self.outbox.update({"feed_url": new_url}, doc_ids=[doc.doc_id])
+
+    # ------------------------------------------------------------- subscriptions
+    def save_subscription(self, sub: Subscription) -> None:
+        self._upsert(self.subs, self._sub_ids, (sub.chat_id, sub.feed_url), sub.to_dict())
+
+    def get_subscription(self, chat_id: int, url: str) -> Subscription | None:
+        doc_id = self._sub_ids.get((chat_id, url))
+        doc = self.subs.get(doc_id=doc_id) if doc_id is not None else None
+        return Subscription.from_dict(dict(doc)) if isinstance(doc, dict) else None
+
+    def remove_subscription(self, chat_id: int, url: str) -> bool:
+        doc_id = self._sub_ids.pop((chat_id, url), None)
+        if doc_id is None:
+            return False
+        self.subs.remove(doc_ids=[doc_id])
+        if not any(u == url for (_, u) in self._sub_ids):
+            self.delete_feed(url)
+        return True
+
+    def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
+        subs = [self.get_subscription(c, u) for (c, u) in self._sub_ids if c == chat_id]
+        return sorted((s for s in subs if s), key=lambda s: (s.created, s.feed_url))
+
+    def subscriptions_for_feed(self, url: str) -> list[Subscription]:
+        subs = [self.get_subscription(c, u) for (c, u) in self._sub_ids if u == url]
+        return sorted((s for s in subs if s), key=lambda s: s.chat_id)
+
+    def all_subscriptions(self) -> list[Subscription]:
+        return [Subscription.from_dict(dict(d)) for d in self.subs.all()]
+
+    # --------------------------------------------------------------------- chats
+    def get_chat(self, chat_id: int) -> Chat | None:
+        doc_id = self._chat_ids.get(chat_id)
+        doc = self.chats.get(doc_id=doc_id) if doc_id is not None else None
+        return Chat.from_dict(dict(doc)) if isinstance(doc, dict) else None
+
+    def save_chat(self, chat: Chat) -> None:
+        self._upsert(self.chats, self._chat_ids, chat.id, chat.to_dict())
+
+    def all_chats(self) -> list[Chat]:
+        return [Chat.from_dict(dict(d)) for d in self.chats.all()]
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        chat = self.get_chat(old_id) or Chat(id=old_id)
+        doc_id = self._chat_ids.pop(old_id, None)
+        if doc_id is not None:
+            self.chats.remove(doc_ids=[doc_id])
+        chat.id = new_id
+        chat.type = "supergroup"
+        self.save_chat(chat)
+        for doc in self.subs.all():
+            if int(doc["chat_id"]) == old_id:
+                self._sub_ids.pop((old_id, doc["feed_url"]), None)
+                self.subs.remove(doc_ids=[doc.doc_id])
+                sub = Subscription.from_dict(dict(doc))
+                sub.chat_id = new_id
+                if (new_id, sub.feed_url) not in self._sub_ids:
+                    self.save_subscription(sub)
+        for doc in self.outbox.all():
+            if int(doc["chat_id"]) == old_id:
+                self.outbox.update({"chat_id": new_id}, doc_ids=[doc.doc_id])
+
+    # -------------------------------------------------------------------- outbox
+    def _next_seq(self) -> int:
+        doc = self.meta.get(doc_id=1)
+        seq = int(doc["seq"]) + 1 if isinstance(doc, dict) else 1
+        if isinstance(doc, dict):
+            self.meta.update({"seq": seq}, doc_ids=[1])
+        else:
+            self.meta.insert({"seq": seq})
+        return seq
+
+    def enqueue(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            delivery.seq = self._next_seq()
+            self._outbox_ids[delivery.id] = self.outbox.insert(delivery.to_dict())
+
+    def pending(self) -> list[Delivery]:
+        items = [Delivery.from_dict(dict(d)) for d in self.outbox.all()]
+        return sorted(items, key=lambda d: (d.chat_id, d.seq))
+
+    def outbox_depth(self) -> int:
+        return len(self._outbox_ids)
+
+    def complete(self, delivery_id: str) -> None:
+        doc_id = self._outbox_ids.pop(delivery_id, None)
+        if doc_id is None:
+            return
+        self.outbox.remove(doc_ids=[doc_id])
+        self.storage.dirty = False  # the journal carries this change; no full rewrite needed
+        with open(self.journal_path, "a", encoding="utf-8") as fh:
+            fh.write(delivery_id + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def record_attempt(self, delivery: Delivery) -> None:
+        doc_id = self._outbox_ids.get(delivery.id)
+        if doc_id is not None:
+            self.outbox.update({"attempts": delivery.attempts}, doc_ids=[doc_id])
+
+    def drop_chat_deliveries(self, chat_id: int) -> int:
+        ids = [(d["id"], d.doc_id) for d in self.outbox.all() if int(d["chat_id"]) == chat_id]
+        for delivery_id, _ in ids:
+            self._outbox_ids.pop(delivery_id, None)
+        if ids:
+            self.outbox.remove(doc_ids=[doc_id for _, doc_id in ids])
+        return len(ids)
+
+    def close(self) -> None:
+        self.flush_if_dirty()
+        self.db.close()
+
+
+def merge_recent(first: list[str], second: list[str], cap: int) -> list[str]:
+    """Union of two recency lists (oldest first), keeping order and the newest `cap` items."""
+    merged = list(dict.fromkeys([*first, *second]))
+    return merged[-cap:] if cap > 0 else merged
+
+
+class Store:
+    """Async face of `Database`: every call runs in one worker thread, in order."""
+
+    def __init__(self, db: Database, executor: ThreadPoolExecutor) -> None:
+        self._db = db
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str | Path, *, lazy_flush_s: float = 30.0) -> Store:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedbot-store")
+        loop = asyncio.get_running_loop()
+        db = await loop.run_in_executor(
+            executor, partial(Database, path, lazy_flush_s=lazy_flush_s)
+        )
+        return cls(db, executor)
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def bytes_written(self) -> int:
+        return self._db.bytes_written
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def transaction(self, fn: Callable[[Database], T], *, durable: bool = True) -> T:
+        """Run `fn(db)` as one change set and commit it with a single write."""
+
+        def run() -> T:
+            result = fn(self._db)
+            self._db.commit(durable=durable)
+            return result
+
+        return await self._run(run)
+
+    async def read(self, fn: Callable[[Database], T]) -> T:
+        return await self._run(fn, self._db)
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    async def flush(self) -> None:
+        await self._run(self._db.flush_if_dirty)
+
+    async def flush_due(self) -> None:
+        await self._run(self._db.flush_if_due)
+
+    # feeds, subscriptions, chats
+    async def get_feed(self, url: str) -> Feed | None:
+        return await self._run(self._db.get_feed, url)
+
+    async def all_feeds(self) -> list[Feed]:
+        return await self._run(self._db.all_feeds)
+
+    async def due_feeds(self, now: float) -> list[Feed]:
+        return await self._run(self._db.due_feeds, now)
+
+    async def save_feed(self, feed: Feed, *, durable: bool = True) -> None:
+        await self.transaction(lambda db: db.save_feed(feed), durable=durable)
+
+    async def get_chat(self, chat_id: int) -> Chat | None:
+        return await self._run(self._db.get_chat, chat_id)
+
+    async def save_chat(self, chat: Chat) -> None:
+        await self.transaction(lambda db: db.save_chat(chat))
+
+    async def all_chats(self) -> list[Chat]:
+        return await self._run(self._db.all_chats)
+
+    async def migrate_chat(self, old_id: int, new_id: int) -> None:
+        await self.transaction(lambda db: db.migrate_chat(old_id, new_id))
+
+    async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
+        return await self._run(self._db.subscriptions_for_chat, chat_id)
+
+    async def subscriptions_for_feed(self, url: str) -> list[Subscription]:
+        return await self._run(self._db.subscriptions_for_feed, url)
+
+    async def all_subscriptions(self) -> list[Subscription]:
+        return await self._run(self._db.all_subscriptions)
+
+    async def save_subscription(self, sub: Subscription) -> None:
+        await self.transaction(lambda db: db.save_subscription(sub))
+
+    async def remove_subscription(self, chat_id: int, url: str) -> bool:
+        return await self.transaction(lambda db: db.remove_subscription(chat_id, url))
+
+    # outbox
+    async def enqueue(self, deliveries: list[Delivery]) -> None:
+        await self.transaction(lambda db: db.enqueue(deliveries))
+
+    async def pending(self) -> list[Delivery]:
+        return await self._run(self._db.pending)
+
+    async def outbox_depth(self) -> int:
+        return await self._run(self._db.outbox_depth)
+
+    async def complete(self, delivery_id: str) -> None:
+        await self._run(self._db.complete, delivery_id)
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        await self.transaction(lambda db: db.record_attempt(delivery), durable=False)
+
+    async def drop_chat_deliveries(self, chat_id: int) -> int:
+        return await self.transaction(lambda db: db.drop_chat_deliveries(chat_id))
+
+
+@contextlib.contextmanager
+def open_database(path: str | Path) -> Iterator[Database]:
+    """Synchronous access for tools and tests that run outside the bot's event loop."""
+    db = Database(path)
+    try:
+        yield db
+    finally:
+        db.close()

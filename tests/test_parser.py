@@ -1,0 +1,98 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ParseError
+from bot.parser import parse_bytes
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SEEDS = SHARED / "seeds"
+CORPUS = SHARED / "corpus" / "feedparser"
+
+RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>T &amp; Co</title>
+<link>https://blog.test/</link><ttl>90</ttl>
+<item><guid>g2</guid><title>Second &#8212; post</title><link>/p2</link>
+<pubDate>Tue, 02 Jan 2024 10:00:00 GMT</pubDate>
+<description>&lt;p&gt;Hi &lt;img src="/i.png"&gt;&lt;/p&gt;</description></item>
+<item><title>No guid</title><link>https://blog.test/p1</link></item>
+</channel></rss>"""
+
+
+def test_rss_fields() -> None:
+    feed = parse_bytes(RSS, "https://blog.test/feed.xml")
+    assert (feed.title, feed.link, feed.ttl_minutes) == ("T & Co", "https://blog.test/", 90)
+    first, second = feed.entries
+    assert first.key == "https://blog.test/g2"  # feedparser resolves permalink guids
+    assert first.title == "Second — post"
+    assert first.link == "https://blog.test/p2"
+    assert first.image_url == "https://blog.test/i.png"
+    assert first.published is not None and first.published.year == 2024
+    assert second.key == "https://blog.test/p1"
+
+
+def test_json_feed() -> None:
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "home_page_url": "https://j.test/",
+        "items": [
+            {"id": "1", "url": "/a", "title": "A", "content_text": "x < y",
+             "date_published": "2024-05-01T10:00:00Z", "authors": [{"name": "Ann"}]},
+            {"id": "2", "content_html": "<p>B</p>", "image": "https://j.test/b.png"},
+        ],
+    }
+    feed = parse_bytes(json.dumps(doc).encode(), "https://j.test/feed.json", "application/feed+json")
+    a, b = feed.entries
+    assert (a.key, a.link, a.author, a.content_html) == ("1", "https://j.test/a", "Ann", "x &lt; y")
+    assert b.image_url == "https://j.test/b.png"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty"),
+        (b"<html><body>hello</body></html>", "not an RSS or Atom feed"),
+        (b'{"hello": 1}', "JSON without a jsonfeed.org version"),
+    ],
+)
+def test_not_a_feed_is_a_clear_error(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_bytes(body, "https://x.test/")
+
+
+def test_seed_feeds_share_a_post() -> None:
+    if not SEEDS.is_dir():
+        pytest.skip("../shared/seeds not present")
+    nn = parse_bytes((SEEDS / "neural-networks.xml").read_bytes(), "https://a.test/nn.xml")
+    ml = parse_bytes((SEEDS / "machine-learning.xml").read_bytes(), "https://a.test/ml.xml")
+    assert (len(nn.entries), len(ml.entries)) == (4, 32)
+    assert {e.key for e in nn.entries} & {e.key for e in ml.entries}
+    assert all("&rsquo;" not in e.title for e in ml.entries)
+
+
+def corpus_rows() -> list[list[str]]:
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.exists():
+        return []
+    with manifest.open(encoding="utf-8") as fh:
+        return [row for row in csv.reader(fh, delimiter="\t")][1:]
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+def test_every_corpus_file_parses_or_fails_clearly() -> None:
+    outcomes = {"entries": 0, "empty": 0, "error": 0}
+    for row in corpus_rows():
+        body = (CORPUS / row[0]).read_bytes()
+        try:
+            feed = parse_bytes(body, f"https://corpus.test/{row[0]}")
+        except ParseError as exc:
+            assert str(exc)
+            outcomes["error"] += 1
+            continue
+        outcomes["entries" if feed.entries else "empty"] += 1
+        for e in feed.entries:
+            assert e.key
+    assert sum(outcomes.values()) == 216
+    assert outcomes["entries"] > 100
