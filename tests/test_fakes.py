@@ -7,13 +7,22 @@ import gzip
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import httpx
 import pytest
 from telegram import Bot
-from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+)
 
 from bot.models import Enclosure
 from tests.fakes import feeds
@@ -155,6 +164,10 @@ def test_seed_descriptions_are_not_telegram_html() -> None:
 # ------------------------------------------------------------------------ FakeBotApi + PTB
 
 
+def seconds(value: int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
 def make_bot(api: FakeBotApi, token: str = TOKEN) -> Bot:
     return Bot(token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot")
 
@@ -172,7 +185,8 @@ async def test_send_message_is_delivered_and_recorded(bot: Bot, fake_api: FakeBo
         disable_notification=True,
     )
     assert msg.text == "Hi 😀 & x" and msg.chat.type == "supergroup"
-    assert [(e.type, e.offset, e.length) for e in msg.entities] == [("bold", 0, 2), ("italic", 8, 1)]
+    spans = [(e.type, e.offset, e.length) for e in msg.entities]
+    assert spans == [("bold", 0, 2), ("italic", 8, 1)]
     [sent] = await fake_api.await_delivered(1, chat_id=-100)
     assert (sent.method, sent.message_id, sent.thread_id) == ("sendMessage", msg.message_id, 7)
     assert sent.text_or_caption == "<b>Hi</b> 😀 &amp; <i>x</i>" and sent.plain == "Hi 😀 & x"
@@ -195,9 +209,11 @@ async def test_bad_html_is_rejected_with_telegram_description(
 
 async def test_photo_url_rejection_and_caption(bot: Bot, fake_api: FakeBotApi) -> None:  # noqa: F811
     fake_api.reject_photo_urls("broken.example")
-    with pytest.raises(BadRequest, match="(?i)wrong file identifier/http url specified"):
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier/http url specified"):
         await bot.send_photo(5, "https://broken.example/a.png", caption="c")
-    msg = await bot.send_photo(5, "https://ok.example/a.png", caption="<i>cap</i>", parse_mode="HTML")
+    msg = await bot.send_photo(
+        5, "https://ok.example/a.png", caption="<i>cap</i>", parse_mode="HTML"
+    )
     assert msg.caption == "cap" and msg.photo
     assert [(d.method, d.text_or_caption) for d in fake_api.delivered(5)] == [
         ("sendPhoto", "<i>cap</i>")
@@ -205,6 +221,7 @@ async def test_photo_url_rejection_and_caption(bot: Bot, fake_api: FakeBotApi) -
     assert [c.rejected for c in fake_api.calls("sendPhoto")] == [True, False]
 
 
+@pytest.mark.filterwarnings("ignore:Deprecated since version v22.2")
 async def test_rate_limits_raise_retry_after(make_fake_api) -> None:  # noqa: F811
     now = [1000.0]
     api = make_fake_api(enforce_limits=True, clock=lambda: now[0])
@@ -214,7 +231,7 @@ async def test_rate_limits_raise_retry_after(make_fake_api) -> None:  # noqa: F8
             await bot.send_message(5, f"m{i}")
         with pytest.raises(RetryAfter) as info:
             await bot.send_message(5, "too fast")
-        assert info.value.retry_after == 1
+        assert seconds(info.value.retry_after) == 1
         now[0] += 1.0
         await bot.send_message(5, "after a second")
         for i in range(20):
@@ -222,7 +239,7 @@ async def test_rate_limits_raise_retry_after(make_fake_api) -> None:  # noqa: F8
             await bot.send_message(-200, f"g{i}")
         with pytest.raises(RetryAfter) as info:
             await bot.send_message(-200, "21st in a minute")
-        assert 57 <= info.value.retry_after <= 60
+        assert 57 <= seconds(info.value.retry_after) <= 60
     assert api.count_429 == 2
     assert len(api.delivered(5)) == 4 and len(api.delivered(-200)) == 20
     assert api.calls("sendMessage")[3].description == "Too Many Requests: retry after 1"
@@ -234,8 +251,8 @@ async def test_migrate_raises_chat_migrated(bot: Bot, fake_api: FakeBotApi) -> N
     with pytest.raises(ChatMigrated) as info:
         await bot.send_message(-300, "hello")
     assert info.value.new_chat_id == -1000300
-    updates = await bot.get_updates()
-    assert [u.effective_message.migrate_to_chat_id for u in updates][0] == -1000300
+    updates: Any = await bot.get_updates()
+    assert updates[0].message.migrate_to_chat_id == -1000300
     await bot.send_message(-1000300, "hello")
     assert fake_api.delivered()[0].chat_id == -1000300
 
@@ -267,13 +284,13 @@ async def test_get_updates_long_poll_delivers_user_text(bot: Bot, fake_api: Fake
     timer = threading.Timer(0.3, fake_api.send_text, args=(42, "/start hello"))
     timer.start()
     started = time.monotonic()
-    updates = await bot.get_updates(timeout=5)
+    updates: Any = await bot.get_updates(timeout=5)
     assert 0.2 < time.monotonic() - started < 3
     [update] = updates
     assert update.message.text == "/start hello" and update.message.from_user.id == 42
     assert update.message.entities[0].type == "bot_command"
     fake_api.send_text(42, "second")
-    later = await bot.get_updates(offset=update.update_id + 1, timeout=1)
+    later: Any = await bot.get_updates(offset=update.update_id + 1, timeout=1)
     assert [u.message.text for u in later] == ["second"]
     assert await bot.get_updates(offset=later[0].update_id + 1, timeout=0) == ()
 
@@ -283,7 +300,8 @@ async def test_buttons_membership_and_documents(bot: Bot, fake_api: FakeBotApi) 
     fake_api.press_button(9, sent.message_id, "unsub:1")
     fake_api.bot_membership(9, "kicked")
     fake_api.send_document(9, "subs.opml", b"<opml/>", caption="import")
-    query, member, doc = await bot.get_updates()
+    updates: Any = await bot.get_updates()
+    query, member, doc = updates
     assert query.callback_query.data == "unsub:1"
     assert await query.callback_query.answer()
     assert member.my_chat_member.new_chat_member.status == "kicked"
@@ -296,12 +314,12 @@ async def test_buttons_membership_and_documents(bot: Bot, fake_api: FakeBotApi) 
 async def test_edit_delete_and_chat_info(bot: Bot, fake_api: FakeBotApi) -> None:  # noqa: F811
     fake_api.add_chat(-5, "channel", title="News", username="news", admins=(7,))
     msg = await bot.send_message("@news", "v1")
-    edited = await bot.edit_message_text("<b>v2</b>", -5, msg.message_id, parse_mode="HTML")
-    assert edited.text == "v2" and fake_api.message(-5, msg.message_id)["text"] == "v2"
-    with pytest.raises(BadRequest, match="message is not modified"):
+    edited: Any = await bot.edit_message_text("<b>v2</b>", -5, msg.message_id, parse_mode="HTML")
+    assert edited.text == "v2" and (fake_api.message(-5, msg.message_id) or {})["text"] == "v2"
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
         await bot.edit_message_text("<b>v2</b>", -5, msg.message_id, parse_mode="HTML")
     assert await bot.delete_message(-5, msg.message_id)
-    with pytest.raises(BadRequest, match="message to delete not found"):
+    with pytest.raises(BadRequest, match=r"(?i)message to delete not found"):
         await bot.delete_message(-5, msg.message_id)
     assert (await bot.get_chat(-5)).title == "News"
     assert (await bot.get_chat_member(-5, 7)).status == "creator"
@@ -319,8 +337,6 @@ async def test_fail_next_and_protocol_errors(bot: Bot, fake_api: FakeBotApi) -> 
     with pytest.raises(RetryAfter):
         await bot.send_message(5, "x")
     await bot.send_message(5, "x")
-    async with make_bot(fake_api, "1:wrong") as other:
-        pass
     with pytest.raises(InvalidToken):
         await make_bot(fake_api, "1:wrong").get_me()
     async with httpx.AsyncClient() as client:
@@ -330,7 +346,7 @@ async def test_fail_next_and_protocol_errors(bot: Bot, fake_api: FakeBotApi) -> 
             f"{fake_api.url}/bot{TOKEN}/sendMessage", json={"chat_id": 5, "text": "json body"}
         )
         assert resp.json()["result"]["text"] == "json body"
-    assert other is not None and [d.plain for d in fake_api.delivered()] == ["x", "json body"]
+    assert [d.plain for d in fake_api.delivered()] == ["x", "json body"]
 
 
 async def test_delay_without_error_still_delivers(bot: Bot, fake_api: FakeBotApi) -> None:  # noqa: F811

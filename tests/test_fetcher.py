@@ -11,6 +11,7 @@ import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -571,3 +572,39 @@ async def test_body_cut_short_is_a_connection_error(server: LoopServer) -> None:
     server.routes["/short"] = short
     error = await fetch_error(server.url("/short"))
     assert error.kind == "connect" and str(error).startswith("the connection broke")
+
+
+# --- the shared FeedServer fake and real seed feeds -----------------------------------------
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def seed_feed() -> bytes:
+    seeds = sorted((SHARED / "seeds").glob("*.xml"))
+    if not seeds:
+        pytest.skip("shared seeds absent")
+    return seeds[0].read_bytes()
+
+
+async def test_against_shared_feedserver_with_a_real_seed(seed_feed: bytes) -> None:
+    feedserver = pytest.importorskip("tests.fakes.feedserver")
+    body = seed_feed
+    srv = feedserver.FeedServer()
+    srv.set_feed("/feed.xml", body)
+    srv.redirect("/moved", "/feed.xml", status=301)
+    srv.gzip_bomb("/bomb", 256 * MiB)
+    srv.huge("/huge", 64 * MiB)
+    with srv:
+        async with Fetcher(local(max_bytes=2 * MiB)) as fetcher:
+            first = await fetcher.fetch(srv.url("/moved"))
+            again = await fetcher.fetch(first.url, etag=first.etag)
+            errors = []
+            for path in ["/bomb", "/huge"]:
+                with pytest.raises(FetchError) as info:
+                    await fetcher.fetch(srv.url(path))
+                errors.append(info.value.kind)
+    assert first.body == body and first.permanent_url == srv.url("/feed.xml")
+    assert again.status == 304
+    assert errors == ["too_large", "too_large"]

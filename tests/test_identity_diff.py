@@ -8,12 +8,16 @@ from bot.models import Entry
 def entry(key: str, minutes: int | None = None, alt: tuple[str, ...] = ()) -> Entry:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     published = base + timedelta(minutes=minutes) if minutes is not None else None
-    return Entry(key=key, title=key, link=f"https://x.test/{key}", published=published, alt_keys=alt)
+    return Entry(
+        key=key, title=key, link=f"https://x.test/{key}", published=published, alt_keys=alt
+    )
 
 
 def test_key_prefers_guid_then_link_then_content_hash() -> None:
     assert entry_key(" g-1 ", "https://a.test/p", "t", None, "s") == "g-1"
-    assert entry_key("", "HTTPS://A.test/p/?utm_source=x#frag", "t", None, "s") == "https://a.test/p"
+    assert (
+        entry_key("", "HTTPS://A.test/p/?utm_source=x#frag", "t", None, "s") == "https://a.test/p"
+    )
     hashed = entry_key(None, None, "title", None, "summary")
     assert hashed.startswith("sha256:")
     assert hashed == entry_key(None, None, "title", None, "summary")

@@ -38,12 +38,20 @@ def test_json_feed() -> None:
         "title": "J",
         "home_page_url": "https://j.test/",
         "items": [
-            {"id": "1", "url": "/a", "title": "A", "content_text": "x < y",
-             "date_published": "2024-05-01T10:00:00Z", "authors": [{"name": "Ann"}]},
+            {
+                "id": "1",
+                "url": "/a",
+                "title": "A",
+                "content_text": "x < y",
+                "date_published": "2024-05-01T10:00:00Z",
+                "authors": [{"name": "Ann"}],
+            },
             {"id": "2", "content_html": "<p>B</p>", "image": "https://j.test/b.png"},
         ],
     }
-    feed = parse_bytes(json.dumps(doc).encode(), "https://j.test/feed.json", "application/feed+json")
+    feed = parse_bytes(
+        json.dumps(doc).encode(), "https://j.test/feed.json", "application/feed+json"
+    )
     a, b = feed.entries
     assert (a.key, a.link, a.author, a.content_html) == ("1", "https://j.test/a", "Ann", "x &lt; y")
     assert b.image_url == "https://j.test/b.png"

@@ -1,7 +1,8 @@
 """Golden tests: every entry of the real seed feeds and of our hand-made Hugo-like fixture renders
 to exactly the RenderedMessage frozen in tests/golden/*.json.
 
-Regenerate after an intended change with:  UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py
+Regenerate after an intended change with:
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py
 (then read the diff as a reader would before committing it).
 """
 
@@ -43,7 +44,7 @@ def entries_from(data: bytes) -> tuple[str, list[Entry]]:
                 key=e.get("id") or link or e.get("title", ""),
                 title=e.get("title", "") or "",
                 link=link,
-                published=datetime(*published[:6], tzinfo=UTC) if published else None,
+                published=_utc(published),
                 author=e.get("author", "") or "",
                 content_html=html,
                 image_url=urljoin(link, img.group(1)) if img else None,
@@ -51,6 +52,13 @@ def entries_from(data: bytes) -> tuple[str, list[Entry]]:
             )
         )
     return parsed.feed.get("title", "") or "", entries
+
+
+def _utc(parsed: tuple[int, ...] | None) -> datetime | None:
+    if not parsed:
+        return None
+    y, mo, d, h, mi, s = (int(v) for v in tuple(parsed)[:6])
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 def render_feed(path: Path) -> dict[str, list[dict[str, object]]]:

@@ -1,4 +1,4 @@
-"""Every rendering Telegram would accept: the hostile feedparser corpus and 1,000 random documents."""
+"""Every rendering is one Telegram accepts: the hostile feedparser corpus, 1,000 random docs."""
 
 from __future__ import annotations
 
@@ -73,14 +73,9 @@ def test_raw_hostile_html_is_neutralised() -> None:
         "<noscript>ns</noscript><object>obj</object><form><input value=v>form text</form></p>"
     )
     entry = Entry(key="k", title="T", link="https://e.com/p", content_html=html)
-    for call in render_entry(entry, "F").attempts:
-        shown = str(call.params["text"])
-        assert not _FORBIDDEN_RE.search(shown)
-        for junk in ("frame text", "svg text", "ns", "obj", "form text", "data:"):
-            assert junk not in shown.split("\n", 2)[-1]
-        assert "xyz" in shown.replace("<", " ").replace(">", " ").replace(" ", "") or "Hixyz" in (
-            re.sub(r"<[^>]+>", "", shown)
-        )
+    html_call, plain_call = render_entry(entry, "F").attempts
+    assert html_call.params["text"].split("\n\n", 1)[1] == "Hixyz"
+    assert plain_call.params["text"].split("\n\n", 1)[1] == "Hixyz"
 
 
 # ---------------------------------------------------------------- random documents (Hypothesis)

@@ -48,7 +48,8 @@ class Writer:
 
     out: list[str] = field(default_factory=list)
     opened: list[str] = field(default_factory=list)  # tags written and not yet closed
-    pending: list[tuple[str, str]] = field(default_factory=list)  # (name, start tag) not yet written
+    #: (name, start tag) requested but not yet written
+    pending: list[tuple[str, str]] = field(default_factory=list)
     newlines: int = 0
     space: bool = False
     space_had_newline: bool = False
@@ -348,7 +349,7 @@ def _tex_annotation(node: Node) -> str:
 def _language(node: Node) -> str:
     candidates = [node] + [c for c in node.children if isinstance(c, Node) and c.tag == "code"]
     for cand in reversed(candidates):
-        for cls in cand.attrs.get("class", "").split() + [cand.attrs.get("data-lang", "")]:
+        for cls in [*cand.attrs.get("class", "").split(), cand.attrs.get("data-lang", "")]:
             for prefix in ("language-", "lang-"):
                 if cls.startswith(prefix):
                     lang = re.sub(r"[^\w+#.-]", "", cls.removeprefix(prefix))[:32]

@@ -9,6 +9,7 @@ exactly, and refuse results that still contain `\\`, `^` or `_`: the caller then
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -163,7 +164,7 @@ def tex_to_unicode(tex: str) -> str | None:
     result = result.replace("{", "").replace("}", "")
     result = result.replace(_LBRACE, "{").replace(_RBRACE, "}")
     result = re.sub(r"\s+", " ", result).strip()
-    return result or None
+    return unicodedata.normalize("NFC", result) or None
 
 
 # Inline and display delimiters, tried in this order at each position. A single-$ span must not

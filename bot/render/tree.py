@@ -62,6 +62,8 @@ class _Builder(HTMLParser):
             self._close_implied("p", _SCOPES)
         if tag == "li":
             self._close_implied("li", frozenset({"ul", "ol"}))
+        if tag == "a":  # links don't nest: a new one ends the previous
+            self._close_implied("a", frozenset())
         self.stack[-1].children.append(node)
         if tag not in VOID and len(self.stack) < MAX_DEPTH:
             self.stack.append(node)
