@@ -28,7 +28,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
-from .i18n import t
+from .i18n import DEFAULT_LANG, current_lang, t
 from .runtime import Runtime
 from .service import ListedSubscription, SubscribeOutcome
 
@@ -88,7 +88,12 @@ def allowed(update: Update, context: Context) -> bool:
 
 
 def guarded(handler: Handler) -> Handler:
+    """Every command: allow-list check, and the chat's language for every reply."""
+
     async def wrapper(update: Update, context: Context) -> None:
+        chat = update.effective_chat
+        stored = await runtime_of(context).store.get_chat(chat.id) if chat else None
+        current_lang.set(stored.lang if stored else DEFAULT_LANG)
         if not allowed(update, context):
             await reply(update, t("not_allowed"))
             return

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 
 DEFAULT_LANG = "en"
+
+#: the language of the chat whose update is being handled (set once per update by the handlers)
+current_lang: ContextVar[str] = ContextVar("current_lang", default=DEFAULT_LANG)
 
 
 @cache
@@ -25,8 +29,10 @@ def languages() -> list[str]:
     )
 
 
-def t(key: str, lang: str = DEFAULT_LANG, /, **values: object) -> str:
-    """The message `key` in `lang` (falling back to English), with {placeholders} filled."""
+def t(key: str, lang: str | None = None, /, **values: object) -> str:
+    """The message `key` in `lang` (default: the current chat's; falling back to English),
+    with {placeholders} filled."""
+    lang = lang or current_lang.get()
     template = catalogue(lang).get(key) or catalogue(DEFAULT_LANG).get(key)
     if template is None:
         raise KeyError(f"no message {key!r} in the catalogue")
