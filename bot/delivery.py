@@ -63,7 +63,8 @@ class DeliverySettings:
     max_backoff: float = 300.0
     #: first retry delay after a network error / 5xx / forbidden answer (doubles each time)
     min_backoff: float = 1.0
-    #: >1 speeds every limit up by this factor (tests against a fake with the same scale)
+    #: >1 speeds every limit (and the server's retry_after) up by this factor: tests and
+    #: benchmarks against a fake Bot API whose clock runs that much faster
     time_scale: float = 1.0
     #: how long stop() lets an in-flight send finish before cancelling it
     stop_grace: float = 10.0
@@ -300,8 +301,9 @@ class Sender:
         verdict = outcome.verdict
         if verdict is Verdict.RATE_LIMITED:
             self.stats.rate_limited += 1
-            lane.blocked_until = time.monotonic() + outcome.retry_after
-            log.info("429 for chat %s: waiting %.1fs", lane.chat_id, outcome.retry_after)
+            wait = outcome.retry_after / self.settings.time_scale  # a scaled server's seconds
+            lane.blocked_until = time.monotonic() + wait
+            log.info("429 for chat %s: waiting %.1fs", lane.chat_id, wait)
         elif verdict is Verdict.MIGRATED:
             await self._migrate(lane.chat_id, outcome.new_chat_id)
         elif verdict is Verdict.CHAT_GONE:

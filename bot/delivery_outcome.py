@@ -119,16 +119,20 @@ def call_for_stage(delivery: Delivery, stage: int) -> ApiCall | None:
 
 
 def plain_text(message: RenderedMessage) -> str:
-    """The text of the safest rendered form, without markup."""
+    """The text of the safest rendered form, without markup; never empty."""
+    return _bare_text(message) or _first_link(message) or "(untitled post)"
+
+
+def _bare_text(message: RenderedMessage) -> str:
     last = message.attempts[-1].params
     text = str(last.get("text") or last.get("caption") or "")
     if str(last.get("parse_mode") or "").lower() == "html":
         text = html.unescape(re.sub(r"<[^>]*>", "", text))
-    return text.strip() or _first_link(message) or "(untitled post)"
+    return text.strip()
 
 
 def title_and_link(delivery: Delivery) -> str:
-    lines = [ln.strip() for ln in plain_text(delivery.message).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _bare_text(delivery.message).splitlines() if ln.strip()]
     title = cut_utf16(lines[0], TITLE_LIMIT) if lines else ""
     link = _first_link(delivery.message)
     if not link and delivery.entry_key.startswith(("http://", "https://")):

@@ -6,7 +6,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import (
@@ -35,9 +35,9 @@ from .service import ListedSubscription, SubscribeOutcome
 log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
-Handler = Callable[[Update, Context], Awaitable[None]]
+Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
 
-COMMANDS = ("start", "help", "sub", "unsub", "list")
+COMMANDS = ("start", "help", "sub", "unsub", "list", "import", "export", "lang")
 MAX_TEXT = 4000  # a reply is split below Telegram's 4096 limit
 
 
@@ -134,7 +134,7 @@ async def start(update: Update, context: Context) -> None:
 
 
 async def help_command(update: Update, context: Context) -> None:
-    await reply(update, t("help"))
+    await reply(update, t("help") + "\n\n" + t("help_channels"))
 
 
 async def sub(update: Update, context: Context) -> None:
@@ -172,8 +172,8 @@ def describe_outcome(outcome: SubscribeOutcome) -> str:
     if outcome.status == "limit":
         return t("sub_limit", limit=outcome.reason)
     reason = outcome.reason
-    if reason == "not_feed_page":
-        reason = t("error_not_feed_page")
+    if reason in ("not_feed_page", "not_http"):
+        reason = t(f"error_{reason}")
     return t("sub_failed", url=url, reason=html.escape(reason))
 
 
@@ -253,7 +253,7 @@ def list_line(row: ListedSubscription) -> str:
 async def list_command(update: Update, context: Context) -> None:
     chat = update.effective_chat
     assert chat is not None
-    rows = await runtime_of(context).service.list(chat.id)
+    rows = await runtime_of(context).service.listing(chat.id)
     if not rows:
         await reply(update, t("list_empty"))
         return
@@ -307,6 +307,9 @@ async def on_error(update: object, context: Context) -> None:
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    from . import handlers_channels  # imports this module; its /sub @channel forms match first
+
+    handlers_channels.register(app)
     for name, handler in (
         ("start", start),
         ("help", help_command),

@@ -92,6 +92,8 @@ class Feed:
     #: set once subscribers were told the feed is failing (so recovery can be announced)
     failure_notified: bool = False
     retired: bool = False  # 410 Gone
+    #: when the subscriptions were last paused for failing (a resumed feed gets a fresh window)
+    last_paused: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,6 +124,8 @@ class Subscription:
     thread_id: int | None = None
     paused: bool = False
     options: SubscriptionOptions = field(default_factory=SubscriptionOptions)
+    #: when /pause paused it: /resume's catch-up sends only posts from about then on
+    paused_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)

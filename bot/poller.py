@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DAY = 86400.0
 NOTIFY_FAILING_AFTER = DAY
 PAUSE_FAILING_AFTER = 7 * DAY
+#: consecutive failures needed (besides time) before subscribers hear a feed is failing
+FAILURES_BEFORE_NOTICE = 3
 
 
 @dataclass
@@ -114,15 +116,23 @@ class Poller:
         self.fetcher = fetcher
         self.settings = settings
         self.on_queued = on_queued
+        #: told when a check crashes (a bug, not a feed failure): operator alerts
+        self.on_crash: Callable[[str, Exception], None] | None = None
         self.stats = CycleStats()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
+        # Feed-health thresholds and the clock are attributes so tests can shrink a day to seconds.
+        self.clock: Callable[[], float] = time.time
+        self.notify_after = NOTIFY_FAILING_AFTER
+        self.pause_after = PAUSE_FAILING_AFTER
+        self.max_backoff = DAY
+        self.failures_before_notice = FAILURES_BEFORE_NOTICE
 
     # ------------------------------------------------------------- scheduling
     async def tick(self) -> int:
         """Start a check of every due feed not already being checked; return how many."""
-        due = await self.store.due_feeds(time.time())
+        due = await self.store.due_feeds(self.clock())
         started = 0
         for feed in due:
             if feed.url in self._in_flight:
@@ -153,8 +163,10 @@ class Poller:
         try:
             async with self._slots:
                 await self.check(url)
-        except Exception:
+        except Exception as exc:
             log.exception("check of %s crashed; it will be retried", url)
+            if self.on_crash is not None:
+                self.on_crash(url, exc)
             await self._reschedule_after_crash(url)
         finally:
             self._in_flight.discard(url)
@@ -191,10 +203,13 @@ class Poller:
     def _next_check(
         self, now: float, subs: list[Subscription], ttl_min: int | None, max_age: int | None
     ) -> float:
+        """The chat's interval, raised to the feed's <ttl> / the server's max-age, never past a
+        day; plus jitter so feeds on one host, subscribed together, drift apart."""
         interval = self._interval(subs)
-        floor = min(max(ttl_min or 0, 0) * 60, max(max_age or 0, 0), DAY)
+        floor = max(max(ttl_min or 0, 0) * 60, max(max_age or 0, 0))
         wait = min(max(interval, floor), DAY)
-        return now + wait + random.uniform(0, min(wait * 0.1, 60.0))
+        jitter = random.uniform(0, min(wait * 0.1, 60.0))
+        return now + min(wait + jitter, DAY)
 
     async def _plan(self, feed: Feed, result: FetchResult, parsed: ParsedFeed) -> CheckPlan:
         subs = [s for s in await self.store.subscriptions_for_feed(feed.url) if not s.paused]
@@ -202,7 +217,7 @@ class Poller:
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
         )
-        plan.next_check = self._next_check(time.time(), subs, parsed.ttl_minutes, result.max_age)
+        plan.next_check = self._next_check(self.clock(), subs, parsed.ttl_minutes, result.max_age)
         if fresh and subs:
             plan.messages = await asyncio.to_thread(self._render_all, feed, parsed, fresh, subs)
         return plan
@@ -231,15 +246,14 @@ class Poller:
         feed = db.get_feed(plan.url)
         if feed is None:  # unsubscribed meanwhile
             return 0
-        now = time.time()
-        recovered = feed.errors > 0 and feed.failure_notified
-        feed.title = plan.parsed.title or feed.title
+        now = self.clock()
+        recovered = mark_healthy(feed, now)
+        feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
         feed.link = plan.parsed.link or feed.link
         feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
         feed.seen = remember(
             feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
         )
-        feed.last_check = feed.last_success = now
         feed.next_check = plan.next_check
         if plan.fresh:
             feed.last_new_entry = now
@@ -250,16 +264,14 @@ class Poller:
                 continue
             deliveries = self._deliveries_for(chat, sub, feed, plan, now)
             if recovered:
-                deliveries.insert(0, self._notice(sub, "feed_recovered", now, title=feed.title))
+                deliveries.insert(
+                    0, self._notice(sub, "feed_recovered", now, chat.lang, title=feed.title)
+                )
             db.enqueue(deliveries)
             db.save_chat(chat)
             queued += len(deliveries)
-        feed.errors, feed.last_error, feed.last_error_kind = 0, "", ""
-        feed.failing_since, feed.failure_notified = None, False
         db.save_feed(feed)
-        if plan.result.permanent_url and plan.result.permanent_url != plan.url:
-            log.info("feed moved permanently: %s -> %s", plan.url, plan.result.permanent_url)
-            db.move_feed(plan.url, plan.result.permanent_url)
+        follow_move(db, plan.url, plan.result)
         return queued
 
     def _deliveries_for(
@@ -308,24 +320,33 @@ class Poller:
             silent=sub.options.silent,
         )
 
-    def _notice(self, sub: Subscription, key: str, now: float, **values: object) -> Delivery:
+    def _notice(
+        self, sub: Subscription, key: str, now: float, lang: str = "en", **values: object
+    ) -> Delivery:
         escaped = {k: html.escape(str(v)) for k, v in values.items()}
-        return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, **escaped)), now)
+        return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **escaped)), now)
 
     async def _record_not_modified(self, feed: Feed, result: FetchResult) -> None:
         subs = await self.store.subscriptions_for_feed(feed.url)
-        next_check = self._next_check(time.time(), subs, None, result.max_age)
+        next_check = self._next_check(self.clock(), subs, None, result.max_age)
 
-        def update(db: Database) -> None:
+        def update(db: Database) -> int:
             current = db.get_feed(feed.url)
             if current is None:
-                return
-            current.last_check = current.last_success = time.time()
+                return 0
+            now = self.clock()
+            queued = 0
+            if mark_healthy(current, now):
+                queued = self._tell(db, current, "feed_recovered", now, {"title": current.title})
             current.next_check = next_check
-            current.errors, current.failing_since = 0, None
             db.save_feed(current)
+            follow_move(db, feed.url, result)
+            return queued
 
-        await self.store.transaction(update, durable=False)
+        # durable only when something user-visible (a notice, a move) changed
+        durable = feed.failure_notified or bool(result.permanent_url)
+        if await self.store.transaction(update, durable=durable):
+            self.on_queued()
 
     async def _record_failure(self, feed: Feed, exc: FeedbotError) -> None:
         log.info("check of %s failed: %s", feed.url, exc)
@@ -349,55 +370,169 @@ class Poller:
         feed = db.get_feed(url)
         if feed is None:
             return 0
-        now = time.time()
+        now = self.clock()
         feed.errors += 1
         feed.last_check = now
         feed.last_error, feed.last_error_kind = str(exc), exc.kind
         feed.failing_since = feed.failing_since or now
-        backoff = min(interval * 2 ** (feed.errors - 1), DAY)
-        feed.next_check = now + max(backoff, retry_after or 0.0)
-        key = self._failure_notice_key(feed, exc, now)
-        queued = 0
-        if key is not None:
-            for sub in db.subscriptions_for_feed(url):
-                message = self._notice(
-                    sub,
-                    key,
-                    now,
-                    title=feed.title or url,
-                    url=url,
-                    since=time.strftime("%d %b %Y %H:%M UTC", time.gmtime(feed.failing_since)),
-                    reason=feed.last_error,
-                )
-                db.enqueue([message])
-                queued += 1
-                if key == "feed_paused":
-                    sub.paused = True
-                    db.save_subscription(sub)
+        feed.next_check = now + self._backoff(feed.errors, interval, retry_after)
+        queued = self._failure_notices(db, feed, exc, now)
         db.save_feed(feed)
         return queued
 
-    def _failure_notice_key(self, feed: Feed, exc: FeedbotError, now: float) -> str | None:
-        """Which message (if any) subscribers get about this failure; updates the feed's flags."""
-        failing_for = now - (feed.failing_since or now)
-        if exc.kind == "gone" and not feed.retired:
+    def _backoff(self, errors: int, interval: float, retry_after: float | None) -> float:
+        """Exponential in consecutive errors, capped; a server's Retry-After (itself capped at a
+        day, the longest a feed ever waits) is a floor."""
+        backoff = min(interval * 2 ** min(errors - 1, 32), self.max_backoff)
+        return max(backoff, min(retry_after or 0.0, DAY))
+
+    def _failure_notices(self, db: Database, feed: Feed, exc: FeedbotError, now: float) -> int:
+        """Tell subscribers what they need to know about this failure; updates the feed's flags.
+
+        410 Gone retires the feed at once. Otherwise: one "failing" notice after `notify_after`
+        of consecutive failures, then the subscriptions pause after `pause_after` (counted again
+        from the last pause, so a resumed feed gets a fresh window)."""
+        if exc.kind == "gone":
+            if feed.retired:
+                return 0
             feed.retired = True
-            return "feed_gone"
-        if failing_for >= PAUSE_FAILING_AFTER:
-            return "feed_paused"
-        if failing_for >= NOTIFY_FAILING_AFTER and feed.errors >= 3 and not feed.failure_notified:
+            title = feed.title or feed.url
+            return self._tell(db, feed, "feed_gone", now, {"title": title, "url": feed.url})
+        failing_since = feed.failing_since or now
+        window_start = max(failing_since, feed.last_paused or 0.0)
+        values: dict[str, object] = {
+            "title": feed.title or feed.url,
+            "since": time.strftime("%d %b %Y %H:%M UTC", time.gmtime(failing_since)),
+            "reason": feed.last_error,
+        }
+        if now - window_start >= self.pause_after:
+            feed.last_paused, feed.failure_notified = now, True
+            return self._tell(db, feed, "feed_paused", now, values, pause=True)
+        if (
+            now - failing_since >= self.notify_after
+            and feed.errors >= self.failures_before_notice
+            and not feed.failure_notified
+        ):
             feed.failure_notified = True
-            return "feed_failing"
-        return None
+            return self._tell(db, feed, "feed_failing", now, values)
+        return 0
+
+    def _tell(
+        self,
+        db: Database,
+        feed: Feed,
+        key: str,
+        now: float,
+        values: dict[str, object],
+        *,
+        pause: bool = False,
+    ) -> int:
+        """Queue notice `key` for every active subscriber of `feed`; with pause=True their
+        subscriptions are paused too. Returns how many notices were queued."""
+        queued = 0
+        for sub in db.subscriptions_for_feed(feed.url):
+            chat = db.get_chat(sub.chat_id)
+            if sub.paused or (chat is not None and chat.paused):
+                continue
+            db.enqueue([self._notice(sub, key, now, lang=chat.lang if chat else "en", **values)])
+            queued += 1
+            if pause:
+                sub.paused = True
+                db.save_subscription(sub)
+        return queued
 
     async def _reschedule_after_crash(self, url: str) -> None:
         def update(db: Database) -> None:
             feed = db.get_feed(url)
             if feed is not None:
-                feed.next_check = time.time() + self.settings.poll_interval
+                feed.next_check = self.clock() + self.settings.poll_interval
                 db.save_feed(feed)
 
         try:
             await self.store.transaction(update, durable=False)
         except Exception:
             log.exception("could not reschedule %s", url)
+
+    # ------------------------------------------------------- resume (issue 6, part B)
+    async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> int | None:
+        """Unpause one subscription; its feed is checked soon. catch_up: queue the posts that
+        arrived while it was paused (not yet in the chat; filters and backlog limit apply);
+        otherwise everything in the feed now counts as seen in the chat. Returns deliveries
+        queued, or None when the feed could not be read (resumed all the same)."""
+        sub = await self.store.read(lambda db: db.get_subscription(chat_id, feed_url))
+        feed = await self.store.get_feed(feed_url)
+        if sub is None or feed is None:
+            return 0
+        try:
+            result = await self.fetcher.fetch(feed_url)
+            parsed = await parse_feed(result.body, result.url, result.content_type)
+        except FeedbotError as exc:
+            log.info("resume of %s: feed not readable now: %s", feed_url, exc)
+            await self.store.transaction(lambda db: self._commit_resume(db, chat_id, feed_url))
+            return None
+        chat = await self.store.get_chat(chat_id) or Chat(id=chat_id)
+        since = sub.paused_at or feed.last_success
+        fresh = missed_while_paused(parsed.entries, chat.seen, since) if catch_up else []
+        plan = CheckPlan(feed_url, result, parsed, fresh, subscriptions=[sub])
+        if fresh:
+            plan.messages = await asyncio.to_thread(self._render_all, feed, parsed, fresh, [sub])
+        queued = await self.store.transaction(
+            lambda db: self._commit_resume(db, chat_id, feed_url, plan)
+        )
+        if queued:
+            self.on_queued()
+        return queued
+
+    def _commit_resume(
+        self, db: Database, chat_id: int, feed_url: str, plan: CheckPlan | None = None
+    ) -> int:
+        sub, feed = db.get_subscription(chat_id, feed_url), db.get_feed(feed_url)
+        if sub is None or feed is None:
+            return 0
+        sub.paused, sub.paused_at = False, None
+        db.save_subscription(sub)
+        feed.next_check = min(feed.next_check, self.clock())
+        db.save_feed(feed)
+        if plan is None:
+            return 0
+        chat = db.get_chat(chat_id) or Chat(id=chat_id)
+        deliveries = self._deliveries_for(chat, sub, feed, plan, self.clock()) if plan.fresh else []
+        current = [p for e in plan.parsed.entries for p in entry_prints(e)]
+        chat.seen = list(dict.fromkeys([*chat.seen, *current]))[-CHAT_SEEN_CAP:]
+        db.enqueue(deliveries)
+        db.save_chat(chat)
+        return len(deliveries)
+
+
+#: the chat's seen-memory is bounded, so catch-up also ignores posts dated well before the pause
+RESUME_GRACE = DAY
+
+
+def missed_while_paused(
+    entries: list[Entry], chat_seen: list[str], since: float | None
+) -> list[Entry]:
+    """Posts the chat has not seen, oldest first; undated ones, or dated from a day before
+    `since` (when the pause began) on."""
+    fresh = new_entries(entries, chat_seen)
+    if since is None:
+        return fresh
+    return [
+        e for e in fresh if e.published is None or e.published.timestamp() >= since - RESUME_GRACE
+    ]
+
+
+def mark_healthy(feed: Feed, now: float) -> bool:
+    """Clear a feed's failure state after a good check (200 or 304). True when its subscribers
+    were told it was failing, and so should now hear it is back."""
+    recovered = feed.failure_notified
+    feed.errors, feed.last_error, feed.last_error_kind = 0, "", ""
+    feed.failing_since, feed.failure_notified, feed.last_paused = None, False, None
+    feed.last_check = feed.last_success = now
+    return recovered
+
+
+def follow_move(db: Database, url: str, result: FetchResult) -> None:
+    """Every redirect hop was permanent: the feed (state, seen-set, subscriptions) moves."""
+    if result.permanent_url and result.permanent_url != url:
+        log.info("feed moved permanently: %s -> %s", url, result.permanent_url)
+        db.move_feed(url, result.permanent_url)

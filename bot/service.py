@@ -5,8 +5,11 @@ Handlers parse arguments and format replies; everything they mean is done here.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings
@@ -15,7 +18,7 @@ from .discovery import find_feed_links, looks_like_html
 from .errors import FeedbotError, ParseError
 from .fetcher import Fetcher
 from .identity import normalize_link
-from .models import Chat, Feed, ParsedFeed, Subscription
+from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from .parser import parse_feed
 from .storage import Database, Store
 
@@ -101,7 +104,7 @@ class SubscriptionService:
     ) -> SubscribeOutcome:
         url = clean_url(raw_url)
         if urlsplit(url).scheme not in ("http", "https"):
-            return SubscribeOutcome(url=raw_url, status="failed", reason="only http(s) feeds")
+            return SubscribeOutcome(url=raw_url, status="failed", reason="not_http")
         existing = await self.store.subscriptions_for_chat(chat.id)
         if len(existing) >= self.settings.max_subscriptions:
             return SubscribeOutcome(
@@ -123,7 +126,7 @@ class SubscriptionService:
             page=probe.discovered_from,
         )
 
-    async def list(self, chat_id: int) -> list[ListedSubscription]:
+    async def listing(self, chat_id: int) -> list[ListedSubscription]:
         def read(db: Database) -> list[ListedSubscription]:
             rows = []
             for n, sub in enumerate(db.subscriptions_for_chat(chat_id), start=1):
@@ -136,7 +139,7 @@ class SubscriptionService:
 
     async def resolve(self, chat_id: int, ref: str) -> ListedSubscription | None:
         """A subscription by its /list number or URL."""
-        rows = await self.list(chat_id)
+        rows = await self.listing(chat_id)
         ref = ref.strip()
         if ref.isdigit():
             n = int(ref)
@@ -164,6 +167,231 @@ class SubscriptionService:
             return chat
 
         return await self.store.transaction(run)
+
+    # ------------------------------ options, filters, pause, status, stats (issue 6, part B)
+    async def update_options(
+        self, chat_id: int, feed_url: str, changes: dict[str, Any]
+    ) -> Subscription | None:
+        """Change a subscription's options (SubscriptionOptions field -> value); a shorter
+        interval brings the feed's next check forward."""
+
+        def run(db: Database) -> Subscription | None:
+            sub = db.get_subscription(chat_id, feed_url)
+            if sub is None:
+                return None
+            apply_options(sub.options, changes)
+            db.save_subscription(sub)
+            if sub.options.interval:
+                _pull_next_check(db, feed_url, sub.options.interval)
+            return sub
+
+        return await self.store.transaction(run)
+
+    async def update_defaults(self, chat_id: int, changes: dict[str, Any]) -> SubscriptionOptions:
+        """Change the options new subscriptions of this chat start with; None = built-in."""
+
+        def run(db: Database) -> SubscriptionOptions:
+            chat = db.get_chat(chat_id) or Chat(id=chat_id)
+            merged = {**chat.defaults, **changes}
+            chat.defaults = {k: v for k, v in merged.items() if v is not None}
+            db.save_chat(chat)
+            return options_from_defaults(chat.defaults)
+
+        return await self.store.transaction(run)
+
+    async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
+        chat = await self.store.get_chat(chat_id)
+        return options_from_defaults(chat.defaults if chat else {})
+
+    async def set_filter(self, chat_id: int, feed_url: str | None, spec: str) -> bool:
+        """The filter of one subscription, or (feed_url=None) of the whole chat."""
+
+        def run(db: Database) -> bool:
+            if feed_url is None:
+                chat = db.get_chat(chat_id) or Chat(id=chat_id)
+                chat.filters = spec
+                db.save_chat(chat)
+                return True
+            sub = db.get_subscription(chat_id, feed_url)
+            if sub is None:
+                return False
+            sub.options.filters = spec
+            db.save_subscription(sub)
+            return True
+
+        return await self.store.transaction(run)
+
+    async def chat_filter(self, chat_id: int) -> str:
+        chat = await self.store.get_chat(chat_id)
+        return chat.filters if chat else ""
+
+    async def pause(self, chat_id: int, feed_urls: Sequence[str]) -> tuple[str, ...]:
+        """Pause these subscriptions (not checked, nothing sent); returns the ones newly paused."""
+
+        def run(db: Database) -> tuple[str, ...]:
+            now, changed = time.time(), []
+            for url in feed_urls:
+                sub = db.get_subscription(chat_id, url)
+                if sub is not None and not sub.paused:
+                    sub.paused, sub.paused_at = True, now
+                    db.save_subscription(sub)
+                    changed.append(url)
+            return tuple(changed)
+
+        return await self.store.transaction(run)
+
+    async def status(self, chat_id: int) -> ChatStatus:
+        def read(db: Database) -> ChatStatus:
+            rows = [
+                ListedSubscription(n, sub, db.get_feed(sub.feed_url) or Feed(sub.feed_url))
+                for n, sub in enumerate(db.subscriptions_for_chat(chat_id), start=1)
+            ]
+            pending = sum(1 for d in db.pending() if d.chat_id == chat_id)
+            return ChatStatus(rows, pending)
+
+        return await self.store.read(read)
+
+    async def operator_stats(self) -> OperatorStats:
+        def read(db: Database) -> OperatorStats:
+            feeds, subs = db.all_feeds(), db.all_subscriptions()
+            return OperatorStats(
+                chats=len(db.all_chats()),
+                feeds=len(feeds),
+                subscriptions=len(subs),
+                paused=sum(1 for s in subs if s.paused),
+                outbox=db.outbox_depth(),
+                failing=sum(1 for f in feeds if f.errors and not f.retired),
+                retired=sum(1 for f in feeds if f.retired),
+            )
+
+        return await self.store.read(read)
+
+    # ------------------------------------------------ languages, OPML import (issue 6)
+    async def set_language(self, chat_id: int, chat_type: str, lang: str) -> Chat:
+        def run(db: Database) -> Chat:
+            chat = db.get_chat(chat_id) or Chat(id=chat_id, type=chat_type)
+            chat.lang = lang
+            db.save_chat(chat)
+            return chat
+
+        return await self.store.transaction(run)
+
+    async def import_feeds(
+        self,
+        chat: Chat,
+        feeds: Sequence[tuple[str, str]],
+        *,
+        thread_id: int | None = None,
+        concurrency: int = 8,
+        on_checked: Callable[[], None] | None = None,
+    ) -> list[ImportItem]:
+        """Subscribe `chat` to every (url, title) of an OPML file: at most `concurrency` fetches at
+        a time, stored in change sets of IMPORT_BATCH. A title that differs from the feed's own
+        is kept as the subscription's custom title."""
+        run = _Import(self, chat, thread_id, asyncio.Semaphore(max(concurrency, 1)), on_checked)
+        await run.prepare()
+        items = await asyncio.gather(*(run.one(url, title) for url, title in feeds))
+        await run.commit()
+        return list(items)
+
+
+IMPORT_BATCH = 25
+
+
+@dataclass
+class ImportItem:
+    url: str
+    status: str  # "added" | "exists" | "failed" | "limit"
+    title: str = ""
+    reason: str = ""
+
+
+class _Import:
+    """One OPML import in progress: the chat's limit, concurrent probes, batched commits."""
+
+    def __init__(
+        self,
+        service: SubscriptionService,
+        chat: Chat,
+        thread_id: int | None,
+        gate: asyncio.Semaphore,
+        on_checked: Callable[[], None] | None,
+    ) -> None:
+        self.service, self.chat, self.thread_id, self.gate = service, chat, thread_id, gate
+        self.on_checked = on_checked
+        self.known: set[str] = set()
+        self.room = 0
+        self.batch: list[tuple[ImportItem, Probe, ParsedFeed]] = []
+
+    async def prepare(self) -> None:
+        subs = await self.service.store.subscriptions_for_chat(self.chat.id)
+        self.known = {normalize_link(s.feed_url) for s in subs}
+        self.room = self.service.settings.max_subscriptions - len(subs)
+
+    async def one(self, raw_url: str, title: str) -> ImportItem:
+        try:
+            return await self._one(raw_url, title)
+        finally:
+            if self.on_checked is not None:
+                self.on_checked()
+
+    async def _one(self, raw_url: str, title: str) -> ImportItem:
+        url = clean_url(raw_url)
+        if urlsplit(url).scheme not in ("http", "https"):
+            return ImportItem(raw_url, "failed", title, "not_http")
+        if normalize_link(url) in self.known:
+            return ImportItem(url, "exists", title)
+        self.known.add(normalize_link(url))
+        if self.room <= 0:
+            return ImportItem(url, "limit", title, str(self.service.settings.max_subscriptions))
+        self.room -= 1  # reserved; given back when the feed fails
+        async with self.gate:
+            probe = await self.service.probe(url)
+        if probe.feed is None:
+            self.room += 1
+            reason = "several_feeds" if probe.choices else probe.error
+            return ImportItem(url, "failed", title, reason)
+        item = ImportItem(probe.url, "added", title)
+        self.batch.append((item, probe, probe.feed))
+        if len(self.batch) >= IMPORT_BATCH:
+            await self.commit()
+        return item
+
+    async def commit(self) -> None:
+        """Store the feeds checked so far in one change set; a feed the chat got meanwhile (a
+        concurrent /sub) turns its item into "exists"."""
+        taken, self.batch = self.batch, []
+        if not taken:
+            return
+        chat, thread_id, settings = self.chat, self.thread_id, self.service.settings
+
+        def run(db: Database) -> list[bool]:
+            return [
+                _store_imported(db, chat, probe, parsed, thread_id, settings, item.title)
+                for item, probe, parsed in taken
+            ]
+
+        results = await self.service.store.transaction(run)
+        for (item, _, parsed), added in zip(taken, results, strict=True):
+            item.status = "added" if added else "exists"
+            item.title = item.title or parsed.title
+
+
+def _store_imported(
+    db: Database,
+    chat: Chat,
+    probe: Probe,
+    parsed: ParsedFeed,
+    thread_id: int | None,
+    settings: Settings,
+    title: str,
+) -> bool:
+    added = _store_subscription(db, chat, probe, parsed, thread_id, settings)
+    sub = db.get_subscription(chat.id, probe.url)
+    if added and sub is not None and title.strip() and title.strip() != parsed.title:
+        sub.options.custom_title = title.strip()
+        db.save_subscription(sub)
+    return added
 
 
 def _store_subscription(
@@ -193,6 +421,54 @@ def _store_subscription(
     stored_chat.seen = list(dict.fromkeys([*stored_chat.seen, *prints]))[-CHAT_SEEN_CAP:]
     db.save_chat(stored_chat)
     db.save_subscription(
-        Subscription(chat_id=chat.id, feed_url=probe.url, created=now, thread_id=thread_id)
+        Subscription(
+            chat_id=chat.id,
+            feed_url=probe.url,
+            created=now,
+            thread_id=thread_id,
+            options=options_from_defaults(stored_chat.defaults),
+        )
     )
     return True
+
+
+# ------------------------------------------ options, filters, pause, status (issue 6, part B)
+OPTION_FIELDS = frozenset(f.name for f in fields(SubscriptionOptions))
+
+
+@dataclass
+class ChatStatus:
+    rows: list[ListedSubscription]
+    pending: int  # deliveries waiting in the outbox for this chat
+
+
+@dataclass
+class OperatorStats:
+    chats: int
+    feeds: int
+    subscriptions: int
+    paused: int
+    outbox: int
+    failing: int
+    retired: int
+
+
+def options_from_defaults(defaults: dict[str, Any]) -> SubscriptionOptions:
+    """A chat's stored defaults (SubscriptionOptions field -> value) as options; unknown keys,
+    left by older versions, are ignored."""
+    return SubscriptionOptions(**{k: v for k, v in defaults.items() if k in OPTION_FIELDS})
+
+
+def apply_options(options: SubscriptionOptions, changes: dict[str, Any]) -> None:
+    unknown = set(changes) - OPTION_FIELDS
+    if unknown:
+        raise ValueError(f"unknown subscription option(s): {', '.join(sorted(unknown))}")
+    for name, value in changes.items():
+        setattr(options, name, value)
+
+
+def _pull_next_check(db: Database, feed_url: str, interval: int) -> None:
+    feed = db.get_feed(feed_url)
+    if feed is not None and feed.next_check > time.time() + interval:
+        feed.next_check = time.time() + interval
+        db.save_feed(feed)

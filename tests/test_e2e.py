@@ -145,3 +145,16 @@ async def test_loopback_feed_refused_when_private_addresses_are_not_allowed(
         (refused,) = await chat.say(USER, f"/sub {feed_server.url('/ml.xml')}")
         assert "refused" in refused.plain and "loopback" in refused.plain
     assert feed_server.hits("/ml.xml") == 0
+
+
+async def test_slow_feed_is_never_checked_twice_at_once(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/ml.xml')}")
+        feed_server.slow("/ml.xml", 3.0)  # each check now outlasts three ticks
+        hits_before = feed_server.hits("/ml.xml")
+        await asyncio.sleep(4.5)
+        # ticks every second; without the in-flight guard this would be 4 or more
+        assert 1 <= feed_server.hits("/ml.xml") - hits_before <= 2
