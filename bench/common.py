@@ -15,7 +15,6 @@ import os
 import platform
 import resource
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import format_datetime
@@ -158,7 +157,8 @@ class _ServerState:
     def answer(self, head: bytes) -> bytes:
         lines = head.decode("latin-1").split("\r\n")
         target = lines[0].split(" ")[1]
-        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+        pairs = (h.partition(":") for h in lines[1:])
+        headers = {k.strip().lower(): v.strip() for k, _, v in pairs}
         url = urlsplit(target)
         if url.path.startswith("/f/"):
             return self._feed(int(url.path[3:]), headers.get("if-none-match"))

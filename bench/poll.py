@@ -169,10 +169,15 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=200, help="distinct feed host names")
     parser.add_argument("--baseline-sample", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--what-if-sniffio", action="store_true",
+                        help="what-if: cache httpcore's failing `import sniffio` (see docs)")
     parser.add_argument("--child", choices=["bot", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     mixes = args.mixes.split(",")
+    if args.what_if_sniffio:
+        # sniffio is not installed, so httpcore retries the import (a sys.path scan) per request
+        sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
     if args.child == "bot":
         print(json.dumps(asyncio.run(bot_cycles(args.n, args.hosts, mixes))))
         return
@@ -185,7 +190,8 @@ def main() -> None:
     rows = []
     for n in sizes:
         common = ["--n", str(n), "--mixes", ",".join(mixes)]
-        bot_rows = run_child(["--child", "bot", "--hosts", str(args.hosts), *common])
+        what_if = ["--what-if-sniffio"] if args.what_if_sniffio else []
+        bot_rows = run_child(["--child", "bot", "--hosts", str(args.hosts), *what_if, *common])
         base_rows = run_child(["--child", "baseline", "--baseline-sample", str(sample), *common])
         for bot_row, base_row in zip(bot_rows, base_rows, strict=True):
             bot_row["x_baseline"] = round(base_row["wall_s"] / bot_row["wall_s"], 1)
@@ -193,8 +199,9 @@ def main() -> None:
         print_table(bot_rows + base_rows, COLS)
     print()
     print_table(rows, COLS)
-    write_results("poll" if not args.smoke else "poll-smoke",
-                  {"rows": rows, "hosts": args.hosts, "baseline_sample": sample})
+    name = "poll-smoke" if args.smoke else "poll-sniffio" if args.what_if_sniffio else "poll"
+    write_results(name, {"rows": rows, "hosts": args.hosts, "baseline_sample": sample,
+                         "what_if_sniffio": args.what_if_sniffio})
 
 
 if __name__ == "__main__":

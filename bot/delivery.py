@@ -85,6 +85,9 @@ class DeliveryStats:
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def __str__(self) -> str:  # for the tick log line
+        return " ".join(f"{k}={v}" for k, v in self.as_dict().items())
+
 
 class Sender:
     def __init__(
@@ -107,6 +110,9 @@ class Sender:
         self._no_thread: set[str] = set()  # deliveries whose forum topic is gone
         self._accepted: set[str] = set()  # sent but store.complete() failed: never resend
         self._migrated: dict[int, int] = {}
+        self._global_blocked_until = -math.inf
+        self._last_429_chat: int | None = None
+        self._last_429_until = -math.inf
 
     # ------------------------------------------------------------------ public API
     def wake(self) -> None:
@@ -181,7 +187,7 @@ class Sender:
             await self._wait(None)
             return
         now = time.monotonic()
-        start = max(eligible, self._global.ready_at())
+        start = max(eligible, self._global.ready_at(), self._global_blocked_until)
         if start > now:
             await self._wait(start - now)
             return
@@ -301,9 +307,7 @@ class Sender:
         verdict = outcome.verdict
         if verdict is Verdict.RATE_LIMITED:
             self.stats.rate_limited += 1
-            wait = outcome.retry_after / self.settings.time_scale  # a scaled server's seconds
-            lane.blocked_until = time.monotonic() + wait
-            log.info("429 for chat %s: waiting %.1fs", lane.chat_id, wait)
+            self._rate_limited(lane, outcome.retry_after / self.settings.time_scale)
         elif verdict is Verdict.MIGRATED:
             await self._migrate(lane.chat_id, outcome.new_chat_id)
         elif verdict is Verdict.CHAT_GONE:
@@ -321,6 +325,21 @@ class Sender:
                         lane.chat_id, stage, delivery.entry_key, outcome.detail)
         else:
             await self._transient(lane, delivery, outcome.detail)
+
+    def _rate_limited(self, lane: Lane, wait: float) -> None:
+        """Honour a 429 exactly. It names no scope: the first one pauses its chat; another
+        chat's 429 while that pause runs means the limit is the bot's own, so all chats wait
+        (a restart right after a burst would otherwise collect one 429 per chat)."""
+        now = time.monotonic()
+        lane.blocked_until = now + wait
+        others = self._last_429_chat not in (None, lane.chat_id)
+        if others and now < self._last_429_until:
+            self._global_blocked_until = max(self._global_blocked_until, now + wait)
+            log.info("429 for chats %s and %s: all sends wait %.1fs",
+                     self._last_429_chat, lane.chat_id, wait)
+        else:
+            log.info("429 for chat %s: waiting %.1fs", lane.chat_id, wait)
+        self._last_429_chat, self._last_429_until = lane.chat_id, now + wait
 
     async def _transient(self, lane: Lane, delivery: Delivery, detail: str) -> None:
         delay = self._back_off(lane)

@@ -37,7 +37,21 @@ log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
 
-COMMANDS = ("start", "help", "sub", "unsub", "list", "import", "export", "lang")
+COMMANDS = (
+    "start",
+    "help",
+    "sub",
+    "unsub",
+    "list",
+    "import",
+    "export",
+    "lang",
+    "set",
+    "filter",
+    "status",
+    "pause",
+    "resume",
+)
 MAX_TEXT = 4000  # a reply is split below Telegram's 4096 limit
 
 
@@ -134,7 +148,7 @@ async def start(update: Update, context: Context) -> None:
 
 
 async def help_command(update: Update, context: Context) -> None:
-    await reply(update, t("help") + "\n\n" + t("help_channels"))
+    await reply(update, "\n\n".join(t(k) for k in ("help", "help_channels", "help_options")))
 
 
 async def sub(update: Update, context: Context) -> None:
@@ -304,6 +318,9 @@ async def on_error(update: object, context: Context) -> None:
             await reply(update, t("error_internal"))
         except Exception:
             log.exception("could not tell the chat about the error")
+    from .handlers_operator import report_handler_error
+
+    await report_handler_error(update, context)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -321,5 +338,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(guarded(chosen), pattern=r"^sub:"))
     app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))
+    from .handlers_operator import register_operator  # both import this module
+    from .handlers_options import register_options
+
+    register_options(app)
+    register_operator(app)
     app.add_handler(MessageHandler(filters.COMMAND, guarded(unknown)))
     app.add_error_handler(on_error)

@@ -16,7 +16,6 @@ from typing import Any
 
 from telegram import (
     Document,
-    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -282,7 +281,6 @@ async def import_command(update: Update, context: Context) -> None:
     prompt = await message.reply_text(
         framed(target, t("import_prompt")),
         parse_mode=ParseMode.HTML,
-        reply_markup=ForceReply(selective=True),
         do_quote=False,
     )
     prompts(context)[prompt.message_id] = target.chat.id if target.is_remote else None

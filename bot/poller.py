@@ -437,7 +437,7 @@ class Poller:
             db.enqueue([self._notice(sub, key, now, lang=chat.lang if chat else "en", **values)])
             queued += 1
             if pause:
-                sub.paused = True
+                sub.paused, sub.paused_at = True, now
                 db.save_subscription(sub)
         return queued
 

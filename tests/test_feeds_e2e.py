@@ -3,7 +3,6 @@ server that misbehaves. Every assertion is about what the user sees (or what the
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -247,7 +246,8 @@ async def test_feed_health_failing_notice_pause_resume_and_recovery(
         (listing,) = await chat.say(USER, "/list")
         assert "⏸ paused" in listing.plain
 
-        await _resume(chat, runtime, url)
+        await _resume(chat, runtime, url)  # while the feed still fails: no re-pause at once
+        assert await chat.silence(USER, 2.0) == []
         feed_server.set_feed("/f.xml", hugo_feed(range(1, 4)))
         await fake_api.await_for(lambda: bool(said("Topic 3")), timeout=10)
         assert len(said("works again")) == 1
@@ -263,5 +263,11 @@ async def _resume(chat: Conversation, runtime: Runtime, url: str) -> None:
         sub = (await runtime.store.subscriptions_for_feed(url))[0]
         await runtime.store.save_subscription(replace(sub, paused=False))
         return
-    await chat.say(USER, "/resume 1")
-    await asyncio.sleep(0)
+    (ask,) = await chat.say(USER, "/resume 1")
+    buttons = [b["callback_data"] for row in ask.params["reply_markup"]["inline_keyboard"]
+               for b in row]
+    skip = next(b for b in buttons if b.startswith("resume:skip"))
+    chat.api.press_button(USER, ask.message_id, skip)
+    await chat.api.await_for(lambda: bool(chat.api.calls("editMessageText")), timeout=10)
+    subs = await runtime.store.subscriptions_for_feed(url)
+    assert subs and not subs[0].paused

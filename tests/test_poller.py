@@ -212,7 +212,8 @@ async def test_next_check_honours_ttl_and_max_age_within_a_day(
 ) -> None:
     rig.server.set_feed("/f.xml", rss("F", "https://f.test/", [hugo_item(1)], ttl=ttl))
     url = await rig.subscribe("/f.xml")
-    rig.server.set_feed("/f.xml", rss("F", "https://f.test/", [hugo_item(2)], ttl=ttl), headers=headers)
+    later = rss("F", "https://f.test/", [hugo_item(2)], ttl=ttl)
+    rig.server.set_feed("/f.xml", later, headers=headers)
     feed = await rig.check_when_due(url)
     assert low <= feed.next_check - rig.clock.now <= high
 

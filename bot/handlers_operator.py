@@ -1,0 +1,176 @@
+"""Operator features: owner-only /stats, and alerts to the owners about errors that need a human.
+
+Alerts go straight to each owner's private chat (not through the outbox: the outbox or the store
+may be what is broken), at most one per kind per hour, so a crash loop cannot flood anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import Bot, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import Application, CommandHandler
+
+from .handlers import Context, guarded, reply, runtime_of
+from .i18n import DEFAULT_LANG, t
+
+log = logging.getLogger(__name__)
+
+ALERTS_KEY = "owner_alerts"
+COUNTER_KEY = "sent_today"
+ALERT_EVERY = 3600.0
+MAX_DETAIL = 600
+
+
+class OwnerAlerts:
+    """Messages to the owners, rate-limited per kind (e.g. `check:KeyError`)."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        owners: tuple[int, ...],
+        *,
+        every: float = ALERT_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bot, self.owners, self.every, self.clock = bot, owners, every, clock
+        self._last: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def _due(self, kind: str) -> bool:
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[kind] = now
+        return True
+
+    async def alert(self, kind: str, detail: str) -> bool:
+        """Tell every owner; False when there are none or this kind was reported lately."""
+        if not self.owners or not self._due(kind):
+            return False
+        text = t(
+            "owner_alert",
+            DEFAULT_LANG,
+            kind=html.escape(kind),
+            detail=html.escape(detail[:MAX_DETAIL]),
+        )
+        for owner in self.owners:
+            try:
+                await self.bot.send_message(
+                    owner,
+                    text,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            except TelegramError as exc:
+                log.warning("could not alert owner %s: %s", owner, exc)
+        return True
+
+    def alert_soon(self, kind: str, detail: str) -> None:
+        """From synchronous code (the poller's crash path): send in the background."""
+        task = asyncio.get_running_loop().create_task(self.alert(kind, detail))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def check_crashed(self, url: str, exc: Exception) -> None:
+        name = type(exc).__name__
+        self.alert_soon(f"check:{name}", f"{url}\n{name}: {exc}")
+
+    async def handler_failed(self, update: object, error: BaseException | None) -> None:
+        name = type(error).__name__ if error is not None else "unknown"
+        where = ""
+        if isinstance(update, Update) and update.effective_message is not None:
+            words = (update.effective_message.text or "").split()
+            where = words[0] if words and words[0].startswith("/") else ""
+        await self.alert(f"handler:{name}", f"{where} {name}: {error}".strip())
+
+
+@dataclass
+class SentToday:
+    """Messages sent since 00:00 UTC (or since start): the sender's running total minus the
+    total at the last midnight."""
+
+    day: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    base: int = 0
+
+    def roll(self, total: int, today: dt.date) -> None:
+        if today != self.day:
+            self.day, self.base = today, total
+
+    def count(self, total: int) -> int:
+        return max(total - self.base, 0)
+
+
+def alerts_of(app: Application[Any, Any, Any, Any, Any, Any]) -> OwnerAlerts | None:
+    alerts: OwnerAlerts | None = app.bot_data.get(ALERTS_KEY)
+    return alerts
+
+
+async def report_handler_error(update: object, context: Context) -> None:
+    """Hooked into handlers.on_error."""
+    alerts = alerts_of(context.application)
+    if alerts is not None:
+        await alerts.handler_failed(update, context.error)
+
+
+# ------------------------------------------------------------------------- /stats
+async def stats_command(update: Update, context: Context) -> None:
+    runtime = runtime_of(context)
+    user = update.effective_user
+    if user is None or user.id not in runtime.settings.owners:
+        await reply(update, t("owners_only"))
+        return
+    stats = await runtime.service.operator_stats()
+    counter: SentToday = context.application.bot_data[COUNTER_KEY]
+    total = runtime.sender.stats.sent
+    counter.roll(total, dt.datetime.now(dt.UTC).date())
+    await reply(
+        update,
+        t(
+            "stats",
+            chats=stats.chats,
+            feeds=stats.feeds,
+            subscriptions=stats.subscriptions,
+            paused=stats.paused,
+            outbox=stats.outbox,
+            failing=stats.failing,
+            retired=stats.retired,
+            sent_today=counter.count(total),
+            sent_total=total,
+        ),
+    )
+
+
+# ------------------------------------------------------------------------ wiring
+async def _install(context: Context) -> None:
+    """Runs once the bot started (the runtime exists only then): hook the poller's crash path."""
+    alerts = alerts_of(context.application)
+    if alerts is not None:
+        runtime_of(context).poller.on_crash = alerts.check_crashed
+
+
+async def _midnight(context: Context) -> None:
+    counter: SentToday = context.application.bot_data[COUNTER_KEY]
+    counter.roll(runtime_of(context).sender.stats.sent, dt.datetime.now(dt.UTC).date())
+
+
+def register_operator(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    owners = tuple(app.bot_data["settings"].owners)
+    app.bot_data[ALERTS_KEY] = OwnerAlerts(app.bot, owners)
+    app.bot_data[COUNTER_KEY] = SentToday()
+    app.add_handler(CommandHandler("stats", guarded(stats_command)))
+    if app.job_queue is not None:
+        app.job_queue.run_once(
+            _install, when=0, name="operator-hooks", job_kwargs={"misfire_grace_time": None}
+        )
+        app.job_queue.run_daily(_midnight, time=dt.time(0, 0, tzinfo=dt.UTC), name="sent-today")
