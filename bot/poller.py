@@ -130,15 +130,20 @@ class Poller:
         self.failures_before_notice = FAILURES_BEFORE_NOTICE
 
     # ------------------------------------------------------------- scheduling
-    async def tick(self) -> int:
-        """Start a check of every due feed not already being checked; return how many."""
-        due = await self.store.due_feeds(self.clock())
+    async def tick(self, lookahead: float | None = None) -> int:
+        """Start a check of every feed due now or before the next tick (those wait until their
+        time, so a check is not late by up to a whole tick); return how many were started."""
+        if lookahead is None:
+            lookahead = self.settings.tick_seconds
+        now = self.clock()
+        due = await self.store.due_feeds(now + lookahead)
         started = 0
         for feed in due:
             if feed.url in self._in_flight:
                 continue
             self._in_flight.add(feed.url)
-            task = asyncio.create_task(self._guarded(feed.url), name=f"check {feed.url}")
+            wait = min(max(feed.next_check - now, 0.0), lookahead)
+            task = asyncio.create_task(self._guarded(feed.url, wait), name=f"check {feed.url}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started += 1
@@ -146,7 +151,7 @@ class Poller:
 
     async def run_once(self) -> CycleStats:
         """Check every due feed and wait for all of them (tools and tests)."""
-        await self.tick()
+        await self.tick(lookahead=0.0)
         await self.wait_idle()
         return self.stats.take()
 
@@ -159,8 +164,10 @@ class Poller:
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _guarded(self, url: str) -> None:
+    async def _guarded(self, url: str, wait: float = 0.0) -> None:
         try:
+            if wait > 0:
+                await asyncio.sleep(wait)
             async with self._slots:
                 await self.check(url)
         except Exception as exc:

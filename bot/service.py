@@ -414,6 +414,7 @@ def _store_subscription(
         feed.etag, feed.last_modified = probe.fetch_etag, probe.fetch_last_modified
         feed.last_check = feed.last_success = now
         feed.next_check = now + settings.poll_interval
+    feed.retired = False  # it answered just now: a feed once gone (410) is back
     feed.seen = remember(feed.seen, parsed.entries, cap)
     db.save_feed(feed)
     stored_chat = db.get_chat(chat.id) or chat
