@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
-from tests.fakes._http import QuietHandler
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed, hugo_item, rss
 from tests.fakes.feedserver import FeedServer
@@ -275,13 +274,8 @@ async def test_bad_files_get_clear_answers(
 
 
 async def test_round_trip_of_1000_feeds_with_one_throttled_progress_message(
-    start_bot: Callable[..., Any],
-    fake_api: FakeBotApi,
-    feed_server: FeedServer,
-    monkeypatch: pytest.MonkeyPatch,
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
 ) -> None:
-    # the loopback servers otherwise answer each request ~40 ms late (Nagle + delayed ACK)
-    monkeypatch.setattr(QuietHandler, "disable_nagle_algorithm", True)
     count = 1000
     for n in range(count):
         feed_server.set_feed(f"/f/{n}.xml", small_feed(n))
