@@ -13,6 +13,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from . import handlers
 from .config import Settings
+from .i18n import DEFAULT_LANG, languages
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ async def _started(app: App) -> None:
     app.bot_data["feedbot"] = runtime
     app.bot_data["sender_task"] = asyncio.create_task(runtime.sender.run(), name="sender")
     await app.bot.set_my_commands(handlers.menu())
+    for lang in languages():
+        if lang != DEFAULT_LANG:
+            await app.bot.set_my_commands(handlers.menu(lang), language_code=lang)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
     app.job_queue.run_repeating(
         _tick,

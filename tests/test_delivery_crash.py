@@ -15,9 +15,7 @@ import pytest
 
 from bot.storage import Store
 from tests.fakes.botapi import FakeBotApi
-from tests.test_delivery_e2e import _no_nagle, assert_complete_with_few_duplicates, delivery
-
-__all__ = ["_no_nagle"]  # autouse fixture, imported to apply here too
+from tests.test_delivery_e2e import assert_complete_with_few_duplicates, delivery
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 20

@@ -323,7 +323,7 @@ async def test_import_checks_feeds_concurrently_but_never_more_than_8_at_once(
             server.slow(f"/s/{n}.xml", delay)
             urls.append(server.url(f"/s/{n}.xml"))
         opml = build_opml([OpmlFeed(url) for url in urls], "x")
-        async with start_bot() as chat:
+        async with start_bot(poll_interval=3600) as chat:  # no feed checks besides the import
             started = time.monotonic()
             fake_api.send_document(USER, "s.opml", opml, caption="/import")
             got = await fake_api.await_delivered(2, USER, timeout=20)

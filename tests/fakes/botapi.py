@@ -411,7 +411,7 @@ class FakeBotApi:
 
     # the brief's interface takes a timeout; asyncio.timeout would not fit a polling helper
     async def await_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0  # noqa: ASYNC109
+        self, predicate: Callable[[], bool], timeout: float = 10.0
     ) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -420,7 +420,7 @@ class FakeBotApi:
             await asyncio.sleep(0.01)
 
     async def await_delivered(
-        self, n: int, chat_id: int | None = None, timeout: float = 10.0  # noqa: ASYNC109
+        self, n: int, chat_id: int | None = None, timeout: float = 10.0
     ) -> list[SentMessage]:
         try:
             await self.await_for(lambda: len(self.delivered(chat_id)) >= n, timeout)
