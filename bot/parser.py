@@ -44,7 +44,11 @@ def parse_bytes(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    doc = feedparser.parse(body, response_headers=headers, resolve_relative_uris=True)
+    # The renderer is a strict whitelist (tags, attributes, URL schemes): feedparser's own
+    # sanitizer would only repeat that work, at about a sixth of the parse time.
+    doc = feedparser.parse(
+        body, response_headers=headers, resolve_relative_uris=True, sanitize_html=False
+    )
     if not doc.get("version") and not doc.entries:
         reason = doc.get("bozo_exception")
         detail = f": {reason}" if reason else ""
