@@ -158,3 +158,18 @@ async def test_slow_feed_is_never_checked_twice_at_once(
         await asyncio.sleep(4.5)
         # ticks every second; without the in-flight guard this would be 4 or more
         assert 1 <= feed_server.hits("/ml.xml") - hits_before <= 2
+
+
+async def test_burst_of_new_posts_is_capped_with_one_summary_line(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
+    async with start_bot(backlog_limit=4) as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/ml.xml')}")
+        feed_server.set_feed("/ml.xml", hugo_feed(range(1, 13)))  # 9 new posts at once
+        await fake_api.await_for(lambda: len(posts(fake_api, USER)) >= 4, timeout=15)
+        await asyncio.sleep(2.5)
+        arrived = fake_api.delivered(USER)[1:]
+        assert "5 older new post(s)" in arrived[0].plain and "skipped" in arrived[0].plain
+        topics = [m.plain.split("Topic ")[1].split()[0] for m in arrived[1:]]
+        assert topics == ["9", "10", "11", "12"]  # the newest four, oldest first
