@@ -22,11 +22,10 @@ from pathlib import Path
 from bot.errors import FetchError
 from bot.fetcher import Fetcher, FetchSettings
 
-GiB = 1 << 30
 MiB = 1 << 20
 CHUNK = 64 * 1024
 RESULTS = Path(__file__).resolve().parent / "results" / "fetch_memory.json"
-CASES = {"stream_1gib": "/stream", "gzip_bomb_1gib": "/bomb"}
+CASES = {"stream": "/stream", "gzip_bomb": "/bomb"}
 
 
 def gzip_bomb(decompressed: int, block: int = MiB) -> bytes:
@@ -44,7 +43,9 @@ def gzip_bomb(decompressed: int, block: int = MiB) -> bytes:
     return header + first + repeat * (count - 1) + comp.flush() + trailer
 
 
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bomb: bytes) -> None:
+async def serve(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bomb: bytes, size: int
+) -> None:
     try:
         request = await reader.readuntil(b"\r\n\r\n")
         path = request.split(b" ", 2)[1]
@@ -56,7 +57,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bomb
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
                          b"Connection: close\r\n\r\n")
             zeros = bytes(CHUNK)
-            chunks = (zeros for _ in range(GiB // CHUNK))
+            chunks = (zeros for _ in range(size // CHUNK))
         for chunk in chunks:
             writer.write(chunk)
             await writer.drain()
@@ -84,9 +85,9 @@ async def run_case(url: str) -> dict[str, object]:
             "baseline_rss_mib": round(baseline, 1), "peak_rss_mib": round(rss_mib(), 1)}
 
 
-async def main_async() -> list[dict[str, object]]:
-    bomb = gzip_bomb(GiB)
-    server = await asyncio.start_server(lambda r, w: serve(r, w, bomb), "127.0.0.1", 0)
+async def main_async(size: int) -> list[dict[str, object]]:
+    bomb = gzip_bomb(size)
+    server = await asyncio.start_server(lambda r, w: serve(r, w, bomb, size), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     rows = []
     try:
@@ -96,7 +97,7 @@ async def main_async() -> list[dict[str, object]]:
                 f"http://127.0.0.1:{port}{path}", stdout=subprocess.PIPE,
             )
             out, _ = await proc.communicate()
-            rows.append({"case": case, "compressed_size": len(bomb) if "bomb" in case else GiB,
+            rows.append({"case": case, "compressed_size": len(bomb) if "bomb" in case else size,
                          **json.loads(out)})
     finally:
         server.close()
@@ -115,15 +116,19 @@ def print_table(rows: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--size-mib", type=int, default=1024, help="body size (default 1 GiB)")
+    parser.add_argument("--smoke", action="store_true", help="64 MiB bodies, seconds")
     args = parser.parse_args()
+    size = (64 if args.smoke else args.size_mib) * MiB
+    results = RESULTS.with_name("fetch_memory-smoke.json") if args.smoke else RESULTS
     if args.child:
         print(json.dumps(asyncio.run(run_case(args.child))))
         return
-    rows = asyncio.run(main_async())
+    rows = asyncio.run(main_async(size))
     print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,14 @@ async def may_manage(update: Update, context: Context) -> bool:
     return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
 
+async def refuse_unless_manager(update: Update, context: Context) -> bool:
+    """True, after telling the sender, when they may not change this chat's subscriptions."""
+    if await may_manage(update, context):
+        return False
+    await reply(update, t("admins_only"))
+    return True
+
+
 async def remember_chat(update: Update, context: Context) -> None:
     chat = update.effective_chat
     if chat is not None:
@@ -155,8 +163,7 @@ async def sub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("sub_usage"))
         return
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     await remember_chat(update, context)
     runtime = runtime_of(context)
@@ -230,8 +237,7 @@ async def unsub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("unsub_usage"))
         return
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     chat = update.effective_chat
     assert chat is not None

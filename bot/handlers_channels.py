@@ -33,6 +33,7 @@ from .handlers import (
     guarded,
     list_line,
     may_manage,
+    refuse_unless_manager,
     remember_chat,
     reply,
     runtime_of,
@@ -467,8 +468,7 @@ async def lang_command(update: Update, context: Context) -> None:
         codes = ", ".join(f"<code>{c}</code>" for c in languages())
         await reply(update, t("lang_unknown", code=html.escape(args[0]), codes=codes))
         return
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     await _set_language(update, context, code)
     await reply(update, t("lang_set"))

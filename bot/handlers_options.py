@@ -19,7 +19,15 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from .filters import parse_terms
-from .handlers import Context, guarded, may_manage, remember_chat, reply, runtime_of
+from .handlers import (
+    Context,
+    guarded,
+    may_manage,
+    refuse_unless_manager,
+    remember_chat,
+    reply,
+    runtime_of,
+)
 from .i18n import t
 from .models import Feed, SubscriptionOptions
 from .service import ListedSubscription
@@ -233,8 +241,7 @@ async def set_command(update: Update, context: Context) -> None:
     if not args:
         await reply(update, t("set_usage"))
         return
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     await remember_chat(update, context)
     try:
@@ -342,8 +349,7 @@ async def filter_command(update: Update, context: Context) -> None:
     if not text:
         await reply(update, t("filter_show", label=label, filter=describe_filter(current)))
         return
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     await remember_chat(update, context)
     try:
@@ -417,8 +423,7 @@ async def _targets(
 
 
 async def pause_command(update: Update, context: Context) -> None:
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     rows = await _targets(update, context, context.args or [])
     if rows is None:
@@ -433,8 +438,7 @@ async def pause_command(update: Update, context: Context) -> None:
 
 
 async def resume_command(update: Update, context: Context) -> None:
-    if not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if await refuse_unless_manager(update, context):
         return
     args = context.args or []
     rows = await _targets(update, context, args)

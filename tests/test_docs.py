@@ -26,3 +26,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     )
     assert test_command in README
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_benchmark_has_a_smoke_size() -> None:
+    import subprocess
+    import sys
+
+    from bench.smoke import BENCHMARKS
+
+    for name in BENCHMARKS:
+        result = subprocess.run(
+            [sys.executable, "-m", f"bench.{name}", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        assert result.returncode == 0 and "--smoke" in result.stdout, name
