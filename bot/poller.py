@@ -237,16 +237,12 @@ class Poller:
         out: dict[tuple[int, str], RenderedMessage] = {}
         for sub in subs:
             options = subscription_render_options(sub)
-            for entry in fresh[-self._window() :]:
+            for entry in fresh:
                 key = (options, entry.key)
                 if key not in cache:
                     cache[key] = render_entry(entry, title, options)
                 out[(sub.chat_id, entry.key)] = cache[key]
         return out
-
-    def _window(self) -> int:
-        """Renders needed per subscription: the backlog limit, plus slack for chat-level dedup."""
-        return max(self.settings.backlog_limit, 1) * 2
 
     # ---------------------------------------------------------------- commits
     def _commit(self, db: Database, plan: CheckPlan) -> int:

@@ -173,3 +173,16 @@ async def test_burst_of_new_posts_is_capped_with_one_summary_line(
         assert "5 older new post(s)" in arrived[0].plain and "skipped" in arrived[0].plain
         topics = [m.plain.split("Topic ")[1].split()[0] for m in arrived[1:]]
         assert topics == ["9", "10", "11", "12"]  # the newest four, oldest first
+
+
+async def test_filtered_post_older_than_the_newest_few_is_still_delivered(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
+    async with start_bot(backlog_limit=1) as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/ml.xml')}")
+        await chat.say(USER, "/filter 1 Topic 5")
+        feed_server.set_feed("/ml.xml", hugo_feed(range(1, 10)))  # posts 4..9; only 5 matches
+        await fake_api.await_for(lambda: len(posts(fake_api, USER)) >= 1, timeout=10)
+        await asyncio.sleep(2.5)
+        assert [p.plain.split("Topic ")[1].split()[0] for p in posts(fake_api, USER)] == ["5"]
