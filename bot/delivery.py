@@ -170,12 +170,6 @@ class Sender:
             lane.chat_failures = 0
         self.wake()
 
-    def forget_chat(self, chat_id: int) -> None:
-        lane = self._sched.lanes.get(chat_id)
-        if lane is not None:
-            lane.queue.clear()
-        self.wake()
-
     # --------------------------------------------------------------------- the loop
     async def _step(self) -> None:
         if self._dirty:

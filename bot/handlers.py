@@ -29,6 +29,7 @@ from telegram.ext import (
 
 from .delivery import on_bot_membership, on_chat_migrated
 from .i18n import DEFAULT_LANG, current_lang, t
+from .models import Chat
 from .runtime import Runtime
 from .service import ListedSubscription, SubscribeOutcome
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
+CommandTable = tuple[tuple[str, Handler], ...]
 
 COMMANDS = (
     "start",
@@ -142,11 +144,17 @@ async def refuse_unless_manager(update: Update, context: Context) -> bool:
     return True
 
 
-async def remember_chat(update: Update, context: Context) -> None:
+async def remember_chat(update: Update, context: Context) -> Chat:
+    """Record (and resume) the chat the update came from; returns it as stored."""
     chat = update.effective_chat
-    if chat is not None:
-        title = chat.title or chat.full_name or chat.username or ""
-        await runtime_of(context).service.touch_chat(chat.id, chat.type, title)
+    assert chat is not None, "commands always come from a chat"
+    title = chat.title or chat.full_name or chat.username or ""
+    return await runtime_of(context).service.touch_chat(chat.id, chat.type, title)
+
+
+def add_commands(app: Application[Any, Any, Any, Any, Any, Any], commands: CommandTable) -> None:
+    for name, handler in commands:
+        app.add_handler(CommandHandler(name, guarded(handler)))
 
 
 # ------------------------------------------------------------------------- commands
@@ -165,14 +173,11 @@ async def sub(update: Update, context: Context) -> None:
         return
     if await refuse_unless_manager(update, context):
         return
-    await remember_chat(update, context)
+    stored = await remember_chat(update, context)
     runtime = runtime_of(context)
-    chat = update.effective_chat
     message = update.effective_message
-    assert chat is not None and message is not None
+    assert message is not None
     thread_id = message.message_thread_id if message.is_topic_message else None
-    stored = await runtime.store.get_chat(chat.id)
-    assert stored is not None
     for url in dict.fromkeys(context.args):
         outcome = await runtime.service.subscribe(stored, url, thread_id=thread_id)
         if outcome.status == "choose":
@@ -226,9 +231,7 @@ async def chosen(update: Update, context: Context) -> None:
     runtime = runtime_of(context)
     chat = update.effective_chat
     assert chat is not None
-    await remember_chat(update, context)
-    stored = await runtime.store.get_chat(chat.id)
-    assert stored is not None
+    stored = await remember_chat(update, context)
     outcome = await runtime.service.subscribe(stored, url)
     await reply(update, describe_outcome(outcome))
 
@@ -333,14 +336,16 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     from . import handlers_channels  # imports this module; its /sub @channel forms match first
 
     handlers_channels.register(app)
-    for name, handler in (
-        ("start", start),
-        ("help", help_command),
-        ("sub", sub),
-        ("unsub", unsub),
-        ("list", list_command),
-    ):
-        app.add_handler(CommandHandler(name, guarded(handler)))
+    add_commands(
+        app,
+        (
+            ("start", start),
+            ("help", help_command),
+            ("sub", sub),
+            ("unsub", unsub),
+            ("list", list_command),
+        ),
+    )
     app.add_handler(CallbackQueryHandler(guarded(chosen), pattern=r"^sub:"))
     app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))

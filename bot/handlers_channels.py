@@ -29,6 +29,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 
 from .handlers import (
     Context,
+    add_commands,
     describe_outcome,
     guarded,
     list_line,
@@ -121,14 +122,11 @@ async def _channel_problem(context: Context, channel_id: int, user_id: int) -> s
 
 async def here_target(update: Update, context: Context, *, manage: bool) -> Target | None:
     """The chat the command was sent in (admins only when `manage`)."""
-    if manage and not await may_manage(update, context):
-        await reply(update, t("admins_only"))
+    if manage and await refuse_unless_manager(update, context):
         return None
-    await remember_chat(update, context)
+    stored = await remember_chat(update, context)
     chat = update.effective_chat
     assert chat is not None
-    stored = await runtime_of(context).store.get_chat(chat.id)
-    assert stored is not None
     return Target(stored, chat.title or "", is_remote=False)
 
 
@@ -426,9 +424,7 @@ def _item_lines(items: list[ImportItem]) -> list[str]:
     lines = []
     for item in items[:SUMMARY_LINES]:
         if item.status in ("failed", "limit"):
-            lines.append(
-                t("import_item_failed", url=html.escape(item.url), reason=_reason(item))
-            )
+            lines.append(t("import_item_failed", url=html.escape(item.url), reason=_reason(item)))
         else:
             lines.append(t("import_item", title=html.escape(item.title or item.url)))
     if len(items) > SUMMARY_LINES:
@@ -448,7 +444,7 @@ def _reason(item: ImportItem) -> str:
 
 # ------------------------------------------------------------------------ /lang
 def language_code(raw: str) -> str | None:
-    """"zh", "ZH", "zh-CN", "zh_hans" -> "zh"; None for a language without a catalogue."""
+    """ "zh", "ZH", "zh-CN", "zh_hans" -> "zh"; None for a language without a catalogue."""
     code = re.split(r"[-_]", raw.strip().lower(), maxsplit=1)[0]
     return code if code in languages() else None
 
@@ -500,12 +496,9 @@ async def _set_language(update: Update, context: Context, code: str) -> None:
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add before bot.handlers' own commands: the channel-targeted forms must match first."""
     app.add_handler(CommandHandler(["sub", "unsub", "list"], guarded(targeted), filters=TARGETED))
-    for name, handler in (
-        ("export", export_command),
-        ("import", import_command),
-        ("lang", lang_command),
-    ):
-        app.add_handler(CommandHandler(name, guarded(handler)))
+    add_commands(
+        app, (("export", export_command), ("import", import_command), ("lang", lang_command))
+    )
     app.add_handler(MessageHandler(filters.Document.ALL, guarded(document_received)))
     app.add_handler(CallbackQueryHandler(guarded(channel_chosen), pattern=r"^chsub:"))
     app.add_handler(CallbackQueryHandler(guarded(lang_chosen), pattern=r"^lang:"))

@@ -16,11 +16,12 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram.ext import Application, CallbackQueryHandler
 
 from .filters import parse_terms
 from .handlers import (
     Context,
+    add_commands,
     guarded,
     may_manage,
     refuse_unless_manager,
@@ -507,13 +508,15 @@ async def resume_pressed(update: Update, context: Context) -> None:
 
 
 def register_options(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    for name, handler in (
-        ("set", set_command),
-        ("filter", filter_command),
-        ("status", status_command),
-        ("pause", pause_command),
-        ("resume", resume_command),
-    ):
-        app.add_handler(CommandHandler(name, guarded(handler)))
+    add_commands(
+        app,
+        (
+            ("set", set_command),
+            ("filter", filter_command),
+            ("status", status_command),
+            ("pause", pause_command),
+            ("resume", resume_command),
+        ),
+    )
     app.add_handler(CallbackQueryHandler(guarded(option_pressed), pattern=r"^opt:"))
     app.add_handler(CallbackQueryHandler(guarded(resume_pressed), pattern=r"^resume:"))

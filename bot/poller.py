@@ -303,9 +303,7 @@ class Poller:
             )
             out.append(self._delivery(sub, f"backlog:{now}", notice(text), now))
         for entry in wanted[skipped:]:
-            message = plan.messages.get((sub.chat_id, entry.key))
-            if message is None:
-                continue
+            message = plan.messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
             out.append(self._delivery(sub, entry.key, message, now))
         return out
 

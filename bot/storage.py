@@ -26,7 +26,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -585,13 +585,3 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_exception(error)
     else:
         future.set_result(value)
-
-
-@contextlib.contextmanager
-def open_database(path: str | Path) -> Iterator[Database]:
-    """Synchronous access for tools and tests that run outside the bot's event loop."""
-    db = Database(path)
-    try:
-        yield db
-    finally:
-        db.close()

@@ -55,6 +55,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     result = feedbot("run", env={"FEEDBOT_POLL_INTERVAL": "often", "TELEGRAM_BOT_TOKEN": "1:x"})
     assert result.returncode == 2 and "not a valid int" in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["neural-networks.xml", "machine-learning.xml"])
