@@ -3,9 +3,13 @@
 A database of N feeds, each with a full seen-set (200 fingerprints, as bot.diff keeps), one
 subscription and one chat per feed. Per size, in a fresh child process: time to open (load) the
 file, then `cycles` check cycles in which 10% of the feeds get one new entry (seen-set updated,
-one delivery queued) committed as ONE durable write, after which the deliveries are completed
-(journal). Reports load time, write time and bytes per cycle, file size after each cycle (it must
-stay flat: seen-sets are capped) and peak RSS.
+one delivery queued) committed as ONE durable commit (a change-log append), after which the
+deliveries are completed one by one (each a small durable append). Reports load time, commit time
+and bytes written per cycle (log lines plus any snapshot fold started in that cycle), the time of
+one full fold (it runs in a background thread in the bot), the time to reopen after a crash with
+the log written since the last fold, disk use after each cycle (snapshot + logs: it must stay
+bounded, since seen-sets are capped and the log is folded in once it outgrows the snapshot) and
+peak RSS.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Any
 from bench.common import peak_rss_mib, print_table, write_results
 
 SEEN = 200
-COLS = ["feeds", "file_mib", "load_s", "write_ms_median", "write_ms_max", "mib_per_cycle",
-        "size_first_mib", "size_last_mib", "peak_rss_mib"]
+COLS = ["feeds", "file_mib", "load_s", "write_ms_median", "write_ms_max", "complete_ms_median",
+        "mib_per_cycle", "fold_s", "reopen_log_mib", "reopen_s", "disk_first_mib", "disk_max_mib",
+        "peak_rss_mib"]
 
 
 def build(path: Path, n: int) -> None:
@@ -66,6 +71,10 @@ def one_cycle(db: Any, n: int, cycle: int) -> list[str]:
     return queued
 
 
+def disk_mib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("db.json*")) / 2**20
+
+
 def measure(n: int, cycles: int) -> dict[str, Any]:
     from bot.storage import Database
 
@@ -76,25 +85,41 @@ def measure(n: int, cycles: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         db = Database(path)
         load = time.perf_counter() - t0
-        writes, sizes, written = [], [], []
+        writes, sizes, written, completes = [], [], [], []
         for cycle in range(cycles):
             queued = one_cycle(db, n, cycle)
             before = db.bytes_written
             t0 = time.perf_counter()
             db.commit(durable=True)
             writes.append((time.perf_counter() - t0) * 1000)
-            written.append(db.bytes_written - before)
             for delivery_id in queued:
+                t0 = time.perf_counter()
                 db.complete(delivery_id)
-            sizes.append(path.stat().st_size / 2**20)
-        db.close()
-    ordered = sorted(writes)
+                completes.append((time.perf_counter() - t0) * 1000)
+            written.append(db.bytes_written - before)
+            sizes.append(disk_mib(Path(tmp)))
+        # a crash now: the next start replays the log since the last fold
+        db._snapshotter.shutdown(wait=True)
+        db.log.close()
+        del db
+        log_mib = sum(p.stat().st_size for p in Path(tmp).glob("db.json.log.*")) / 2**20
+        t0 = time.perf_counter()
+        reopened = Database(path)
+        reopen = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reopened.snapshot(wait=True)
+        fold = time.perf_counter() - t0
+        reopened.close()
+    ordered, done = sorted(writes), sorted(completes)
     return {
         "feeds": n, "file_mib": round(file_mib, 2), "load_s": round(load, 3),
         "write_ms_median": round(ordered[len(ordered) // 2], 1),
         "write_ms_max": round(ordered[-1], 1),
+        "complete_ms_median": round(done[len(done) // 2], 2),
         "mib_per_cycle": round(sum(written) / len(written) / 2**20, 2),
-        "size_first_mib": round(sizes[0], 2), "size_last_mib": round(sizes[-1], 2),
+        "fold_s": round(fold, 3), "reopen_log_mib": round(log_mib, 1),
+        "reopen_s": round(reopen, 3),
+        "disk_first_mib": round(sizes[0], 2), "disk_max_mib": round(max(sizes), 2),
         "sizes_mib": [round(s, 3) for s in sizes], "write_ms": [round(w, 1) for w in writes],
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }

@@ -6,7 +6,7 @@ Design
   (`FairScheduler`), each lane in `seq` order, paced by a per-chat limiter and a global one.
 - Sends are strictly sequential: one request, then `store.complete()` (durable) before the next
   request. So at most one message is ever "accepted by Telegram but not yet completed", and a
-  crash duplicates at most one message. On loopback a send + journal fsync takes a few ms, far
+  crash duplicates at most one message. On loopback a send + change-log fsync takes a few ms, far
   below the 33 ms that 30 msg/s allows; against the real API (RTT ~50-100 ms from most hosts)
   a single bot tops out nearer 10-20 msg/s, which we accept in exchange for that guarantee.
 - A delivery only leaves the outbox when Telegram accepted it, or (logged at ERROR, counted in

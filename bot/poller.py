@@ -1,7 +1,7 @@
 """The scheduler's tick: pick due feeds, check each once, queue what is new.
 
 One check: fetch -> parse -> diff -> render -> commit. The commit stores the feed's new seen-set
-and every resulting delivery in a single atomic write, so a crash can neither lose a post (seen
+and every resulting delivery in a single durable write, so a crash can neither lose a post (seen
 but never queued) nor queue it twice.
 """
 

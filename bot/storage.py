@@ -1,19 +1,24 @@
 """Persistence: the only module that knows TinyDB.
 
 Durability model
-- The whole database lives in memory (TinyDB's layout, held by `AtomicJSONStorage`; tables are
-  `DocTable`s) and is written as one JSON file, atomically: temp file in the same folder, fsync,
-  `os.replace`, fsync of the folder. A crash at any moment leaves either the old or the new file,
-  never a torn one.
-- Changes are grouped: one write per change set (`durable=True`), never one per entry; change sets
-  that arrive while the worker is busy share the next write (group commit). Changes whose
-  loss is harmless (next-check times, ETags) are written lazily, at most every `lazy_flush_s`.
-- Completing a delivery must be durable before the next message goes out, but rewriting the whole
-  file per message is wasteful: completions are appended to a small journal (`<db>.done`, fsync per
-  line) that is folded into the main file on the next full write and on open.
+- The whole database lives in memory (TinyDB's layout, {table: {doc_id: document}}; tables are
+  `DocTable`s). On disk it is a snapshot file in that layout plus an append-only change log.
+- A durable commit appends one line to the log: every document changed since the previous line,
+  in full (or null for a removal), then fsync. A commit costs the size of what changed, not of the
+  database; change sets that arrive while the worker is busy share one line (group commit).
+- A crash can cut only the last line short; it was never acknowledged, so reopening ignores it.
+- When the log outgrows the snapshot (and a floor of a few MB), it is folded in: appends move to a
+  fresh log and a background thread writes the new snapshot atomically (temp file, fsync,
+  `os.replace`, fsync of the folder), then deletes the older logs. The snapshot names the first
+  log it does not contain, so a crash anywhere in between replays exactly the missing lines.
+- Opening replays the logs and writes a fresh snapshot; closing folds everything in, so a cleanly
+  stopped bot leaves one self-contained file that `TinyDB(path)` can read.
+- Changes whose loss is harmless (next-check times, ETags) are committed lazily: they ride along
+  with the next log line, or are written on their own after `lazy_flush_s`.
 
-All I/O runs in one dedicated worker thread, so the event loop never blocks on disk and every
-operation sees a consistent database. `Store` is the async face used by the rest of the bot.
+All I/O runs in one dedicated worker thread (plus the snapshot writer), so the event loop never
+blocks on disk and every operation sees a consistent database. `Store` is the async face used by
+the rest of the bot.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from tinydb.storages import Storage
 
@@ -38,6 +43,9 @@ from .models import Chat, Delivery, Feed, Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: the log is folded into the snapshot once it is larger than this and than the snapshot
+LOG_FLOOR_BYTES = 8 * 2**20
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -54,7 +62,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -62,12 +74,12 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class AtomicJSONStorage(Storage):
-    """TinyDB storage kept in memory and flushed atomically on demand.
+    """TinyDB storage kept in memory; the file is a snapshot written atomically on demand.
 
     Stock `JSONStorage` re-reads the file on every query and rewrites it in place (truncate, then
     write), so a crash mid-write leaves an unreadable database. Here reads come from memory and
-    `write()` only records the new state; `flush()` persists it. The file keeps TinyDB's layout
-    ({table: {doc_id: document}}), so `TinyDB(path)` can still open it.
+    `write()` only records the new state; `flush()` persists it. The file keeps TinyDB's layout,
+    so `TinyDB(path)` can still open it.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -75,20 +87,17 @@ class AtomicJSONStorage(Storage):
         self._data: dict[str, dict[str, Any]] | None = None
         if self.path.exists() and self.path.stat().st_size > 0:
             self._data = json.loads(self.path.read_bytes())
-        self.dirty = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         return self._data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self._data = data
-        self.dirty = True
 
     def flush(self, payload: bytes | None = None) -> int:
         if payload is None:
             payload = _dumps(self._data or {})
         atomic_write(self.path, payload)
-        self.dirty = False
         return len(payload)
 
     def close(self) -> None:
@@ -104,27 +113,29 @@ class DocTable:
 
     TinyDB's own Table rebuilds the whole table on every update (O(table size) per write) and
     copies documents on every read; at thousands of feeds that dominated a poll cycle. Here a
-    write replaces one document and drops its cached JSON, and a full write of the file only
-    re-encodes the documents that changed since the previous one.
+    write replaces one document, drops its cached JSON and marks it changed for the next log line.
     """
 
-    def __init__(self, docs: dict[str, Any]) -> None:
+    def __init__(self, name: str, docs: dict[str, Any]) -> None:
+        self.name = name
         self.docs: dict[str, dict[str, Any]] = docs
         self.next_id = max((int(k) for k in docs), default=0) + 1
         self._json: dict[str, bytes] = {}
+        self._changed: dict[str, None] = {}  # insertion-ordered set of doc ids
 
     def get(self, doc_id: str | None) -> dict[str, Any] | None:
         return self.docs.get(doc_id) if doc_id is not None else None
 
     def insert(self, doc: dict[str, Any]) -> str:
         doc_id = str(self.next_id)
-        self.next_id += 1
-        self.docs[doc_id] = doc
+        self.put(doc_id, doc)
         return doc_id
 
     def put(self, doc_id: str, doc: dict[str, Any]) -> None:
         self.docs[doc_id] = doc
         self._json.pop(doc_id, None)
+        self._changed[doc_id] = None
+        self.next_id = max(self.next_id, int(doc_id) + 1)
 
     def update(self, doc_id: str, fields: dict[str, Any]) -> None:
         doc = self.docs.get(doc_id)
@@ -132,47 +143,151 @@ class DocTable:
             self.put(doc_id, {**doc, **fields})
 
     def remove(self, doc_id: str) -> None:
-        self.docs.pop(doc_id, None)
-        self._json.pop(doc_id, None)
+        if self.docs.pop(doc_id, None) is not None:
+            self._json.pop(doc_id, None)
+            self._changed[doc_id] = None
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         return list(self.docs.items())
 
-    def encode(self) -> bytes:
-        parts = []
+    def _encoded(self, doc_id: str, doc: dict[str, Any]) -> bytes:
+        encoded = self._json.get(doc_id)
+        if encoded is None:
+            encoded = self._json[doc_id] = _dumps(doc)
+        return encoded
+
+    def take_changes(self) -> list[bytes]:
+        """Log records ([table, doc_id, document or null]) for what changed since the last call."""
+        prefix = _dumps(self.name) + b',"'
+        records = []
+        for doc_id in self._changed:
+            doc = self.docs.get(doc_id)
+            body = self._encoded(doc_id, doc) if doc is not None else b"null"
+            records.append(b"[" + prefix + doc_id.encode() + b'",' + body + b"]")
+        self._changed.clear()
+        return records
+
+    def apply(self, doc_id: str, doc: dict[str, Any] | None) -> None:
+        """Replay one log record (already on disk, so not marked changed)."""
+        self._json.pop(doc_id, None)
+        if doc is None:
+            self.docs.pop(doc_id, None)
+        else:
+            self.docs[doc_id] = doc
+            self.next_id = max(self.next_id, int(doc_id) + 1)
+
+    def snapshot_parts(self) -> list[bytes | dict[str, Any]]:
+        """The table's JSON as chunks to join in the snapshot thread.
+
+        Documents not encoded yet are passed as they are: stored documents are replaced, never
+        changed in place, so encoding them later in another thread is safe.
+        """
+        parts: list[bytes | dict[str, Any]] = [b"{"]
         for doc_id, doc in self.docs.items():
-            encoded = self._json.get(doc_id)
-            if encoded is None:
-                encoded = self._json[doc_id] = _dumps(doc)
-            parts.append(b'"' + doc_id.encode() + b'":' + encoded)
-        return b"{" + b",".join(parts) + b"}"
+            if len(parts) > 1:
+                parts.append(b",")
+            parts.append(b'"' + doc_id.encode() + b'":')
+            parts.append(self._json.get(doc_id) or doc)
+        parts.append(b"}")
+        return parts
 
 
 TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta")
+#: table holding the number of the first log a snapshot does not contain
+LOG_TABLE = "log"
+
+
+class ChangeLog:
+    """The append-only log files `<db>.log.<generation>` next to the snapshot."""
+
+    def __init__(self, snapshot: Path) -> None:
+        self.folder = snapshot.parent
+        self.prefix = snapshot.name + ".log."
+        self.generation = 0
+        self.size = 0
+        self._fh: BinaryIO | None = None
+
+    def generations(self) -> list[int]:
+        found = []
+        for path in self.folder.glob(self.prefix + "*"):
+            suffix = path.name[len(self.prefix):]
+            if suffix.isdigit():
+                found.append(int(suffix))
+        return sorted(found)
+
+    def path(self, generation: int) -> Path:
+        return self.folder / f"{self.prefix}{generation}"
+
+    def read(self, generation: int) -> list[list[Any]]:
+        """Every complete line of one log; a torn last line (a crash mid-append) is ignored."""
+        lines = self.path(generation).read_bytes().split(b"\n")
+        records: list[list[Any]] = []
+        for number, line in enumerate(lines[:-1], 1):  # the part after the last newline is torn
+            try:
+                records.extend(json.loads(line))
+            except ValueError:
+                log.error("change log %s: line %d is damaged; later lines are ignored",
+                          self.path(generation), number)
+                break
+        return records
+
+    def append(self, line: bytes) -> int:
+        if self._fh is None:
+            self._fh = open(self.path(self.generation), "ab")
+            fsync_dir(self.folder)
+        self._fh.write(line)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.size += len(line)
+        return len(line)
+
+    def rotate(self) -> int:
+        """Start the next log; returns its generation."""
+        self.close()
+        self.generation += 1
+        self.size = 0
+        return self.generation
+
+    def delete_before(self, generation: int) -> None:
+        for old in self.generations():
+            if old < generation:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path(old).unlink()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class Database:
     """Synchronous database; call it only from the Store's worker thread."""
 
-    def __init__(self, path: str | Path, *, lazy_flush_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, lazy_flush_s: float = 30.0, log_floor: int = LOG_FLOOR_BYTES
+    ) -> None:
         self.path = Path(path)
-        self.journal_path = self.path.with_name(self.path.name + ".done")
         self.storage = AtomicJSONStorage(self.path)
         data = self.storage.read() or {}
         self.storage.write(data)
-        self.storage.dirty = False
-        self._tables = {name: DocTable(data.setdefault(name, {})) for name in TABLES}
+        self._tables = {name: DocTable(name, data.setdefault(name, {})) for name in TABLES}
         self.feeds = self._tables["feeds"]
         self.subs = self._tables["subscriptions"]
         self.chats = self._tables["chats"]
         self.outbox = self._tables["outbox"]
         self.meta = self._tables["meta"]
         self.lazy_flush_s = lazy_flush_s
+        self.log_floor = log_floor
         self._last_flush = time.monotonic()
         self._lazy_dirty = False
         self.bytes_written = 0
+        self.snapshot_bytes = self.path.stat().st_size if self.path.exists() else 0
+        #: one thread writes snapshots so that appends never wait for a full write
+        self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="feedbot-snapshot")
+        self._snapshot_job: Future[int] | None = None
+        self.log = ChangeLog(self.path)
+        self._replay()
         self._build_indexes()
-        self._fold_journal()
 
     # ----------------------------------------------------------------- internals
     def _build_indexes(self) -> None:
@@ -181,53 +296,75 @@ class Database:
         self._sub_ids = {(int(d["chat_id"]), d["feed_url"]): i for i, d in self.subs.items()}
         self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
 
-    def _fold_journal(self) -> None:
-        if not self.journal_path.exists():
-            return
-        done = {line.strip() for line in self.journal_path.read_text().splitlines() if line.strip()}
-        for delivery_id in done:
-            doc_id = self._outbox_ids.pop(delivery_id, None)
-            if doc_id is not None:
-                self.outbox.remove(doc_id)
-        self._flush()
-
-    def _encode(self) -> bytes:
+    def _replay(self) -> None:
         data = self.storage.read() or {}
-        parts = []
-        for name, docs in data.items():
-            table = self._tables.get(name)
-            encoded = table.encode() if table is not None else _dumps(docs)
-            parts.append(_dumps(name) + b":" + encoded)
-        return b"{" + b",".join(parts) + b"}"
+        first = int(data.get(LOG_TABLE, {}).get("1", {}).get("next", 0))
+        generations = [g for g in self.log.generations() if g >= first]
+        for generation in generations:
+            for table, doc_id, doc in self.log.read(generation):
+                self._tables[table].apply(doc_id, doc)
+        self.log.generation = max([first, *generations])
+        if generations or not self.path.exists():
+            self.snapshot(wait=True)  # one self-contained file again; the logs go
+        else:
+            self.log.delete_before(first)
 
-    def _flush(self) -> None:
-        self.bytes_written += self.storage.flush(self._encode())
+    def snapshot(self, *, wait: bool = False) -> None:
+        """Fold the log into a new snapshot, written by the background thread."""
+        if self._snapshot_job is not None:
+            self._snapshot_job.result()  # one at a time; a failure surfaces here
+            self._snapshot_job = None
+        self._append_changes()
+        generation = self.log.rotate()
+        parts: list[bytes | dict[str, Any]] = [
+            b'{"' + LOG_TABLE.encode() + b'":{"1":{"next":%d}}' % generation
+        ]
+        for name, table in self._tables.items():
+            parts.append(b"," + _dumps(name) + b":")
+            parts.extend(table.snapshot_parts())
+        parts.append(b"}")
+        self._snapshot_job = self._snapshotter.submit(self._write_snapshot, parts, generation)
+        if wait:
+            self._snapshot_job.result()
+            self._snapshot_job = None
+
+    def _write_snapshot(self, parts: list[bytes | dict[str, Any]], generation: int) -> int:
+        payload = b"".join(p if isinstance(p, bytes) else _dumps(p) for p in parts)
+        self.storage.flush(payload)
+        self.bytes_written += len(payload)
+        self.snapshot_bytes = len(payload)
+        self.log.delete_before(generation)
+        return len(payload)
+
+    def _append_changes(self) -> None:
+        records = [record for table in self._tables.values() for record in table.take_changes()]
+        if records:
+            self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]\n")
         self._last_flush = time.monotonic()
         self._lazy_dirty = False
-        # The main file now reflects every completion: the journal can start afresh.
-        if self.journal_path.exists():
-            self.journal_path.unlink()
 
-    def _changed(self) -> None:
-        self.storage.dirty = True
+    def _snapshot_if_due(self) -> None:
+        if self.log.size > max(self.log_floor, self.snapshot_bytes):
+            job = self._snapshot_job
+            if job is None or job.done():
+                self.snapshot()
 
     def commit(self, *, durable: bool = True) -> None:
-        """End a change set: write now, or (for harmless-to-lose changes) soon."""
+        """End a change set: on disk now, or (for harmless-to-lose changes) soon."""
         if durable:
-            self._flush()
+            self._append_changes()
+            self._snapshot_if_due()
             return
         self._lazy_dirty = True
-        if time.monotonic() - self._last_flush >= self.lazy_flush_s:
-            self._flush()
+        self.flush_if_due()
 
     def flush_if_due(self) -> None:
         """Write lazily-committed changes once they are `lazy_flush_s` old."""
         if self._lazy_dirty and time.monotonic() - self._last_flush >= self.lazy_flush_s:
-            self._flush()
+            self.commit(durable=True)
 
     def flush_if_dirty(self) -> None:
-        if self._lazy_dirty or self.storage.dirty:
-            self._flush()
+        self.commit(durable=True)
 
     def _upsert(
         self, table: DocTable, index: dict[Any, str], key: Any, data: dict[str, Any]
@@ -237,7 +374,6 @@ class Database:
             index[key] = table.insert(data)
         else:
             table.put(doc_id, data)
-        self._changed()
 
     # --------------------------------------------------------------------- feeds
     def get_feed(self, url: str) -> Feed | None:
@@ -248,7 +384,9 @@ class Database:
         return [_feed(d) for _, d in self.feeds.items()]
 
     def save_feed(self, feed: Feed) -> None:
-        self._upsert(self.feeds, self._feed_ids, feed.url, feed.to_dict())
+        doc = feed.to_dict()
+        doc["seen"] = list(feed.seen)  # stored documents are never changed in place
+        self._upsert(self.feeds, self._feed_ids, feed.url, doc)
 
     def due_feeds(self, now: float) -> list[Feed]:
         active = {url for (_, url), doc_id in self._sub_ids.items() if self._sub_active(doc_id)}
@@ -270,7 +408,6 @@ class Database:
         doc_id = self._feed_ids.pop(url, None)
         if doc_id is not None:
             self.feeds.remove(doc_id)
-            self._changed()
 
     def move_feed(self, old_url: str, new_url: str) -> None:
         """A feed moved permanently: its state and subscriptions follow; duplicates merge."""
@@ -293,7 +430,6 @@ class Database:
         for doc_id, doc in self.outbox.items():
             if doc["feed_url"] == old_url:
                 self.outbox.update(doc_id, {"feed_url": new_url})
-        self._changed()
 
     # ------------------------------------------------------------- subscriptions
     def save_subscription(self, sub: Subscription) -> None:
@@ -308,7 +444,6 @@ class Database:
         if doc_id is None:
             return False
         self.subs.remove(doc_id)
-        self._changed()
         if not any(u == url for (_, u) in self._sub_ids):
             self.delete_feed(url)
         return True
@@ -330,7 +465,9 @@ class Database:
         return _chat(doc) if doc is not None else None
 
     def save_chat(self, chat: Chat) -> None:
-        self._upsert(self.chats, self._chat_ids, chat.id, chat.to_dict())
+        doc = chat.to_dict()
+        doc["seen"], doc["defaults"] = list(chat.seen), dict(chat.defaults)  # never shared
+        self._upsert(self.chats, self._chat_ids, chat.id, doc)
 
     def all_chats(self) -> list[Chat]:
         return [_chat(d) for _, d in self.chats.items()]
@@ -354,7 +491,6 @@ class Database:
         for out_id, doc in self.outbox.items():
             if int(doc["chat_id"]) == old_id:
                 self.outbox.update(out_id, {"chat_id": new_id})
-        self._changed()
 
     # -------------------------------------------------------------------- outbox
     def _next_seq(self) -> int:
@@ -371,7 +507,6 @@ class Database:
         for delivery in deliveries:
             delivery.seq = self._next_seq()
             self._outbox_ids[delivery.id] = self.outbox.insert(delivery.to_dict())
-        self._changed()
 
     def pending(self) -> list[Delivery]:
         items = [Delivery.from_dict(d) for _, d in self.outbox.items()]
@@ -381,33 +516,35 @@ class Database:
         return len(self._outbox_ids)
 
     def complete(self, delivery_id: str) -> None:
+        """A delivery went out: durable at once, as one small log line."""
         doc_id = self._outbox_ids.pop(delivery_id, None)
         if doc_id is None:
             return
         self.outbox.remove(doc_id)
-        # the journal carries this change; no full rewrite needed
-        with open(self.journal_path, "a", encoding="utf-8") as fh:
-            fh.write(delivery_id + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.commit(durable=True)
 
     def record_attempt(self, delivery: Delivery) -> None:
         doc_id = self._outbox_ids.get(delivery.id)
         if doc_id is not None:
             self.outbox.update(doc_id, {"attempts": delivery.attempts})
-            self._changed()
 
     def drop_chat_deliveries(self, chat_id: int) -> int:
         ids = [(d["id"], i) for i, d in self.outbox.items() if int(d["chat_id"]) == chat_id]
         for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
             self.outbox.remove(doc_id)
-        if ids:
-            self._changed()
         return len(ids)
 
     def close(self) -> None:
-        self.flush_if_dirty()
+        """Fold everything into the snapshot: a cleanly stopped bot leaves one file."""
+        try:
+            if self.log.size or self.log.generations():
+                self.snapshot(wait=True)
+            elif self._snapshot_job is not None:
+                self._snapshot_job.result()
+        finally:
+            self.log.close()
+            self._snapshotter.shutdown(wait=True)
 
 
 def _feed(doc: dict[str, Any]) -> Feed:

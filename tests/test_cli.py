@@ -122,7 +122,7 @@ def test_real_process_serves_commands_and_survives_sigkill(
         feed_server.set_feed("/ml.xml", hugo_feed(range(1, 32)))
         posts = fake_api.wait_delivered(3, 1001, timeout=30)
         assert "Topic 31" in posts[2].plain
-        time.sleep(1)  # let the completion reach the journal: this kill is not mid-send
+        time.sleep(1)  # let the completion reach the change log: this kill is not mid-send
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -27,8 +27,17 @@ def delivery(i: int, chat: int = 1) -> Delivery:
     )
 
 
-async def test_round_trip_and_one_write_per_change_set(tmp_path: Path) -> None:
+def log_lines(folder: Path) -> list[bytes]:
+    return [
+        line
+        for path in sorted(folder.glob("db.json.log.*"))
+        for line in path.read_bytes().splitlines()
+    ]
+
+
+async def test_round_trip_and_one_small_write_per_change_set(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db.json")
+    await store.save_feed(Feed(url="https://f.test/other", seen=[f"k{i}" for i in range(500)]))
     before = store.bytes_written
 
     def change(db: Database) -> None:
@@ -38,9 +47,12 @@ async def test_round_trip_and_one_write_per_change_set(tmp_path: Path) -> None:
         db.enqueue([delivery(1, 5), delivery(2, 5)])
 
     await store.transaction(change)
-    size = (tmp_path / "db.json").stat().st_size
-    assert store.bytes_written - before == size  # exactly one full write for the change set
+    lines = log_lines(tmp_path)
+    assert len(lines) == 2  # one line per change set
+    assert store.bytes_written - before == len(lines[-1]) + 1  # that line, nothing else
+    assert b"k499" not in lines[-1]  # the untouched feed is not rewritten
     await store.close()
+    assert log_lines(tmp_path) == []  # a clean close folds the log into the snapshot
 
     store = await Store.open(tmp_path / "db.json")
     feed = await store.get_feed("https://f.test/")
@@ -50,20 +62,55 @@ async def test_round_trip_and_one_write_per_change_set(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_completion_journal_survives_without_full_rewrite(tmp_path: Path) -> None:
+async def test_changes_survive_a_crash_through_the_log(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
     store = await Store.open(path)
     await store.enqueue([delivery(i) for i in range(3)])
-    written = store.bytes_written
     await store.complete("d0")
-    assert store.bytes_written == written  # no full rewrite per message
-    assert (tmp_path / "db.json.done").read_text() == "d0\n"
-    # simulate a crash: the main file still lists d0, the journal says it was sent
+    await store.save_feed(Feed(url="u", title="T", seen=["a"]))
+    # crash: no close, so the snapshot still holds the empty database
     store._executor.shutdown(wait=True)
+    assert json.loads(path.read_bytes())["outbox"] == {}
     reopened = await Store.open(path)
     assert [d.id for d in await reopened.pending()] == ["d1", "d2"]
-    assert not (tmp_path / "db.json.done").exists()  # folded into the main file
+    feed = await reopened.get_feed("u")
+    assert feed is not None and feed.title == "T"
+    assert log_lines(tmp_path) == []  # replayed, then folded into a fresh snapshot
     await reopened.close()
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    db = Database(path)
+    db.save_feed(Feed(url="u", title="one"))
+    db.commit()
+    db.save_feed(Feed(url="u", title="two"))
+    db.commit()
+    log_file = next(tmp_path.glob("db.json.log.*"))
+    data = log_file.read_bytes()
+    log_file.write_bytes(data[: len(data) - 7])  # the crash cut the second append short
+    reopened = Database(path)
+    feed = reopened.get_feed("u")
+    assert feed is not None and feed.title == "one"
+    reopened.close()
+
+
+def test_the_log_is_folded_in_once_it_outgrows_the_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    db = Database(path, log_floor=10_000)
+    for i in range(200):
+        db.save_feed(Feed(url=f"u{i % 3}", title=str(i), seen=[f"{i}-{j}" for j in range(20)]))
+        db.commit()
+    db._snapshotter.shutdown(wait=True)  # let a fold in flight finish, then "crash"
+    db.log.close()
+    # the log never grew far past the floor: older logs were deleted after each fold
+    assert sum(p.stat().st_size for p in tmp_path.glob("db.json.log.*")) < 20_000
+    assert db.bytes_written < 200 * 600 * 3  # no full rewrite per commit
+    reopened = Database(path)  # snapshot + the log written since
+    assert [f.title for f in sorted(reopened.all_feeds(), key=lambda f: f.url)] == [
+        "198", "199", "197"
+    ]
+    reopened.close()
 
 
 async def test_unsubscribing_last_chat_removes_feed(tmp_path: Path) -> None:
@@ -162,7 +209,7 @@ def test_sigkill_at_any_moment_never_leaves_an_unreadable_database(tmp_path: Pat
         i = int(feed.title)
         assert i >= last  # nothing committed is ever lost
         assert feed.seen == [f"{i}-{j}" for j in range(3000)]  # never half a change set
-        assert [d.id for d in db.pending()] in ([], [f"d{i}"])  # completions survive via journal
+        assert [d.id for d in db.pending()] in ([], [f"d{i}"])  # completions survive via the log
         last = i
         db.close()
     assert last > 0
@@ -176,3 +223,34 @@ def test_store_runs_off_the_event_loop(tmp_path: Path) -> None:
         return name
 
     assert asyncio.run(main()).startswith("feedbot-store")
+
+
+def test_a_crash_on_either_side_of_a_fold_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    db = Database(path)
+    db.save_feed(Feed(url="u", title="before the fold"))
+    db.commit()
+    (old_log,) = tmp_path.glob("db.json.log.*")
+    saved = {p: p.read_bytes() for p in (path, old_log)}
+    db.snapshot(wait=True)
+    db.save_feed(Feed(url="u", title="after the fold"))
+    db.commit()
+    db.log.close()
+    db._snapshotter.shutdown(wait=True)
+    new_log = db.log.path(db.log.generation)
+    saved[new_log] = new_log.read_bytes()
+
+    # died after the new snapshot but before deleting the old log: that log is stale
+    old_log.write_bytes(saved[old_log])
+    reopened = Database(path)
+    assert reopened.get_feed("u").title == "after the fold"  # type: ignore[union-attr]
+    assert not old_log.exists()
+    reopened.log.close()
+    reopened._snapshotter.shutdown(wait=True)
+
+    # died before the new snapshot replaced the old one: old snapshot + every log replay
+    for file, content in saved.items():
+        file.write_bytes(content)
+    reopened = Database(path)
+    assert reopened.get_feed("u").title == "after the fold"  # type: ignore[union-attr]
+    reopened.close()
