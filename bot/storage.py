@@ -121,7 +121,8 @@ class DocTable:
         self.docs: dict[str, dict[str, Any]] = docs
         self.next_id = max((int(k) for k in docs), default=0) + 1
         self._json: dict[str, bytes] = {}
-        self._changed: dict[str, None] = {}  # insertion-ordered set of doc ids
+        #: changed since the last log line: doc id -> changed fields, or None for all of it
+        self._changed: dict[str, set[str] | None] = {}
 
     def get(self, doc_id: str | None) -> dict[str, Any] | None:
         return self.docs.get(doc_id) if doc_id is not None else None
@@ -132,10 +133,18 @@ class DocTable:
         return doc_id
 
     def put(self, doc_id: str, doc: dict[str, Any]) -> None:
+        old = self.docs.get(doc_id)
         self.docs[doc_id] = doc
         self._json.pop(doc_id, None)
-        self._changed[doc_id] = None
         self.next_id = max(self.next_id, int(doc_id) + 1)
+        if old is None or (doc_id in self._changed and self._changed[doc_id] is None):
+            self._changed[doc_id] = None
+        elif old.keys() - doc.keys():
+            self._changed[doc_id] = None  # a field went away: log the whole document
+        else:
+            # only the fields that differ: a feed's next-check time without its seen-set
+            fields = {key for key, value in doc.items() if old.get(key, _MISSING) != value}
+            self._changed[doc_id] = fields | (self._changed.get(doc_id) or set())
 
     def update(self, doc_id: str, fields: dict[str, Any]) -> None:
         doc = self.docs.get(doc_id)
@@ -157,24 +166,35 @@ class DocTable:
         return encoded
 
     def take_changes(self) -> list[bytes]:
-        """Log records ([table, doc_id, document or null]) for what changed since the last call."""
+        """Log records for what changed since the last call.
+
+        [table, doc_id, document] replaces a document, [table, doc_id, null] removes it and
+        [table, doc_id, fields, 1] updates some of its fields.
+        """
         prefix = _dumps(self.name) + b',"'
         records = []
-        for doc_id in self._changed:
+        for doc_id, fields in self._changed.items():
             doc = self.docs.get(doc_id)
-            body = self._encoded(doc_id, doc) if doc is not None else b"null"
+            if doc is None:
+                body = b"null"
+            elif fields is None:
+                body = self._encoded(doc_id, doc)
+            else:
+                body = _dumps({key: doc[key] for key in fields}) + b",1"
             records.append(b"[" + prefix + doc_id.encode() + b'",' + body + b"]")
         self._changed.clear()
         return records
 
-    def apply(self, doc_id: str, doc: dict[str, Any] | None) -> None:
+    def apply(self, doc_id: str, doc: dict[str, Any] | None, patch: int = 0) -> None:
         """Replay one log record (already on disk, so not marked changed)."""
         self._json.pop(doc_id, None)
         if doc is None:
             self.docs.pop(doc_id, None)
-        else:
-            self.docs[doc_id] = doc
-            self.next_id = max(self.next_id, int(doc_id) + 1)
+            return
+        if patch:
+            doc = {**self.docs.get(doc_id, {}), **doc}
+        self.docs[doc_id] = doc
+        self.next_id = max(self.next_id, int(doc_id) + 1)
 
     def snapshot_parts(self) -> list[bytes | dict[str, Any]]:
         """The table's JSON as chunks to join in the snapshot thread.
@@ -192,6 +212,7 @@ class DocTable:
         return parts
 
 
+_MISSING = object()
 TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta")
 #: table holding the number of the first log a snapshot does not contain
 LOG_TABLE = "log"
@@ -301,8 +322,8 @@ class Database:
         first = int(data.get(LOG_TABLE, {}).get("1", {}).get("next", 0))
         generations = [g for g in self.log.generations() if g >= first]
         for generation in generations:
-            for table, doc_id, doc in self.log.read(generation):
-                self._tables[table].apply(doc_id, doc)
+            for table, doc_id, *change in self.log.read(generation):
+                self._tables[table].apply(doc_id, *change)
         self.log.generation = max([first, *generations])
         if generations or not self.path.exists():
             self.snapshot(wait=True)  # one self-contained file again; the logs go
@@ -355,7 +376,7 @@ class Database:
             self._append_changes()
             self._snapshot_if_due()
             return
-        self._lazy_dirty = True
+        self._lazy_dirty = self._lazy_dirty or any(t._changed for t in self._tables.values())
         self.flush_if_due()
 
     def flush_if_due(self) -> None:
