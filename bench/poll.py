@@ -58,6 +58,7 @@ async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any
     from bot.diff import oldest_first, remember, seen_cap
     from bot.fetcher import Fetcher
     from bot.models import Chat, Feed, Subscription
+    from bot.parse_pool import ParsePool
     from bot.parser import parse_bytes
     from bot.poller import Poller
     from bot.runtime import fetch_settings
@@ -85,7 +86,11 @@ async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any
 
         await store.transaction(populate)
         fetcher = Fetcher(fetch_settings(settings), resolver=_stub_resolver)
-        poller = Poller(store, fetcher, settings)
+        pool_t0 = time.perf_counter()
+        parse_pool = ParsePool()
+        await parse_pool.start()
+        pool_start_s = time.perf_counter() - pool_t0
+        poller = Poller(store, fetcher, settings, parse_pool=parse_pool)
         async with httpx.AsyncClient(trust_env=False) as client:
             for mix in mixes:
                 await store.transaction(make_due)
@@ -104,9 +109,10 @@ async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any
                     "req_per_s": round(requests / wall), "queued": stats.queued,
                     "new_entries": stats.new_entries, "not_modified": stats.not_modified,
                     "server_cpu_s": after["cpu_seconds"] - before["cpu_seconds"],
-                    "db_bytes_written": store.bytes_written,
+                    "db_bytes_written": store.bytes_written, "pool_start_s": pool_start_s,
                 })
         await poller.close()
+        await parse_pool.close()
         await fetcher.aclose()
         await store.close()
     for row in rows:

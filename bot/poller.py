@@ -33,10 +33,12 @@ from .models import (
     RenderedMessage,
     Subscription,
 )
+from .parse_pool import ParsePool
 from .parser import parse_feed
 from .render import RenderOptions, render_entry
 from .service import CHAT_SEEN_CAP
 from .storage import Database, Store
+from .store_batch import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +113,13 @@ class Poller:
         settings: Settings,
         *,
         on_queued: Callable[[], None] = lambda: None,
+        parse_pool: ParsePool | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.settings = settings
+        #: parses in worker processes when given (the bot), else in threads
+        self.parse_pool = parse_pool
         self.on_queued = on_queued
         #: told when a check crashes (a bug, not a feed failure): operator alerts
         self.on_crash: Callable[[str, Exception], None] | None = None
@@ -122,6 +127,9 @@ class Poller:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
+        # Concurrent checks share store trips for their first read and their 304 updates.
+        self._reads = Coalescer(store.read)
+        self._lazy_writes = Coalescer(lambda fn: store.transaction(fn, durable=False))
         # Feed-health thresholds and the clock are attributes so tests can shrink a day to seconds.
         self.clock: Callable[[], float] = time.time
         self.notify_after = NOTIFY_FAILING_AFTER
@@ -163,6 +171,8 @@ class Poller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._reads.close()
+        await self._lazy_writes.close()
 
     async def _guarded(self, url: str, wait: float = 0.0) -> None:
         try:
@@ -180,22 +190,28 @@ class Poller:
 
     # ------------------------------------------------------------------ check
     async def check(self, url: str) -> None:
-        feed = await self.store.get_feed(url)
+        feed, subs = await self._reads.run(
+            lambda db: (db.get_feed(url), db.subscriptions_for_feed(url))
+        )
         if feed is None:
             return
         self.stats.checked += 1
+        # the next check counts from this one's start: a slow fetch must not stretch the period
+        started = self.clock()
         try:
             result = await self.fetcher.fetch(url, etag=feed.etag, last_modified=feed.last_modified)
             if result.not_modified:
                 self.stats.not_modified += 1
-                await self._record_not_modified(feed, result)
+                await self._record_not_modified(feed, subs, result, started)
                 return
-            parsed = await parse_feed(result.body, result.url, result.content_type)
+            parsed = await parse_feed(
+                result.body, result.url, result.content_type, pool=self.parse_pool
+            )
         except FeedbotError as exc:
             self.stats.failed += 1
-            await self._record_failure(feed, exc)
+            await self._record_failure(feed, exc, subs)
             return
-        plan = await self._plan(feed, result, parsed)
+        plan = await self._plan(feed, result, parsed, started)
         queued = await self.store.transaction(lambda db: self._commit(db, plan))
         self.stats.new_entries += len(plan.fresh)
         self.stats.queued += queued
@@ -218,13 +234,16 @@ class Poller:
         jitter = random.uniform(0, min(wait * 0.1, 60.0))
         return now + min(wait + jitter, DAY)
 
-    async def _plan(self, feed: Feed, result: FetchResult, parsed: ParsedFeed) -> CheckPlan:
-        subs = [s for s in await self.store.subscriptions_for_feed(feed.url) if not s.paused]
+    async def _plan(
+        self, feed: Feed, result: FetchResult, parsed: ParsedFeed, started: float
+    ) -> CheckPlan:
+        current = await self._reads.run(lambda db: db.subscriptions_for_feed(feed.url))
+        subs = [s for s in current if not s.paused]
         fresh = new_entries(parsed.entries, feed.seen)
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
         )
-        plan.next_check = self._next_check(self.clock(), subs, parsed.ttl_minutes, result.max_age)
+        plan.next_check = self._next_check(started, subs, parsed.ttl_minutes, result.max_age)
         if fresh and subs:
             plan.messages = await asyncio.to_thread(self._render_all, feed, parsed, fresh, subs)
         return plan
@@ -327,9 +346,10 @@ class Poller:
         escaped = {k: html.escape(str(v)) for k, v in values.items()}
         return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **escaped)), now)
 
-    async def _record_not_modified(self, feed: Feed, result: FetchResult) -> None:
-        subs = await self.store.subscriptions_for_feed(feed.url)
-        next_check = self._next_check(self.clock(), subs, None, result.max_age)
+    async def _record_not_modified(
+        self, feed: Feed, subs: list[Subscription], result: FetchResult, started: float
+    ) -> None:
+        next_check = self._next_check(started, subs, None, result.max_age)
 
         def update(db: Database) -> int:
             current = db.get_feed(feed.url)
@@ -345,14 +365,18 @@ class Poller:
             return queued
 
         # durable only when something user-visible (a notice, a move) changed
-        durable = feed.failure_notified or bool(result.permanent_url)
-        if await self.store.transaction(update, durable=durable):
+        if feed.failure_notified or result.permanent_url:
+            queued = await self.store.transaction(update)
+        else:
+            queued = await self._lazy_writes.run(update)
+        if queued:
             self.on_queued()
 
-    async def _record_failure(self, feed: Feed, exc: FeedbotError) -> None:
+    async def _record_failure(
+        self, feed: Feed, exc: FeedbotError, subs: list[Subscription]
+    ) -> None:
         log.info("check of %s failed: %s", feed.url, exc)
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        subs = await self.store.subscriptions_for_feed(feed.url)
         interval = self._interval(subs)
         queued = await self.store.transaction(
             lambda db: self._commit_failure(db, feed.url, exc, interval, retry_after)
@@ -466,7 +490,9 @@ class Poller:
             return 0
         try:
             result = await self.fetcher.fetch(feed_url)
-            parsed = await parse_feed(result.body, result.url, result.content_type)
+            parsed = await parse_feed(
+                result.body, result.url, result.content_type, pool=self.parse_pool
+            )
         except FeedbotError as exc:
             log.info("resume of %s: feed not readable now: %s", feed_url, exc)
             await self.store.transaction(lambda db: self._commit_resume(db, chat_id, feed_url))

@@ -9,6 +9,7 @@ from telegram import Bot
 from .config import Settings
 from .delivery import DeliverySettings, Sender
 from .fetcher import Fetcher, FetchSettings
+from .parse_pool import ParsePool
 from .poller import Poller
 from .service import SubscriptionService
 from .storage import Store
@@ -31,18 +32,26 @@ class Runtime:
     sender: Sender
     poller: Poller
     service: SubscriptionService
+    parse_pool: ParsePool
 
     @classmethod
     async def start(cls, settings: Settings, bot: Bot) -> Runtime:
-        store = await Store.open(settings.db_path)
+        parse_pool = ParsePool()
+        await parse_pool.start()
+        try:
+            store = await Store.open(settings.db_path)
+        except BaseException:
+            await parse_pool.close()
+            raise
         fetcher = Fetcher(fetch_settings(settings))
         sender = Sender(bot, store, DeliverySettings())
-        poller = Poller(store, fetcher, settings, on_queued=sender.wake)
+        poller = Poller(store, fetcher, settings, on_queued=sender.wake, parse_pool=parse_pool)
         service = SubscriptionService(store, fetcher, settings)
-        return cls(settings, store, fetcher, sender, poller, service)
+        return cls(settings, store, fetcher, sender, poller, service, parse_pool)
 
     async def stop(self) -> None:
         await self.poller.close()
+        await self.parse_pool.close()
         await self.sender.stop()
         await self.fetcher.aclose()
         await self.store.close()

@@ -281,6 +281,55 @@ class ChangeLog:
             self._fh = None
 
 
+class SubscriptionIndex:
+    """(chat id, feed URL) -> document id, also findable by feed and by chat in O(1).
+
+    A poll cycle asks for each feed's subscriptions; scanning every subscription each time made
+    a cycle O(N²) in the number of feeds."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, str], str] = {}
+        self._by_feed: dict[str, dict[int, None]] = {}
+        self._by_chat: dict[int, dict[str, None]] = {}
+
+    def get(self, key: tuple[int, str]) -> str | None:
+        return self._ids.get(key)
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        return key in self._ids
+
+    def __setitem__(self, key: tuple[int, str], doc_id: str) -> None:
+        chat_id, url = key
+        self._ids[key] = doc_id
+        self._by_feed.setdefault(url, {})[chat_id] = None
+        self._by_chat.setdefault(chat_id, {})[url] = None
+
+    def pop(self, key: tuple[int, str]) -> str | None:
+        doc_id = self._ids.pop(key, None)
+        if doc_id is not None:
+            chat_id, url = key
+            _discard(self._by_feed, url, chat_id)
+            _discard(self._by_chat, chat_id, url)
+        return doc_id
+
+    def chats_of(self, url: str) -> list[int]:
+        return list(self._by_feed.get(url, ()))
+
+    def feeds_of(self, chat_id: int) -> list[str]:
+        return list(self._by_chat.get(chat_id, ()))
+
+    def items(self) -> list[tuple[tuple[int, str], str]]:
+        return list(self._ids.items())
+
+
+def _discard(index: dict[Any, dict[Any, None]], key: Any, member: Any) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.pop(member, None)
+        if not members:
+            del index[key]
+
+
 class Database:
     """Synchronous database; call it only from the Store's worker thread."""
 
@@ -314,7 +363,9 @@ class Database:
     def _build_indexes(self) -> None:
         self._feed_ids = {d["url"]: i for i, d in self.feeds.items()}
         self._chat_ids = {int(d["id"]): i for i, d in self.chats.items()}
-        self._sub_ids = {(int(d["chat_id"]), d["feed_url"]): i for i, d in self.subs.items()}
+        self._sub_ids = SubscriptionIndex()
+        for doc_id, doc in self.subs.items():
+            self._sub_ids[int(doc["chat_id"]), doc["feed_url"]] = doc_id
         self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
 
     def _replay(self) -> None:
@@ -388,7 +439,11 @@ class Database:
         self.commit(durable=True)
 
     def _upsert(
-        self, table: DocTable, index: dict[Any, str], key: Any, data: dict[str, Any]
+        self,
+        table: DocTable,
+        index: dict[Any, str] | SubscriptionIndex,
+        key: Any,
+        data: dict[str, Any],
     ) -> None:
         doc_id = index.get(key)
         if doc_id is None:
@@ -461,20 +516,20 @@ class Database:
         return Subscription.from_dict(doc) if doc is not None else None
 
     def remove_subscription(self, chat_id: int, url: str) -> bool:
-        doc_id = self._sub_ids.pop((chat_id, url), None)
+        doc_id = self._sub_ids.pop((chat_id, url))
         if doc_id is None:
             return False
         self.subs.remove(doc_id)
-        if not any(u == url for (_, u) in self._sub_ids):
+        if not self._sub_ids.chats_of(url):
             self.delete_feed(url)
         return True
 
     def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
-        subs = [self.get_subscription(c, u) for (c, u) in self._sub_ids if c == chat_id]
+        subs = [self.get_subscription(chat_id, u) for u in self._sub_ids.feeds_of(chat_id)]
         return sorted((s for s in subs if s), key=lambda s: (s.created, s.feed_url))
 
     def subscriptions_for_feed(self, url: str) -> list[Subscription]:
-        subs = [self.get_subscription(c, u) for (c, u) in self._sub_ids if u == url]
+        subs = [self.get_subscription(c, url) for c in self._sub_ids.chats_of(url)]
         return sorted((s for s in subs if s), key=lambda s: s.chat_id)
 
     def all_subscriptions(self) -> list[Subscription]:
@@ -503,7 +558,7 @@ class Database:
         self.save_chat(chat)
         for sub_id, doc in self.subs.items():
             if int(doc["chat_id"]) == old_id:
-                self._sub_ids.pop((old_id, doc["feed_url"]), None)
+                self._sub_ids.pop((old_id, doc["feed_url"]))
                 self.subs.remove(sub_id)
                 sub = Subscription.from_dict(doc)
                 sub.chat_id = new_id

@@ -416,6 +416,69 @@ async def test_tls_error_and_sni_keeps_the_host_name() -> None:
     assert b"feeds.test" in hello[0]  # SNI names the host although we dialled 127.0.0.1
 
 
+def self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
+    """A throwaway certificate for `host` (skips when the openssl command is missing)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+         "-addext", f"subjectAltName=DNS:{host}"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_fetch_over_the_asyncio_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole HTTPS exchange (handshake with SNI and certificate check, keep-alive reuse of the
+    TLS connection) through our asyncio network backend."""
+    import ssl
+
+    import httpx
+
+    cert, key = self_signed(tmp_path, "feeds.test")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+                             + f"Content-Length: {len(FEED)}\r\n\r\n".encode() + FEED)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    monkeypatch.setattr(httpx, "create_ssl_context",
+                        lambda **_: ssl.create_default_context(cafile=str(cert)))
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    try:
+        async with Fetcher(local(), resolver=resolver) as fetcher:
+            first = await fetcher.fetch(f"https://feeds.test:{port}/feed")
+            second = await fetcher.fetch(f"https://feeds.test:{port}/feed")
+            with pytest.raises(FetchError) as info:  # certificate is not for this name
+                await fetcher.fetch(f"https://127.0.0.1:{port}/feed")
+    finally:
+        srv.close()
+        await asyncio.wait_for(srv.wait_closed(), 5)
+    assert first.body == second.body == FEED and first.status == 200
+    assert len(connections) == 1  # one handshake, the connection reused; 127.0.0.1 refused
+    assert info.value.kind == "tls" and "certificate" in str(info.value).lower()
+
+
 # --- concurrency ----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from bot.errors import ParseError
 from bot.parser import parse_bytes
+from bot.render import RenderOptions, render_entry
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SEEDS = SHARED / "seeds"
@@ -104,3 +105,38 @@ def test_every_corpus_file_parses_or_fails_clearly() -> None:
             assert e.key
     assert sum(outcomes.values()) == 216
     assert outcomes["entries"] > 100
+
+
+# ------------------------------------------------------------------ relative links (issue 7)
+RELATIVE = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Rel</title>
+<link>https://blog.test/</link>
+<item><guid>https://blog.test/posts/a/</guid><title>A</title><link>https://blog.test/posts/a/</link>
+<description>&lt;p&gt;See &lt;a href="../b/"&gt;the last post&lt;/a&gt;,
+&lt;a href="/about"&gt;about&lt;/a&gt; and &lt;a href="#part-2"&gt;part 2&lt;/a&gt;.
+&lt;img src="fig.png"&gt;&lt;/p&gt;</description></item>
+</channel></rss>"""
+
+
+def test_relative_links_resolve_against_the_post_in_the_message() -> None:
+    """feedparser's own relative-URI pass is off (a third of the parse time): the renderer and
+    the picture finder resolve against the post's URL instead, and a same-page fragment stays a
+    fragment rather than becoming a link to the feed document."""
+    (entry,) = parse_bytes(RELATIVE, "https://blog.test/feeds/index.xml").entries
+    assert entry.image_url == "https://blog.test/posts/a/fig.png"
+    text = render_entry(entry, "Rel", RenderOptions(pictures=False)).attempts[0].params["text"]
+    assert '<a href="https://blog.test/posts/b/">the last post</a>' in text
+    assert '<a href="https://blog.test/about">about</a>' in text
+    assert "part 2" in text and "#part-2" not in text and "index.xml" not in text
+
+
+def test_xml_base_is_still_honoured() -> None:
+    atom = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://cdn.test/blog/">
+<title>B</title><id>urn:b</id><updated>2024-01-01T00:00:00Z</updated>
+<entry><id>urn:b:1</id><title>One</title><updated>2024-01-01T00:00:00Z</updated>
+<link href="https://www.test/posts/1/"/>
+<content type="html">&lt;a href="img/x.html"&gt;x&lt;/a&gt; &lt;img src="img/x.png"&gt;</content>
+</entry></feed>"""
+    (entry,) = parse_bytes(atom, "https://www.test/atom.xml").entries
+    assert 'href="https://cdn.test/blog/img/x.html"' in entry.content_html
+    assert entry.image_url == "https://cdn.test/blog/img/x.png"

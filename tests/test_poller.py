@@ -8,12 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.config import Settings, load
 from bot.fetcher import Fetcher
-from bot.models import Chat, Delivery, Feed
+from bot.models import Chat, Delivery, Feed, FetchResult
 from bot.poller import DAY, Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
@@ -348,3 +349,25 @@ async def test_hard_feeds_send_each_new_post_once(rig: Rig, name: str) -> None:
     assert [expected in text_of(d) for d in sent] == [True], [text_of(d) for d in sent]
     for attempt in sent[0].message.attempts:
         assert api_call_error(attempt.method, attempt.params) is None
+
+
+async def test_next_check_counts_from_the_start_of_the_check(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow fetch does not stretch the feed's period (200 with a new post, then a 304)."""
+    rig.server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    url = await rig.subscribe("/f.xml")
+    fetch = rig.poller.fetcher.fetch
+
+    async def slow_fetch(*args: Any, **kwargs: Any) -> FetchResult:
+        result = await fetch(*args, **kwargs)
+        rig.clock.now += INTERVAL / 2
+        return result
+
+    monkeypatch.setattr(rig.poller.fetcher, "fetch", slow_fetch)
+    rig.server.set_feed("/f.xml", hugo_feed(range(1, 4)))
+    for expect_new in (1, 0):
+        started = rig.clock.now = max(rig.clock.now, (await rig.feed(url)).next_check)
+        await rig.poller.check(url)
+        assert len(await rig.drain()) == expect_new
+        assert INTERVAL <= (await rig.feed(url)).next_check - started <= INTERVAL * 1.1

@@ -1,0 +1,140 @@
+"""Feed parsing in worker processes, so parsing uses every core and leaves the event loop's GIL.
+
+feedparser is pure Python and slow (tens of ms for a 40 KB feed): in a thread it holds the GIL the
+event loop needs, so one core does everything. `ParsePool` runs `parse_bytes` in a
+ProcessPoolExecutor instead. Workers are forked from a forkserver (the bot's process has threads,
+so plain fork is unsafe), start on first use, ignore Ctrl-C (the bot shuts them down itself) and
+exit on their own if the bot's process dies. A worker that crashes (a C-level fault, the OOM
+killer) breaks the executor: the pool starts a fresh one and retries the parse once there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
+
+from .errors import ParseError
+from .models import ParsedFeed
+from .parser import parse_bytes
+
+log = logging.getLogger(__name__)
+
+#: bodies smaller than this parse in a thread: shipping them to a worker costs more than it saves
+INLINE_BELOW = 2048
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # Imported once in the forkserver, so each worker starts without importing feedparser.
+        ctx.set_forkserver_preload(["bot.parser"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """Worker thread: leave as soon as the bot's process is gone (never orphan a worker)."""
+    wait([sentinel])
+    os._exit(0)
+
+
+class ParsePool:
+    """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process."""
+
+    def __init__(self, workers: int | None = None, *, inline_below: int = INLINE_BELOW) -> None:
+        self.workers = max(workers or os.cpu_count() or 1, 1)
+        self.inline_below = inline_below
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = asyncio.Lock()
+        #: closed, or worker processes cannot be started here: parse in a thread
+        self._threads_only = False
+
+    async def start(self) -> None:
+        """Start every worker now (not on the first parse, which would then wait for them)."""
+        await self._ready()
+
+    async def parse(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+        """Parse like `parse_bytes`; raises ParseError for a document that is not a feed."""
+        if self._threads_only or len(body) < self.inline_below:
+            return await asyncio.to_thread(parse_bytes, body, url, content_type)
+        try:
+            return await self._in_worker(body, url, content_type)
+        except BrokenProcessPool:
+            log.warning("a parser process died (parsing %s); starting fresh ones", url)
+        try:
+            return await self._in_worker(body, url, content_type)
+        except BrokenProcessPool:
+            raise ParseError("the feed crashed the parser") from None
+
+    async def _in_worker(self, body: bytes, url: str, content_type: str) -> ParsedFeed:
+        executor = await self._ready()
+        if executor is None:
+            return await asyncio.to_thread(parse_bytes, body, url, content_type)
+        try:
+            return await asyncio.wrap_future(executor.submit(parse_bytes, body, url, content_type))
+        except BrokenProcessPool:
+            self._discard(executor)
+            raise
+
+    async def _ready(self) -> ProcessPoolExecutor | None:
+        if self._executor is not None:
+            return self._executor
+        async with self._lock:
+            if self._executor is None and not self._threads_only:
+                try:
+                    self._executor = await asyncio.to_thread(self._spawn)
+                except (OSError, BrokenProcessPool) as exc:
+                    log.warning("cannot start parser processes (%s); parsing in threads", exc)
+                    self._threads_only = True
+            return self._executor
+
+    def _spawn(self) -> ProcessPoolExecutor:
+        """Worker thread: a new executor with all its processes running. Starting them here
+        matters: the executor spawns on demand inside submit(), which would block the loop."""
+        executor = ProcessPoolExecutor(
+            self.workers, mp_context=_context(), initializer=_worker_init
+        )
+        try:
+            # One process per submit that finds no idle worker; a warm-up that finished early
+            # leaves one idle, hence the loop (`_processes` is the executor's live workers).
+            while len(executor._processes) < self.workers:
+                warm_ups = [executor.submit(os.getpid) for _ in range(self.workers)]
+                for future in warm_ups:
+                    future.result()
+        except BaseException:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        return executor
+
+    def _discard(self, broken: ProcessPoolExecutor) -> None:
+        if self._executor is broken:
+            self._executor = None
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (tests, monitoring)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None]
+
+    async def close(self) -> None:
+        """Stop the workers and wait for them to exit; later parses run in a thread."""
+        async with self._lock:
+            self._threads_only = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
