@@ -145,12 +145,20 @@ class _FeedProtocol(asyncio.Protocol):
         while b"\r\n\r\n" in self.buffer:
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
             assert self.transport is not None
-            self.transport.write(self.server.answer(head))
+            answer = self.server.answer(head)
+            if self.server.delay_s and head.split(b" ", 2)[1].startswith(b"/f/"):
+                # a remote server's think time + round trip; control requests answer at once
+                asyncio.get_running_loop().call_later(
+                    self.server.delay_s, self.transport.write, answer
+                )
+            else:
+                self.transport.write(answer)
 
 
 @dataclass
 class _ServerState:
     catalogue: FeedCatalogue
+    delay_s: float = 0.0
     requests: int = 0
     not_modified: int = 0
 
@@ -192,9 +200,9 @@ def _response(status: int, body: bytes, content_type: str, *, etag: str = "") ->
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def _serve_forever(base: bytes, conn: Any) -> None:
+def _serve_forever(base: bytes, conn: Any, delay_s: float = 0.0) -> None:
     async def main() -> None:
-        state = _ServerState(FeedCatalogue(base))
+        state = _ServerState(FeedCatalogue(base), delay_s)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _FeedProtocol(state), "127.0.0.1", 0,
                                           backlog=4096)
@@ -210,10 +218,10 @@ def _serve_forever(base: bytes, conn: Any) -> None:
 class FeedServerProcess:
     """The feed server in a child process, bound to 127.0.0.1 on an ephemeral port."""
 
-    def __init__(self, base: bytes) -> None:
+    def __init__(self, base: bytes, *, delay_s: float = 0.0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_forever, args=(base, child), daemon=True)
+        self._proc = ctx.Process(target=_serve_forever, args=(base, child, delay_s), daemon=True)
 
     def __enter__(self) -> FeedServerProcess:
         self._proc.start()

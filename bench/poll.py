@@ -9,6 +9,10 @@ Baseline, in the same run: the common approach, sequential `feedparser.parse(url
 per feed plus one stock-TinyDB (JSONStorage) insert per new entry, on a sample of feeds; its
 per-feed cost is extrapolated to N (which flatters it: its database file, rewritten on every
 insert, would be N/sample times bigger).
+
+`--server-delay-ms 50` makes the feed server wait before each feed response, like a remote
+server's think time and round trip: loopback answers in microseconds, the internet does not, and
+that is where checking feeds concurrently pays off against the sequential baseline.
 """
 
 from __future__ import annotations
@@ -53,7 +57,9 @@ async def _control(client: httpx.AsyncClient, server: FeedServerProcess, path: s
     return (await client.get(server.url(path))).json()
 
 
-async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any]]:
+async def bot_cycles(
+    n: int, hosts: int, mixes: list[str], delay_s: float = 0.0
+) -> list[dict[str, Any]]:
     from bot.config import load
     from bot.diff import oldest_first, remember, seen_cap
     from bot.fetcher import Fetcher
@@ -68,7 +74,7 @@ async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any
     parsed = parse_bytes(body, "https://bench.example.org/feed")
     seen = remember([], oldest_first(parsed.entries), seen_cap(len(parsed.entries)))
     rows = []
-    with FeedServerProcess(body) as server, tempfile.TemporaryDirectory() as tmp:
+    with FeedServerProcess(body, delay_s=delay_s) as server, tempfile.TemporaryDirectory() as tmp:
         settings = replace(load(environ={}), allow_private=True, db_path=f"{tmp}/db.json")
         store = await Store.open(settings.db_path)
         urls = [feed_url(server.port, i, hosts) for i in range(n)]
@@ -120,14 +126,16 @@ async def bot_cycles(n: int, hosts: int, mixes: list[str]) -> list[dict[str, Any
     return rows
 
 
-async def baseline_cycles(n: int, sample: int, mixes: list[str]) -> list[dict[str, Any]]:
+async def baseline_cycles(
+    n: int, sample: int, mixes: list[str], delay_s: float = 0.0
+) -> list[dict[str, Any]]:
     """Sequential feedparser.parse(url) + a stock TinyDB insert per new entry, on `sample` feeds."""
     import feedparser
     from tinydb import TinyDB
 
     body = seed_body()
     rows = []
-    with FeedServerProcess(body) as server, tempfile.TemporaryDirectory() as tmp:
+    with FeedServerProcess(body, delay_s=delay_s) as server, tempfile.TemporaryDirectory() as tmp:
         db = TinyDB(Path(tmp) / "baseline.json")  # stock JSONStorage: rewrites the file per insert
         entries = db.table("entries")
         first = feedparser.parse(body)
@@ -175,27 +183,32 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=200, help="distinct feed host names")
     parser.add_argument("--baseline-sample", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--server-delay-ms", type=float, default=0.0,
+                        help="the feed server waits this long before each feed response "
+                             "(a remote server's round trip; 0 = loopback speed)")
     parser.add_argument("--what-if-sniffio", action="store_true",
                         help="what-if: cache httpcore's failing `import sniffio` (see docs)")
     parser.add_argument("--child", choices=["bot", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     mixes = args.mixes.split(",")
+    delay_s = args.server_delay_ms / 1000
     if args.what_if_sniffio:
         # sniffio is not installed, so httpcore retries the import (a sys.path scan) per request
         sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
     if args.child == "bot":
-        print(json.dumps(asyncio.run(bot_cycles(args.n, args.hosts, mixes))))
+        print(json.dumps(asyncio.run(bot_cycles(args.n, args.hosts, mixes, delay_s))))
         return
     if args.child == "baseline":
         sample = min(args.baseline_sample, args.n)
-        print(json.dumps(asyncio.run(baseline_cycles(args.n, sample, mixes))))
+        print(json.dumps(asyncio.run(baseline_cycles(args.n, sample, mixes, delay_s))))
         return
     sizes = [20] if args.smoke else [int(s) for s in args.sizes.split(",")]
     sample = 10 if args.smoke else args.baseline_sample
     rows = []
     for n in sizes:
-        common = ["--n", str(n), "--mixes", ",".join(mixes)]
+        common = ["--n", str(n), "--mixes", ",".join(mixes),
+                  "--server-delay-ms", str(args.server_delay_ms)]
         what_if = ["--what-if-sniffio"] if args.what_if_sniffio else []
         bot_rows = run_child(["--child", "bot", "--hosts", str(args.hosts), *what_if, *common])
         base_rows = run_child(["--child", "baseline", "--baseline-sample", str(sample), *common])
@@ -206,7 +219,10 @@ def main() -> None:
     print()
     print_table(rows, COLS)
     name = "poll-smoke" if args.smoke else "poll-sniffio" if args.what_if_sniffio else "poll"
+    if args.server_delay_ms:
+        name += f"-delay{args.server_delay_ms:g}ms"
     write_results(name, {"rows": rows, "hosts": args.hosts, "baseline_sample": sample,
+                         "server_delay_ms": args.server_delay_ms,
                          "what_if_sniffio": args.what_if_sniffio})
 
 
