@@ -94,9 +94,8 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self._data = data
 
-    def flush(self, payload: bytes | None = None) -> int:
-        if payload is None:
-            payload = _dumps(self._data or {})
+    def flush(self, payload: bytes) -> int:
+        """Write a snapshot the caller encoded (the tables cache their documents' JSON)."""
         atomic_write(self.path, payload)
         return len(payload)
 
