@@ -237,6 +237,7 @@ class Poller:
     async def _plan(
         self, feed: Feed, result: FetchResult, parsed: ParsedFeed, started: float
     ) -> CheckPlan:
+        # read again: a chat may have subscribed, paused or left while the feed was fetched
         current = await self._reads.run(lambda db: db.subscriptions_for_feed(feed.url))
         subs = [s for s in current if not s.paused]
         fresh = new_entries(parsed.entries, feed.seen)

@@ -158,6 +158,10 @@ class DocTable:
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         return list(self.docs.items())
 
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changed)
+
     def _encoded(self, doc_id: str, doc: dict[str, Any]) -> bytes:
         encoded = self._json.get(doc_id)
         if encoded is None:
@@ -338,7 +342,6 @@ class Database:
         self.path = Path(path)
         self.storage = AtomicJSONStorage(self.path)
         data = self.storage.read() or {}
-        self.storage.write(data)
         self._tables = {name: DocTable(name, data.setdefault(name, {})) for name in TABLES}
         self.feeds = self._tables["feeds"]
         self.subs = self._tables["subscriptions"]
@@ -348,14 +351,13 @@ class Database:
         self.lazy_flush_s = lazy_flush_s
         self.log_floor = log_floor
         self._last_flush = time.monotonic()
-        self._lazy_dirty = False
         self.bytes_written = 0
         self.snapshot_bytes = self.path.stat().st_size if self.path.exists() else 0
         #: one thread writes snapshots so that appends never wait for a full write
         self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="feedbot-snapshot")
         self._snapshot_job: Future[int] | None = None
         self.log = ChangeLog(self.path)
-        self._replay()
+        self._replay(data)
         self._build_indexes()
 
     # ----------------------------------------------------------------- internals
@@ -367,8 +369,7 @@ class Database:
             self._sub_ids[int(doc["chat_id"]), doc["feed_url"]] = doc_id
         self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
 
-    def _replay(self) -> None:
-        data = self.storage.read() or {}
+    def _replay(self, data: dict[str, dict[str, Any]]) -> None:
         first = int(data.get(LOG_TABLE, {}).get("1", {}).get("next", 0))
         generations = [g for g in self.log.generations() if g >= first]
         for generation in generations:
@@ -382,9 +383,7 @@ class Database:
 
     def snapshot(self, *, wait: bool = False) -> None:
         """Fold the log into a new snapshot, written by the background thread."""
-        if self._snapshot_job is not None:
-            self._snapshot_job.result()  # one at a time; a failure surfaces here
-            self._snapshot_job = None
+        self._settle_snapshot(wait=True)  # one at a time
         self._append_changes()
         generation = self.log.rotate()
         parts: list[bytes | dict[str, Any]] = [
@@ -396,29 +395,37 @@ class Database:
         parts.append(b"}")
         self._snapshot_job = self._snapshotter.submit(self._write_snapshot, parts, generation)
         if wait:
-            self._snapshot_job.result()
-            self._snapshot_job = None
+            self._settle_snapshot(wait=True)
 
     def _write_snapshot(self, parts: list[bytes | dict[str, Any]], generation: int) -> int:
         payload = b"".join(p if isinstance(p, bytes) else _dumps(p) for p in parts)
         self.storage.flush(payload)
-        self.bytes_written += len(payload)
-        self.snapshot_bytes = len(payload)
         self.log.delete_before(generation)
         return len(payload)
+
+    def _settle_snapshot(self, *, wait: bool) -> bool:
+        """Account for the snapshot in flight once it is written; False while it still runs."""
+        job = self._snapshot_job
+        if job is None:
+            return True
+        if not wait and not job.done():
+            return False
+        self._snapshot_job = None
+        self.snapshot_bytes = job.result()  # a failed write raises here, on the worker thread
+        self.bytes_written += self.snapshot_bytes
+        return True
 
     def _append_changes(self) -> None:
         records = [record for table in self._tables.values() for record in table.take_changes()]
         if records:
             self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]\n")
         self._last_flush = time.monotonic()
-        self._lazy_dirty = False
 
     def _snapshot_if_due(self) -> None:
-        if self.log.size > max(self.log_floor, self.snapshot_bytes):
-            job = self._snapshot_job
-            if job is None or job.done():
-                self.snapshot()
+        if self.log.size > max(self.log_floor, self.snapshot_bytes) and self._settle_snapshot(
+            wait=False
+        ):
+            self.snapshot()
 
     def commit(self, *, durable: bool = True) -> None:
         """End a change set: on disk now, or (for harmless-to-lose changes) soon."""
@@ -426,16 +433,16 @@ class Database:
             self._append_changes()
             self._snapshot_if_due()
             return
-        self._lazy_dirty = self._lazy_dirty or any(t._changed for t in self._tables.values())
         self.flush_if_due()
+
+    def has_unwritten_changes(self) -> bool:
+        return any(table.has_changes for table in self._tables.values())
 
     def flush_if_due(self) -> None:
         """Write lazily-committed changes once they are `lazy_flush_s` old."""
-        if self._lazy_dirty and time.monotonic() - self._last_flush >= self.lazy_flush_s:
+        due = time.monotonic() - self._last_flush >= self.lazy_flush_s
+        if due and self.has_unwritten_changes():
             self.commit(durable=True)
-
-    def flush_if_dirty(self) -> None:
-        self.commit(durable=True)
 
     def _upsert(
         self,
@@ -615,8 +622,8 @@ class Database:
         try:
             if self.log.size or self.log.generations():
                 self.snapshot(wait=True)
-            elif self._snapshot_job is not None:
-                self._snapshot_job.result()
+            else:
+                self._settle_snapshot(wait=True)
         finally:
             self.log.close()
             self._snapshotter.shutdown(wait=True)
@@ -723,9 +730,6 @@ class Store:
     async def close(self) -> None:
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
-
-    async def flush(self) -> None:
-        await self._run(self._db.flush_if_dirty)
 
     async def flush_due(self) -> None:
         await self._run(self._db.flush_if_due)

@@ -27,6 +27,12 @@ def delivery(i: int, chat: int = 1) -> Delivery:
     )
 
 
+def crash(db: Database) -> None:
+    """Stop as a killed process would: no final fold (a fold already in flight completes)."""
+    db._snapshotter.shutdown(wait=True)
+    db.log.close()
+
+
 def log_lines(folder: Path) -> list[bytes]:
     return [
         line
@@ -101,8 +107,7 @@ def test_the_log_is_folded_in_once_it_outgrows_the_snapshot(tmp_path: Path) -> N
     for i in range(200):
         db.save_feed(Feed(url=f"u{i % 3}", title=str(i), seen=[f"{i}-{j}" for j in range(20)]))
         db.commit()
-    db._snapshotter.shutdown(wait=True)  # let a fold in flight finish, then "crash"
-    db.log.close()
+    crash(db)
     # the log never grew far past the floor: older logs were deleted after each fold
     assert sum(p.stat().st_size for p in tmp_path.glob("db.json.log.*")) < 20_000
     assert db.bytes_written < 200 * 600 * 3  # no full rewrite per commit
@@ -235,8 +240,7 @@ def test_a_crash_on_either_side_of_a_fold_loses_nothing(tmp_path: Path) -> None:
     db.snapshot(wait=True)
     db.save_feed(Feed(url="u", title="after the fold"))
     db.commit()
-    db.log.close()
-    db._snapshotter.shutdown(wait=True)
+    crash(db)
     new_log = db.log.path(db.log.generation)
     saved[new_log] = new_log.read_bytes()
 
@@ -245,8 +249,7 @@ def test_a_crash_on_either_side_of_a_fold_loses_nothing(tmp_path: Path) -> None:
     reopened = Database(path)
     assert reopened.get_feed("u").title == "after the fold"  # type: ignore[union-attr]
     assert not old_log.exists()
-    reopened.log.close()
-    reopened._snapshotter.shutdown(wait=True)
+    crash(reopened)
 
     # died before the new snapshot replaced the old one: old snapshot + every log replay
     for file, content in saved.items():
@@ -269,8 +272,7 @@ def test_a_field_change_logs_only_that_field(tmp_path: Path) -> None:
     db.commit()
     last = log_lines(tmp_path)[-1]
     assert b"key-1" not in last and b"123.0" in last  # the seen-set is not logged again
-    db.log.close()  # crash
-    db._snapshotter.shutdown(wait=True)
+    crash(db)
     reopened = Database(path)
     again = reopened.get_feed("u")
     assert again is not None
@@ -305,8 +307,7 @@ def test_random_changes_then_a_crash_reopen_as_last_committed(tmp_path: Path) ->
                 db.commit(durable=durable)
                 if durable:
                     committed = state(db)
-        db._snapshotter.shutdown(wait=True)  # crash (a fold in flight may finish or not)
-        db.log.close()
+        crash(db)
         reopened = Database(path)
         assert state(reopened) == committed
         reopened.close()

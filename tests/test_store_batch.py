@@ -39,8 +39,11 @@ async def test_concurrent_calls_share_trips_in_order(store: Store) -> None:
     runner = CountingRunner(store)
     batch = Coalescer(runner)
 
+    ran: list[int] = []
+
     def save(i: int) -> Callable[[Database], str]:
         def fn(db: Database) -> str:
+            ran.append(i)
             db.save_feed(Feed(url=f"https://f.test/{i}", title=f"t{i}"))
             return f"saved {i}"
 
@@ -48,6 +51,7 @@ async def test_concurrent_calls_share_trips_in_order(store: Store) -> None:
 
     results = await asyncio.gather(*(batch.run(save(i)) for i in range(50)))
     assert results == [f"saved {i}" for i in range(50)]
+    assert ran == list(range(50))  # in the order the calls were made
     assert sum(runner.trips) == 50 and len(runner.trips) <= 2  # not one trip per call
     titles = await store.read(lambda db: [f.title for f in db.all_feeds()])
     assert sorted(titles) == sorted(f"t{i}" for i in range(50))
