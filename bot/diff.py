@@ -17,6 +17,8 @@ def seen_cap(entries_in_feed: int) -> int:
 
 
 def entry_prints(entry: Entry) -> list[str]:
+    if entry.prints:
+        return list(entry.prints)
     return [fingerprint(k) for k in (entry.key, *entry.alt_keys)]
 
 

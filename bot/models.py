@@ -35,6 +35,9 @@ class Entry:
     categories: tuple[str, ...] = ()
     #: other identities of the same post (e.g. its normalised link) used to survive guid wobble
     alt_keys: tuple[str, ...] = ()
+    #: identity prints carried over from an earlier check, for an item not parsed again (see
+    #: bot.parse_delta); such a stub has no key or text. Empty: prints come from the keys.
+    prints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,21 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
+from typing import TypeVar, TypeVarTuple
 
 from .errors import ParseError
 from .models import ParsedFeed
+from .parse_delta import ChangedItems, parse_changed_items
 from .parser import parse_bytes
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 #: bodies smaller than this parse in a thread: shipping them to a worker costs more than it saves
 INLINE_BELOW = 2048
@@ -34,7 +40,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         # Imported once in the forkserver, so each worker starts without importing feedparser.
-        ctx.set_forkserver_preload(["bot.parser"])
+        ctx.set_forkserver_preload(["bot.parser", "bot.parse_delta"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -53,7 +59,8 @@ def _exit_with(sentinel: int) -> None:
 
 
 class ParsePool:
-    """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process."""
+    """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process; and
+    `parse_changed_items` likewise."""
 
     def __init__(self, workers: int | None = None, *, inline_below: int = INLINE_BELOW) -> None:
         self.workers = max(workers or os.cpu_count() or 1, 1)
@@ -69,23 +76,36 @@ class ParsePool:
 
     async def parse(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         """Parse like `parse_bytes`; raises ParseError for a document that is not a feed."""
+        return await self._run(parse_bytes, body, url, content_type)
+
+    async def parse_changed_items(
+        self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
+    ) -> ChangedItems:
+        """`bot.parse_delta.parse_changed_items` in a worker."""
+        return await self._run(parse_changed_items, body, url, content_type, known)
+
+    async def _run(
+        self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
+    ) -> T:
         if self._threads_only or len(body) < self.inline_below:
-            return await asyncio.to_thread(parse_bytes, body, url, content_type)
+            return await asyncio.to_thread(fn, body, url, *args)
         try:
-            return await self._in_worker(body, url, content_type)
+            return await self._in_worker(fn, body, url, *args)
         except BrokenProcessPool:
             log.warning("a parser process died (parsing %s); starting fresh ones", url)
         try:
-            return await self._in_worker(body, url, content_type)
+            return await self._in_worker(fn, body, url, *args)
         except BrokenProcessPool:
             raise ParseError("the feed crashed the parser") from None
 
-    async def _in_worker(self, body: bytes, url: str, content_type: str) -> ParsedFeed:
+    async def _in_worker(
+        self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
+    ) -> T:
         executor = await self._ready()
         if executor is None:
-            return await asyncio.to_thread(parse_bytes, body, url, content_type)
+            return await asyncio.to_thread(fn, body, url, *args)
         try:
-            return await asyncio.wrap_future(executor.submit(parse_bytes, body, url, content_type))
+            return await asyncio.wrap_future(executor.submit(fn, body, url, *args))
         except BrokenProcessPool:
             self._discard(executor)
             raise

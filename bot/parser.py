@@ -11,6 +11,7 @@ import calendar
 import html
 import json
 import re
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,17 @@ async def parse_feed(
 
 def parse_bytes(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """Parse a feed document; raise ParseError when it is not a usable feed."""
+    parsed = parse_document(body, url, content_type)
+    add_alt_keys(parsed.entries)
+    return parsed
+
+
+def parse_document(
+    body: bytes, url: str, content_type: str = "", *, xml_base: bool | None = None
+) -> ParsedFeed:
+    """`parse_bytes` without the alt keys, which depend on every entry of the feed (a caller that
+    parsed only some items adds them once it has all). `xml_base`: whether the whole document
+    uses xml:base, when `body` is only part of it."""
     if not body.strip():
         raise ParseError("the document is empty")
     if _looks_like_json(body, content_type):
@@ -59,21 +71,19 @@ def parse_bytes(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     doc = feedparser.parse(
         body,
         response_headers=headers,
-        resolve_relative_uris=b"xml:base" in body,
+        resolve_relative_uris=b"xml:base" in body if xml_base is None else xml_base,
         sanitize_html=False,
     )
     if not doc.get("version") and not doc.entries:
         reason = doc.get("bozo_exception")
         detail = f": {reason}" if reason else ""
         raise ParseError(f"not an RSS or Atom feed{detail}")
-    entries = [_entry(e, url) for e in doc.entries]
-    _add_alt_keys(entries)
     feed = doc.feed
     warning = str(doc.get("bozo_exception") or "") if doc.get("bozo") else ""
     return ParsedFeed(
         title=text_of(feed.get("title", "")) or url,
         link=feed.get("link", "") or url,
-        entries=entries,
+        entries=[_entry(e, url) for e in doc.entries],
         ttl_minutes=_int(feed.get("ttl")),
         warning=warning,
     )
@@ -162,21 +172,27 @@ def _entry(raw: Any, feed_url: str) -> Entry:
     )
 
 
-def _add_alt_keys(entries: list[Entry]) -> None:
-    """Give each entry its normalised link as a second identity, where the link is unique in the
-    feed: a post whose guid wobbles between fetches is then still recognised."""
-    links = [normalize_link(e.link) if e.link else "" for e in entries]
-    counts: dict[str, int] = {}
-    for link in links:
-        counts[link] = counts.get(link, 0) + 1
-    for i, (entry, link) in enumerate(zip(entries, links, strict=True)):
-        alt = f"link:{link}"
-        if link and counts[link] == 1 and entry.key != link:
-            entries[i] = _with_alt(entry, alt)
+def link_key(entry: Entry) -> str:
+    """The identity an entry's link gives it ("" without a link): its alt key where unique."""
+    return f"link:{normalize_link(entry.link)}" if entry.link else ""
 
 
-def _with_alt(entry: Entry, alt: str) -> Entry:
-    return replace(entry, alt_keys=(*entry.alt_keys, alt))
+def alt_key_wanted(link_keys: list[str], key_is_link: list[bool]) -> list[bool]:
+    """Which entries get their link key as a second identity: those whose link is unique in the
+    feed (and is not already their key), so a post whose guid wobbles is still recognised."""
+    counts = Counter(k for k in link_keys if k)
+    return [
+        bool(k) and counts[k] == 1 and not is_link
+        for k, is_link in zip(link_keys, key_is_link, strict=True)
+    ]
+
+
+def add_alt_keys(entries: list[Entry]) -> None:
+    links = [link_key(e) for e in entries]
+    is_link = [e.key == link.removeprefix("link:") for e, link in zip(entries, links, strict=True)]
+    for i, wanted in enumerate(alt_key_wanted(links, is_link)):
+        if wanted:
+            entries[i] = replace(entries[i], alt_keys=(*entries[i].alt_keys, links[i]))
 
 
 # ---------------------------------------------------------------- JSON Feed
@@ -192,7 +208,6 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         raise ParseError("not a feed: JSON without a jsonfeed.org version")
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
-    _add_alt_keys(entries)
     return ParsedFeed(
         title=text_of(str(data.get("title") or "")) or url,
         link=str(data.get("home_page_url") or url),

@@ -33,6 +33,14 @@ from .models import (
     RenderedMessage,
     Subscription,
 )
+from .parse_delta import (
+    ChangedItems,
+    ItemMemory,
+    ItemRecord,
+    merge,
+    parse_changed_items,
+    stub_is_new,
+)
 from .parse_pool import ParsePool
 from .parser import parse_feed
 from .render import RenderOptions, render_entry
@@ -56,6 +64,8 @@ class CycleStats:
     failed: int = 0
     new_entries: int = 0
     queued: int = 0
+    #: items feedparser parsed (those unchanged since the last check are not parsed again)
+    items_parsed: int = 0
 
     def take(self) -> CycleStats:
         """Return the counts so far and start again from zero."""
@@ -124,6 +134,8 @@ class Poller:
         #: told when a check crashes (a bug, not a feed failure): operator alerts
         self.on_crash: Callable[[str, Exception], None] | None = None
         self.stats = CycleStats()
+        #: per feed, what its last committed document's items mean (to skip parsing them again)
+        self.items = ItemMemory()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
@@ -204,19 +216,31 @@ class Poller:
                 self.stats.not_modified += 1
                 await self._record_not_modified(feed, subs, result, started)
                 return
-            parsed = await parse_feed(
-                result.body, result.url, result.content_type, pool=self.parse_pool
-            )
+            parsed, records = await self._parse(feed, result)
         except FeedbotError as exc:
             self.stats.failed += 1
             await self._record_failure(feed, exc, subs)
             return
         plan = await self._plan(feed, result, parsed, started)
         queued = await self.store.transaction(lambda db: self._commit(db, plan))
+        # only now: an item is skipped next time because this commit stored what it means
+        self.items.remember(result.permanent_url or feed.url, records)
         self.stats.new_entries += len(plan.fresh)
         self.stats.queued += queued
         if queued:
             self.on_queued()
+
+    async def _parse(self, feed: Feed, result: FetchResult) -> tuple[ParsedFeed, bytes]:
+        """The fetched document, parsing only items that changed since the last commit; and
+        the records of its items (see bot.parse_delta)."""
+        known = self.items.known(feed.url)
+        answer = await parse_changed(result, known, self.parse_pool)
+        parsed, records = merge(answer, known)
+        if known and stub_is_new(parsed, feed.seen):  # the seen-set no longer has a known item
+            answer = await parse_changed(result, {}, self.parse_pool)
+            parsed, records = merge(answer, {})
+        self.stats.items_parsed += len(answer.parsed.entries)
+        return parsed, records
 
     def _interval(self, subs: list[Subscription]) -> float:
         chosen = [s.options.interval for s in subs if s.options.interval]
@@ -547,6 +571,16 @@ def missed_while_paused(
     return [
         e for e in fresh if e.published is None or e.published.timestamp() >= since - RESUME_GRACE
     ]
+
+
+async def parse_changed(
+    result: FetchResult, known: dict[bytes, ItemRecord], pool: ParsePool | None
+) -> ChangedItems:
+    """`parse_changed_items` in the pool's worker processes, else in a thread."""
+    args = (result.body, result.url, result.content_type, frozenset(known))
+    if pool is not None:
+        return await pool.parse_changed_items(*args)
+    return await asyncio.to_thread(parse_changed_items, *args)
 
 
 def mark_healthy(feed: Feed, now: float) -> bool:
