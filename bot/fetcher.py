@@ -1,8 +1,8 @@
 """Safe, bounded, polite HTTP fetching of feeds.
 
 Every URL is untrusted: it is pre-checked by bot.netguard, every connection goes through
-`GuardedBackend` (address checked on connect), redirects are followed by hand with the same
-checks, and the body is streamed, decompressed by us with a bounded output size, and cut off at
+`GuardedResolver` (the addresses dialled are checked ones), redirects are followed by hand with the
+same checks, and the body is streamed, decompressed by us with a bounded output size, and cut off at
 `max_bytes` so neither a huge body nor a gzip bomb can take memory. A corrupt or truncated
 compressed body is an error (kind "http"): the feed parser would only see a random prefix.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import http
 import ssl
 import zlib
 from collections.abc import AsyncIterator
@@ -19,13 +20,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
+from urllib.parse import urljoin
 
-import httpx
+import aiohttp
+import certifi
+from yarl import URL
 
-from bot.aio_backend import AsyncioBackend
 from bot.errors import FetchError
 from bot.models import FetchResult
-from bot.netguard import AddressPolicy, GuardedBackend, Resolver, check_url
+from bot.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
@@ -34,6 +37,8 @@ ACCEPT = (
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_CODES = frozenset({301, 308})
 _CHUNK = 64 * 1024
+#: longest response header line accepted (aiohttp's default, 8 KiB, trips on big cookies)
+_MAX_HEADER = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class _BodyDecoder:
         return self._obj.flush()
 
 
-def _encoding_of(response: httpx.Response) -> str:
+def _encoding_of(response: aiohttp.ClientResponse) -> str:
     encodings = [e.strip().lower() for e in response.headers.get("content-encoding", "").split(",")]
     encodings = [e for e in encodings if e and e != "identity"]
     if len(encodings) > 1:
@@ -164,9 +169,9 @@ def parse_max_age(cache_control: str | None) -> int | None:
     return None
 
 
-def _status_error(response: httpx.Response) -> FetchError:
-    code = response.status_code
-    phrase = response.reason_phrase or httpx.codes.get_reason_phrase(code)
+def _status_error(response: aiohttp.ClientResponse) -> FetchError:
+    code = response.status
+    phrase = response.reason or _reason_phrase(code)
     text = f"HTTP {code} {phrase}".strip()
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if code == 410:
@@ -176,12 +181,28 @@ def _status_error(response: httpx.Response) -> FetchError:
     return FetchError(text, kind="http", status=code)
 
 
+def _reason_phrase(code: int) -> str:
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
 def _cause_chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, what caused it, and the OS/TLS errors aiohttp keeps as attributes."""
     chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or current in chain:
+            continue
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        todo += [
+            current.__cause__,
+            current.__context__,
+            getattr(current, "certificate_error", None),
+            getattr(current, "os_error", None),
+        ]
     return chain
 
 
@@ -193,25 +214,33 @@ _ERRNO_TEXT = {
 }
 
 
-def _transport_error(exc: httpx.TransportError, settings: FetchSettings) -> FetchError:
-    if isinstance(exc, httpx.ConnectTimeout):
+def _client_error(exc: aiohttp.ClientError, settings: FetchSettings) -> FetchError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return FetchError(f"timed out connecting after {_seconds(settings.connect_timeout)}",
                           kind="timeout")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return FetchError(f"timed out after {_seconds(settings.total_timeout)}", kind="timeout")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+    if isinstance(exc, aiohttp.InvalidURL):
         return FetchError(f"not a valid URL: {exc}", kind="bad_url")
     chain = _cause_chain(exc)
     for cause in chain:
-        if isinstance(cause, ssl.SSLError):
-            reason = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            reason = (getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+                      or str(cause))
             return FetchError(f"TLS error: {reason}", kind="tls")
     for cause in chain:
         if isinstance(cause, OSError) and cause.errno in _ERRNO_TEXT:
             return FetchError(f"could not connect: {_ERRNO_TEXT[cause.errno]}", kind="connect")
-    if isinstance(exc, httpx.ConnectError):
-        return FetchError(f"could not connect: {exc or 'connection failed'}", kind="connect")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FetchError(f"could not connect: {exc.strerror or exc}", kind="connect")
+    if isinstance(exc, aiohttp.ClientResponseError):  # not HTTP, or headers past the limits
+        return FetchError(f"not a valid HTTP response: {exc.message}", kind="http")
     return FetchError(f"the connection broke: {exc or type(exc).__name__}", kind="connect")
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates are checked against certifi's CA bundle (as httpx, and so PTB, does)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class Fetcher:
@@ -229,19 +258,13 @@ class Fetcher:
             allow_private=settings.allow_private, allowed_ports=settings.allowed_ports
         )
         self.stats = FetchStats()
-        # The transport is used directly, not through an httpx.AsyncClient: redirects, bodies and
-        # decoding are ours anyway, and the client's layers (URL merging, auth and redirect
-        # hooks, a cookie jar shared by every feed) cost more per request than the exchange.
-        # trust_env=False: an env proxy would bypass the address checks.
-        backend = GuardedBackend(self.policy, resolver, AsyncioBackend())
-        self._transport = _guarded_transport(backend, settings)
+        self._resolver = GuardedResolver(self.policy, resolver, settings.connect_timeout)
+        self._client: aiohttp.ClientSession | None = None
         self._headers = {
             "User-Agent": settings.user_agent,
             "Accept": ACCEPT,
             "Accept-Encoding": "gzip, deflate",
         }
-        timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
-        self._extensions = {"timeout": timeout.as_dict()}
         self._global = asyncio.Semaphore(settings.max_connections)
         self._hosts = _HostSlots(settings.per_host_connections)
 
@@ -257,7 +280,36 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._client is not None:
+            await self._client.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The shared session, made on first use (aiohttp wants a running loop for that).
+
+        Redirects and decompression are ours; no cookie jar (feeds must not share cookies);
+        trust_env=False: an env proxy would bypass the address checks. The whole exchange's
+        time limit is the fetcher's own, around all hops."""
+        if self._client is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.max_connections,
+                limit_per_host=0,  # per-host politeness is _HostSlots, counted over redirects too
+                resolver=self._resolver,
+                use_dns_cache=False,
+                ssl=tls_context(),
+                keepalive_timeout=5.0,
+            )
+            self._client = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.settings.connect_timeout
+                ),
+                max_field_size=_MAX_HEADER,
+                max_line_size=_MAX_HEADER,
+            )
+        return self._client
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -307,7 +359,7 @@ class Fetcher:
         return result
 
     async def _one_hop(
-        self, url: httpx.URL, headers: dict[str, str], deadline: float
+        self, url: URL, headers: dict[str, str], deadline: float
     ) -> FetchResult | tuple[int, str]:
         """One request: a result, or (status, absolute Location) for a redirect."""
         try:
@@ -317,22 +369,15 @@ class Fetcher:
             raise FetchError(
                 f"timed out after {_seconds(self.settings.total_timeout)}", kind="timeout"
             ) from None
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, self.settings) from exc
-        except httpx.InvalidURL as exc:
-            raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+        except aiohttp.ClientError as exc:
+            raise _client_error(exc, self.settings) from exc
 
-    async def _exchange(
-        self, url: httpx.URL, headers: dict[str, str]
-    ) -> FetchResult | tuple[int, str]:
+    async def _exchange(self, url: URL, headers: dict[str, str]) -> FetchResult | tuple[int, str]:
         self.stats.requests += 1
-        request = httpx.Request(
-            "GET", url, headers={**self._headers, **headers}, extensions=self._extensions
-        )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        try:
-            code = response.status_code
+        async with self._session().get(
+            url, headers={**self._headers, **headers}, allow_redirects=False
+        ) as response:
+            code = response.status
             if code in REDIRECT_CODES:
                 return code, self._location(response)
             if code == 304:
@@ -341,20 +386,18 @@ class Fetcher:
                 raise _status_error(response)
             body = await self._read_body(response)
             return self._result(response, code, body)
-        finally:
-            await response.aclose()
 
     @staticmethod
-    def _location(response: httpx.Response) -> str:
+    def _location(response: aiohttp.ClientResponse) -> str:
         location = response.headers.get("location", "").strip()
         if not location:
-            raise FetchError(f"HTTP {response.status_code} redirect without Location", kind="http")
+            raise FetchError(f"HTTP {response.status} redirect without Location", kind="http")
         try:
-            return str(response.url.join(location))
-        except httpx.InvalidURL as exc:
+            return urljoin(str(response.url), location)
+        except ValueError as exc:
             raise FetchError(f"redirect to an invalid URL: {exc}", kind="bad_url") from None
 
-    def _result(self, response: httpx.Response, status: int, body: bytes) -> FetchResult:
+    def _result(self, response: aiohttp.ClientResponse, status: int, body: bytes) -> FetchResult:
         return FetchResult(
             url=str(response.url),
             status=status,
@@ -365,7 +408,7 @@ class Fetcher:
             max_age=parse_max_age(response.headers.get("cache-control")),
         )
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_bytes
         too_large = FetchError(f"larger than {human_size(limit)}", kind="too_large")
         encoding = _encoding_of(response)
@@ -374,7 +417,7 @@ class Fetcher:
             raise too_large
         decoder = _BodyDecoder(encoding)
         body = bytearray()
-        async for raw in response.aiter_raw(_CHUNK):
+        async for raw in response.content.iter_chunked(_CHUNK):
             self.stats.wire_bytes += len(raw)
             for piece in decoder.feed(raw, limit - len(body)):
                 body += piece
@@ -387,30 +430,8 @@ class Fetcher:
         return bytes(body)
 
 
-def _parsed_url(url: str) -> httpx.URL:
+def _parsed_url(url: str) -> URL:
     try:
-        return httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        return URL(url)
+    except (ValueError, TypeError) as exc:
         raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
-
-
-def _guarded_transport(
-    backend: GuardedBackend, settings: FetchSettings
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connection pool dials through `backend`.
-
-    httpx 0.28 has no public knob for httpcore's network_backend, so the pool it builds is
-    replaced by an identical one that uses ours.
-    """
-    import httpcore
-
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=5.0,
-        network_backend=backend,
-    )
-    return transport
-

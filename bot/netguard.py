@@ -3,10 +3,10 @@
 Two layers:
 - `check_url` refuses bad schemes, disallowed ports and literal addresses (in every spelling
   getaddrinfo/inet_aton accepts) before any request is made;
-- `GuardedBackend` is an httpcore network backend that resolves every host itself, checks every
-  address it got and then connects to that checked IP, so DNS rebinding cannot slip in between
-  the check and the connection. TLS still uses the host name: httpcore passes `server_hostname`
-  (the URL's host) to `start_tls` separately from the host it asked us to connect to.
+- `GuardedResolver` is the resolver of the fetcher's aiohttp connector: it resolves every host,
+  checks every address it got, and the connector then connects to exactly those checked IPs, so
+  DNS rebinding cannot slip in between the check and the connection. TLS still uses the host
+  name: aiohttp passes the URL's host as `server_hostname`, not the address it dials.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpcore
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.errors import BlockedAddressError, FetchError
 
@@ -199,7 +199,7 @@ class UrlTarget:
 def check_url(url: str, policy: AddressPolicy) -> UrlTarget:
     """Syntactic pre-check of an untrusted URL; raises FetchError(bad_url) / BlockedAddressError.
 
-    Host names are not resolved here; `GuardedBackend` checks what they resolve to on connect.
+    Host names are not resolved here; `GuardedResolver` checks what they resolve to on connect.
     """
     try:
         parts = urlsplit(url.strip())
@@ -236,22 +236,33 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore backend: resolve, check every address, connect only to a checked address."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver: resolve, check every address, and hand the connector only checked
+    addresses, which it then dials (the request's host name still goes into TLS SNI and the
+    certificate check). URL literals never get here: `check_url` checks them before a request."""
 
     def __init__(
-        self,
-        policy: AddressPolicy,
-        resolver: Resolver | None = None,
-        inner: httpcore.AsyncNetworkBackend | None = None,
+        self, policy: AddressPolicy, resolver: Resolver | None = None, time_limit: float = 10.0
     ) -> None:
         self._policy = policy
         self._resolver = resolver or system_resolver
-        self._inner = inner or httpcore.AnyIOBackend()
+        self.time_limit = time_limit
 
-    async def resolve_checked(
-        self, host: str, port: int, time_limit: float | None = None
-    ) -> list[IPAddress]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host, host=str(ip), port=port, proto=0, flags=socket.AI_NUMERICHOST,
+                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+            )
+            for ip in await self.resolve_checked(host, port)
+        ]
+
+    async def close(self) -> None:
+        return None
+
+    async def resolve_checked(self, host: str, port: int) -> list[IPAddress]:
         """Every address `host` stands for, all checked; refuses if ANY of them is blocked
         (a name answering public and private addresses at once is treated as hostile)."""
         port_reason = self._policy.port_refusal(port)
@@ -263,7 +274,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         else:
             if _is_localhost_name(host) and not self._policy.allow_private:
                 raise BlockedAddressError(f"refused: {host} is a loopback name")
-            addresses = await self._resolve(host, port, time_limit)
+            addresses = await self._resolve(host, port)
         for ip in addresses:
             reason = self._policy.refusal(ip)
             if reason:
@@ -271,45 +282,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 raise BlockedAddressError(shown)
         return addresses
 
-    async def _resolve(self, host: str, port: int, time_limit: float | None) -> list[IPAddress]:
+    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
         try:
-            async with asyncio.timeout(time_limit):
+            async with asyncio.timeout(self.time_limit):
                 raw = await self._resolver(host, port)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+            raise FetchError(
+                f"timed out connecting after {self.time_limit:g} s", kind="timeout"
+            ) from None
         addresses = [parse_ip_host(a) for a in raw]
         if not addresses or any(a is None for a in addresses):
             raise FetchError(f"could not connect: no usable address for {host}", kind="connect")
         return typing.cast(list[IPAddress], addresses)
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        local_address: str | None = None,
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.resolve_checked(host, port, timeout)
-        last_error: Exception | None = None
-        for ip in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(ip), port, timeout=timeout,
-                    local_address=local_address, socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        assert last_error is not None
-        raise last_error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddressError("refused: unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)

@@ -433,14 +433,14 @@ def self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_https_fetch_over_the_asyncio_backend(
+async def test_https_fetch_to_a_checked_address(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A whole HTTPS exchange (handshake with SNI and certificate check, keep-alive reuse of the
-    TLS connection) through our asyncio network backend."""
+    TLS connection) to a checked address."""
     import ssl
 
-    import httpx
+    from bot import fetcher as fetcher_module
 
     cert, key = self_signed(tmp_path, "feeds.test")
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -459,8 +459,8 @@ async def test_https_fetch_over_the_asyncio_backend(
 
     srv = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
     port = srv.sockets[0].getsockname()[1]
-    monkeypatch.setattr(httpx, "create_ssl_context",
-                        lambda **_: ssl.create_default_context(cafile=str(cert)))
+    monkeypatch.setattr(fetcher_module, "tls_context",
+                        lambda: ssl.create_default_context(cafile=str(cert)))
 
     async def resolver(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Iterable
+import socket
 
-import httpcore
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bot.errors import BlockedAddressError, FetchError
 from bot.netguard import (
     AddressPolicy,
-    GuardedBackend,
+    GuardedResolver,
     Resolver,
     address_refusal,
     check_url,
@@ -150,24 +150,6 @@ def test_exempt_network_only_opens_itself() -> None:
         check_url("http://192.168.2.20/", policy)
 
 
-class NoConnect(httpcore.AsyncNetworkBackend):
-    """Inner backend that fails the test if the guard ever lets a connection through."""
-
-    def __init__(self) -> None:
-        self.dialled: list[tuple[str, int]] = []
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.dialled.append((host, port))
-        raise httpcore.ConnectError("test backend never connects")
-
-
 def stub_resolver(table: dict[str, list[str]]) -> Resolver:
     async def resolve(host: str, port: int) -> list[str]:
         return table[host]
@@ -181,45 +163,48 @@ def stub_resolver(table: dict[str, list[str]]) -> Resolver:
     (["8.8.8.8", "::1"], "refused: ::1 is a loopback address"),
     (["fd00::7"], "refused: fd00::7 is a private (unique local) address"),
 ])
-async def test_backend_refuses_names_resolving_to_blocked_addresses(
+async def test_resolver_refuses_names_resolving_to_blocked_addresses(
     answer: list[str], reason: str
 ) -> None:
-    inner = NoConnect()
-    backend = GuardedBackend(STRICT, stub_resolver({"feeds.test": answer}), inner)
+    resolver = GuardedResolver(STRICT, stub_resolver({"feeds.test": answer}))
     with pytest.raises(BlockedAddressError) as info:
-        await backend.connect_tcp("feeds.test", 443)
+        await resolver.resolve("feeds.test", 443)
     assert str(info.value).startswith(reason)
-    assert inner.dialled == []
 
 
-async def test_backend_dials_the_checked_address_not_the_name() -> None:
-    inner = NoConnect()
-    backend = GuardedBackend(STRICT, stub_resolver({"feeds.test": ["93.184.216.34", "8.8.4.4"]}),
-                             inner)
-    with pytest.raises(httpcore.ConnectError):
-        await backend.connect_tcp("feeds.test", 443)
-    assert inner.dialled == [("93.184.216.34", 443), ("8.8.4.4", 443)]
+async def test_resolver_hands_the_connector_checked_addresses_and_keeps_the_name() -> None:
+    resolver = GuardedResolver(
+        STRICT, stub_resolver({"feeds.test": ["93.184.216.34", "2606:4700::6810:85e5"]})
+    )
+    answers = await resolver.resolve("feeds.test", 443)
+    assert [(a["host"], a["port"], a["family"]) for a in answers] == [
+        ("93.184.216.34", 443, socket.AF_INET), ("2606:4700::6810:85e5", 443, socket.AF_INET6)
+    ]
+    assert {a["hostname"] for a in answers} == {"feeds.test"}  # for TLS SNI
 
 
-async def test_backend_refuses_literals_ports_and_sockets_without_resolving() -> None:
-    inner = NoConnect()
-    backend = GuardedBackend(STRICT, stub_resolver({}), inner)
+async def test_resolver_refuses_literals_and_ports_without_resolving() -> None:
+    resolver = GuardedResolver(STRICT, stub_resolver({}))  # any lookup would raise KeyError
     for host, port in [("2130706433", 80), ("0x7f000001", 80), ("localhost", 80),
                        ("93.184.216.34", 6379)]:
         with pytest.raises(BlockedAddressError):
-            await backend.connect_tcp(host, port)
-    with pytest.raises(BlockedAddressError):
-        await backend.connect_unix_socket("/var/run/docker.sock")
-    assert inner.dialled == []
+            await resolver.resolve(host, port)
 
 
-async def test_backend_rejects_garbage_from_the_resolver() -> None:
-    backend = GuardedBackend(STRICT, stub_resolver({"x.test": ["not-an-ip"], "y.test": []}),
-                             NoConnect())
+async def test_resolver_rejects_garbage_and_slowness() -> None:
+    resolver = GuardedResolver(STRICT, stub_resolver({"x.test": ["not-an-ip"], "y.test": []}))
     for host in ["x.test", "y.test"]:
         with pytest.raises(FetchError) as info:
-            await backend.connect_tcp(host, 80)
+            await resolver.resolve(host, 80)
         assert info.value.kind == "connect"
+
+    async def slow(host: str, port: int) -> list[str]:
+        await asyncio.sleep(5)
+        return ["93.184.216.34"]
+
+    with pytest.raises(FetchError) as info:
+        await GuardedResolver(STRICT, slow, time_limit=0.05).resolve("slow.test", 80)
+    assert (info.value.kind, str(info.value)) == ("timeout", "timed out connecting after 0.05 s")
 
 
 @pytest.mark.parametrize("location", ["http://10.1.1.1/feed", "http://[::1]/", "http://0x0a000001/",
