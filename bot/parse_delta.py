@@ -5,12 +5,12 @@ are the same bytes as before. feedparser costs about 10 ms per 40 KB feed, nearl
 items, so re-parsing 29 known items to find 1 new one is most of a poll cycle's CPU.
 
 `split_items` finds each item's bytes with expat (C, about 0.3 ms for 40 KB). An item whose bytes,
-read in the same context (the document's prologue and root and channel start tags, the
-content type), hash the same as an item of the last committed document needs no parsing: its
+read in the same context (the document's prologue, root and channel start tags and namespaces, its
+URL and content type), hash the same as an item of the last committed document needs no parsing: its
 `ItemRecord` (identity prints, link identity, date) is all the diff needs. The rest is parsed by
-feedparser as before, with the known items cut out of the document, and `merge` puts the feed
-back together in document order: parsed entries for changed items, record-backed stubs for the
-others (`Entry.prints` set, no text). A stub is never delivered: when the diff would call one new
+feedparser as before, with the known items cut out of the document, and `merge` puts the feed back
+together in document order: parsed entries for changed items, record-backed stubs for the others
+(`Entry.prints` set, no text). A stub is never delivered: when the diff would call one new
 (its prints are gone from the seen-set), the caller parses the whole document instead.
 
 Documents that expat cannot split (not well-formed, JSON, UTF-16, items feedparser counts
@@ -30,11 +30,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .diff import new_entries
+from .errors import ParseError
 from .identity import fingerprint
 from .models import Entry, ParsedFeed
 from .parser import alt_key_wanted, link_key, parse_bytes, parse_document
 
 _ITEMS = frozenset({"item", "entry"})
+#: where an item/entry element is a feed's item: RSS 0.9x/2.0, RSS 0.90, RSS 1.0, Atom 1.0, 0.3
+_FEED_NAMESPACES = frozenset({
+    "",
+    "http://my.netscape.com/rdf/simple/0.9/",
+    "http://purl.org/rss/1.0/",
+    "http://www.w3.org/2005/Atom",
+    "http://purl.org/atom/ns#",
+})
 #: item hash, key print, link-key print (zeros: no link), key is the link, published (NaN: none)
 _RECORD = struct.Struct("<8s8s8s?d")
 _NO_LINK = bytes(8)
@@ -80,38 +89,48 @@ class ChangedItems:
 
 # ------------------------------------------------------------------ worker side
 def split_items(body: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
-    """(context, item byte spans) of an RSS/RDF/Atom document; None when expat can't read it or
-    an item is an empty element. Items are `item`/`entry` children of the root or its channel."""
+    """(context, item byte spans) of an RSS/RDF/Atom document; None when there is no safe split.
+
+    Items are `item`/`entry` elements of a feed namespace, children of the root or its channel.
+    No split for what namespace-aware expat (feedparser's strict parser) rejects: feedparser
+    would read the whole document with its loose parser, and a cut one perhaps not. Nor when
+    an item-named element sits anywhere else, or an item is an empty element."""
     if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:64]:
         return None  # UTF-16/32: byte spans are fine, but not worth the risk
-    parser = xml.parsers.expat.ParserCreate()
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     stack: list[str] = []
     spans: list[tuple[int, int]] = []
     context: list[str] = []
     start = -1
     ok = True
 
+    def on_namespace(prefix: str | None, uri: str) -> None:
+        if start < 0:  # declared on the root or the channel (or an item's own start tag)
+            context.append(f"xmlns:{prefix}={uri}")
+
     def on_start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal start
-        local = name.rpartition(":")[2]
-        stack.append(local)
+        nonlocal start, ok
+        stack.append(name)
         if len(stack) == 1:  # the prologue (a DOCTYPE may declare entities) and the root
             context.append(body[: parser.CurrentByteIndex].decode("latin-1"))
-        if len(stack) == 1 or (len(stack) == 2 and local == "channel"):
-            context.append(repr((name, attrs)))  # namespaces, xml:base, xml:lang
-        elif local in _ITEMS and _is_item_position(stack):
+        if len(stack) == 1 or (len(stack) == 2 and _local(name) == "channel"):
+            context.append(repr((name, attrs)))  # xml:base, xml:lang, version
+        elif _local(name) in _ITEMS:
+            if start >= 0 or not _is_item_position(stack):
+                ok = False
             start = parser.CurrentByteIndex
 
-    def on_end(_name: str) -> None:
+    def on_end(name: str) -> None:
         nonlocal start, ok
-        local = stack.pop()
-        if start >= 0 and local in _ITEMS and _is_item_position([*stack, local]):
+        stack.pop()
+        if start >= 0 and _local(name) in _ITEMS and len(stack) in (1, 2):
             at = parser.CurrentByteIndex
             if body[at : at + 2] != b"</":
                 ok = False  # an empty element: expat points past it, no span to cut
             spans.append((start, body.find(b">", at) + 1))
             start = -1
 
+    parser.StartNamespaceDeclHandler = on_namespace
     parser.StartElementHandler = on_start
     parser.EndElementHandler = on_end
     try:
@@ -121,8 +140,15 @@ def split_items(body: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
     return ("\x00".join(context).encode("utf-8", "replace"), spans) if ok else None
 
 
+def _local(name: str) -> str:
+    return name.rpartition(" ")[2]
+
+
 def _is_item_position(stack: list[str]) -> bool:
-    return len(stack) == 2 or (len(stack) == 3 and stack[1] == "channel")
+    namespace = stack[-1].rpartition(" ")[0]
+    if namespace not in _FEED_NAMESPACES:
+        return False
+    return len(stack) == 2 or (len(stack) == 3 and _local(stack[1]) == "channel")
 
 
 def item_hasher(context: bytes) -> Callable[[bytes], bytes]:
@@ -139,12 +165,18 @@ def parse_changed_items(
     if split is None:
         return ChangedItems(parse_bytes(body, url, content_type), None)
     context, spans = split
-    item_hash = item_hasher(context + b"\x00" + content_type.encode("utf-8", "replace"))
+    # the URL is the base of relative links; the content type may name the charset
+    item_hash = item_hasher(b"\x00".join((context, url.encode(), content_type.encode())))
     hashes = tuple(item_hash(body[a:b]) for a, b in spans)
     changed = tuple(h not in known for h in hashes)
     cut = [span for span, is_new in zip(spans, changed, strict=True) if not is_new]
-    parsed = parse_document(_without(body, cut), url, content_type, xml_base=b"xml:base" in body)
-    if len(parsed.entries) != sum(changed):  # feedparser sees items differently: no shortcut
+    try:
+        parsed = parse_document(
+            _without(body, cut), url, content_type, xml_base=b"xml:base" in body
+        )
+    except ParseError:  # e.g. a root feedparser only recognises by its items
+        parsed = None
+    if parsed is None or len(parsed.entries) != sum(changed):  # no shortcut, then
         return ChangedItems(parse_bytes(body, url, content_type), None)
     return ChangedItems(parsed, hashes, changed)
 
