@@ -12,6 +12,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import typing
@@ -196,6 +197,7 @@ class UrlTarget:
     ip: IPAddress | None
 
 
+@functools.lru_cache(maxsize=65536)  # pure, and every feed's URL comes back each poll
 def check_url(url: str, policy: AddressPolicy) -> UrlTarget:
     """Syntactic pre-check of an untrusted URL; raises FetchError(bad_url) / BlockedAddressError.
 
