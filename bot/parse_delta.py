@@ -268,8 +268,5 @@ class ItemMemory:
         while len(self._blobs) > self.max_feeds:
             self._blobs.popitem(last=False)
 
-    def forget(self, url: str) -> None:
-        self._blobs.pop(url, None)
-
     def __len__(self) -> int:
         return len(self._blobs)
