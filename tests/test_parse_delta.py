@@ -4,7 +4,7 @@ The promise: for the diff, `merge(parse_changed_items(new, known=records of old)
 `parse_bytes(new)` (same entries, order, prints and dates; every parsed entry equal to the full
 parse's), and feedparser sees only the items whose bytes changed. Checked on seeded random
 RSS/Atom documents and mutations of them, on context changes, fallbacks, the real seeds and the
-feedparser corpus, and once through the real poller.
+feedparser corpus. The poller end to end: tests/test_poller.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,12 +20,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
-from bot.config import Settings, load
 from bot.diff import entry_prints, new_entries, remember, seen_cap
 from bot.errors import ParseError
-from bot.fetcher import Fetcher
 from bot.identity import normalize_link
-from bot.models import Chat, Delivery, Entry, ParsedFeed
+from bot.models import Entry, ParsedFeed
 from bot.parse_delta import (
     ChangedItems,
     ItemMemory,
@@ -35,12 +33,7 @@ from bot.parse_delta import (
     stub_is_new,
 )
 from bot.parser import parse_bytes
-from bot.poller import Poller
-from bot.runtime import fetch_settings
-from bot.service import SubscriptionService
-from bot.storage import Database, Store
 from tests.fakes.feeds import BASE_DATE, hugo_feed, hugo_html, item, rss
-from tests.fakes.feedserver import FeedServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 URL = "https://blog.example.org/feed.xml"
@@ -664,76 +657,3 @@ def test_entry_count_check_is_not_fooled_by_items_feedparser_counts_elsewhere() 
     assert answer.hashes is None
     assert_same_for_diff(got, full)
     assert got.entries == full.entries
-
-
-# --------------------------------------------------------------------------- 6. the poller
-@dataclass
-class Rig:
-    store: Store
-    poller: Poller
-    service: SubscriptionService
-    server: FeedServer
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Rig]:
-    settings: Settings = replace(load(environ={}), allow_private=True, fetch_timeout=2.0)
-    store = await Store.open(tmp_path / "db.json")
-    fetcher = Fetcher(fetch_settings(settings))
-    poller = Poller(store, fetcher, settings)
-    try:
-        yield Rig(store, poller, SubscriptionService(store, fetcher, settings), feed_server)
-    finally:
-        await fetcher.aclose()
-        await store.close()
-
-
-async def _drain(store: Store) -> list[str]:
-    pending: list[Delivery] = await store.pending()
-    for d in pending:
-        await store.complete(d.id)
-    params = [d.message.attempts[0].params for d in pending]
-    return [str(p.get("text") or p.get("caption") or "") for p in params]
-
-
-def _forget_seen(url: str) -> Callable[[Database], None]:
-    def change(db: Database) -> None:
-        feed = db.get_feed(url)
-        assert feed is not None
-        feed.seen = []
-        db.save_feed(feed)
-
-    return change
-
-
-def _serve(server: FeedServer, newest: int) -> None:
-    """The feed of posts 1..newest, without validators: every check is a 200."""
-    headers = {"Content-Type": "application/rss+xml"}
-    server.set_response("/f.xml", 200, hugo_feed(range(1, newest + 1)), headers=headers)
-
-
-async def test_poller_parses_only_the_new_item_and_never_queues_a_stub(rig: Rig) -> None:
-    _serve(rig.server, 20)
-    outcome = await rig.service.subscribe(Chat(id=7), rig.server.url("/f.xml"))
-    assert outcome.status == "added", outcome
-    url = outcome.url
-    await rig.poller.check(url)
-    assert rig.poller.stats.take().items_parsed == 20  # first check: nothing known yet
-    assert await _drain(rig.store) == []
-
-    _serve(rig.server, 21)
-    await rig.poller.check(url)
-    stats = rig.poller.stats.take()
-    assert stats.items_parsed == 1
-    (text,) = await _drain(rig.store)
-    assert "ML Math Derivations (21)" in text
-
-    await rig.store.transaction(_forget_seen(url))  # the seen-set lost the known items
-    _serve(rig.server, 22)
-    await rig.poller.check(url)
-    stats = rig.poller.stats.take()
-    assert stats.items_parsed == 22  # the stubs would be new: parsed whole instead
-    texts = await _drain(rig.store)
-    assert texts and stats.queued == len(texts)
-    assert all(re.search(r"ML Math Derivations \(\d+\): Topic \d+", t) for t in texts), texts
-    assert any("ML Math Derivations (22)" in t for t in texts)

@@ -5,7 +5,8 @@ max-age, jitter), moves, and feeds whose entries misbehave."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from bot.models import Chat, Delivery, Feed, FetchResult
 from bot.poller import DAY, Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
-from bot.storage import Store
+from bot.storage import Database, Store
 from tests.fakes.feeds import hugo_feed, hugo_item, item, rss
 from tests.fakes.feedserver import FeedServer
 from tests.fakes.telegram_rules import api_call_error
@@ -371,3 +372,45 @@ async def test_next_check_counts_from_the_start_of_the_check(
         await rig.poller.check(url)
         assert len(await rig.drain()) == expect_new
         assert INTERVAL <= (await rig.feed(url)).next_check - started <= INTERVAL * 1.1
+
+
+# ------------------------------------------------- only changed items parsed (bot.parse_delta)
+def _forget_seen(url: str) -> Callable[[Database], None]:
+    def change(db: Database) -> None:
+        feed = db.get_feed(url)
+        assert feed is not None
+        feed.seen = []
+        db.save_feed(feed)
+
+    return change
+
+
+def _serve(server: FeedServer, newest: int) -> None:
+    """The feed of posts 1..newest, without validators: every check is a 200."""
+    headers = {"Content-Type": "application/rss+xml"}
+    server.set_response("/f.xml", 200, hugo_feed(range(1, newest + 1)), headers=headers)
+
+
+async def test_poller_parses_only_the_new_item_and_never_queues_a_stub(rig: Rig) -> None:
+    _serve(rig.server, 20)
+    url = await rig.subscribe("/f.xml")
+    await rig.poller.check(url)
+    assert rig.poller.stats.take().items_parsed == 20  # first check: nothing known yet
+    assert await rig.drain() == []
+
+    _serve(rig.server, 21)
+    await rig.poller.check(url)
+    stats = rig.poller.stats.take()
+    assert stats.items_parsed == 1
+    (text,) = await rig.drain()
+    assert "ML Math Derivations (21)" in text
+
+    await rig.store.transaction(_forget_seen(url))  # the seen-set lost the known items
+    _serve(rig.server, 22)
+    await rig.poller.check(url)
+    stats = rig.poller.stats.take()
+    assert stats.items_parsed == 22  # the stubs would be new: parsed whole instead
+    texts = await rig.drain()
+    assert texts and stats.queued == len(texts)
+    assert all(re.search(r"ML Math Derivations \(\d+\): Topic \d+", t) for t in texts), texts
+    assert any("ML Math Derivations (22)" in t for t in texts)
