@@ -13,6 +13,8 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from . import handlers
 from .config import Settings
+from .delivery import DeliverySettings
+from .gateway import TelegramGateway
 from .i18n import DEFAULT_LANG, languages
 from .runtime import Runtime
 
@@ -21,25 +23,29 @@ log = logging.getLogger(__name__)
 App = Application[Any, Any, Any, Any, Any, Any]
 
 
-def build_application(settings: Settings) -> App:
+def build_application(settings: Settings, delivery: DeliverySettings | None = None) -> App:
+    """`delivery`: the sender's and the gateway's limits (tests and benchmarks speed them up)."""
+    delivery = delivery or DeliverySettings()
     app: App = (
         ApplicationBuilder()
         .token(settings.token)
         .base_url(f"{settings.api_url}/bot")
         .base_file_url(f"{settings.api_url}/file/bot")
         .concurrent_updates(True)
+        .rate_limiter(TelegramGateway(delivery.limits()))
         .post_init(_started)
         .post_shutdown(_stopped)
         .build()
     )
     app.bot_data["settings"] = settings
+    app.bot_data["delivery"] = delivery
     handlers.register(app)
     return app
 
 
 async def _started(app: App) -> None:
     settings: Settings = app.bot_data["settings"]
-    runtime = await Runtime.start(settings, app.bot)
+    runtime = await Runtime.start(settings, app.bot, app.bot_data["delivery"])
     app.bot_data["feedbot"] = runtime
     app.bot_data["sender_task"] = asyncio.create_task(runtime.sender.run(), name="sender")
     await app.bot.set_my_commands(handlers.menu())
@@ -95,10 +101,12 @@ async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, poll_interval: float = 0.0) -> AsyncIterator[App]:
+async def running(
+    settings: Settings, *, poll_interval: float = 0.0, delivery: DeliverySettings | None = None
+) -> AsyncIterator[App]:
     """Run the bot inside an existing event loop (tests, benchmarks, embedding): the same
     start-up and shutdown path as `feedbot run`, without taking over the loop or signals."""
-    app = build_application(settings)
+    app = build_application(settings, delivery)
     await app.initialize()
     if app.post_init is not None:
         await app.post_init(app)

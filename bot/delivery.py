@@ -3,12 +3,14 @@
 Design
 - The outbox in the Store is the truth. The sender mirrors it into one in-memory lane per chat
   (rebuilt from `store.pending()` whenever `wake()` is called) and serves lanes fairly
-  (`FairScheduler`), each lane in `seq` order, paced by a per-chat limiter and a global one.
-- Sends are strictly sequential: one request, then `store.complete()` (durable) before the next
-  request. So at most one message is ever "accepted by Telegram but not yet completed", and a
-  crash duplicates at most one message. On loopback a send + change-log fsync takes a few ms, far
-  below the 33 ms that 30 msg/s allows; against the real API (RTT ~50-100 ms from most hosts)
-  a single bot tops out nearer 10-20 msg/s, which we accept in exchange for that guarantee.
+  (`FairScheduler`), each lane in `seq` order.
+- Telegram's limits belong to the gateway (`bot.gateway.TelegramGateway`, the bot's PTB rate
+  limiter), which every call of the bot goes through, command replies included; the sender asks it
+  when a chat may next send, so lanes are served in the order the limits allow them.
+- Up to `max_in_flight` requests are under way at once, never two for the same chat: each lane
+  sends its head, then `store.complete()` (durable), then its next message. A crash repeats at
+  most the messages in flight, at most one per chat. With a 100 ms round trip, 30 msg/s needs
+  only a few requests under way.
 - A delivery only leaves the outbox when Telegram accepted it, or (logged at ERROR, counted in
   `failed_permanent`) when even the title+link fallback is refused, or when its chat is paused.
 """
@@ -28,14 +30,8 @@ import telegram
 from telegram.warnings import PTBUserWarning
 
 from .delivery_outcome import Outcome, Verdict, api_kwargs, call_for_stage, classify
-from .delivery_pacing import (
-    FairScheduler,
-    Lane,
-    RateLimit,
-    SlidingWindow,
-    TokenBucket,
-    backoff_delay,
-)
+from .delivery_pacing import FairScheduler, Lane, backoff_delay
+from .gateway import POST_CALL, GatewayLimits, TelegramGateway
 from .models import Chat, Delivery
 from .storage import Store
 
@@ -68,6 +64,17 @@ class DeliverySettings:
     time_scale: float = 1.0
     #: how long stop() lets an in-flight send finish before cancelling it
     stop_grace: float = 10.0
+    #: requests under way at once (different chats); 30 msg/s at a 100 ms round trip needs 3+
+    max_in_flight: int = 16
+
+    def limits(self) -> GatewayLimits:
+        return GatewayLimits(
+            global_per_second=self.global_per_second,
+            private_per_second=self.private_per_second,
+            private_burst=self.private_burst,
+            group_per_minute=self.group_per_minute,
+            time_scale=self.time_scale,
+        )
 
 
 @dataclass
@@ -89,30 +96,46 @@ class DeliveryStats:
         return " ".join(f"{k}={v}" for k, v in self.as_dict().items())
 
 
+class _GatewayView:
+    """A lane's limiter as the gateway sees its chat (the gateway alone records sends)."""
+
+    def __init__(self, gateway: TelegramGateway, chat_id: int) -> None:
+        self.gateway, self.chat_id = gateway, chat_id
+
+    def ready_at(self, spare: int = 0) -> float:
+        return self.gateway.ready_at(self.chat_id)
+
+    def record(self, at: float) -> None:
+        pass
+
+    def idle_since(self) -> float:
+        return self.gateway.ready_at(self.chat_id)
+
+
 class Sender:
     def __init__(
         self, bot: telegram.Bot, store: Store, settings: DeliverySettings | None = None
     ) -> None:
         _silence_endpoint_warning()  # pytest resets warning filters per test
+        gateway = getattr(bot, "rate_limiter", None)
+        if not isinstance(gateway, TelegramGateway):
+            raise TypeError("the sender needs a bot whose rate limiter is the TelegramGateway")
         self.bot = bot
+        self.gateway = gateway
         self.store = store
         self.settings = settings or DeliverySettings()
         self.stats = DeliveryStats()
-        s = self.settings
-        per_window = max(1, round(s.global_per_second))
-        self._global = SlidingWindow(per_window, per_window / s.global_per_second / s.time_scale)
         self._sched = FairScheduler()
         self._event = asyncio.Event()
         self._dirty = True
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._serving: dict[int, asyncio.Task[None]] = {}  # chat id -> its request under way
+        self._completed: set[str] = set()  # completed since the current reload read the outbox
         self._stage: dict[str, int] = {}  # delivery id -> fallback stage reached
         self._no_thread: set[str] = set()  # deliveries whose forum topic is gone
         self._accepted: set[str] = set()  # sent but store.complete() failed: never resend
         self._migrated: dict[int, int] = {}
-        self._global_blocked_until = -math.inf
-        self._last_429_chat: int | None = None
-        self._last_429_until = -math.inf
 
     # ------------------------------------------------------------------ public API
     def wake(self) -> None:
@@ -132,6 +155,7 @@ class Sender:
                     log.exception("sender step failed; retrying in 1s")
                     await self._wait(1.0)
         finally:
+            await self._finish_serving()
             self._task = None
             log.info("sender stopped")
 
@@ -153,7 +177,7 @@ class Sender:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if not self._dirty and self._sched.queued() == 0:
+            if not self._dirty and self._sched.queued() == 0 and not self._serving:
                 if await self.store.outbox_depth() == 0:
                     return True
                 self.wake()  # enqueued behind our back
@@ -176,29 +200,57 @@ class Sender:
             self._dirty = False
             self._event.clear()
             await self._reload()
+        if len(self._serving) >= self.settings.max_in_flight:
+            await self._wait(None)
+            return
         lane, eligible = self._sched.peek()
         if lane is None:
             await self._wait(None)
             return
         now = time.monotonic()
-        start = max(eligible, self._global.ready_at(), self._global_blocked_until)
-        if start > now:
-            await self._wait(start - now)
+        if eligible > now:
+            await self._wait(eligible - now)
             return
         self._sched.pop(lane)
+        if lane.chat_id in self._serving:
+            return  # never two requests for one chat; it is rescheduled when its own ends
+        self._serving[lane.chat_id] = asyncio.create_task(
+            self._serve_lane(lane), name=f"send:{lane.chat_id}"
+        )
+
+    async def _serve_lane(self, lane: Lane) -> None:
         try:
             await self._serve(lane)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("chat %s: delivery step failed; retrying", lane.chat_id)
+            self._back_off(lane)
         finally:
-            self._sched.schedule(lane, time.monotonic())
+            self._serving.pop(lane.chat_id, None)
+            if self._sched.lanes.get(lane.chat_id) is lane:
+                self._sched.schedule(lane, time.monotonic())
+            self._event.set()
+
+    async def _finish_serving(self) -> None:
+        if not self._serving:
+            return
+        tasks = set(self._serving.values())
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _wait(self, seconds: float | None) -> None:
         if self._stopping:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), seconds)
+        self._event.clear()
 
     async def _reload(self) -> None:
         """Mirror the store's outbox into the lanes (new deliveries, migrations, drops)."""
+        self._completed = set()
         by_chat: dict[int, list[Delivery]] = {}
         for delivery in await self.store.pending():
             by_chat.setdefault(delivery.chat_id, []).append(delivery)
@@ -213,8 +265,9 @@ class Sender:
                 continue
             lane = self._lane(chat_id)
             lane.chat_failures = chat.failures if chat is not None else 0
-            lane.queue = deque(items)
-            if not lane.scheduled:
+            # a delivery completed while the outbox was being read must not come back
+            lane.queue = deque(d for d in items if d.id not in self._completed)
+            if not lane.scheduled and chat_id not in self._serving:
                 self._sched.schedule(lane, now)
         self._sched.prune(now)
         self.stats.outbox = self._sched.queued()
@@ -222,18 +275,14 @@ class Sender:
     def _lane(self, chat_id: int) -> Lane:
         lane = self._sched.lanes.get(chat_id)
         if lane is None:
-            lane = Lane(chat_id, self._limit_for(chat_id))
+            lane = Lane(chat_id, _GatewayView(self.gateway, chat_id))
             self._sched.lanes[chat_id] = lane
         return lane
 
-    def _limit_for(self, chat_id: int) -> RateLimit:
-        s = self.settings
-        if chat_id > 0:
-            return TokenBucket(s.private_per_second * s.time_scale, s.private_burst)
-        return SlidingWindow(s.group_per_minute, 60.0 / s.time_scale)
-
     # ---------------------------------------------------------------- one delivery
     async def _serve(self, lane: Lane) -> None:
+        if not lane.queue:
+            return
         delivery = lane.queue[0]
         if delivery.id in self._accepted:
             await self._complete(lane, delivery)
@@ -245,22 +294,16 @@ class Sender:
             return
         kwargs = api_kwargs(call, delivery, with_thread=delivery.id not in self._no_thread)
         try:
-            await self.bot.do_api_request(call.method, api_kwargs=kwargs)
+            await self.bot.do_api_request(
+                call.method, api_kwargs=kwargs, rate_limit_args=POST_CALL  # type: ignore[call-arg]
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._count_request(lane)
             await self._handle_failure(lane, delivery, classify(exc))
             return
-        self._count_request(lane)
         self._accepted.add(delivery.id)
         await self._complete(lane, delivery)
-
-    def _count_request(self, lane: Lane) -> None:
-        # Failed requests may count against Telegram's limits too: pace them like sends.
-        now = time.monotonic()
-        lane.limit.record(now)
-        self._global.record(now)
 
     async def _complete(self, lane: Lane, delivery: Delivery, *, sent: bool = True) -> None:
         try:
@@ -269,6 +312,7 @@ class Sender:
             log.exception("could not mark delivery %s done; will retry (not resend)", delivery.id)
             self._back_off(lane)
             return
+        self._completed.add(delivery.id)
         self._accepted.discard(delivery.id)
         self._forget(delivery.id)
         if lane.queue and lane.queue[0].id == delivery.id:
@@ -300,8 +344,8 @@ class Sender:
     async def _handle_failure(self, lane: Lane, delivery: Delivery, outcome: Outcome) -> None:
         verdict = outcome.verdict
         if verdict is Verdict.RATE_LIMITED:
+            # the gateway has paused the chat (or the bot) for exactly retry_after
             self.stats.rate_limited += 1
-            self._rate_limited(lane, outcome.retry_after / self.settings.time_scale)
         elif verdict is Verdict.MIGRATED:
             await self._migrate(lane.chat_id, outcome.new_chat_id)
         elif verdict is Verdict.CHAT_GONE:
@@ -319,21 +363,6 @@ class Sender:
                         lane.chat_id, stage, delivery.entry_key, outcome.detail)
         else:
             await self._transient(lane, delivery, outcome.detail)
-
-    def _rate_limited(self, lane: Lane, wait: float) -> None:
-        """Honour a 429 exactly. It names no scope: the first one pauses its chat; another
-        chat's 429 while that pause runs means the limit is the bot's own, so all chats wait
-        (a restart right after a burst would otherwise collect one 429 per chat)."""
-        now = time.monotonic()
-        lane.blocked_until = now + wait
-        others = self._last_429_chat not in (None, lane.chat_id)
-        if others and now < self._last_429_until:
-            self._global_blocked_until = max(self._global_blocked_until, now + wait)
-            log.info("429 for chats %s and %s: all sends wait %.1fs",
-                     self._last_429_chat, lane.chat_id, wait)
-        else:
-            log.info("429 for chat %s: waiting %.1fs", lane.chat_id, wait)
-        self._last_429_chat, self._last_429_until = lane.chat_id, now + wait
 
     async def _transient(self, lane: Lane, delivery: Delivery, detail: str) -> None:
         delay = self._back_off(lane)

@@ -71,7 +71,7 @@ def classify(exc: Exception) -> Outcome:
     are NetworkError subclasses in PTB."""
     detail = str(exc)
     if isinstance(exc, RetryAfter):
-        return Outcome(Verdict.RATE_LIMITED, detail, retry_after=_read_retry_after(exc))
+        return Outcome(Verdict.RATE_LIMITED, detail, retry_after=read_retry_after(exc))
     if isinstance(exc, ChatMigrated):
         return Outcome(Verdict.MIGRATED, detail, new_chat_id=int(exc.new_chat_id))
     if isinstance(exc, Forbidden):
@@ -88,7 +88,7 @@ def classify(exc: Exception) -> Outcome:
     return Outcome(Verdict.TRANSIENT, f"{type(exc).__name__}: {detail}")
 
 
-def _read_retry_after(exc: RetryAfter) -> float:
+def read_retry_after(exc: RetryAfter) -> float:
     # Reading the attribute warns about the int -> timedelta migration; the value is what we need.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -19,8 +19,9 @@ from .models import Delivery
 
 
 class RateLimit(Protocol):
-    def ready_at(self) -> float:
-        """Earliest time the next message may start (may be in the past)."""
+    def ready_at(self, spare: int = 0) -> float:
+        """Earliest time the next message may start (may be in the past), leaving `spare`
+        messages of the allowance unused (where the limit has such a notion)."""
 
     def record(self, at: float) -> None:
         """A message was counted by the server no later than `at`."""
@@ -37,10 +38,11 @@ class SlidingWindow:
         self.window = window
         self._times: deque[float] = deque(maxlen=self.limit)
 
-    def ready_at(self) -> float:
-        if len(self._times) < self.limit:
+    def ready_at(self, spare: int = 0) -> float:
+        room = max(1, self.limit - spare)
+        if len(self._times) < room:
             return -math.inf
-        return self._times[0] + self.window
+        return self._times[-room] + self.window
 
     def record(self, at: float) -> None:
         self._times.append(at)
@@ -61,7 +63,7 @@ class TokenBucket:
         self.burst = max(1, burst)
         self._tat = -math.inf
 
-    def ready_at(self) -> float:
+    def ready_at(self, spare: int = 0) -> float:
         return self._tat - (self.burst - 1) * self.interval
 
     def record(self, at: float) -> None:

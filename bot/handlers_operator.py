@@ -132,7 +132,7 @@ async def stats_command(update: Update, context: Context) -> None:
         return
     stats = await runtime.service.operator_stats()
     counter: SentToday = context.application.bot_data[COUNTER_KEY]
-    total = runtime.sender.stats.sent
+    total = runtime.messages_sent()
     counter.roll(total, dt.datetime.now(dt.UTC).date())
     await reply(
         update,
@@ -161,7 +161,7 @@ async def _install(context: Context) -> None:
 
 async def _midnight(context: Context) -> None:
     counter: SentToday = context.application.bot_data[COUNTER_KEY]
-    counter.roll(runtime_of(context).sender.stats.sent, dt.datetime.now(dt.UTC).date())
+    counter.roll(runtime_of(context).messages_sent(), dt.datetime.now(dt.UTC).date())
 
 
 def register_operator(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -35,7 +35,9 @@ class Runtime:
     parse_pool: ParsePool
 
     @classmethod
-    async def start(cls, settings: Settings, bot: Bot) -> Runtime:
+    async def start(
+        cls, settings: Settings, bot: Bot, delivery: DeliverySettings | None = None
+    ) -> Runtime:
         parse_pool = ParsePool()
         await parse_pool.start()
         try:
@@ -44,10 +46,14 @@ class Runtime:
             await parse_pool.close()
             raise
         fetcher = Fetcher(fetch_settings(settings))
-        sender = Sender(bot, store, DeliverySettings())
+        sender = Sender(bot, store, delivery or DeliverySettings())
         poller = Poller(store, fetcher, settings, on_queued=sender.wake, parse_pool=parse_pool)
         service = SubscriptionService(store, fetcher, settings)
         return cls(settings, store, fetcher, sender, poller, service, parse_pool)
+
+    def messages_sent(self) -> int:
+        """Every message Telegram accepted since start: posts, replies, notices and edits."""
+        return self.sender.gateway.stats.sent
 
     async def stop(self) -> None:
         await self.poller.close()

@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import running
 from bot.config import Settings, load
+from bot.delivery import DeliverySettings
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.fixtures import fake_api, feed_server, make_fake_api  # noqa: F401
 
@@ -68,8 +69,14 @@ def start_bot(
     bot_settings: Settings,
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[Conversation]]:
     @contextlib.asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Conversation]:
-        async with running(replace(bot_settings, **overrides)):
+    async def start(
+        delivery: DeliverySettings | None = None, **overrides: Any
+    ) -> AsyncIterator[Conversation]:
+        if delivery is None and not fake_api.enforce_limits:
+            # the fake does not enforce Telegram's limits: pace 4x faster so conversations
+            # with many replies take seconds (tests of pacing use an enforcing fake)
+            delivery = DeliverySettings(time_scale=4.0)
+        async with running(replace(bot_settings, **overrides), delivery=delivery):
             yield Conversation(fake_api)
 
     return start

@@ -262,17 +262,3 @@ def test_simulation_is_fast() -> None:
     t0 = time.process_time()
     simulate(mixed_chats(60, 10))
     assert time.process_time() - t0 < 2.0
-
-
-def test_second_chat_429_during_a_pause_pauses_everything() -> None:
-    import math
-
-    from bot.delivery import Sender
-
-    sender = Sender(object(), object())  # type: ignore[arg-type]  # neither is touched here
-    a, b = Lane(1, TokenBucket(1.0, 3)), Lane(2, TokenBucket(1.0, 3))
-    sender._rate_limited(a, 3.0)
-    assert sender._global_blocked_until == -math.inf  # one chat's 429 concerns that chat
-    assert a.blocked_until > time.monotonic() + 2.5
-    sender._rate_limited(b, 2.0)
-    assert sender._global_blocked_until > time.monotonic() + 1.5

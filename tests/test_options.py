@@ -298,7 +298,9 @@ async def test_status_shows_checks_errors_and_waiting_messages(
         both = f"/sub {feed_server.url('/ok.xml')} {feed_server.url('/bad.xml')}"
         await chat.say(USER, both, replies=2)
         feed_server.set_response("/bad.xml", 500, "oops")
-        fake_api.fail_next("sendPhoto", 429, "Too Many Requests: retry after 60", retry_after=60)
+        # the post is refused again and again (the chat's flood wait keeps being renewed)
+        fake_api.fail_next("sendPhoto", 429, "Too Many Requests: retry after 1", retry_after=1,
+                           times=1000)
         feed_server.set_feed("/ok.xml", hugo_feed(range(1, 4), title="Fine feed"))
         await fake_api.await_for(lambda: bool(fake_api.calls("sendPhoto")), timeout=10)
         await asyncio.sleep(1.5)

@@ -179,8 +179,11 @@ class FakeBotApi:
         enforce_limits: bool = False,
         clock: Callable[[], float] = time.monotonic,
         bot_username: str = "feedbot_test_bot",
+        latency: float = 0.0,
     ) -> None:
         self.token = token
+        #: seconds every call waits before it is handled, like a round trip to the real API
+        self.latency = latency
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_username = bot_username
         self.enforce_limits = enforce_limits
@@ -442,6 +445,10 @@ class FakeBotApi:
         with self._cond:
             self._calls.append(record)
             rule = self._take_fail_rule(method, params)
+        # half the round trip before the server sees the call, half for its answer to come back
+        delay = self.latency / 2 if method != "getUpdates" else 0.0
+        if delay and self._server.stopping.wait(delay):
+            return 503, _error(503, "Service Unavailable: stopping")
         status, body = self._run(handler, method, params, rule, record)
         with self._cond:
             record.status = status
@@ -449,6 +456,8 @@ class FakeBotApi:
             if status == 429:
                 self.count_429 += 1
             self._cond.notify_all()
+        if delay:
+            self._server.stopping.wait(delay)
         return status, body
 
     def _run(
