@@ -31,6 +31,7 @@ from .handlers import (
 )
 from .i18n import t
 from .models import Feed, SubscriptionOptions
+from .poller import Resumed
 from .service import ListedSubscription
 
 #: what users type -> SubscriptionOptions field
@@ -487,24 +488,33 @@ async def resume_pressed(update: Update, context: Context) -> None:
         return
     gate = asyncio.Semaphore(RESUME_CONCURRENCY)
 
-    async def one(url: str) -> int | None:
+    async def one(url: str) -> Resumed | None:
         async with gate:
             return await runtime.poller.resume(chat_id, url, catch_up=mode == "catch")
 
     results = await asyncio.gather(*(one(r.subscription.feed_url) for r in rows))
-    text = t(
-        "resume_done_catch" if mode == "catch" else "resume_done_skip",
-        count=len(rows),
-        queued=sum(r or 0 for r in results),
-    )
-    unreadable = sum(1 for r in results if r is None)
-    if unreadable:
-        text += "\n" + t("resume_unreadable", count=unreadable)
+    text = resume_summary(len(rows), mode == "catch", results)
     await query.edit_message_text(
         text,
         parse_mode=ParseMode.HTML,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
     )
+
+
+def resume_summary(count: int, catch_up: bool, results: list[Resumed | None]) -> str:
+    read = [r for r in results if r is not None]
+    queued, too_old = sum(r.queued for r in read), sum(r.too_old for r in read)
+    if catch_up:
+        lines = [t("resume_done_catch", count=count, queued=queued)]
+    else:
+        lines = [t("resume_done_skip", count=count)]
+        if queued:
+            lines.append(t("resume_skip_owed", queued=queued))
+    if too_old:
+        lines.append(t("resume_too_old", count=too_old))
+    if len(read) < len(results):
+        lines.append(t("resume_unreadable", count=len(results) - len(read)))
+    return "\n".join(lines)
 
 
 def register_options(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
