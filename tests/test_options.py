@@ -99,13 +99,14 @@ def test_parse_duration_and_option_values() -> None:
     assert parse_option("title", "  My   name ", min_interval=60) == {"custom_title": "My name"}
     assert parse_option("title", "off", min_interval=60) == {"custom_title": ""}
     assert parse_option("interval", "default", min_interval=60) == {"interval": None}
-    assert parse_option("interval", "3d", min_interval=60) == {"interval": 86400}
+    assert parse_option("interval", "1d", min_interval=60) == {"interval": 86400}
     for name, value, key in (
         ("loud", "on", "set_unknown_option"),
         ("silent", "maybe", "set_bad_switch"),
         ("style", "fancy", "set_style_bad"),
         ("interval", "10s", "set_interval_min"),
         ("interval", "often", "set_interval_bad"),
+        ("interval", "3d", "set_interval_max"),  # refused, not silently capped to a day
     ):
         with pytest.raises(OptionError) as refused:
             parse_option(name, value, min_interval=60)
@@ -527,3 +528,59 @@ async def test_catch_up_says_how_many_old_posts_it_left_out(
         await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
         edited = fake_api.message(USER, ask.message_id)
         assert edited is not None and "1 post(s) dated more than a day before" in edited["text"]
+
+
+# ------------------------------------------------------------ issue 12: smaller ones
+async def test_an_interval_longer_than_a_day_is_refused_not_capped(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3), title="Alpha"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        (refused,) = await chat.say(USER, "/set 1 interval 3d")
+        assert "longest interval is 1d" in refused.plain
+        (card,) = await chat.say(USER, "/set 1")
+        assert "Checked every: 1s (default)" in card.plain
+
+
+async def test_set_without_a_number_uses_the_only_feed_or_asks_which(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3), title="Alpha"))
+    feed_server.set_feed("/b.xml", hugo_feed(range(1, 3), title="Beta"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        (one,) = await chat.say(USER, "/set preview off")  # the only feed: applied there
+        assert "1. Alpha" in one.plain and "Link preview: off" in one.plain
+        await chat.say(USER, f"/sub {feed_server.url('/b.xml')}")
+        (which,) = await chat.say(USER, "/set pictures off")
+        assert "Which feed?" in which.plain and "/set 1 pictures off" in which.plain
+        assert "1. Alpha" in which.plain and "2. Beta" in which.plain
+        (untouched,) = await chat.say(USER, "/set 2")
+        assert "Pictures: on" in untouched.plain
+
+
+async def test_the_set_card_shows_the_custom_title(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/b.xml", hugo_feed(range(1, 3), title="Beta"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/b.xml')}")
+        (named,) = await chat.say(USER, "/set 1 title My name")
+        assert named.plain.startswith("⚙️ 1. My name")
+        (back,) = await chat.say(USER, "/set 1 title off")
+        assert back.plain.startswith("⚙️ 1. Beta")
+
+
+async def test_a_member_asking_to_change_the_language_hears_about_the_language(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi
+) -> None:
+    fake_api.add_chat(GROUP, "supergroup", title="Readers", admins=(ADMIN,))
+    async with start_bot() as chat:
+        (refused,) = await chat.say(GROUP, "/lang zh", user_id=MEMBER)
+        assert "only administrators can change the language" in refused.plain
+        (card,) = await chat.say(GROUP, "/lang", user_id=MEMBER)
+        fake_api.press_button(GROUP, card.message_id, button(card, "简体"), user_id=MEMBER)
+        await fake_api.await_for(lambda: bool(fake_api.calls("answerCallbackQuery")))
+        (answer,) = fake_api.calls("answerCallbackQuery")
+        assert "change the language" in answer.params["text"]
