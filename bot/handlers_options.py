@@ -30,7 +30,14 @@ from .handlers import (
     reply,
     runtime_of,
 )
-from .handlers_channels import Target, channel_target, framed, resolve_target, split_target
+from .handlers_channels import (
+    Target,
+    channel_target,
+    framed,
+    here_target,
+    resolve_target,
+    split_target,
+)
 from .i18n import t
 from .models import Feed, SubscriptionOptions
 from .poller import Resumed
@@ -273,11 +280,8 @@ async def _button_target(update: Update, context: Context, channel: str) -> Targ
     if not await may_manage(update, context):
         await query.answer(t("admins_only_plain"), show_alert=True)
         return None
-    chat = update.effective_chat
-    assert chat is not None
-    stored = await runtime_of(context).service.touch_chat(chat.id, chat.type, chat.title or "")
     await query.answer()
-    return Target(stored, chat.title or "", is_remote=False)
+    return await here_target(update, context, manage=False)
 
 
 def _unknown(target: Target, ref: str) -> str:
@@ -420,13 +424,12 @@ async def filter_command(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("filter_usage"))
         return
-    _, rest = split_target(list(context.args))
-    text = " ".join(rest[1:]).strip()
+    ref, args = split_target(list(context.args))
+    text = " ".join(args[1:]).strip()
     # showing a filter is for everyone in a group; a channel's is for its administrators
-    found = await _where(update, context, list(context.args), manage=bool(text))
-    if found is None:
+    target = await resolve_target(update, context, ref, manage=bool(text))
+    if target is None:
         return
-    target, args = found
     if not args:
         await reply(update, framed(target, t("filter_usage")))
         return
