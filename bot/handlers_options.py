@@ -269,18 +269,18 @@ async def _where(
 
 
 async def _button_target(update: Update, context: Context, channel: str) -> Target | None:
-    """The chat a pressed button acts on, when the presser may change it; None after telling
-    them why not."""
+    """The chat a pressed button acts on, when the presser may change it (the caller answers
+    the query); None after telling them why not."""
     query = update.callback_query
     assert query is not None
     if channel:
         target = await channel_target(update, context, channel)
-        await query.answer()
+        if target is None:
+            await query.answer()  # channel_target has said why, in the chat
         return target
     if not await may_manage(update, context):
         await query.answer(t("admins_only_plain"), show_alert=True)
         return None
-    await query.answer()
     return await here_target(update, context, manage=False)
 
 
@@ -405,6 +405,7 @@ async def option_pressed(update: Update, context: Context) -> None:
     if token == "default":
         current = await runtime.service.chat_defaults(chat_id)
         options = await runtime.service.update_defaults(chat_id, toggled(current, name))
+        await query.answer()
         await _edit_card(update, defaults_card(options, interval, target))
         return
     row = await _find(context, chat_id, token)
@@ -413,9 +414,10 @@ async def option_pressed(update: Update, context: Context) -> None:
         change = toggled(row.subscription.options, name)
         sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
     if row is None or sub is None:
-        await reply(update, framed(target, t("set_gone_plain")))
+        await query.answer(t("set_gone_plain"), show_alert=True)
         return
     row.subscription = sub
+    await query.answer()
     await _edit_card(update, subscription_card(row, interval, target))
 
 
@@ -585,6 +587,7 @@ async def resume_pressed(update: Update, context: Context) -> None:
     target = await _button_target(update, context, channel)
     if target is None:
         return
+    await query.answer()
     runtime = runtime_of(context)
     chat_id = target.chat.id
     rows = [
