@@ -73,9 +73,12 @@ def split_target(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
-async def channel_target(update: Update, context: Context, ref: str) -> Target | None:
+async def channel_target(
+    update: Update, context: Context, ref: str, *, manage: bool = True
+) -> Target | None:
     """The channel `ref`, when the user administers it and the bot may post there.
-    Otherwise tells the user why not and returns None."""
+    Otherwise tells the user why not and returns None. `manage`: the user wants to change
+    the channel's subscriptions (else only to see them, which is refused in other words)."""
     bot = context.bot
     try:
         channel = await bot.get_chat(int(ref) if ref.lstrip("-").isdigit() else ref)
@@ -92,6 +95,8 @@ async def channel_target(update: Update, context: Context, ref: str) -> Target |
         await reply(update, t("channel_anonymous"))
         return None
     problem = await _channel_problem(context, channel.id, user.id)
+    if problem == "channel_user_not_admin" and not manage:
+        problem = "channel_user_not_admin_view"
     if problem:
         await reply(update, t(problem, channel=shown))
         return None
@@ -135,7 +140,7 @@ async def resolve_target(
 ) -> Target | None:
     if ref is None:
         return await here_target(update, context, manage=manage)
-    return await channel_target(update, context, ref)
+    return await channel_target(update, context, ref, manage=manage)
 
 
 def framed(target: Target, text: str) -> str:
@@ -157,7 +162,7 @@ async def targeted(update: Update, context: Context) -> None:
     if command in ("sub", "unsub") and not rest:
         await reply(update, t(f"{command}_usage"))
         return
-    target = await channel_target(update, context, ref)
+    target = await channel_target(update, context, ref, manage=command != "list")
     if target is None:
         return
     if command == "sub":
@@ -464,7 +469,8 @@ async def lang_command(update: Update, context: Context) -> None:
         codes = ", ".join(f"<code>{c}</code>" for c in languages())
         await reply(update, t("lang_unknown", code=html.escape(args[0]), codes=codes))
         return
-    if await refuse_unless_manager(update, context):
+    if not await may_manage(update, context):
+        await reply(update, t("lang_admins_only"))
         return
     await _set_language(update, context, code)
     await reply(update, t("lang_set"))
@@ -476,7 +482,7 @@ async def lang_chosen(update: Update, context: Context) -> None:
         return
     code = language_code(query.data.removeprefix("lang:"))
     if code is None or not await may_manage(update, context):
-        await query.answer(t("admins_only") if code else None, show_alert=code is not None)
+        await query.answer(t("lang_admins_only_plain") if code else None, show_alert=bool(code))
         return
     await query.answer()
     await _set_language(update, context, code)

@@ -1,7 +1,10 @@
 """Per-subscription options (/set), keyword filters (/filter), /status, /pause and /resume.
 
+Each command acts on the chat it was sent in, or on a channel named first (`/set @chan 2`),
+the way /sub, /list and /unsub do (bot.handlers_channels: split_target, resolve_target).
 Inline buttons carry a short hash of the feed URL rather than its /list number, so a button
-pressed after the list changed (or after a restart) still acts on the feed it was shown for.
+pressed after the list changed (or after a restart) still acts on the feed it was shown for;
+a button about a channel also carries the channel's id.
 """
 
 from __future__ import annotations
@@ -24,13 +27,21 @@ from .handlers import (
     add_commands,
     guarded,
     may_manage,
-    refuse_unless_manager,
-    remember_chat,
     reply,
     runtime_of,
 )
+from .handlers_channels import (
+    Target,
+    channel_target,
+    framed,
+    here_target,
+    resolve_target,
+    split_target,
+)
 from .i18n import t
 from .models import Feed, SubscriptionOptions
+from .poller import Resumed
+from .schedule import MAX_INTERVAL
 from .service import ListedSubscription
 
 #: what users type -> SubscriptionOptions field
@@ -47,7 +58,6 @@ STYLES = {"full": "full", "summary": "full", "title": "title", "short": "title",
 ON_WORDS = frozenset({"on", "yes", "true", "1"})
 OFF_WORDS = frozenset({"off", "no", "false", "0"})
 CLEAR_WORDS = frozenset({"", "off", "default", "auto", "-"})
-MAX_INTERVAL = 86400  # the poller checks every feed at least daily anyway
 MAX_TITLE = 100
 MAX_FILTER_CHARS = 500
 MAX_FILTER_TERMS = 30
@@ -117,7 +127,9 @@ def parse_option(
             raise OptionError("set_interval_bad", value=html.escape(value))
         if seconds < min_interval:
             raise OptionError("set_interval_min", minimum=format_duration(min_interval))
-        return {field: min(seconds, MAX_INTERVAL)}
+        if seconds > MAX_INTERVAL:  # every feed is checked at least daily: say so, don't cap
+            raise OptionError("set_interval_max", maximum=format_duration(MAX_INTERVAL))
+        return {field: seconds}
     if field == "style":
         style = STYLES.get(value.lower())
         if style is None:
@@ -179,15 +191,40 @@ def describe_options(options: SubscriptionOptions, default_interval: int) -> str
     )
 
 
-def options_keyboard(options: SubscriptionOptions, target: str) -> InlineKeyboardMarkup:
+def options_keyboard(
+    options: SubscriptionOptions, token: str, where: Target | None = None
+) -> InlineKeyboardMarkup:
+    """`token`: the feed's token_of, or "default"; `where`: the chat the card is about."""
     labels = {
         "silent": t("btn_silent", value=_on_off(options.silent)),
         "preview": t("btn_preview", value=_on_off(options.link_preview)),
         "style": t("btn_style", value=t(f"opt_style_{options.style}")),
         "pictures": t("btn_pictures", value=_on_off(options.pictures)),
     }
-    buttons = [InlineKeyboardButton(labels[n], callback_data=f"opt:{target}:{n}") for n in TOGGLES]
+    buttons = [
+        InlineKeyboardButton(labels[n], callback_data=callback("opt", token, n, where=where))
+        for n in TOGGLES
+    ]
     return InlineKeyboardMarkup([buttons[:2], buttons[2:]])
+
+
+def callback(*parts: str, where: Target | None) -> str:
+    """Button data `prefix:a:b`, plus `:<channel id>` when the button is about a channel."""
+    if where is not None and where.is_remote:
+        parts = (*parts, str(where.chat.id))
+    return ":".join(parts)
+
+
+def fields_of(data: str) -> tuple[str, str, str, str]:
+    """`prefix:a:b[:channel]` -> its four parts (missing ones empty)."""
+    parts = [*data.split(":", 3), "", "", ""]
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def display_title(row: ListedSubscription) -> str:
+    """What the chat calls the feed: its custom title, else the feed's own, else the URL."""
+    feed = row.feed
+    return row.subscription.options.custom_title or feed.title or feed.url
 
 
 def when(stamp: float | None) -> str:
@@ -203,32 +240,58 @@ class Card:
     markup: InlineKeyboardMarkup
 
 
-def subscription_card(row: ListedSubscription, default_interval: int) -> Card:
-    feed, options = row.feed, row.subscription.options
-    header = t("set_card", n=row.number, title=html.escape(feed.title or feed.url))
+def subscription_card(row: ListedSubscription, default_interval: int, where: Target) -> Card:
+    options = row.subscription.options
+    header = t("set_card", n=row.number, title=html.escape(display_title(row)))
     body = describe_options(options, default_interval)
-    return Card(f"{header}\n{body}", options_keyboard(options, token_of(feed.url)))
+    markup = options_keyboard(options, token_of(row.feed.url), where)
+    return Card(framed(where, f"{header}\n{body}"), markup)
 
 
-def defaults_card(options: SubscriptionOptions, default_interval: int) -> Card:
+def defaults_card(options: SubscriptionOptions, default_interval: int, where: Target) -> Card:
     body = describe_options(options, default_interval)
-    return Card(f"{t('set_defaults_card')}\n{body}", options_keyboard(options, "default"))
+    text = framed(where, f"{t('set_defaults_card')}\n{body}")
+    return Card(text, options_keyboard(options, "default", where))
 
 
 async def show(update: Update, card: Card) -> None:
     await reply(update, card.text, reply_markup=card.markup)
 
 
-async def _chat_id(update: Update) -> int:
-    chat = update.effective_chat
-    assert chat is not None
-    return chat.id
+async def _where(
+    update: Update, context: Context, args: list[str], *, manage: bool
+) -> tuple[Target, list[str]] | None:
+    """The chat a command acts on (a channel named first, else this one) and the remaining
+    arguments; None after telling the user why they may not."""
+    ref, rest = split_target(args)
+    target = await resolve_target(update, context, ref, manage=manage)
+    return None if target is None else (target, rest)
 
 
-def _fields(data: str) -> tuple[str, str, str]:
-    """`prefix:a:b` callback data -> its three parts (missing ones empty)."""
-    parts = [*data.split(":", 2), "", ""]
-    return parts[0], parts[1], parts[2]
+async def _button_target(update: Update, context: Context, channel: str) -> Target | None:
+    """The chat a pressed button acts on, when the presser may change it (the caller answers
+    the query); None after telling them why not."""
+    query = update.callback_query
+    assert query is not None
+    if channel:
+        target = await channel_target(update, context, channel)
+        if target is None:
+            await query.answer()  # channel_target has said why, in the chat
+        return target
+    if not await may_manage(update, context):
+        await query.answer(t("admins_only_plain"), show_alert=True)
+        return None
+    return await here_target(update, context, manage=False)
+
+
+def _unknown(target: Target, ref: str) -> str:
+    return framed(target, t("unsub_unknown", ref=html.escape(ref)))
+
+
+def _empty(target: Target) -> str:
+    if target.is_remote:
+        return t("channel_list_empty", channel=html.escape(target.name))
+    return t("list_empty")
 
 
 async def _find(context: Context, chat_id: int, token: str) -> ListedSubscription | None:
@@ -236,27 +299,41 @@ async def _find(context: Context, chat_id: int, token: str) -> ListedSubscriptio
     return next((r for r in rows if token_of(r.subscription.feed_url) == token), None)
 
 
+async def _edit_card(update: Update, card: Card) -> None:
+    query = update.callback_query
+    assert query is not None
+    await query.edit_message_text(
+        card.text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=card.markup,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
+
+
 # ----------------------------------------------------------------------- /set
 async def set_command(update: Update, context: Context) -> None:
-    args = context.args or []
-    if not args:
+    if not context.args:
         await reply(update, t("set_usage"))
         return
-    if await refuse_unless_manager(update, context):
+    found = await _where(update, context, list(context.args), manage=True)
+    if found is None:
         return
-    await remember_chat(update, context)
+    target, args = found
+    if not args:
+        await reply(update, framed(target, t("set_usage")))
+        return
     try:
         if args[0].lower() == "default":
-            await _set_defaults(update, context, args[1:])
+            await _set_defaults(update, context, target, args[1:])
         else:
-            await _set_subscription(update, context, args[0], args[1:])
+            await _set_subscription(update, context, target, args[0], args[1:])
     except OptionError as exc:
-        await reply(update, exc.text())
+        await reply(update, framed(target, exc.text()))
 
 
-async def _set_defaults(update: Update, context: Context, args: list[str]) -> None:
+async def _set_defaults(update: Update, context: Context, target: Target, args: list[str]) -> None:
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
+    chat_id = target.chat.id
     if args:
         change = parse_option(
             args[0],
@@ -267,15 +344,25 @@ async def _set_defaults(update: Update, context: Context, args: list[str]) -> No
         options = await runtime.service.update_defaults(chat_id, change)
     else:
         options = await runtime.service.chat_defaults(chat_id)
-    await show(update, defaults_card(options, runtime.settings.poll_interval))
+    await show(update, defaults_card(options, runtime.settings.poll_interval, target))
 
 
-async def _set_subscription(update: Update, context: Context, ref: str, args: list[str]) -> None:
+async def _set_subscription(
+    update: Update, context: Context, target: Target, ref: str, args: list[str]
+) -> None:
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
-    row = await runtime.service.resolve(chat_id, ref)
+    chat_id = target.chat.id
+    if ref.lower() in OPTION_NAMES:  # `/set preview off`: the feed's number was left out
+        rows = await runtime.service.listing(chat_id)
+        if len(rows) != 1:
+            await reply(update, framed(target, which_feed(rows, ref, args, target)))
+            return
+        row: ListedSubscription | None = rows[0]
+        args = [ref, *args]
+    else:
+        row = await runtime.service.resolve(chat_id, ref)
     if row is None:
-        await reply(update, t("unsub_unknown", ref=html.escape(ref)))
+        await reply(update, _unknown(target, ref))
         return
     if args:
         name, value = args[0], " ".join(args[1:])
@@ -285,82 +372,94 @@ async def _set_subscription(update: Update, context: Context, ref: str, args: li
             change = parse_option(name, value, min_interval=runtime.settings.min_interval)
         sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
         if sub is None:
-            await reply(update, t("unsub_unknown", ref=html.escape(ref)))
+            await reply(update, _unknown(target, ref))
             return
         row.subscription = sub
-    await show(update, subscription_card(row, runtime.settings.poll_interval))
+    await show(update, subscription_card(row, runtime.settings.poll_interval, target))
+
+
+def which_feed(rows: list[ListedSubscription], name: str, args: list[str], where: Target) -> str:
+    """`/set <option> …` without a number in a chat with several feeds (or none): which one?"""
+    if not rows:
+        return _empty(where)
+    channel = f"{where.name} " if where.is_remote else ""
+    example = html.escape(" ".join([f"/set {channel}{rows[0].number}", name, *args]))
+    lines = [t("set_which_feed", example=example)]
+    lines += [t("set_which_item", n=r.number, title=html.escape(display_title(r))) for r in rows]
+    return "\n".join(lines)
 
 
 async def option_pressed(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is None or not query.data:
         return
-    _, target, name = _fields(query.data)
+    _, token, name, channel = fields_of(query.data)
     if name not in TOGGLES:
         await query.answer()
         return
-    if not await may_manage(update, context):
-        await query.answer(t("admins_only_plain"), show_alert=True)
+    target = await _button_target(update, context, channel)
+    if target is None:
         return
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
-    interval = runtime.settings.poll_interval
-    if target == "default":
+    chat_id, interval = target.chat.id, runtime.settings.poll_interval
+    if token == "default":
         current = await runtime.service.chat_defaults(chat_id)
         options = await runtime.service.update_defaults(chat_id, toggled(current, name))
-        card = defaults_card(options, interval)
-    else:
-        row = await _find(context, chat_id, target)
-        if row is not None:
-            change = toggled(row.subscription.options, name)
-            sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
-        if row is None or sub is None:
-            await query.answer(t("set_gone_plain"), show_alert=True)
-            return
-        row.subscription = sub
-        card = subscription_card(row, interval)
+        await query.answer()
+        await _edit_card(update, defaults_card(options, interval, target))
+        return
+    row = await _find(context, chat_id, token)
+    sub = None
+    if row is not None:
+        change = toggled(row.subscription.options, name)
+        sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
+    if row is None or sub is None:
+        await query.answer(t("set_gone_plain"), show_alert=True)
+        return
+    row.subscription = sub
     await query.answer()
-    await query.edit_message_text(
-        card.text,
-        parse_mode=ParseMode.HTML,
-        reply_markup=card.markup,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-    )
+    await _edit_card(update, subscription_card(row, interval, target))
 
 
 # -------------------------------------------------------------------- /filter
 async def filter_command(update: Update, context: Context) -> None:
-    args = context.args or []
-    if not args:
+    if not context.args:
         await reply(update, t("filter_usage"))
         return
+    ref, args = split_target(list(context.args))
+    text = " ".join(args[1:]).strip()
+    # showing a filter is for everyone in a group; a channel's is for its administrators
+    target = await resolve_target(update, context, ref, manage=bool(text))
+    if target is None:
+        return
+    if not args:
+        await reply(update, framed(target, t("filter_usage")))
+        return
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
+    chat_id = target.chat.id
     url: str | None = None
     if args[0].lower() == "global":
         label, current = t("filter_global"), await runtime.service.chat_filter(chat_id)
     else:
         row = await runtime.service.resolve(chat_id, args[0])
         if row is None:
-            await reply(update, t("unsub_unknown", ref=html.escape(args[0])))
+            await reply(update, _unknown(target, args[0]))
             return
         url, current = row.subscription.feed_url, row.subscription.options.filters
-        label = html.escape(row.subscription.options.custom_title or row.feed.title or url)
-    text = " ".join(args[1:]).strip()
+        label = html.escape(display_title(row))
     if not text:
-        await reply(update, t("filter_show", label=label, filter=describe_filter(current)))
+        await reply(
+            update, framed(target, t("filter_show", label=label, filter=describe_filter(current)))
+        )
         return
-    if await refuse_unless_manager(update, context):
-        return
-    await remember_chat(update, context)
     try:
         spec = "" if text.lower() == "off" else normalize_filter(text)
     except OptionError as exc:
-        await reply(update, exc.text())
+        await reply(update, framed(target, exc.text()))
         return
     await runtime.service.set_filter(chat_id, url, spec)
     key = "filter_set" if spec else "filter_off"
-    await reply(update, t(key, label=label, filter=describe_filter(spec)))
+    await reply(update, framed(target, t(key, label=label, filter=describe_filter(spec))))
 
 
 # -------------------------------------------------------------------- /status
@@ -385,7 +484,7 @@ def status_line(row: ListedSubscription) -> str:
     return t(
         "status_item",
         n=row.number,
-        title=html.escape(row.subscription.options.custom_title or feed.title or feed.url),
+        title=html.escape(display_title(row)),
         state=_state(row),
         checked=when(feed.last_check),
         new=when(feed.last_new_entry),
@@ -394,74 +493,88 @@ def status_line(row: ListedSubscription) -> str:
 
 
 async def status_command(update: Update, context: Context) -> None:
-    status = await runtime_of(context).service.status(await _chat_id(update))
+    found = await _where(update, context, list(context.args or []), manage=False)
+    if found is None:
+        return
+    target, _ = found
+    status = await runtime_of(context).service.status(target.chat.id)
     if not status.rows:
-        await reply(update, t("list_empty"))
+        await reply(update, _empty(target))
         return
     header = t("status_header", count=len(status.rows), pending=status.pending)
-    await reply(update, "\n\n".join([header, *(status_line(r) for r in status.rows)]))
+    lines = [framed(target, header), *(status_line(r) for r in status.rows)]
+    await reply(update, "\n\n".join(lines))
 
 
 # ------------------------------------------------------------ /pause, /resume
 async def _targets(
-    update: Update, context: Context, args: list[str]
+    update: Update, context: Context, target: Target, args: list[str]
 ) -> list[ListedSubscription] | None:
     """Subscriptions named by the arguments (a /list number or URL; none or `all`: every one).
     None after telling the user what went wrong."""
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
     if not args or args[0].lower() == "all":
-        rows = await runtime.service.listing(chat_id)
+        rows = await runtime.service.listing(target.chat.id)
         if not rows:
-            await reply(update, t("list_empty"))
+            await reply(update, _empty(target))
             return None
         return rows
-    row = await runtime.service.resolve(chat_id, args[0])
+    row = await runtime.service.resolve(target.chat.id, args[0])
     if row is None:
-        await reply(update, t("unsub_unknown", ref=html.escape(args[0])))
+        await reply(update, _unknown(target, args[0]))
         return None
     return [row]
 
 
 async def pause_command(update: Update, context: Context) -> None:
-    if await refuse_unless_manager(update, context):
+    found = await _where(update, context, list(context.args or []), manage=True)
+    if found is None:
         return
-    rows = await _targets(update, context, context.args or [])
+    target, args = found
+    rows = await _targets(update, context, target, args)
     if rows is None:
         return
     service = runtime_of(context).service
-    changed = await service.pause(await _chat_id(update), [r.subscription.feed_url for r in rows])
+    changed = await service.pause(target.chat.id, [r.subscription.feed_url for r in rows])
     if len(rows) == 1:
-        title = html.escape(rows[0].feed.title or rows[0].feed.url)
-        await reply(update, t("pause_one" if changed else "pause_already", title=title))
+        title = html.escape(display_title(rows[0]))
+        text = t("pause_one" if changed else "pause_already", title=title)
     else:
-        await reply(update, t("pause_all", count=len(changed)))
+        text = t("pause_all", count=len(changed))
+    await reply(update, framed(target, text))
 
 
 async def resume_command(update: Update, context: Context) -> None:
-    if await refuse_unless_manager(update, context):
+    found = await _where(update, context, list(context.args or []), manage=True)
+    if found is None:
         return
-    args = context.args or []
-    rows = await _targets(update, context, args)
+    target, args = found
+    rows = await _targets(update, context, target, args)
     if rows is None:
         return
     paused = [r for r in rows if r.subscription.paused]
     if not paused:
-        await reply(update, t("resume_nothing"))
+        await reply(update, framed(target, t("resume_nothing")))
         return
-    target = "all" if not args or args[0].lower() == "all" else token_of(paused[0].feed.url)
+    which = "all" if not args or args[0].lower() == "all" else token_of(paused[0].feed.url)
     what = (
-        html.escape(paused[0].feed.title or paused[0].feed.url)
-        if target != "all"
+        html.escape(display_title(paused[0]))
+        if which != "all"
         else t("resume_count", count=len(paused))
     )
     buttons = [
-        InlineKeyboardButton(t("btn_catch_up"), callback_data=f"resume:catch:{target}"),
-        InlineKeyboardButton(t("btn_skip"), callback_data=f"resume:skip:{target}"),
+        InlineKeyboardButton(
+            t("btn_catch_up"), callback_data=callback("resume", "catch", which, where=target)
+        ),
+        InlineKeyboardButton(
+            t("btn_skip"), callback_data=callback("resume", "skip", which, where=target)
+        ),
     ]
     await reply(
         update,
-        t("resume_ask", what=what, limit=runtime_of(context).settings.backlog_limit),
+        framed(
+            target, t("resume_ask", what=what, limit=runtime_of(context).settings.backlog_limit)
+        ),
         reply_markup=InlineKeyboardMarkup([buttons]),
     )
 
@@ -470,41 +583,52 @@ async def resume_pressed(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is None or not query.data:
         return
-    _, mode, target = _fields(query.data)
-    if not await may_manage(update, context):
-        await query.answer(t("admins_only_plain"), show_alert=True)
+    _, mode, which, channel = fields_of(query.data)
+    target = await _button_target(update, context, channel)
+    if target is None:
         return
     await query.answer()
     runtime = runtime_of(context)
-    chat_id = await _chat_id(update)
+    chat_id = target.chat.id
     rows = [
         r
         for r in await runtime.service.listing(chat_id)
-        if r.subscription.paused and (target == "all" or token_of(r.feed.url) == target)
+        if r.subscription.paused and (which == "all" or token_of(r.feed.url) == which)
     ]
     if not rows:
-        await query.edit_message_text(t("resume_nothing"), parse_mode=ParseMode.HTML)
+        await query.edit_message_text(
+            framed(target, t("resume_nothing")), parse_mode=ParseMode.HTML
+        )
         return
     gate = asyncio.Semaphore(RESUME_CONCURRENCY)
 
-    async def one(url: str) -> int | None:
+    async def one(url: str) -> Resumed | None:
         async with gate:
             return await runtime.poller.resume(chat_id, url, catch_up=mode == "catch")
 
     results = await asyncio.gather(*(one(r.subscription.feed_url) for r in rows))
-    text = t(
-        "resume_done_catch" if mode == "catch" else "resume_done_skip",
-        count=len(rows),
-        queued=sum(r or 0 for r in results),
-    )
-    unreadable = sum(1 for r in results if r is None)
-    if unreadable:
-        text += "\n" + t("resume_unreadable", count=unreadable)
+    text = resume_summary(len(rows), mode == "catch", results)
     await query.edit_message_text(
-        text,
+        framed(target, text),
         parse_mode=ParseMode.HTML,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
     )
+
+
+def resume_summary(count: int, catch_up: bool, results: list[Resumed | None]) -> str:
+    read = [r for r in results if r is not None]
+    queued, too_old = sum(r.queued for r in read), sum(r.too_old for r in read)
+    if catch_up:
+        lines = [t("resume_done_catch", count=count, queued=queued)]
+    else:
+        lines = [t("resume_done_skip", count=count)]
+        if queued:
+            lines.append(t("resume_skip_owed", queued=queued))
+    if too_old:
+        lines.append(t("resume_too_old", count=too_old))
+    if len(read) < len(results):
+        lines.append(t("resume_unreadable", count=len(results) - len(read)))
+    return "\n".join(lines)
 
 
 def register_options(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -44,13 +44,13 @@ from .parse_delta import (
 from .parse_pool import ParsePool
 from .parser import parse_feed
 from .render import RenderOptions, render_entry
+from .schedule import DAY, effective_interval, owed_on_resume
 from .service import CHAT_SEEN_CAP
 from .storage import Database, Store
 from .store_batch import Coalescer
 
 log = logging.getLogger(__name__)
 
-DAY = 86400.0
 NOTIFY_FAILING_AFTER = DAY
 PAUSE_FAILING_AFTER = 7 * DAY
 #: consecutive failures needed (besides time) before subscribers hear a feed is failing
@@ -243,9 +243,7 @@ class Poller:
         return parsed, records
 
     def _interval(self, subs: list[Subscription]) -> float:
-        chosen = [s.options.interval for s in subs if s.options.interval]
-        base = min(chosen) if chosen else self.settings.poll_interval
-        return float(max(base, 1))
+        return effective_interval(subs, self.settings.poll_interval)
 
     def _next_check(
         self, now: float, subs: list[Subscription], ttl_min: int | None, max_age: int | None
@@ -504,15 +502,16 @@ class Poller:
             log.exception("could not reschedule %s", url)
 
     # ------------------------------------------------------- resume (issue 6, part B)
-    async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> int | None:
-        """Unpause one subscription; its feed is checked soon. catch_up: queue the posts that
-        arrived while it was paused (not yet in the chat; filters and backlog limit apply);
-        otherwise everything in the feed now counts as seen in the chat. Returns deliveries
-        queued, or None when the feed could not be read (resumed all the same)."""
+    async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> Resumed | None:
+        """Unpause one subscription; its feed is checked soon. Posts that arrived before the
+        pause and never reached the chat are queued either way; catch_up also queues those
+        from the pause (see bot.schedule.owed_on_resume; filters and backlog limit apply).
+        Everything else in the feed now counts as seen in the chat. None when the feed could
+        not be read (resumed all the same)."""
         sub = await self.store.read(lambda db: db.get_subscription(chat_id, feed_url))
         feed = await self.store.get_feed(feed_url)
         if sub is None or feed is None:
-            return 0
+            return Resumed()
         try:
             result = await self.fetcher.fetch(feed_url)
             parsed = await parse_feed(
@@ -524,16 +523,18 @@ class Poller:
             return None
         chat = await self.store.get_chat(chat_id) or Chat(id=chat_id)
         since = sub.paused_at or feed.last_success
-        fresh = missed_while_paused(parsed.entries, chat.seen, since) if catch_up else []
-        plan = CheckPlan(feed_url, result, parsed, fresh, subscriptions=[sub])
-        if fresh:
-            plan.messages = await asyncio.to_thread(self._render_all, feed, parsed, fresh, [sub])
+        owed = owed_on_resume(parsed.entries, chat.seen, feed.seen, since, catch_up=catch_up)
+        plan = CheckPlan(feed_url, result, parsed, owed.send, subscriptions=[sub])
+        if owed.send:
+            plan.messages = await asyncio.to_thread(
+                self._render_all, feed, parsed, owed.send, [sub]
+            )
         queued = await self.store.transaction(
             lambda db: self._commit_resume(db, chat_id, feed_url, plan)
         )
         if queued:
             self.on_queued()
-        return queued
+        return Resumed(queued, owed.too_old)
 
     def _commit_resume(
         self, db: Database, chat_id: int, feed_url: str, plan: CheckPlan | None = None
@@ -556,21 +557,12 @@ class Poller:
         return len(deliveries)
 
 
-#: the chat's seen-memory is bounded, so catch-up also ignores posts dated well before the pause
-RESUME_GRACE = DAY
+@dataclass(frozen=True)
+class Resumed:
+    """One resumed subscription: deliveries queued, and posts catch-up left out as too old."""
 
-
-def missed_while_paused(
-    entries: list[Entry], chat_seen: list[str], since: float | None
-) -> list[Entry]:
-    """Posts the chat has not seen, oldest first; undated ones, or dated from a day before
-    `since` (when the pause began) on."""
-    fresh = new_entries(entries, chat_seen)
-    if since is None:
-        return fresh
-    return [
-        e for e in fresh if e.published is None or e.published.timestamp() >= since - RESUME_GRACE
-    ]
+    queued: int = 0
+    too_old: int = 0
 
 
 async def parse_changed(

@@ -20,6 +20,7 @@ from .fetcher import Fetcher
 from .identity import normalize_link
 from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from .parser import parse_feed
+from .schedule import effective_interval, rescheduled
 from .storage import Database, Store
 
 CHAT_SEEN_CAP = 2000
@@ -172,8 +173,8 @@ class SubscriptionService:
     async def update_options(
         self, chat_id: int, feed_url: str, changes: dict[str, Any]
     ) -> Subscription | None:
-        """Change a subscription's options (SubscriptionOptions field -> value); a shorter
-        interval brings the feed's next check forward."""
+        """Change a subscription's options (SubscriptionOptions field -> value). A changed
+        interval (set, lengthened, shortened or reset) reschedules the feed's next check."""
 
         def run(db: Database) -> Subscription | None:
             sub = db.get_subscription(chat_id, feed_url)
@@ -181,11 +182,22 @@ class SubscriptionService:
                 return None
             apply_options(sub.options, changes)
             db.save_subscription(sub)
-            if sub.options.interval:
-                _pull_next_check(db, feed_url, sub.options.interval)
+            if "interval" in changes:
+                self._reschedule(db, feed_url)
             return sub
 
         return await self.store.transaction(run)
+
+    def _reschedule(self, db: Database, feed_url: str) -> None:
+        """The feed's next check, from its subscribers' effective interval as it is now."""
+        feed = db.get_feed(feed_url)
+        if feed is None:
+            return
+        interval = effective_interval(
+            db.subscriptions_for_feed(feed_url), self.settings.poll_interval
+        )
+        feed.next_check = rescheduled(feed, interval, time.time())
+        db.save_feed(feed)
 
     async def update_defaults(self, chat_id: int, changes: dict[str, Any]) -> SubscriptionOptions:
         """Change the options new subscriptions of this chat start with; None = built-in."""
@@ -236,6 +248,7 @@ class SubscriptionService:
                     sub.paused, sub.paused_at = True, now
                     db.save_subscription(sub)
                     changed.append(url)
+                    self._reschedule(db, url)  # the others may have relied on its interval
             return tuple(changed)
 
         return await self.store.transaction(run)
@@ -467,9 +480,3 @@ def apply_options(options: SubscriptionOptions, changes: dict[str, Any]) -> None
     for name, value in changes.items():
         setattr(options, name, value)
 
-
-def _pull_next_check(db: Database, feed_url: str, interval: int) -> None:
-    feed = db.get_feed(feed_url)
-    if feed is not None and feed.next_check > time.time() + interval:
-        feed.next_check = time.time() + interval
-        db.save_feed(feed)

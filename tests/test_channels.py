@@ -165,3 +165,78 @@ async def test_channel_page_with_several_feeds_offers_buttons_that_subscribe_the
         (listing,) = await chat.say(USER, "/list @mychan")
         assert feed_server.url("/b.xml") in listing.plain
         assert feed_server.url("/a.xml") not in listing.plain
+
+
+def button_data(message: SentMessage | dict[str, Any], prefix: str) -> str:
+    params = message.params if isinstance(message, SentMessage) else message
+    rows = params["reply_markup"]["inline_keyboard"]
+    (data,) = [b["callback_data"] for row in rows for b in row if b["text"].startswith(prefix)]
+    return str(data)
+
+
+async def test_channel_options_filters_status_and_pause_from_a_private_chat(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    fake_api.add_chat(CHANNEL, "channel", title="News", username="mychan", admins=(USER,))
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
+    feed_server.set_feed("/mine.xml", hugo_feed(range(301, 303), title="Mine"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub @mychan {feed_server.url('/ml.xml')}")
+        await chat.say(USER, f"/sub {feed_server.url('/mine.xml')}")
+        (card,) = await chat.say(USER, "/set @mychan 1")
+        assert card.plain.startswith("📢 @mychan") and "Machine Learning" in card.plain
+        fake_api.press_button(USER, card.message_id, button_data(card, "🔕"))
+        await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
+        edited = fake_api.message(USER, card.message_id)
+        assert edited is not None and "Silent notifications: on" in edited["text"]
+        assert "@mychan" in edited["text"]
+        (named,) = await chat.say(USER, "/set @mychan 1 title Channel name")
+        assert "1. Channel name" in named.plain and "Silent notifications: on" in named.plain
+        (mine,) = await chat.say(USER, "/set 1")
+        assert "Mine" in mine.plain and "Silent notifications: off" in mine.plain
+
+        (filtered,) = await chat.say(USER, "/filter @mychan 1 topic 5")
+        assert filtered.plain.startswith("📢 @mychan") and "topic 5" in filtered.plain
+        (status,) = await chat.say(USER, "/status @mychan")
+        assert status.plain.startswith("📢 @mychan") and "Status of 1 feed(s)" in status.plain
+        assert "Channel name" in status.plain and "Mine" not in status.plain
+
+        (paused,) = await chat.say(USER, "/pause @mychan")
+        assert paused.plain.startswith("📢 @mychan") and "Channel name is paused" in paused.plain
+        (mine_status,) = await chat.say(USER, "/status")
+        assert "paused" not in mine_status.plain  # the private chat's own feed runs on
+        feed_server.set_feed("/ml.xml", hugo_feed(range(1, 7)))
+        (ask,) = await chat.say(USER, "/resume @mychan 1")
+        assert ask.plain.startswith("📢 @mychan") and "Channel name" in ask.plain
+        fake_api.press_button(USER, ask.message_id, button_data(ask, "📬"))
+        (post,) = await fake_api.await_delivered(1, CHANNEL, timeout=10)
+        assert "Topic 5" in post.plain and post.params["disable_notification"] is True
+        await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 2)
+        done = fake_api.message(USER, ask.message_id)
+        assert done is not None and "@mychan" in done["text"] and "Resumed 1" in done["text"]
+        (nothing,) = await chat.say(USER, "/resume @mychan")
+        assert "@mychan" in nothing.plain and "Nothing here is paused" in nothing.plain
+
+
+async def test_a_channel_s_non_admin_may_neither_see_nor_change_its_feeds(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    fake_api.add_chat(CHANNEL, "channel", title="News", username="mychan", admins=(USER,))
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub @mychan {feed_server.url('/ml.xml')}")
+        (card,) = await chat.say(USER, "/set @mychan 1")
+        for command in ("/list @mychan", "/status @mychan", "/filter @mychan 1"):
+            (seen,) = await chat.say(STRANGER, command)
+            assert "Only administrators of @mychan can see" in seen.plain, command
+        for command in ("/set @mychan 1 silent on", "/pause @mychan", "/filter @mychan 1 x"):
+            (changed,) = await chat.say(STRANGER, command)
+            assert "Only administrators of @mychan can change" in changed.plain, command
+        # the card's button, pressed by someone else (a forwarded copy), is refused too
+        before = len(fake_api.delivered(USER))
+        fake_api.press_button(USER, card.message_id, button_data(card, "🔕"), STRANGER)
+        got = await fake_api.await_delivered(before + 1, USER)
+        assert "Only administrators of @mychan can change" in got[-1].plain
+        (check,) = await chat.say(USER, "/set @mychan 1")
+        assert "Silent notifications: off" in check.plain
+        assert fake_api.calls("editMessageText") == []

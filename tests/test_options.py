@@ -22,9 +22,9 @@ from bot.handlers_options import (
     parse_duration,
     parse_option,
 )
-from bot.models import Entry
-from bot.poller import missed_while_paused
+from bot.models import Entry, Feed, Subscription, SubscriptionOptions
 from bot.runtime import Runtime
+from bot.schedule import effective_interval, owed_on_resume, rescheduled
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed, hugo_html, item, rss
 from tests.fakes.feedserver import FeedServer
@@ -47,6 +47,21 @@ def recent_feed(ns: range | list[int], title: str = "Recent") -> str:
             html=hugo_html(n),
         )
         for n in sorted(ns, reverse=True)
+    ]
+    return rss(title, "https://blog.test/", items)
+
+
+def dated_feed(posts: dict[int, datetime], title: str = "Dated") -> str:
+    """Posts numbered n, each published at the given time."""
+    items = [
+        item(
+            guid=f"https://blog.test/{title}/{n}/",
+            title=f"{title} post {n}",
+            link=f"https://blog.test/{title}/{n}/",
+            pub_date=when,
+            html=hugo_html(n),
+        )
+        for n, when in sorted(posts.items(), key=lambda p: p[1], reverse=True)
     ]
     return rss(title, "https://blog.test/", items)
 
@@ -84,13 +99,14 @@ def test_parse_duration_and_option_values() -> None:
     assert parse_option("title", "  My   name ", min_interval=60) == {"custom_title": "My name"}
     assert parse_option("title", "off", min_interval=60) == {"custom_title": ""}
     assert parse_option("interval", "default", min_interval=60) == {"interval": None}
-    assert parse_option("interval", "3d", min_interval=60) == {"interval": 86400}
+    assert parse_option("interval", "1d", min_interval=60) == {"interval": 86400}
     for name, value, key in (
         ("loud", "on", "set_unknown_option"),
         ("silent", "maybe", "set_bad_switch"),
         ("style", "fancy", "set_style_bad"),
         ("interval", "10s", "set_interval_min"),
         ("interval", "often", "set_interval_bad"),
+        ("interval", "3d", "set_interval_max"),  # refused, not silently capped to a day
     ):
         with pytest.raises(OptionError) as refused:
             parse_option(name, value, min_interval=60)
@@ -107,16 +123,48 @@ def test_filters_are_words_not_patterns() -> None:
             normalize_filter(bad)
 
 
-def test_catch_up_skips_posts_dated_long_before_the_pause() -> None:
+def test_what_a_resumed_subscription_is_owed() -> None:
     now = datetime.now(UTC)
-    old = Entry(key="old", title="old", link="", published=now - timedelta(days=30))
-    new = Entry(key="new", title="new", link="", published=now)
-    undated = Entry(key="undated", title="undated", link="")
     since = (now - timedelta(hours=1)).timestamp()
-    missed = missed_while_paused([new, old, undated], [], since)
-    assert {e.key for e in missed} == {"new", "undated"}
-    assert missed_while_paused([new, old], ["x", *entry_prints(new)], since) == []
-    assert len(missed_while_paused([new, old], [], None)) == 2
+
+    def entry(key: str, age: timedelta | None) -> Entry:
+        return Entry(key=key, title=key, link="", published=None if age is None else now - age)
+
+    before = entry("before", timedelta(hours=2))  # published before the pause, never checked
+    ancient = entry("ancient", timedelta(days=30))  # the same, a month before the pause
+    during = entry("during", timedelta(minutes=5))
+    undated = entry("undated", None)
+    forgotten = entry("forgotten", timedelta(days=30))  # the bot saw it: the chat forgot it
+    seen_during = entry("seen_during", timedelta(minutes=5))  # seen by another chat's check
+    entries = [seen_during, undated, during, before, forgotten, ancient]
+    feed_seen = [*entry_prints(forgotten), *entry_prints(seen_during)]
+
+    catch = owed_on_resume(entries, [], feed_seen, since, catch_up=True)
+    assert {e.key for e in catch.send} == {"before", "ancient", "during", "undated", "seen_during"}
+    assert catch.too_old == 1
+    skip = owed_on_resume(entries, [], feed_seen, since, catch_up=False)
+    assert [e.key for e in skip.send] == ["ancient", "before"] and skip.too_old == 0
+    chat_seen = [p for e in entries for p in entry_prints(e)]
+    assert owed_on_resume(entries, chat_seen, feed_seen, since, catch_up=True).send == []
+    assert len(owed_on_resume(entries, [], feed_seen, None, catch_up=True).send) == 6
+
+
+def test_rescheduling_counts_from_the_last_check() -> None:
+    subs = [
+        Subscription(1, "u", options=SubscriptionOptions(interval=3600)),
+        Subscription(2, "u", options=SubscriptionOptions(interval=60), paused=True),
+    ]
+    assert effective_interval(subs, 300) == 3600  # a paused chat does not drive the feed
+    assert effective_interval(subs[1:], 300) == 300
+    assert effective_interval([Subscription(1, "u")], 7 * 86400) == 86400
+    now = 1_000_000.0
+    feed = Feed("u", last_check=now - 100, next_check=now + 86400)
+    assert rescheduled(feed, 300, now) == now + 200  # shortened
+    assert rescheduled(feed, 60, now) == now  # overdue: check now
+    assert rescheduled(Feed("u", last_check=now, next_check=now + 5), 3600, now) == now + 3600
+    failing = Feed("u", last_check=now, next_check=now + 600, errors=3)
+    assert rescheduled(failing, 3600, now) == now + 600  # its backoff is not stretched
+    assert rescheduled(failing, 60, now) == now + 60
 
 
 # ------------------------------------------------------------------------ /set
@@ -357,13 +405,16 @@ async def test_resume_skip_to_now_sends_only_later_posts(
         await chat.say(USER, both, replies=2)
         (paused,) = await chat.say(USER, "/pause")
         assert "Paused 2 feed(s)" in paused.plain
-        feed_server.set_feed("/r.xml", recent_feed(range(1, 6)))
+        later = datetime.now(UTC) + timedelta(minutes=1)  # published during the pause
+        start = datetime.now(UTC) - timedelta(hours=2)
+        dates = {1: start, 2: start, 3: start, 4: later, 5: later}
+        feed_server.set_feed("/r.xml", dated_feed(dates, title="Recent"))
         (ask,) = await chat.say(USER, "/resume 1")
         assert "Resume Recent" in ask.plain
         fake_api.press_button(USER, ask.message_id, button(ask, "⏭"))
         await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
         edited = fake_api.message(USER, ask.message_id)
-        assert edited is not None and "older posts skipped" in edited["text"]
+        assert edited is not None and "posts from the pause skipped" in edited["text"]
         assert await chat.silence(USER, 2.5) == []
         feed_server.set_feed("/r.xml", recent_feed(range(1, 7)))
         await wait_posts(fake_api, USER, 1, "Recent post")
@@ -397,3 +448,141 @@ async def test_resume_restarts_a_feed_the_poller_paused_after_failing(
         assert posts(fake_api, USER, "Recent post")[0].plain.startswith("Recent post 4")
         subs = await runtime.store.subscriptions_for_chat(USER)
         assert [s.paused for s in subs] == [False]
+
+
+# ---------------------------------------------- issue 12: intervals, skip, catch-up
+async def test_resetting_the_interval_brings_back_the_default_schedule(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/r.xml", recent_feed(range(1, 3)))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/r.xml')}")
+        await chat.say(USER, "/set 1 interval 1d")
+        await asyncio.sleep(2.5)  # time for a check that would start a one-day wait
+        feed_server.set_feed("/r.xml", recent_feed(range(1, 4)))  # published meanwhile
+        (card,) = await chat.say(USER, "/set 1 interval default")
+        assert "Checked every: 1s (default)" in card.plain
+        await wait_posts(fake_api, USER, 1, "Recent post")
+        assert posts(fake_api, USER, "Recent post")[0].plain.startswith("Recent post 3")
+
+
+async def test_skip_to_now_still_sends_what_arrived_before_the_pause(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    now = datetime.now(UTC)
+    old = {1: now - timedelta(hours=3), 2: now - timedelta(hours=2)}
+    feed_server.set_feed("/d.xml", dated_feed(old))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/d.xml')}")
+        await chat.say(USER, "/set 1 interval 1d")
+        await asyncio.sleep(2.5)  # the feed now waits a day between checks
+        before_pause = {**old, 3: datetime.now(UTC) - timedelta(minutes=5)}
+        feed_server.set_feed("/d.xml", dated_feed(before_pause))  # not checked yet
+        await chat.say(USER, "/pause 1")
+        during = {**before_pause, 4: datetime.now(UTC) + timedelta(minutes=1)}
+        feed_server.set_feed("/d.xml", dated_feed(during))
+        (ask,) = await chat.say(USER, "/resume 1")
+        fake_api.press_button(USER, ask.message_id, button(ask, "⏭"))
+        await wait_posts(fake_api, USER, 1, "Dated post")
+        await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
+        edited = fake_api.message(USER, ask.message_id)
+        assert edited is not None and "1 post(s) from before the pause" in edited["text"]
+        await chat.say(USER, "/set 1 interval default")  # regular checks again
+        await asyncio.sleep(2.5)
+        got = [m.plain.split("\n")[0] for m in posts(fake_api, USER, "Dated post")]
+        assert got == ["Dated post 3"]  # post 4 came during the pause: skipped, and only once
+
+
+async def test_catch_up_sends_backdated_posts_it_never_saw(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    now = datetime.now(UTC)
+    old = {1: now - timedelta(hours=3), 2: now - timedelta(hours=2)}
+    feed_server.set_feed("/d.xml", dated_feed(old))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/d.xml')}")
+        await chat.say(USER, "/pause 1")
+        backdated = {**old, 3: now - timedelta(days=3), 4: now + timedelta(minutes=1)}
+        feed_server.set_feed("/d.xml", dated_feed(backdated))
+        (ask,) = await chat.say(USER, "/resume 1")
+        fake_api.press_button(USER, ask.message_id, button(ask, "📬"))
+        await wait_posts(fake_api, USER, 2, "Dated post")
+        got = [m.plain.split("\n")[0] for m in posts(fake_api, USER, "Dated post")]
+        assert got == ["Dated post 3", "Dated post 4"]
+
+
+async def test_catch_up_says_how_many_old_posts_it_left_out(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    other = USER + 1
+    now = datetime.now(UTC)
+    old = {1: now - timedelta(hours=3), 2: now - timedelta(hours=2)}
+    feed_server.set_feed("/d.xml", dated_feed(old))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/d.xml')}")
+        await chat.say(other, f"/sub {feed_server.url('/d.xml')}")
+        await chat.say(USER, "/pause 1")
+        # the other chat keeps the feed checked: the bot sees the post during the pause
+        feed_server.set_feed("/d.xml", dated_feed({**old, 3: now - timedelta(days=3)}))
+        await wait_posts(fake_api, other, 1, "Dated post")
+        (ask,) = await chat.say(USER, "/resume 1")
+        fake_api.press_button(USER, ask.message_id, button(ask, "📬"))
+        await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
+        edited = fake_api.message(USER, ask.message_id)
+        assert edited is not None and "1 post(s) dated more than a day before" in edited["text"]
+
+
+# ------------------------------------------------------------ issue 12: smaller ones
+async def test_an_interval_longer_than_a_day_is_refused_not_capped(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3), title="Alpha"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        (refused,) = await chat.say(USER, "/set 1 interval 3d")
+        assert "longest interval is 1d" in refused.plain
+        (card,) = await chat.say(USER, "/set 1")
+        assert "Checked every: 1s (default)" in card.plain
+
+
+async def test_set_without_a_number_uses_the_only_feed_or_asks_which(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3), title="Alpha"))
+    feed_server.set_feed("/b.xml", hugo_feed(range(1, 3), title="Beta"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        (one,) = await chat.say(USER, "/set preview off")  # the only feed: applied there
+        assert "1. Alpha" in one.plain and "Link preview: off" in one.plain
+        await chat.say(USER, f"/sub {feed_server.url('/b.xml')}")
+        (which,) = await chat.say(USER, "/set pictures off")
+        assert "Which feed?" in which.plain and "/set 1 pictures off" in which.plain
+        assert "1. Alpha" in which.plain and "2. Beta" in which.plain
+        (untouched,) = await chat.say(USER, "/set 2")
+        assert "Pictures: on" in untouched.plain
+
+
+async def test_the_set_card_shows_the_custom_title(
+    start_bot: Callable[..., Any], feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/b.xml", hugo_feed(range(1, 3), title="Beta"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/b.xml')}")
+        (named,) = await chat.say(USER, "/set 1 title My name")
+        assert named.plain.startswith("⚙️ 1. My name")
+        (back,) = await chat.say(USER, "/set 1 title off")
+        assert back.plain.startswith("⚙️ 1. Beta")
+
+
+async def test_a_member_asking_to_change_the_language_hears_about_the_language(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi
+) -> None:
+    fake_api.add_chat(GROUP, "supergroup", title="Readers", admins=(ADMIN,))
+    async with start_bot() as chat:
+        (refused,) = await chat.say(GROUP, "/lang zh", user_id=MEMBER)
+        assert "only administrators can change the language" in refused.plain
+        (card,) = await chat.say(GROUP, "/lang", user_id=MEMBER)
+        fake_api.press_button(GROUP, card.message_id, button(card, "简体"), user_id=MEMBER)
+        await fake_api.await_for(lambda: bool(fake_api.calls("answerCallbackQuery")))
+        (answer,) = fake_api.calls("answerCallbackQuery")
+        assert "change the language" in answer.params["text"]
