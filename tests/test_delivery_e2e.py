@@ -418,3 +418,41 @@ async def test_cancelled_at_random_points_loses_nothing(
     assert_complete_with_few_duplicates(api, expected, interruptions)
     # a fresh Sender does not know what its predecessor sent a moment ago, so a few 429s
     # right after a restart are expected (and honoured): no assertion on count_429 here
+
+
+# ---------------------------------------------------------------------------- throughput
+async def test_with_a_round_trip_several_chats_are_served_at_once_each_in_order(
+    make_fake_api: Callable[..., FakeBotApi], store: Store
+) -> None:
+    api = make_fake_api(enforce_limits=True, latency=0.15)
+    chats = list(range(301, 321))
+    await store.enqueue([delivery(c, f"{c}:{k}") for k in range(3) for c in chats])
+    async with gateway_bot(api, DeliverySettings()) as bot:
+        sender = Sender(bot, store)
+        async with Running(sender):
+            assert await sender.drain(30)
+    assert api.most_in_flight >= 10  # one request at a time could not keep 30 msg/s going
+    assert api.most_in_flight_per_chat == 1  # never two for one chat
+    assert api.count_429 == 0
+    for c in chats:
+        assert texts(api, c) == [f"{c}:{k}" for k in range(3)]
+
+
+async def test_refused_forms_do_not_use_up_a_groups_minute(
+    bots: BotFactory, api: FakeBotApi, store: Store
+) -> None:
+    """Each post's photo is refused and its text form sent: the group still gets 19 posts in
+    its first minute (one slot is left to replies), not half as many."""
+    api.add_chat(-77, type="supergroup")
+    api.reject_photo_urls("/refused/")
+    await store.enqueue([
+        delivery(-77, f"post {k}", message=html_message(f"post {k}", "https://x.example/refused/p"))
+        for k in range(25)
+    ])
+    sender = Sender(await bots(FAST), store, FAST)
+    async with Running(sender):
+        await api.await_for(lambda: len(api.delivered(-77)) >= 19, timeout=10)
+        first = api.delivered(-77)[0].at
+        in_first_minute = [m for m in api.delivered(-77) if m.at < first + 60.0]
+    assert len(in_first_minute) == 19
+    assert api.count_429 == 0

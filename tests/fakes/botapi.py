@@ -184,6 +184,11 @@ class FakeBotApi:
         self.token = token
         #: seconds every call waits before it is handled, like a round trip to the real API
         self.latency = latency
+        #: send calls being handled now, and the most seen at once (overall / for one chat)
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.most_in_flight_per_chat = 0
+        self._chat_in_flight: dict[str, int] = {}
         self.bot_id = int(token.split(":", 1)[0])
         self.bot_username = bot_username
         self.enforce_limits = enforce_limits
@@ -445,6 +450,32 @@ class FakeBotApi:
         with self._cond:
             self._calls.append(record)
             rule = self._take_fail_rule(method, params)
+        chat_key = str(params.get("chat_id")) if method in SEND_METHODS else None
+        with self._cond:
+            self._note_in_flight(chat_key, +1)
+        try:
+            return self._handle_timed(handler, method, params, rule, record)
+        finally:
+            with self._cond:
+                self._note_in_flight(chat_key, -1)
+
+    def _note_in_flight(self, chat_key: str | None, step: int) -> None:
+        if chat_key is None:
+            return
+        self.in_flight += step
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        now = self._chat_in_flight.get(chat_key, 0) + step
+        self._chat_in_flight[chat_key] = now
+        self.most_in_flight_per_chat = max(self.most_in_flight_per_chat, now)
+
+    def _handle_timed(
+        self,
+        handler: Callable[[FakeBotApi, dict[str, Any]], Any],
+        method: str,
+        params: dict[str, Any],
+        rule: FailRule | None,
+        record: CallRecord,
+    ) -> tuple[int, Any]:
         # half the round trip before the server sees the call, half for its answer to come back
         delay = self.latency / 2 if method != "getUpdates" else 0.0
         if delay and self._server.stopping.wait(delay):
