@@ -355,15 +355,17 @@ class _Import:
         if normalize_link(url) in self.known:
             return ImportItem(url, "exists", title)
         self.known.add(normalize_link(url))
-        if self.room <= 0:
+        if self.room <= 0:  # full already: no need to fetch
             return ImportItem(url, "limit", title, str(self.service.settings.max_subscriptions))
-        self.room -= 1  # reserved; given back when the feed fails
         async with self.gate:
             probe = await self.service.probe(url)
         if probe.feed is None:
-            self.room += 1
             reason = "several_feeds" if probe.choices else probe.error
             return ImportItem(url, "failed", title, reason)
+        # a slot is taken only by a feed that answered: dead outlines never crowd out good ones
+        if self.room <= 0:
+            return ImportItem(url, "limit", title, str(self.service.settings.max_subscriptions))
+        self.room -= 1
         item = ImportItem(probe.url, "added", title)
         self.batch.append((item, probe, probe.feed))
         if len(self.batch) >= IMPORT_BATCH:

@@ -456,3 +456,26 @@ async def test_refused_forms_do_not_use_up_a_groups_minute(
         in_first_minute = [m for m in api.delivered(-77) if m.at < first + 60.0]
     assert len(in_first_minute) == 19
     assert api.count_429 == 0
+
+
+async def test_two_chats_flooded_do_not_stall_the_others(
+    bots: BotFactory, api: FakeBotApi, store: Store
+) -> None:
+    """Issue 13: a second chat's 429 during the first one's pause is still about that chat."""
+    for chat in (11, 12):
+        api.fail_next("sendMessage", 429, "Too Many Requests: retry after 10", chat_id=chat,
+                      retry_after=10)
+    await store.enqueue([delivery(c, f"m{k}") for k in range(2) for c in (11, 12)])
+    sender = Sender(await bots(FAST), store, FAST)
+    async with Running(sender):
+        await api.await_for(lambda: api.count_429 == 2, timeout=5)
+        flooded_at = api.clock()
+        await store.enqueue([delivery(c, f"m{k}") for k in range(3) for c in (13, 14, 15)])
+        sender.wake()
+        assert await sender.drain(15)
+    for chat in (13, 14, 15):
+        assert texts(api, chat) == ["m0", "m1", "m2"]
+        assert all(m.at < flooded_at + 10 for m in api.delivered(chat))  # not after the pause
+    for chat in (11, 12):
+        assert texts(api, chat) == ["m0", "m1"]
+        assert api.delivered(chat)[0].at >= flooded_at + 10 - 1  # each waited its retry_after

@@ -365,3 +365,21 @@ async def test_export_and_import_for_a_channel(
                                             [hugo_item(5), hugo_item(0)]))
         (post,) = await fake_api.await_delivered(1, CHANNEL, timeout=10)
         assert "Topic 5" in post.plain
+
+
+async def test_dead_outlines_first_do_not_crowd_out_good_ones(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    """Issue 13: 15 dead outlines then 4 good ones into a chat allowed 5: the 4 are added."""
+    for n in range(15):
+        feed_server.set_response(f"/dead/{n}.xml", 404, "gone")
+    for n in range(4):
+        feed_server.set_feed(f"/good/{n}.xml", small_feed(n))
+    listed = [OpmlFeed(feed_server.url(f"/dead/{n}.xml"), f"Dead {n}") for n in range(15)]
+    listed += [OpmlFeed(feed_server.url(f"/good/{n}.xml"), f"Feed {n}") for n in range(4)]
+    async with start_bot(max_subscriptions=5) as chat:
+        fake_api.send_document(USER, "feeds.opml", build_opml(listed, "x"), caption="/import")
+        summary = (await fake_api.await_delivered(2, USER, timeout=20))[1]
+        assert "Import finished: 4 added, 0 already followed, 15 failed" in summary.plain
+        (listing,) = await chat.say(USER, "/list")
+    assert all(f"Feed {n}" in listing.plain for n in range(4))
