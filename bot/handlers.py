@@ -30,6 +30,7 @@ from telegram.ext import (
 from .delivery import on_bot_membership, on_chat_migrated
 from .i18n import DEFAULT_LANG, current_lang, t
 from .models import Chat
+from .render.cut import split_reply
 from .runtime import Runtime
 from .service import ListedSubscription, SubscribeOutcome
 
@@ -81,15 +82,8 @@ async def reply(update: Update, text: str, **kwargs: Any) -> None:
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split a reply at line breaks so each part stays under Telegram's limit."""
-    parts, current = [], ""
-    for line in text.split("\n"):
-        if current and len(current) + len(line) + 1 > limit:
-            parts.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line
-    parts.append(current)
-    return [p for p in parts if p.strip()]
+    """Split a reply so each part stays under Telegram's limit (see render.cut.split_reply)."""
+    return split_reply(text, limit)
 
 
 def allowed(update: Update, context: Context) -> bool:

@@ -10,6 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+#: the longest a feed-supplied name may be wherever it reaches a reply or a post (characters;
+#: post titles have their own, longer cut in bot.render)
+MAX_FEED_TITLE = 200
+MAX_AUTHOR = 200
+MAX_CATEGORY = 100
+MAX_CATEGORIES = 30
+
+
+def capped(text: str, limit: int) -> str:
+    """`text` shortened to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
 
 @dataclass(frozen=True)
 class Enclosure:
@@ -39,6 +51,12 @@ class Entry:
     #: bot.parse_delta); such a stub has no key or text. Empty: prints come from the keys.
     prints: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # a feed may say anything, at any length: names are cut where the feed is read
+        object.__setattr__(self, "author", capped(self.author, MAX_AUTHOR))
+        categories = tuple(capped(c, MAX_CATEGORY) for c in self.categories[:MAX_CATEGORIES])
+        object.__setattr__(self, "categories", categories)
+
 
 @dataclass(frozen=True)
 class ParsedFeed:
@@ -51,6 +69,9 @@ class ParsedFeed:
     ttl_minutes: int | None = None
     #: feedparser's bozo exception text for ill-formed but still usable feeds
     warning: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", capped(self.title, MAX_FEED_TITLE))
 
 
 @dataclass(frozen=True)

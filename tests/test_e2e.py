@@ -186,3 +186,18 @@ async def test_filtered_post_older_than_the_newest_few_is_still_delivered(
         await fake_api.await_for(lambda: len(posts(fake_api, USER)) >= 1, timeout=10)
         await asyncio.sleep(2.5)
         assert [p.plain.split("Topic ")[1].split()[0] for p in posts(fake_api, USER)] == ["5"]
+
+
+async def test_a_feed_with_a_huge_title_can_be_followed_and_listed(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    """Issue 13: a 100 KB <title> made /sub fail ("message is too long") and every /list."""
+    title = "Endless " * 12_500
+    feed_server.set_feed("/huge.xml", rss(title, "https://huge.test/", [hugo_item(1)]))
+    async with start_bot() as chat:
+        (answer,) = await chat.say(USER, f"/sub {feed_server.url('/huge.xml')}")
+        assert "Subscribed to Endless Endless" in answer.plain
+        (listing,) = await chat.say(USER, "/list")
+    assert "1. Endless Endless" in listing.plain
+    assert len(answer.plain) < 1000 and len(listing.plain) < 1000
+    assert fake_api.rejected() == []

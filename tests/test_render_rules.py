@@ -339,3 +339,21 @@ def test_huge_title_is_shortened() -> None:
     msg = render_entry(entry(title="word " * 3000), "F")
     text = shown("sendMessage", msg.attempts[0].params)
     assert utf16_len(text.split("\n")[0]) <= 300 and text.split("\n")[0].endswith("word…")
+
+
+def test_a_reply_with_a_line_longer_than_a_message_is_split_into_valid_parts() -> None:
+    """Issue 13: one 100 KB line (a feed's own title) used to go out whole and be refused."""
+    from bot.render.cut import measure, split_reply
+    from tests.fakes.telegram_rules import api_call_error
+
+    huge = "<b>" + "Wörter &amp; 𝐁 " * 8000 + "</b>"
+    reply = f"✅ Subscribed to {huge}\nhttps://example.org/feed.xml\nNew posts will arrive here."
+    parts = split_reply(reply)
+    assert len(parts) > 10
+    for part in parts:
+        assert measure(part) <= 4000
+        assert api_call_error("sendMessage", {"text": part, "parse_mode": "HTML"}) is None
+    joined = " ".join(parts)
+    assert "https://example.org/feed.xml" in joined and "New posts will arrive here." in joined
+    # short lines are kept together, markup intact
+    assert split_reply("<b>a</b>\n<i>b</i>") == ["<b>a</b>\n<i>b</i>"]

@@ -144,3 +144,44 @@ def _drop_empty(html: str) -> str:
         previous = html
         html = re.sub(r"<(b|i|u|s|code|blockquote|a|pre)(?: [^>]*)?>\s*</\1>", "", html)
     return html
+
+
+def split_reply(html: str, limit: int = 4000) -> list[str]:
+    """A Telegram-HTML reply as parts of at most `limit` visible UTF-16 units each, split at line
+    breaks. A single line longer than that (a feed's 100 KB title, say) loses its markup, since
+    a cut inside a tag would be refused, and is split at spaces, or anywhere when it has none."""
+    parts: list[str] = []
+    current = ""
+    for line in html.split("\n"):
+        pieces = [line] if measure(line) <= limit else _split_long_line(line, limit)
+        for piece in pieces:
+            candidate = f"{current}\n{piece}" if current else piece
+            if current and measure(candidate) > limit:
+                parts.append(current)
+                candidate = piece
+            current = candidate
+    parts.append(current)
+    return [p for p in parts if p.strip(TRIM)]
+
+
+def _split_long_line(line: str, limit: int) -> list[str]:
+    text = visible(line)
+    chunks: list[str] = []
+    while text:
+        cut = _fit(text, limit)
+        space = text.rfind(" ", 0, cut)
+        if cut < len(text) and space > cut // 2:
+            cut = space
+        chunks.append(escape_text(text[:cut].strip(TRIM)))
+        text = text[cut:].lstrip(TRIM)
+    return chunks
+
+
+def _fit(text: str, limit: int) -> int:
+    """The longest prefix of `text` (in characters) within `limit` UTF-16 units."""
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return max(i, 1)
+    return len(text)
