@@ -102,7 +102,7 @@ class GatewayLimits:
 
 @dataclass
 class GatewayStats:
-    sent: int = 0  # messages Telegram accepted (every priority)
+    sent: int = 0  # new messages Telegram accepted (every priority; edits are not counted)
     sent_posts: int = 0
     rate_limited: int = 0  # 429 answers received
     retried: int = 0  # interactive calls sent again after a 429 or a network error
@@ -270,7 +270,7 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
                 raise
             else:
                 self._release(budget, answered=True, started=started)
-                if counted:
+                if counted and not endpoint.startswith("edit"):
                     self.stats.sent += 1
                     self.stats.sent_posts += priority is Priority.POST
                 return result

@@ -97,6 +97,16 @@ def allowed(update: Update, context: Context) -> bool:
     return bool(ids & (set(settings.allowed_chats) | set(settings.owners)))
 
 
+def target_allowed(update: Update, context: Context, target_id: int) -> bool:
+    """Allow-list mode: a command may act on another chat (a channel) only when that chat is
+    listed too, whoever sends it and from wherever (owners excepted)."""
+    settings = runtime_of(context).settings
+    user = update.effective_user
+    if not settings.allowed_chats or (user is not None and user.id in settings.owners):
+        return True
+    return target_id in settings.allowed_chats
+
+
 def guarded(handler: Handler) -> Handler:
     """Every command: allow-list check, and the chat's language for every reply."""
 

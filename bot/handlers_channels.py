@@ -38,6 +38,7 @@ from .handlers import (
     remember_chat,
     reply,
     runtime_of,
+    target_allowed,
 )
 from .i18n import current_lang, languages, t
 from .models import Chat
@@ -93,6 +94,9 @@ async def channel_target(
     user, message = update.effective_user, update.effective_message
     if user is None or (message is not None and message.sender_chat is not None):
         await reply(update, t("channel_anonymous"))
+        return None
+    if not target_allowed(update, context, channel.id):
+        await reply(update, t("channel_not_allowed", channel=shown))
         return None
     problem = await _channel_problem(context, channel.id, user.id)
     if problem == "channel_user_not_admin" and not manage:

@@ -52,7 +52,7 @@ class Runtime:
         return cls(settings, store, fetcher, sender, poller, service, parse_pool)
 
     def messages_sent(self) -> int:
-        """Every message Telegram accepted since start: posts, replies, notices and edits."""
+        """Every message Telegram accepted since start: posts, replies and notices."""
         return self.sender.gateway.stats.sent
 
     async def stop(self) -> None:

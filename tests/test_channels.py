@@ -240,3 +240,21 @@ async def test_a_channel_s_non_admin_may_neither_see_nor_change_its_feeds(
         (check,) = await chat.say(USER, "/set @mychan 1")
         assert "Silent notifications: off" in check.plain
         assert fake_api.calls("editMessageText") == []
+
+
+async def test_allow_list_applies_to_the_channel_a_command_targets(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    """Issue 13: an unlisted member of a listed group made the bot post into their channel."""
+    stranger = 7007
+    fake_api.add_chat(GROUP, "supergroup", title="Listed", admins=(ADMIN,))
+    fake_api.add_chat(CHANNEL, "channel", title="Theirs", username="theirchan", admins=(stranger,))
+    feed_server.set_feed("/ml.xml", hugo_feed(range(1, 3)))
+    url = feed_server.url("/ml.xml")
+    async with start_bot(allowed_chats=(GROUP,)) as chat:
+        (refused,) = await chat.say(GROUP, f"/sub @theirchan {url}", user_id=stranger)
+        assert "allow-list" in refused.plain
+        (listing,) = await chat.say(GROUP, "/list @theirchan", user_id=stranger)
+        assert "allow-list" in listing.plain
+    assert fake_api.delivered(CHANNEL) == []
+    assert not feed_server.hits("/ml.xml")

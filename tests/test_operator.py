@@ -87,7 +87,8 @@ async def test_stats_for_owners_only(
         assert "Feeds: 2 (1 failing, 0 gone)" in text
         assert "Subscriptions: 3 (1 paused)" in text
         assert "Outbox: 0" in text
-        assert "Sent today (UTC): 1 · since start: 1" in text
+        # 4 replies to the subscribers, the post, and the refusal just now
+        assert "posts and replies: 6 · since start: 6" in text
 
 
 def test_sent_today_restarts_at_midnight() -> None:
