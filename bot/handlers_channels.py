@@ -312,18 +312,23 @@ async def document_received(update: Update, context: Context) -> None:
         return
     caption = (message.caption or "").strip()
     replied = message.reply_to_message
+    prompt_id = None
     if IMPORT_CAPTION.match(caption):
         ref, _ = split_target(caption.split()[1:])
     elif replied is not None and replied.message_id in prompts(context):
-        channel_id = prompts(context).pop(replied.message_id)
+        prompt_id = replied.message_id
+        channel_id = prompts(context)[prompt_id]
         ref = None if channel_id is None else str(channel_id)
     elif chat.type == ChatType.PRIVATE and _looks_like_opml(message.document):
         ref = None
     else:
         return
     target = await resolve_target(update, context, ref)
-    if target is not None:
-        await run_import(update, context, target, message.document)
+    if target is None:
+        return  # refused: the prompt stays open for someone who may answer it
+    if prompt_id is not None:
+        prompts(context).pop(prompt_id, None)
+    await run_import(update, context, target, message.document)
 
 
 def _looks_like_opml(document: Document) -> bool:

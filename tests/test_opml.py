@@ -383,3 +383,20 @@ async def test_dead_outlines_first_do_not_crowd_out_good_ones(
         assert "Import finished: 4 added, 0 already followed, 15 failed" in summary.plain
         (listing,) = await chat.say(USER, "/list")
     assert all(f"Feed {n}" in listing.plain for n in range(4))
+
+
+async def test_a_members_reply_to_the_import_prompt_leaves_it_open_for_the_admin(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    """Issue 13: a non-admin's reply to the admin's prompt used it up; the admin's was ignored."""
+    fake_api.add_chat(GROUP, "supergroup", title="Readers", admins=(ADMIN,))
+    feed_server.set_feed("/f0.xml", small_feed(0))
+    opml = build_opml([OpmlFeed(feed_server.url("/f0.xml"))], "x")
+    async with start_bot() as chat:
+        (prompt,) = await chat.say(GROUP, "/import", user_id=ADMIN)
+        reply_with_document(fake_api, GROUP, prompt.message_id, opml, MEMBER)
+        (refused,) = (await fake_api.await_delivered(2, GROUP, timeout=10))[1:]
+        assert "only administrators" in refused.plain
+        reply_with_document(fake_api, GROUP, prompt.message_id, opml, ADMIN)
+        got = await fake_api.await_delivered(4, GROUP, timeout=15)
+        assert "1 added" in got[-1].plain
