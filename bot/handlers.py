@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import logging
 import secrets
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,7 +27,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
-from .i18n import DEFAULT_LANG, current_lang, t
+from .i18n import DEFAULT_LANG, current_lang, format_time, t
 from .models import Chat
 from .runtime import Runtime
 from .service import ListedSubscription, SubscribeOutcome
@@ -196,11 +195,10 @@ def describe_outcome(outcome: SubscribeOutcome) -> str:
     if outcome.status == "exists":
         return t("sub_exists", title=title, url=url)
     if outcome.status == "limit":
-        return t("sub_limit", limit=outcome.reason)
-    reason = outcome.reason
-    if reason in ("not_feed_page", "not_http"):
-        reason = t(f"error_{reason}")
-    return t("sub_failed", url=url, reason=html.escape(reason))
+        limit = outcome.reason.args.get("limit", "") if outcome.reason else ""
+        return t("sub_limit", limit=limit)
+    reason = outcome.reason.text() if outcome.reason else t("error_unknown")
+    return t("sub_failed", url=url, reason=reason)
 
 
 async def offer_choices(update: Update, context: Context, outcome: SubscribeOutcome) -> None:
@@ -261,8 +259,8 @@ def list_line(row: ListedSubscription) -> str:
     elif row.subscription.paused:
         state = t("state_paused")
     elif feed.errors and feed.failing_since:
-        since = time.strftime("%d %b %H:%M UTC", time.gmtime(feed.failing_since))
-        state = t("state_failing", since=since, reason=html.escape(feed.last_error))
+        since = html.escape(format_time(feed.failing_since))
+        state = t("state_failing", since=since, reason=feed.failure_reason().text())
     return t(
         "list_item",
         n=row.number,

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import html
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ from .handlers import (
     reply,
     runtime_of,
 )
-from .i18n import t
+from .i18n import format_time, t
 from .models import Feed, SubscriptionOptions
 from .service import ListedSubscription
 
@@ -193,7 +192,7 @@ def options_keyboard(options: SubscriptionOptions, target: str) -> InlineKeyboar
 def when(stamp: float | None) -> str:
     if not stamp:
         return t("status_never")
-    return time.strftime("%d %b %H:%M UTC", time.gmtime(stamp))
+    return html.escape(format_time(stamp))
 
 
 # --------------------------------------------------------------------- cards
@@ -376,7 +375,7 @@ def _state(row: ListedSubscription) -> str:
 
 
 def _reason(feed: Feed) -> str:
-    return html.escape(feed.last_error or feed.last_error_kind)
+    return feed.failure_reason().text()
 
 
 def status_line(row: ListedSubscription) -> str:

@@ -58,7 +58,7 @@ def parse_document(
     parsed only some items adds them once it has all). `xml_base`: whether the whole document
     uses xml:base, when `body` is only part of it."""
     if not body.strip():
-        raise ParseError("the document is empty")
+        raise ParseError("the document is empty", key="error_empty_document")
     if _looks_like_json(body, content_type):
         return parse_json_feed(body, url)
     headers = {"content-location": url}
@@ -75,9 +75,7 @@ def parse_document(
         sanitize_html=False,
     )
     if not doc.get("version") and not doc.entries:
-        reason = doc.get("bozo_exception")
-        detail = f": {reason}" if reason else ""
-        raise ParseError(f"not an RSS or Atom feed{detail}")
+        raise not_a_feed(doc.get("bozo_exception"))
     feed = doc.feed
     warning = str(doc.get("bozo_exception") or "") if doc.get("bozo") else ""
     return ParsedFeed(
@@ -87,6 +85,17 @@ def parse_document(
         ttl_minutes=_int(feed.get("ttl")),
         warning=warning,
     )
+
+
+def not_a_feed(reason: object) -> ParseError:
+    """The error for a document feedparser found no feed in; an XML syntax error says where
+    (its line), never the parser's own "<unknown>:2:0: syntax error"."""
+    detail = f": {reason}" if reason else ""
+    line = getattr(reason, "getLineNumber", None)
+    if callable(line):
+        return ParseError(f"not an RSS or Atom feed{detail}", key="error_not_well_formed",
+                          args={"line": line()})
+    return ParseError(f"not an RSS or Atom feed{detail}", key="error_not_feed_plain")
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:
@@ -202,10 +211,16 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParseError(f"not a JSON Feed: {exc}") from exc
+        line = getattr(exc, "lineno", None)
+        raise ParseError(
+            f"not a JSON Feed: {exc}",
+            key="error_json_broken" if line else "error_not_feed_plain",
+            args={"line": line} if line else {},
+        ) from exc
     version = str(data.get("version", "")) if isinstance(data, dict) else ""
     if not version.startswith("https://jsonfeed.org/version/"):
-        raise ParseError("not a feed: JSON without a jsonfeed.org version")
+        raise ParseError("not a feed: JSON without a jsonfeed.org version",
+                         key="error_json_not_feed")
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
     return ParsedFeed(
