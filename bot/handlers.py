@@ -27,7 +27,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
-from .i18n import DEFAULT_LANG, current_lang, format_time, t
+from .i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
 from .models import Chat
 from .runtime import Runtime
 from .service import ListedSubscription, SubscribeOutcome
@@ -108,7 +108,7 @@ def guarded(handler: Handler) -> Handler:
     async def wrapper(update: Update, context: Context) -> None:
         chat = update.effective_chat
         stored = await runtime_of(context).store.get_chat(chat.id) if chat else None
-        current_lang.set(stored.lang if stored else DEFAULT_LANG)
+        current_lang.set(stored.lang if stored else user_language(update))
         if not allowed(update, context):
             await reply(update, t("not_allowed"))
             return
@@ -116,6 +116,12 @@ def guarded(handler: Handler) -> Handler:
 
     wrapper.__name__ = handler.__name__
     return wrapper
+
+
+def user_language(update: Update) -> str:
+    """The sender's Telegram language when a catalogue exists for it: a new chat starts in it."""
+    user = update.effective_user
+    return catalogue_language(user.language_code if user else None) or DEFAULT_LANG
 
 
 async def may_manage(update: Update, context: Context) -> bool:
@@ -148,7 +154,8 @@ async def remember_chat(update: Update, context: Context) -> Chat:
     chat = update.effective_chat
     assert chat is not None, "commands always come from a chat"
     title = chat.title or chat.full_name or chat.username or ""
-    return await runtime_of(context).service.touch_chat(chat.id, chat.type, title)
+    service = runtime_of(context).service
+    return await service.touch_chat(chat.id, chat.type, title, lang=current_lang.get())
 
 
 def add_commands(app: Application[Any, Any, Any, Any, Any, Any], commands: CommandTable) -> None:
@@ -304,7 +311,9 @@ async def membership(update: Update, context: Context) -> None:
     chat = change.chat
     status = change.new_chat_member.status
     if status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR):
-        await runtime.service.touch_chat(chat.id, chat.type, chat.title or chat.full_name or "")
+        added_by = catalogue_language(change.from_user.language_code if change.from_user else None)
+        title = chat.title or chat.full_name or ""
+        await runtime.service.touch_chat(chat.id, chat.type, title, lang=added_by)
     await on_bot_membership(runtime.store, runtime.sender, chat.id, str(status))
 
 

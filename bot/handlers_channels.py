@@ -96,7 +96,9 @@ async def channel_target(update: Update, context: Context, ref: str) -> Target |
         await reply(update, t(problem, channel=shown))
         return None
     service = runtime_of(context).service
-    stored = await service.touch_chat(channel.id, "channel", channel.title or "")
+    stored = await service.touch_chat(
+        channel.id, "channel", channel.title or "", lang=current_lang.get()
+    )
     return Target(stored, name)
 
 

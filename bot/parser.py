@@ -36,6 +36,20 @@ def text_of(value: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub("", value or ""))).strip()
 
 
+def plain_title(value: str) -> str:
+    """A title that is plain text already ("Why Vec<T> beats [T; N]"): its < > & are text."""
+    return _SPACE.sub(" ", value or "").strip()
+
+
+def title_of(item: Any, field: str = "title") -> str:
+    """The text of a feedparser title: HTML (an Atom type="html"/"xhtml" title, or an RSS title
+    feedparser found markup in) loses its tags; plain text (Atom type="text", an RSS title
+    without markup) keeps every character."""
+    value = str(item.get(field, "") or "")
+    kind = str((item.get(f"{field}_detail") or {}).get("type") or "")
+    return plain_title(value) if kind == "text/plain" else text_of(value)
+
+
 async def parse_feed(
     body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
 ) -> ParsedFeed:
@@ -79,7 +93,7 @@ def parse_document(
     feed = doc.feed
     warning = str(doc.get("bozo_exception") or "") if doc.get("bozo") else ""
     return ParsedFeed(
-        title=text_of(feed.get("title", "")) or url,
+        title=title_of(feed) or url,
         link=feed.get("link", "") or url,
         entries=[_entry(e, url) for e in doc.entries],
         ttl_minutes=_int(feed.get("ttl")),
@@ -163,11 +177,13 @@ def _enclosures(entry: Any) -> tuple[Enclosure, ...]:
 
 
 def _entry(raw: Any, feed_url: str) -> Entry:
-    title = text_of(raw.get("title", ""))
+    title = title_of(raw)
     link = str(raw.get("link") or "")
     published = _date(raw)
     body = _content_html(raw)
-    key = entry_key(raw.get("id") or raw.get("guid"), link, title, published, body)
+    # the identity keeps the tag-stripped title it always had: no post is new because of this
+    stripped = text_of(raw.get("title", ""))
+    key = entry_key(raw.get("id") or raw.get("guid"), link, stripped, published, body)
     return Entry(
         key=key,
         title=title,
@@ -224,7 +240,7 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
     return ParsedFeed(
-        title=text_of(str(data.get("title") or "")) or url,
+        title=plain_title(str(data.get("title") or "")) or url,
         link=str(data.get("home_page_url") or url),
         entries=entries,
     )
@@ -242,7 +258,7 @@ def _json_date(value: Any) -> datetime | None:
 
 def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
     link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
-    title = text_of(str(item.get("title") or ""))
+    title = plain_title(str(item.get("title") or ""))  # JSON Feed titles are plain text
     if item.get("content_html"):
         body = str(item["content_html"])
     else:
@@ -256,7 +272,8 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
         if isinstance(a, dict) and a.get("url")
     )
     image = item.get("image") or item.get("banner_image")
-    key = entry_key(str(item.get("id") or "") or None, link, title, published, body)
+    stripped = text_of(str(item.get("title") or ""))
+    key = entry_key(str(item.get("id") or "") or None, link, stripped, published, body)
     return Entry(
         key=key,
         title=title,

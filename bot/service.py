@@ -17,6 +17,7 @@ from .diff import entry_prints, remember, seen_cap
 from .discovery import find_feed_links, looks_like_html
 from .errors import FeedbotError, ParseError, Reason
 from .fetcher import Fetcher
+from .i18n import DEFAULT_LANG
 from .identity import normalize_link
 from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from .parser import parse_feed
@@ -159,11 +160,16 @@ class SubscriptionService:
             await self.store.remove_subscription(chat_id, row.subscription.feed_url)
         return row
 
-    async def touch_chat(self, chat_id: int, chat_type: str, title: str) -> Chat:
-        """Record the chat; a paused chat (bot was blocked or kicked) is resumed."""
+    async def touch_chat(
+        self, chat_id: int, chat_type: str, title: str, *, lang: str | None = None
+    ) -> Chat:
+        """Record the chat; a paused chat (bot was blocked or kicked) is resumed. A chat seen
+        for the first time starts in `lang` (the language of whoever brought the bot there)."""
 
         def run(db: Database) -> Chat:
-            chat = db.get_chat(chat_id) or Chat(id=chat_id, type=chat_type, title=title)
+            chat = db.get_chat(chat_id) or Chat(
+                id=chat_id, type=chat_type, title=title, lang=lang or DEFAULT_LANG
+            )
             chat.type, chat.title = chat_type, title or chat.title
             chat.paused, chat.failures = False, 0
             db.save_chat(chat)
