@@ -20,7 +20,9 @@ from bot.opml import OpmlError, parse_opml
 from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.english import english_words, template_english_words
+from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
+from tests.test_cli import feedbot
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -163,3 +165,15 @@ def test_telegram_language_codes_map_to_catalogues() -> None:
     codes = {"zh": "zh", "zh-hans": "zh", "zh-CN": "zh", "zh_TW": "zh", "en-US": "en",
              "EN": "en", "fr": None, "": None, None: None}
     assert {code: catalogue_language(code) for code in codes} == codes
+
+
+def test_preview_renders_for_a_language(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    env = {"FEEDBOT_ALLOW_PRIVATE": "1"}
+    english = feedbot("preview", feed_server.url("/f.xml"), "--json", "--limit", "1", env=env)
+    chinese = feedbot(
+        "preview", feed_server.url("/f.xml"), "--json", "--limit", "1", "--lang", "zh", env=env
+    )
+    assert english.returncode == chinese.returncode == 0, chinese.stderr
+    assert re.search(r"\d+ \w{3} \d{4}, \d\d:\d\d UTC", english.stdout)
+    assert re.search(r"\d{4}年\d+月\d+日 \d\d:\d\d UTC", chinese.stdout)
