@@ -25,11 +25,12 @@ def catalogue(lang: str) -> dict[str, str]:
     return {k: str(v) for k, v in tomllib.loads(text).items()}
 
 
-def languages() -> list[str]:
+@cache
+def languages() -> tuple[str, ...]:
     folder = resources.files("bot").joinpath("locales")
-    return sorted(
+    return tuple(sorted(
         p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
-    )
+    ))
 
 
 def t(key: str, lang: str | None = None, /, **values: object) -> str:

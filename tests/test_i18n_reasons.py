@@ -3,14 +3,17 @@ the language too (issue 12). Real fetcher against loopback servers, real parser,
 
 from __future__ import annotations
 
+import ast
 import pickle
 import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+import bot
 from bot.errors import FeedbotError, ParseError, Reason
 from bot.fetcher import Fetcher, FetchSettings
 from bot.i18n import catalogue, catalogue_language, format_time, languages
@@ -177,3 +180,28 @@ def test_preview_renders_for_a_language(feed_server: FeedServer) -> None:
     assert english.returncode == chinese.returncode == 0, chinese.stderr
     assert re.search(r"\d+ \w{3} \d{4}, \d\d:\d\d UTC", english.stdout)
     assert re.search(r"\d{4}年\d+月\d+日 \d\d:\d\d UTC", chinese.stdout)
+
+
+ERROR_CLASSES = {"FeedbotError", "FetchError", "BlockedAddressError", "ParseError", "OpmlError"}
+
+
+def _error_calls() -> list[tuple[str, int, str | None]]:
+    """(file, line, key) of every FeedbotError-family constructor call in bot/."""
+    found = []
+    for path in sorted(Path(bot.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ERROR_CLASSES:
+                key = next((k.value for k in node.keywords if k.arg == "key"), None)
+                shown = key.value if isinstance(key, ast.Constant) else (
+                    None if key is None else "<expression>"
+                )
+                found.append((path.name, node.lineno, shown))
+    return found
+
+
+def test_every_error_the_bot_raises_names_a_catalogue_message() -> None:
+    calls = _error_calls()
+    assert len(calls) > 30
+    english = catalogue("en")
+    wrong = [c for c in calls if c[2] != "<expression>" and c[2] not in english]
+    assert wrong == [], "give each error a key= from the catalogue"
