@@ -13,10 +13,11 @@ from . import config
 from .diff import oldest_first
 from .errors import FeedbotError
 from .fetcher import Fetcher
+from .i18n import DEFAULT_LANG, languages
 from .models import ParsedFeed, RenderedMessage
 from .parser import parse_feed
+from .render import RenderOptions, render_entry
 from .render import plain_text as html_to_plain
-from .render import render_entry
 from .runtime import fetch_settings
 
 TOKEN_HELP = (
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--limit", type=int, default=3, help="newest N entries (default 3)")
     preview.add_argument("--json", action="store_true", help="one Bot API call per line")
     preview.add_argument("--config", help="TOML settings file (or FEEDBOT_CONFIG)")
+    preview.add_argument(
+        "--lang", default=DEFAULT_LANG, choices=languages(),
+        help=f"the chat language posts are rendered for (default {DEFAULT_LANG})",
+    )
     return parser
 
 
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
         return run(settings)
-    return asyncio.run(preview(settings, args.source, args.limit, args.json))
+    return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang))
 
 
 def run(settings: config.Settings) -> int:
@@ -108,7 +113,9 @@ def describe(message: RenderedMessage) -> str:
     return head + text
 
 
-async def preview(settings: config.Settings, source: str, limit: int, as_json: bool) -> int:
+async def preview(
+    settings: config.Settings, source: str, limit: int, as_json: bool, lang: str = DEFAULT_LANG
+) -> int:
     try:
         feed = await load_feed(settings, source)
     except FeedbotError as exc:
@@ -116,7 +123,7 @@ async def preview(settings: config.Settings, source: str, limit: int, as_json: b
         return 1
     entries = oldest_first(feed.entries)[-max(limit, 0) :] if limit else []
     for entry in entries:
-        message = render_entry(entry, feed.title)
+        message = render_entry(entry, feed.title, RenderOptions(lang=lang))
         if as_json:
             print(json.dumps(message.attempts[0].to_dict(), ensure_ascii=False))
         else:

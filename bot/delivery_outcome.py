@@ -120,7 +120,7 @@ def call_for_stage(delivery: Delivery, stage: int) -> ApiCall | None:
 
 def plain_text(message: RenderedMessage) -> str:
     """The text of the safest rendered form, without markup; never empty."""
-    return _bare_text(message) or _first_link(message) or "(untitled post)"
+    return _bare_text(message) or _first_link(message) or "📰"  # no words: any chat's language
 
 
 def _bare_text(message: RenderedMessage) -> str:
@@ -138,7 +138,7 @@ def title_and_link(delivery: Delivery) -> str:
     if not link and delivery.entry_key.startswith(("http://", "https://")):
         link = delivery.entry_key
     parts = [title] + ([link] if link and link not in title else [])
-    return "\n".join(p for p in parts if p) or f"New post in {delivery.feed_url}"
+    return "\n".join(p for p in parts if p) or f"📰 {delivery.feed_url}"
 
 
 _URL_RE = re.compile(r"https?://[^\s<>\"']+")

@@ -1,20 +1,89 @@
-"""Errors that carry a user-facing reason. `kind` is a stable machine word; str() is for humans."""
+"""Errors that carry a user-facing reason.
+
+`kind` is a stable machine word; str() is English for the log; `reason` is what users read: a
+catalogue key and its arguments, shown in the chat's language (`Reason.text`).
+"""
 
 from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .i18n import t
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why something failed, as a catalogue key and arguments (language-neutral, storable).
+
+    A key of "" is a reason stored by an older version as English text only (`args["text"]`)."""
+
+    key: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, lang: str | None = None) -> str:
+        """Telegram HTML in `lang` (default: the current chat's); arguments are escaped."""
+        if not self.key:
+            return html.escape(str(self.args.get("text", "")))
+        values = {
+            name: value.text(lang) if isinstance(value, Reason) else html.escape(str(value))
+            for name, value in self.args.items()
+        }
+        return t(self.key, lang, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "args": {
+                k: v.to_dict() if isinstance(v, Reason) else v for k, v in self.args.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reason:
+        args = {
+            k: cls.from_dict(v) if isinstance(v, Mapping) and "key" in v else v
+            for k, v in dict(data.get("args") or {}).items()
+        }
+        return cls(str(data.get("key") or ""), args)
+
+    @classmethod
+    def legacy(cls, english: str) -> Reason:
+        """A reason known only as English text (stored before reasons had keys)."""
+        return cls("", {"text": english})
+
+    def __bool__(self) -> bool:
+        return bool(self.key or self.args.get("text"))
 
 
 class FeedbotError(Exception):
     kind = "error"
 
-    def __init__(self, message: str, *, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        key: str = "error_unknown",
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         if kind is not None:
             self.kind = kind
+        self.key = key
+        #: the catalogue arguments (`args` itself is Exception's tuple, which pickling needs)
+        self.reason_args: dict[str, Any] = dict(args or {})
+
+    @property
+    def reason(self) -> Reason:
+        return Reason(self.key, self.reason_args)
 
 
 class FetchError(FeedbotError):
     """The feed could not be fetched. kind is one of: http, timeout, too_large, blocked,
-    connect, redirects, bad_url, gone, rate_limited."""
+    connect, redirects, bad_url, gone, rate_limited, tls."""
 
     kind = "fetch"
 
@@ -23,10 +92,12 @@ class FetchError(FeedbotError):
         message: str,
         *,
         kind: str | None = None,
+        key: str = "error_fetch",
+        args: Mapping[str, Any] | None = None,
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, kind=kind)
+        super().__init__(message, kind=kind, key=key, args=args)
         self.status = status
         self.retry_after = retry_after
 
@@ -41,3 +112,13 @@ class ParseError(FeedbotError):
     """The document is not a usable RSS/Atom/JSON feed."""
 
     kind = "not_a_feed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        key: str = "error_not_feed_plain",
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind, key=key, args=args)

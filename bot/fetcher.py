@@ -105,7 +105,8 @@ class _BodyDecoder:
         if encoding in ("gzip", "x-gzip"):
             self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding not in ("", "identity", "deflate"):
-            raise FetchError(f"unsupported content encoding {encoding!r}", kind="http")
+            raise FetchError(f"unsupported content encoding {encoding!r}", kind="http",
+                             key="error_encoding", args={"encoding": encoding})
 
     def feed(self, data: bytes, limit: int) -> list[bytes]:
         """Decode `data`, producing at most about `limit` + one chunk of output."""
@@ -124,14 +125,16 @@ class _BodyDecoder:
                 produced += len(piece)
                 data = self._obj.unconsumed_tail
         except zlib.error as exc:
-            raise FetchError(f"corrupt {self.name} body ({exc})", kind="http") from None
+            raise FetchError(f"corrupt {self.name} body ({exc})", kind="http",
+                             key="error_corrupt_body", args={"encoding": self.name}) from None
         return out
 
     def finish(self) -> bytes:
         if self._obj is None:
             return b""
         if not self._obj.eof:
-            raise FetchError(f"truncated {self.name} body", kind="http")
+            raise FetchError(f"truncated {self.name} body", kind="http",
+                             key="error_corrupt_body", args={"encoding": self.name})
         return self._obj.flush()
 
 
@@ -139,7 +142,9 @@ def _encoding_of(response: aiohttp.ClientResponse) -> str:
     encodings = [e.strip().lower() for e in response.headers.get("content-encoding", "").split(",")]
     encodings = [e for e in encodings if e and e != "identity"]
     if len(encodings) > 1:
-        raise FetchError(f"unsupported content encoding {', '.join(encodings)}", kind="http")
+        shown = ", ".join(encodings)
+        raise FetchError(f"unsupported content encoding {shown}", kind="http",
+                         key="error_encoding", args={"encoding": shown})
     return encodings[0] if encodings else ""
 
 
@@ -174,11 +179,30 @@ def _status_error(response: aiohttp.ClientResponse) -> FetchError:
     phrase = response.reason or _reason_phrase(code)
     text = f"HTTP {code} {phrase}".strip()
     retry_after = parse_retry_after(response.headers.get("retry-after"))
+    args = {"code": code}
     if code == 410:
-        return FetchError(f"{text}: the feed was removed", kind="gone", status=code)
+        return FetchError(f"{text}: the feed was removed", kind="gone", status=code,
+                          key="error_http_gone", args=args)
     if code == 429 or (code == 503 and retry_after is not None):
-        return FetchError(text, kind="rate_limited", status=code, retry_after=retry_after)
-    return FetchError(text, kind="http", status=code)
+        return FetchError(text, kind="rate_limited", status=code, retry_after=retry_after,
+                          key="error_http_rate_limited", args=args)
+    return FetchError(text, kind="http", status=code, key=http_status_key(code), args=args)
+
+
+#: HTTP statuses with a message of their own; any other is "error_http_status"
+HTTP_STATUS_KEYS = {
+    401: "error_http_401",
+    403: "error_http_403",
+    404: "error_http_404",
+    500: "error_http_500",
+    502: "error_http_502",
+    503: "error_http_503",
+    504: "error_http_504",
+}
+
+
+def http_status_key(code: int) -> str:
+    return HTTP_STATUS_KEYS.get(code, "error_http_status")
 
 
 def _reason_phrase(code: int) -> str:
@@ -207,35 +231,63 @@ def _cause_chain(exc: BaseException) -> list[BaseException]:
 
 
 _ERRNO_TEXT = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
+    errno.ECONNREFUSED: ("connection refused", "error_connect_refused"),
+    errno.ECONNRESET: ("connection reset", "error_connect_reset"),
+    errno.EHOSTUNREACH: ("host unreachable", "error_host_unreachable"),
+    errno.ENETUNREACH: ("network unreachable", "error_network_unreachable"),
 }
+
+
+def _tls_error(cause: ssl.SSLError | ssl.CertificateError) -> FetchError:
+    """A TLS failure in words a user can act on; OpenSSL's own text goes to the log only."""
+    reason = (getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+              or str(cause))
+    low = str(reason).lower()
+    if "wrong_version_number" in low or "wrong version number" in low or "record layer" in low:
+        key = "error_tls_not_tls"
+    elif "expired" in low:
+        key = "error_tls_expired"
+    elif "hostname" in low or "ip address mismatch" in low:
+        key = "error_tls_hostname"
+    elif "self-signed" in low or "self signed" in low or "issuer" in low:
+        key = "error_tls_untrusted"
+    elif isinstance(cause, ssl.CertificateError) or "certificate" in low:
+        key = "error_tls_certificate"
+    else:
+        key = "error_tls"
+    return FetchError(f"TLS error: {reason}", kind="tls", key=key)
 
 
 def _client_error(exc: aiohttp.ClientError, settings: FetchSettings) -> FetchError:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return FetchError(f"timed out connecting after {_seconds(settings.connect_timeout)}",
-                          kind="timeout")
+                          kind="timeout", key="error_connect_timeout",
+                          args={"seconds": f"{settings.connect_timeout:g}"})
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return FetchError(f"timed out after {_seconds(settings.total_timeout)}", kind="timeout")
+        return timeout_error(settings.total_timeout)
     if isinstance(exc, aiohttp.InvalidURL):
-        return FetchError(f"not a valid URL: {exc}", kind="bad_url")
+        return FetchError(f"not a valid URL: {exc}", kind="bad_url", key="error_bad_url")
     chain = _cause_chain(exc)
     for cause in chain:
         if isinstance(cause, ssl.SSLError | ssl.CertificateError):
-            reason = (getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
-                      or str(cause))
-            return FetchError(f"TLS error: {reason}", kind="tls")
+            return _tls_error(cause)
     for cause in chain:
         if isinstance(cause, OSError) and cause.errno in _ERRNO_TEXT:
-            return FetchError(f"could not connect: {_ERRNO_TEXT[cause.errno]}", kind="connect")
+            text, key = _ERRNO_TEXT[cause.errno]
+            return FetchError(f"could not connect: {text}", kind="connect", key=key)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return FetchError(f"could not connect: {exc.strerror or exc}", kind="connect")
+        return FetchError(f"could not connect: {exc.strerror or exc}", kind="connect",
+                          key="error_connect")
     if isinstance(exc, aiohttp.ClientResponseError):  # not HTTP, or headers past the limits
-        return FetchError(f"not a valid HTTP response: {exc.message}", kind="http")
-    return FetchError(f"the connection broke: {exc or type(exc).__name__}", kind="connect")
+        return FetchError(f"not a valid HTTP response: {exc.message}", kind="http",
+                          key="error_bad_http_response")
+    return FetchError(f"the connection broke: {exc or type(exc).__name__}", kind="connect",
+                      key="error_connection_broke")
+
+
+def timeout_error(seconds: float) -> FetchError:
+    return FetchError(f"timed out after {_seconds(seconds)}", kind="timeout",
+                      key="error_timeout", args={"seconds": f"{seconds:g}"})
 
 
 def tls_context() -> ssl.SSLContext:
@@ -345,11 +397,11 @@ class Fetcher:
 
     def _next_hop(self, location: str, visited: list[str]) -> str:
         if location in visited:
-            raise FetchError("redirect loop", kind="redirects")
+            raise FetchError("redirect loop", kind="redirects", key="error_redirect_loop")
         if len(visited) > self.settings.max_redirects:
-            raise FetchError(
-                f"too many redirects (more than {self.settings.max_redirects})", kind="redirects"
-            )
+            limit = self.settings.max_redirects
+            raise FetchError(f"too many redirects (more than {limit})", kind="redirects",
+                             key="error_too_many_redirects", args={"limit": limit})
         return location
 
     @staticmethod
@@ -366,9 +418,7 @@ class Fetcher:
             async with asyncio.timeout_at(deadline):
                 return await self._exchange(url, headers)
         except TimeoutError:
-            raise FetchError(
-                f"timed out after {_seconds(self.settings.total_timeout)}", kind="timeout"
-            ) from None
+            raise timeout_error(self.settings.total_timeout) from None
         except aiohttp.ClientError as exc:
             raise _client_error(exc, self.settings) from exc
 
@@ -391,11 +441,13 @@ class Fetcher:
     def _location(response: aiohttp.ClientResponse) -> str:
         location = response.headers.get("location", "").strip()
         if not location:
-            raise FetchError(f"HTTP {response.status} redirect without Location", kind="http")
+            raise FetchError(f"HTTP {response.status} redirect without Location", kind="http",
+                             key="error_bad_redirect")
         try:
             return urljoin(str(response.url), location)
         except ValueError as exc:
-            raise FetchError(f"redirect to an invalid URL: {exc}", kind="bad_url") from None
+            raise FetchError(f"redirect to an invalid URL: {exc}", kind="bad_url",
+                             key="error_bad_redirect") from None
 
     def _result(self, response: aiohttp.ClientResponse, status: int, body: bytes) -> FetchResult:
         return FetchResult(
@@ -410,7 +462,8 @@ class Fetcher:
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_bytes
-        too_large = FetchError(f"larger than {human_size(limit)}", kind="too_large")
+        too_large = FetchError(f"larger than {human_size(limit)}", kind="too_large",
+                               key="error_too_large", args={"size": human_size(limit)})
         encoding = _encoding_of(response)
         declared = response.headers.get("content-length", "")
         if not encoding and declared.isdigit() and int(declared) > limit:
@@ -434,4 +487,4 @@ def _parsed_url(url: str) -> URL:
     try:
         return URL(url)
     except (ValueError, TypeError) as exc:
-        raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+        raise FetchError(f"not a valid URL: {exc}", kind="bad_url", key="error_bad_url") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import logging
 import secrets
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,7 +27,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
-from .i18n import DEFAULT_LANG, current_lang, t
+from .i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
 from .models import Chat
 from .render.cut import split_reply
 from .runtime import Runtime
@@ -113,7 +112,7 @@ def guarded(handler: Handler) -> Handler:
     async def wrapper(update: Update, context: Context) -> None:
         chat = update.effective_chat
         stored = await runtime_of(context).store.get_chat(chat.id) if chat else None
-        current_lang.set(stored.lang if stored else DEFAULT_LANG)
+        current_lang.set(stored.lang if stored else user_language(update))
         if not allowed(update, context):
             await reply(update, t("not_allowed"))
             return
@@ -121,6 +120,12 @@ def guarded(handler: Handler) -> Handler:
 
     wrapper.__name__ = handler.__name__
     return wrapper
+
+
+def user_language(update: Update) -> str:
+    """The sender's Telegram language when a catalogue exists for it: a new chat starts in it."""
+    user = update.effective_user
+    return catalogue_language(user.language_code if user else None) or DEFAULT_LANG
 
 
 async def may_manage(update: Update, context: Context) -> bool:
@@ -153,7 +158,8 @@ async def remember_chat(update: Update, context: Context) -> Chat:
     chat = update.effective_chat
     assert chat is not None, "commands always come from a chat"
     title = chat.title or chat.full_name or chat.username or ""
-    return await runtime_of(context).service.touch_chat(chat.id, chat.type, title)
+    service = runtime_of(context).service
+    return await service.touch_chat(chat.id, chat.type, title, lang=current_lang.get())
 
 
 def add_commands(app: Application[Any, Any, Any, Any, Any, Any], commands: CommandTable) -> None:
@@ -200,11 +206,10 @@ def describe_outcome(outcome: SubscribeOutcome) -> str:
     if outcome.status == "exists":
         return t("sub_exists", title=title, url=url)
     if outcome.status == "limit":
-        return t("sub_limit", limit=outcome.reason)
-    reason = outcome.reason
-    if reason in ("not_feed_page", "not_http"):
-        reason = t(f"error_{reason}")
-    return t("sub_failed", url=url, reason=html.escape(reason))
+        limit = outcome.reason.args.get("limit", "") if outcome.reason else ""
+        return t("sub_limit", limit=limit)
+    reason = outcome.reason.text() if outcome.reason else t("error_unknown")
+    return t("sub_failed", url=url, reason=reason)
 
 
 async def offer_choices(update: Update, context: Context, outcome: SubscribeOutcome) -> None:
@@ -265,8 +270,8 @@ def list_line(row: ListedSubscription) -> str:
     elif row.subscription.paused:
         state = t("state_paused")
     elif feed.errors and feed.failing_since:
-        since = time.strftime("%d %b %H:%M UTC", time.gmtime(feed.failing_since))
-        state = t("state_failing", since=since, reason=html.escape(feed.last_error))
+        since = html.escape(format_time(feed.failing_since))
+        state = t("state_failing", since=since, reason=feed.failure_reason().text())
     return t(
         "list_item",
         n=row.number,
@@ -310,7 +315,9 @@ async def membership(update: Update, context: Context) -> None:
     chat = change.chat
     status = change.new_chat_member.status
     if status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR):
-        await runtime.service.touch_chat(chat.id, chat.type, chat.title or chat.full_name or "")
+        added_by = catalogue_language(change.from_user.language_code if change.from_user else None)
+        title = chat.title or chat.full_name or ""
+        await runtime.service.touch_chat(chat.id, chat.type, title, lang=added_by)
     await on_bot_membership(runtime.store, runtime.sender, chat.id, str(status))
 
 

@@ -40,7 +40,7 @@ from .handlers import (
     runtime_of,
     target_allowed,
 )
-from .i18n import current_lang, languages, t
+from .i18n import catalogue_language, current_lang, languages, t
 from .models import Chat
 from .opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
 from .service import ImportItem, SubscribeOutcome
@@ -105,7 +105,9 @@ async def channel_target(
         await reply(update, t(problem, channel=shown))
         return None
     service = runtime_of(context).service
-    stored = await service.touch_chat(channel.id, "channel", channel.title or "")
+    stored = await service.touch_chat(
+        channel.id, "channel", channel.title or "", lang=current_lang.get()
+    )
     return Target(stored, name)
 
 
@@ -379,7 +381,8 @@ async def _read_opml(update: Update, document: Document) -> list[OpmlFeed] | Non
     try:
         data = bytes(await (await document.get_file()).download_as_bytearray())
     except TelegramError as exc:
-        await reply(update, t("import_download_failed", reason=html.escape(str(exc))))
+        log.info("could not download an OPML file: %s", exc)
+        await reply(update, t("import_download_failed", reason=t("error_telegram_download")))
         return None
     try:
         feeds = await asyncio.to_thread(parse_opml, data)
@@ -389,7 +392,7 @@ async def _read_opml(update: Update, document: Document) -> list[OpmlFeed] | Non
         elif exc.kind == "too_large":
             await reply(update, t("import_too_large", limit=MAX_OPML_BYTES // 1024))
         else:
-            await reply(update, t("import_not_opml", reason=html.escape(str(exc))))
+            await reply(update, t("import_not_opml", reason=exc.reason.text()))
         return None
     if not feeds:
         await reply(update, t("import_empty"))
@@ -447,20 +450,13 @@ def _item_lines(items: list[ImportItem]) -> list[str]:
 
 
 def _reason(item: ImportItem) -> str:
-    if item.status == "limit":
-        return t("import_reason_limit", limit=item.reason)
-    if item.reason in ("not_http", "not_feed_page"):
-        return t(f"error_{item.reason}")
-    if item.reason == "several_feeds":
-        return t("import_reason_several_feeds")
-    return html.escape(item.reason)
+    return item.reason.text() if item.reason else t("error_unknown")
 
 
 # ------------------------------------------------------------------------ /lang
 def language_code(raw: str) -> str | None:
     """ "zh", "ZH", "zh-CN", "zh_hans" -> "zh"; None for a language without a catalogue."""
-    code = re.split(r"[-_]", raw.strip().lower(), maxsplit=1)[0]
-    return code if code in languages() else None
+    return catalogue_language(raw)
 
 
 async def lang_command(update: Update, context: Context) -> None:

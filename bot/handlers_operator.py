@@ -11,7 +11,7 @@ import datetime as dt
 import html
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from telegram.ext import Application, CommandHandler
 
 from .handlers import Context, guarded, reply, runtime_of
 from .i18n import DEFAULT_LANG, t
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ class OwnerAlerts:
         self.bot, self.owners, self.every, self.clock = bot, owners, every, clock
         self._last: dict[str, float] = {}
         self._tasks: set[asyncio.Task[bool]] = set()
+        #: an owner's chat language (their stored private chat's); set once the store is open
+        self.lang_of: Callable[[int], Awaitable[str]] | None = None
+
+    async def _lang(self, owner: int) -> str:
+        if self.lang_of is None:
+            return DEFAULT_LANG
+        try:
+            return await self.lang_of(owner)
+        except Exception:  # the store may be what is broken: an alert must still go out
+            log.exception("could not read owner %s's language", owner)
+            return DEFAULT_LANG
 
     def _due(self, kind: str) -> bool:
         now = self.clock()
@@ -58,13 +70,13 @@ class OwnerAlerts:
         """Tell every owner; False when there are none or this kind was reported lately."""
         if not self.owners or not self._due(kind):
             return False
-        text = t(
-            "owner_alert",
-            DEFAULT_LANG,
-            kind=html.escape(kind),
-            detail=html.escape(detail[:MAX_DETAIL]),
-        )
         for owner in self.owners:
+            text = t(
+                "owner_alert",
+                await self._lang(owner),
+                kind=html.escape(kind),
+                detail=html.escape(detail[:MAX_DETAIL]),
+            )
             try:
                 await self.bot.send_message(
                     owner,
@@ -156,7 +168,14 @@ async def _install(context: Context) -> None:
     """Runs once the bot started (the runtime exists only then): hook the poller's crash path."""
     alerts = alerts_of(context.application)
     if alerts is not None:
-        runtime_of(context).poller.on_crash = alerts.check_crashed
+        runtime = runtime_of(context)
+        runtime.poller.on_crash = alerts.check_crashed
+        alerts.lang_of = lambda owner: chat_language(runtime, owner)
+
+
+async def chat_language(runtime: Runtime, chat_id: int) -> str:
+    chat = await runtime.store.get_chat(chat_id)
+    return chat.lang if chat else DEFAULT_LANG
 
 
 async def _midnight(context: Context) -> None:

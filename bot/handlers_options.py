@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import html
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from .handlers_channels import (
     resolve_target,
     split_target,
 )
-from .i18n import t
+from .i18n import format_time, t
 from .models import Feed, SubscriptionOptions
 from .poller import Resumed
 from .schedule import MAX_INTERVAL
@@ -230,7 +229,7 @@ def display_title(row: ListedSubscription) -> str:
 def when(stamp: float | None) -> str:
     if not stamp:
         return t("status_never")
-    return time.strftime("%d %b %H:%M UTC", time.gmtime(stamp))
+    return html.escape(format_time(stamp))
 
 
 # --------------------------------------------------------------------- cards
@@ -475,7 +474,7 @@ def _state(row: ListedSubscription) -> str:
 
 
 def _reason(feed: Feed) -> str:
-    return html.escape(feed.last_error or feed.last_error_kind)
+    return feed.failure_reason().text()
 
 
 def status_line(row: ListedSubscription) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .errors import Reason
+
 #: the longest a feed-supplied name may be wherever it reaches a reply or a post (characters;
 #: post titles have their own, longer cut in bot.render)
 MAX_FEED_TITLE = 200
@@ -110,8 +112,10 @@ class Feed:
     last_success: float | None = None
     last_new_entry: float | None = None
     errors: int = 0  # consecutive failed checks
-    last_error: str = ""
+    last_error: str = ""  # English, for the log (and the reason of records from older versions)
     last_error_kind: str = ""
+    #: the last error's Reason.to_dict(): shown to users in their language
+    last_reason: dict[str, Any] = field(default_factory=dict)
     failing_since: float | None = None
     #: set once subscribers were told the feed is failing (so recovery can be announced)
     failure_notified: bool = False
@@ -121,6 +125,12 @@ class Feed:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def failure_reason(self) -> Reason:
+        """Why the last check failed; an old record without a reason key gives its English."""
+        if self.last_reason.get("key"):
+            return Reason.from_dict(self.last_reason)
+        return Reason.legacy(self.last_error or self.last_error_kind)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Feed:

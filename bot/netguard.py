@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from bot.errors import BlockedAddressError, FetchError
+from bot.errors import BlockedAddressError, FetchError, Reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,6 +116,45 @@ def parse_ip_host(host: str) -> IPAddress | None:
     return parse_ipv4_like_inet_aton(text)
 
 
+#: catalogue key of each refusal text above
+_ADDRESS_KEYS = {
+    "an unspecified address": "addr_unspecified",
+    "a 'this network' address": "addr_this_network",
+    "a private address": "addr_private",
+    "a carrier-grade NAT address": "addr_cgnat",
+    "a loopback address": "addr_loopback",
+    "the cloud metadata address": "addr_metadata",
+    "a link-local address": "addr_link_local",
+    "a reserved (IETF protocol) address": "addr_reserved",
+    "a documentation address": "addr_documentation",
+    "a reserved (6to4 relay) address": "addr_reserved",
+    "a reserved (benchmarking) address": "addr_reserved",
+    "a multicast address": "addr_multicast",
+    "a broadcast address": "addr_broadcast",
+    "a reserved address": "addr_reserved",
+    "an IPv4-compatible address": "addr_reserved",
+    "a local NAT64 address": "addr_reserved",
+    "a discard-only address": "addr_reserved",
+    "a Teredo tunnel address": "addr_reserved",
+    "a private (unique local) address": "addr_private",
+    "a site-local address": "addr_private",
+    "a non-public address": "addr_non_public",
+}
+
+
+def address_refusal_reason(ip: IPAddress) -> Reason | None:
+    """`address_refusal` as a catalogue reason (what kind of address `ip` is)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_v4(ip)
+        if embedded is not None:
+            inner = address_refusal_reason(embedded)
+            return Reason("addr_inside_ipv6", {"what": inner, "address": str(embedded)}) if (
+                inner
+            ) else None
+    text = address_refusal(ip)
+    return Reason(_ADDRESS_KEYS.get(text, "addr_non_public")) if text else None
+
+
 def address_refusal(ip: IPAddress) -> str | None:
     """Why `ip` must not be contacted (e.g. "a loopback address"), or None if it is public."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -182,10 +221,27 @@ class AddressPolicy:
         allowed = ", ".join(str(p) for p in sorted(self.allowed_ports))
         return f"refused: port {port} is not allowed (only {allowed})"
 
-    def check_address(self, ip: IPAddress) -> None:
+    def check_address(self, ip: IPAddress, resolved_from: str = "") -> None:
         reason = self.refusal(ip)
+        if not reason:
+            return
+        what = address_refusal_reason(ip) or Reason("addr_non_public")
+        if resolved_from:
+            raise BlockedAddressError(
+                f"{reason} (resolved from {resolved_from})", key="error_blocked_resolved",
+                args={"address": str(ip), "what": what, "host": resolved_from},
+            )
+        raise BlockedAddressError(
+            reason, key="error_blocked_address", args={"address": str(ip), "what": what}
+        )
+
+    def check_port(self, port: int) -> None:
+        reason = self.port_refusal(port)
         if reason:
-            raise BlockedAddressError(reason)
+            allowed = ", ".join(str(p) for p in sorted(self.allowed_ports))
+            raise BlockedAddressError(
+                reason, key="error_blocked_port", args={"port": port, "allowed": allowed}
+            )
 
 
 @dataclass(frozen=True)
@@ -207,24 +263,29 @@ def check_url(url: str, policy: AddressPolicy) -> UrlTarget:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise FetchError(f"not a valid URL: {exc}", kind="bad_url") from None
+        raise FetchError(f"not a valid URL: {exc}", kind="bad_url", key="error_bad_url") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEME_PORTS:
         shown = f"{scheme}:" if scheme else "a URL without scheme"
-        raise FetchError(f"only http and https URLs are supported, not {shown}", kind="bad_url")
+        raise FetchError(f"only http and https URLs are supported, not {shown}", kind="bad_url",
+                         key="error_not_http")
     host = parts.hostname or ""
     if not host:
-        raise FetchError("the URL has no host name", kind="bad_url")
+        raise FetchError("the URL has no host name", kind="bad_url", key="error_no_host")
     port = SCHEME_PORTS[scheme] if port is None else port
     ip = parse_ip_host(host)
     if ip is not None:
         policy.check_address(ip)
     elif _is_localhost_name(host) and not policy.allow_private:
-        raise BlockedAddressError(f"refused: {host} is a loopback name")
-    reason = policy.port_refusal(port)
-    if reason:
-        raise BlockedAddressError(reason)
+        raise _loopback_name(host)
+    policy.check_port(port)
     return UrlTarget(scheme=scheme, host=host, port=port, ip=ip)
+
+
+def _loopback_name(host: str) -> BlockedAddressError:
+    return BlockedAddressError(
+        f"refused: {host} is a loopback name", key="error_blocked_name", args={"host": host}
+    )
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -234,7 +295,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise FetchError(f"could not connect: cannot resolve {host} ({exc.strerror})",
-                         kind="connect") from None
+                         kind="connect", key="error_dns", args={"host": host}) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -267,21 +328,16 @@ class GuardedResolver(AbstractResolver):
     async def resolve_checked(self, host: str, port: int) -> list[IPAddress]:
         """Every address `host` stands for, all checked; refuses if ANY of them is blocked
         (a name answering public and private addresses at once is treated as hostile)."""
-        port_reason = self._policy.port_refusal(port)
-        if port_reason:
-            raise BlockedAddressError(port_reason)
+        self._policy.check_port(port)
         literal = parse_ip_host(host)
         if literal is not None:
             addresses = [literal]
         else:
             if _is_localhost_name(host) and not self._policy.allow_private:
-                raise BlockedAddressError(f"refused: {host} is a loopback name")
+                raise _loopback_name(host)
             addresses = await self._resolve(host, port)
         for ip in addresses:
-            reason = self._policy.refusal(ip)
-            if reason:
-                shown = reason if literal is not None else f"{reason} (resolved from {host})"
-                raise BlockedAddressError(shown)
+            self._policy.check_address(ip, resolved_from="" if literal is not None else host)
         return addresses
 
     async def _resolve(self, host: str, port: int) -> list[IPAddress]:
@@ -290,9 +346,11 @@ class GuardedResolver(AbstractResolver):
                 raw = await self._resolver(host, port)
         except TimeoutError:
             raise FetchError(
-                f"timed out connecting after {self.time_limit:g} s", kind="timeout"
+                f"timed out connecting after {self.time_limit:g} s", kind="timeout",
+                key="error_connect_timeout", args={"seconds": f"{self.time_limit:g}"},
             ) from None
         addresses = [parse_ip_host(a) for a in raw]
         if not addresses or any(a is None for a in addresses):
-            raise FetchError(f"could not connect: no usable address for {host}", kind="connect")
+            raise FetchError(f"could not connect: no usable address for {host}", kind="connect",
+                             key="error_dns", args={"host": host})
         return typing.cast(list[IPAddress], addresses)

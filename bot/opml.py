@@ -50,14 +50,16 @@ class _Collector:
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise OpmlError("the OPML outlines are nested too deeply", kind="bad_opml")
+            raise OpmlError("the OPML outlines are nested too deeply", kind="bad_opml",
+                           key="error_opml_nested")
         if self.root is None:
             self.root = tag
         if tag.lower() != "outline":
             return
         self.outlines += 1
         if self.outlines > MAX_OUTLINES:
-            raise OpmlError(f"more than {MAX_OUTLINES} outlines", kind="too_large")
+            raise OpmlError(f"more than {MAX_OUTLINES} outlines", kind="too_large",
+                           key="error_opml_too_many", args={"limit": MAX_OUTLINES})
         lowered = {k.lower(): v.strip() for k, v in attrs.items()}
         title = lowered.get("title") or lowered.get("text") or ""
         url = lowered.get("xmlurl", "")
@@ -80,7 +82,8 @@ class _Collector:
 
 
 def _refuse_dtd(*_args: object) -> int:
-    raise OpmlError("the file declares a DOCTYPE or entities", kind="unsafe_opml")
+    raise OpmlError("the file declares a DOCTYPE or entities", kind="unsafe_opml",
+                    key="import_unsafe")
 
 
 def parse_opml(data: bytes, *, max_bytes: int = MAX_OPML_BYTES) -> list[OpmlFeed]:
@@ -89,7 +92,8 @@ def parse_opml(data: bytes, *, max_bytes: int = MAX_OPML_BYTES) -> list[OpmlFeed
     Raises OpmlError when the file is too big, not well-formed XML, not OPML, or declares a DTD.
     """
     if len(data) > max_bytes:
-        raise OpmlError(f"the file is larger than {max_bytes // 1024} KB", kind="too_large")
+        raise OpmlError(f"the file is larger than {max_bytes // 1024} KB", kind="too_large",
+                        key="error_opml_too_large", args={"limit": max_bytes // 1024})
     collector = _Collector()
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -103,9 +107,11 @@ def parse_opml(data: bytes, *, max_bytes: int = MAX_OPML_BYTES) -> list[OpmlFeed
         parser.Parse(data, True)
     except expat.ExpatError as exc:
         detail = f"{expat.ErrorString(exc.code)}, line {exc.lineno}"
-        raise OpmlError(f"not well-formed XML ({detail})") from None
+        raise OpmlError(f"not well-formed XML ({detail})", key="error_xml_line",
+                        args={"line": exc.lineno}) from None
     if (collector.root or "").lower() != "opml":
-        raise OpmlError("not an OPML file (the root element is not <opml>)")
+        raise OpmlError("not an OPML file (the root element is not <opml>)",
+                        key="error_opml_root")
     return collector.feeds
 
 

@@ -96,7 +96,7 @@ class ParsePool:
         try:
             return await self._in_worker(fn, body, url, *args)
         except BrokenProcessPool:
-            raise ParseError("the feed crashed the parser") from None
+            raise ParseError("the feed crashed the parser", key="error_parser_crashed") from None
 
     async def _in_worker(
         self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts

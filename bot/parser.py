@@ -36,6 +36,20 @@ def text_of(value: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub("", value or ""))).strip()
 
 
+def plain_title(value: str) -> str:
+    """A title that is plain text already ("Why Vec<T> beats [T; N]"): its < > & are text."""
+    return _SPACE.sub(" ", value or "").strip()
+
+
+def title_of(item: Any, field: str = "title") -> str:
+    """The text of a feedparser title: HTML (an Atom type="html"/"xhtml" title, or an RSS title
+    feedparser found markup in) loses its tags; plain text (Atom type="text", an RSS title
+    without markup) keeps every character."""
+    value = str(item.get(field, "") or "")
+    kind = str((item.get(f"{field}_detail") or {}).get("type") or "")
+    return plain_title(value) if kind == "text/plain" else text_of(value)
+
+
 async def parse_feed(
     body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
 ) -> ParsedFeed:
@@ -58,7 +72,7 @@ def parse_document(
     parsed only some items adds them once it has all). `xml_base`: whether the whole document
     uses xml:base, when `body` is only part of it."""
     if not body.strip():
-        raise ParseError("the document is empty")
+        raise ParseError("the document is empty", key="error_empty_document")
     if _looks_like_json(body, content_type):
         return parse_json_feed(body, url)
     headers = {"content-location": url}
@@ -75,18 +89,27 @@ def parse_document(
         sanitize_html=False,
     )
     if not doc.get("version") and not doc.entries:
-        reason = doc.get("bozo_exception")
-        detail = f": {reason}" if reason else ""
-        raise ParseError(f"not an RSS or Atom feed{detail}")
+        raise not_a_feed(doc.get("bozo_exception"))
     feed = doc.feed
     warning = str(doc.get("bozo_exception") or "") if doc.get("bozo") else ""
     return ParsedFeed(
-        title=text_of(feed.get("title", "")) or url,
+        title=title_of(feed) or url,
         link=feed.get("link", "") or url,
         entries=[_entry(e, url) for e in doc.entries],
         ttl_minutes=_int(feed.get("ttl")),
         warning=warning,
     )
+
+
+def not_a_feed(reason: object) -> ParseError:
+    """The error for a document feedparser found no feed in; an XML syntax error says where
+    (its line), never the parser's own "<unknown>:2:0: syntax error"."""
+    detail = f": {reason}" if reason else ""
+    line = getattr(reason, "getLineNumber", None)
+    if callable(line):
+        return ParseError(f"not an RSS or Atom feed{detail}", key="error_not_well_formed",
+                          args={"line": line()})
+    return ParseError(f"not an RSS or Atom feed{detail}", key="error_not_feed_plain")
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:
@@ -154,11 +177,13 @@ def _enclosures(entry: Any) -> tuple[Enclosure, ...]:
 
 
 def _entry(raw: Any, feed_url: str) -> Entry:
-    title = text_of(raw.get("title", ""))
+    title = title_of(raw)
     link = str(raw.get("link") or "")
     published = _date(raw)
     body = _content_html(raw)
-    key = entry_key(raw.get("id") or raw.get("guid"), link, title, published, body)
+    # the identity keeps the tag-stripped title it always had: no post is new because of this
+    stripped = text_of(raw.get("title", ""))
+    key = entry_key(raw.get("id") or raw.get("guid"), link, stripped, published, body)
     return Entry(
         key=key,
         title=title,
@@ -202,14 +227,20 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParseError(f"not a JSON Feed: {exc}") from exc
+        line = getattr(exc, "lineno", None)
+        raise ParseError(
+            f"not a JSON Feed: {exc}",
+            key="error_json_broken" if line else "error_not_feed_plain",
+            args={"line": line} if line else {},
+        ) from exc
     version = str(data.get("version", "")) if isinstance(data, dict) else ""
     if not version.startswith("https://jsonfeed.org/version/"):
-        raise ParseError("not a feed: JSON without a jsonfeed.org version")
+        raise ParseError("not a feed: JSON without a jsonfeed.org version",
+                         key="error_json_not_feed")
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
     return ParsedFeed(
-        title=text_of(str(data.get("title") or "")) or url,
+        title=plain_title(str(data.get("title") or "")) or url,
         link=str(data.get("home_page_url") or url),
         entries=entries,
     )
@@ -227,7 +258,7 @@ def _json_date(value: Any) -> datetime | None:
 
 def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
     link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
-    title = text_of(str(item.get("title") or ""))
+    title = plain_title(str(item.get("title") or ""))  # JSON Feed titles are plain text
     if item.get("content_html"):
         body = str(item["content_html"])
     else:
@@ -241,7 +272,8 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
         if isinstance(a, dict) and a.get("url")
     )
     image = item.get("image") or item.get("banner_image")
-    key = entry_key(str(item.get("id") or "") or None, link, title, published, body)
+    stripped = text_of(str(item.get("title") or ""))
+    key = entry_key(str(item.get("id") or "") or None, link, stripped, published, body)
     return Entry(
         key=key,
         title=title,

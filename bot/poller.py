@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, fields
 
 from .config import Settings
 from .diff import entry_prints, new_entries, oldest_first, remember, seen_cap
-from .errors import FeedbotError, FetchError
+from .errors import FeedbotError, FetchError, Reason
 from .fetcher import Fetcher
 from .filters import matches
-from .i18n import t
+from .i18n import DEFAULT_LANG, format_time, t
 from .models import (
     ApiCall,
     Chat,
@@ -92,11 +92,40 @@ class CheckPlan:
     next_check: float = 0.0
 
 
-def subscription_render_options(sub: Subscription) -> RenderOptions:
+def subscription_render_options(sub: Subscription, lang: str = DEFAULT_LANG) -> RenderOptions:
     o = sub.options
     return RenderOptions(
-        style=o.style, pictures=o.pictures, link_preview=o.link_preview, custom_title=o.custom_title
+        style=o.style,
+        pictures=o.pictures,
+        link_preview=o.link_preview,
+        custom_title=o.custom_title,
+        lang=lang,
     )
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A notice value shown as a date in the receiving chat's language."""
+
+    stamp: float
+
+
+def localized(value: object, lang: str) -> str:
+    """A notice value as Telegram HTML in `lang`: reasons and moments translated, the rest
+    escaped."""
+    if isinstance(value, Reason):
+        return value.text(lang)
+    if isinstance(value, Moment):
+        return html.escape(format_time(value.stamp, lang, "long"))
+    return html.escape(str(value))
+
+
+def chat_languages(db: Database, subs: list[Subscription]) -> dict[int, str]:
+    langs = {}
+    for sub in subs:
+        chat = db.get_chat(sub.chat_id)
+        langs[sub.chat_id] = chat.lang if chat else DEFAULT_LANG
+    return langs
 
 
 def notice(text_html: str) -> RenderedMessage:
@@ -268,17 +297,29 @@ class Poller:
         )
         plan.next_check = self._next_check(started, subs, parsed.ttl_minutes, result.max_age)
         if fresh and subs:
-            plan.messages = await asyncio.to_thread(self._render_all, feed, parsed, fresh, subs)
+            plan.messages = await self._render_all(feed, parsed, fresh, subs)
         return plan
 
-    def _render_all(
+    async def _render_all(
         self, feed: Feed, parsed: ParsedFeed, fresh: list[Entry], subs: list[Subscription]
+    ) -> dict[tuple[int, str], RenderedMessage]:
+        """Each post for each subscriber, in the subscriber's chat language (in a thread)."""
+        langs = await self._reads.run(lambda db: chat_languages(db, subs))
+        return await asyncio.to_thread(self._render_for, feed, parsed, fresh, subs, langs)
+
+    def _render_for(
+        self,
+        feed: Feed,
+        parsed: ParsedFeed,
+        fresh: list[Entry],
+        subs: list[Subscription],
+        langs: dict[int, str],
     ) -> dict[tuple[int, str], RenderedMessage]:
         title = parsed.title or feed.title or feed.url
         cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
         out: dict[tuple[int, str], RenderedMessage] = {}
         for sub in subs:
-            options = subscription_render_options(sub)
+            options = subscription_render_options(sub, langs.get(sub.chat_id, DEFAULT_LANG))
             for entry in fresh:
                 key = (options, entry.key)
                 if key not in cache:
@@ -366,8 +407,8 @@ class Poller:
     def _notice(
         self, sub: Subscription, key: str, now: float, lang: str = "en", **values: object
     ) -> Delivery:
-        escaped = {k: html.escape(str(v)) for k, v in values.items()}
-        return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **escaped)), now)
+        shown = {k: localized(v, lang) for k, v in values.items()}
+        return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **shown)), now)
 
     async def _record_not_modified(
         self, feed: Feed, subs: list[Subscription], result: FetchResult, started: float
@@ -422,6 +463,7 @@ class Poller:
         feed.errors += 1
         feed.last_check = now
         feed.last_error, feed.last_error_kind = str(exc), exc.kind
+        feed.last_reason = exc.reason.to_dict()
         feed.failing_since = feed.failing_since or now
         feed.next_check = now + self._backoff(feed.errors, interval, retry_after)
         queued = self._failure_notices(db, feed, exc, now)
@@ -450,8 +492,8 @@ class Poller:
         window_start = max(failing_since, feed.last_paused or 0.0)
         values: dict[str, object] = {
             "title": feed.title or feed.url,
-            "since": time.strftime("%d %b %Y %H:%M UTC", time.gmtime(failing_since)),
-            "reason": feed.last_error,
+            "since": Moment(failing_since),
+            "reason": feed.failure_reason(),
         }
         if now - window_start >= self.pause_after:
             feed.last_paused, feed.failure_notified = now, True
@@ -526,9 +568,7 @@ class Poller:
         owed = owed_on_resume(parsed.entries, chat.seen, feed.seen, since, catch_up=catch_up)
         plan = CheckPlan(feed_url, result, parsed, owed.send, subscriptions=[sub])
         if owed.send:
-            plan.messages = await asyncio.to_thread(
-                self._render_all, feed, parsed, owed.send, [sub]
-            )
+            plan.messages = await self._render_all(feed, parsed, owed.send, [sub])
         queued = await self.store.transaction(
             lambda db: self._commit_resume(db, chat_id, feed_url, plan)
         )
@@ -579,7 +619,7 @@ def mark_healthy(feed: Feed, now: float) -> bool:
     """Clear a feed's failure state after a good check (200 or 304). True when its subscribers
     were told it was failing, and so should now hear it is back."""
     recovered = feed.failure_notified
-    feed.errors, feed.last_error, feed.last_error_kind = 0, "", ""
+    feed.errors, feed.last_error, feed.last_error_kind, feed.last_reason = 0, "", "", {}
     feed.failing_since, feed.failure_notified, feed.last_paused = None, False, None
     feed.last_check = feed.last_success = now
     return recovered

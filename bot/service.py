@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 from .config import Settings
 from .diff import entry_prints, remember, seen_cap
 from .discovery import find_feed_links, looks_like_html
-from .errors import FeedbotError, ParseError
+from .errors import FeedbotError, ParseError, Reason
 from .fetcher import Fetcher
+from .i18n import DEFAULT_LANG
 from .identity import normalize_link
 from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from .parser import parse_feed
@@ -34,7 +35,7 @@ class Probe:
     feed: ParsedFeed | None = None
     fetch_etag: str | None = None
     fetch_last_modified: str | None = None
-    error: str = ""
+    error: Reason | None = None
     discovered_from: str = ""  # the web page the feed was found on
     choices: list[tuple[str, str]] = field(default_factory=list)  # (url, title) on a page
 
@@ -44,7 +45,7 @@ class SubscribeOutcome:
     url: str
     status: str  # "added" | "exists" | "failed" | "choose" | "limit"
     title: str = ""
-    reason: str = ""
+    reason: Reason | None = None  # why it failed ("failed", "limit")
     page: str = ""
     choices: list[tuple[str, str]] = field(default_factory=list)
 
@@ -54,6 +55,10 @@ class ListedSubscription:
     number: int
     subscription: Subscription
     feed: Feed
+
+
+def limit_reason(limit: int) -> Reason:
+    return Reason("import_reason_limit", {"limit": limit})
 
 
 def clean_url(raw: str) -> str:
@@ -76,7 +81,7 @@ class SubscriptionService:
         try:
             result = await self.fetcher.fetch(url)
         except FeedbotError as exc:
-            probe.error = str(exc)
+            probe.error = exc.reason
             return probe
         probe.url = result.permanent_url or url
         try:
@@ -84,7 +89,7 @@ class SubscriptionService:
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
                 return await self._discover(url, result.body, result.url)
-            probe.error = str(exc)
+            probe.error = exc.reason
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
         return probe
@@ -92,7 +97,7 @@ class SubscriptionService:
     async def _discover(self, page: str, body: bytes, base: str) -> Probe:
         links = find_feed_links(body, base)
         if not links:
-            return Probe(url=page, error="not_feed_page")
+            return Probe(url=page, error=Reason("error_not_feed_page"))
         if len(links) > 1:
             return Probe(url=page, choices=[(link.url, link.title) for link in links])
         found = await self.probe(links[0].url, discover=False)
@@ -105,12 +110,11 @@ class SubscriptionService:
     ) -> SubscribeOutcome:
         url = clean_url(raw_url)
         if urlsplit(url).scheme not in ("http", "https"):
-            return SubscribeOutcome(url=raw_url, status="failed", reason="not_http")
+            return SubscribeOutcome(url=raw_url, status="failed", reason=Reason("error_not_http"))
         existing = await self.store.subscriptions_for_chat(chat.id)
         if len(existing) >= self.settings.max_subscriptions:
-            return SubscribeOutcome(
-                url=url, status="limit", reason=str(self.settings.max_subscriptions)
-            )
+            limit = limit_reason(self.settings.max_subscriptions)
+            return SubscribeOutcome(url=url, status="limit", reason=limit)
         probe = await self.probe(url)
         if probe.choices:
             return SubscribeOutcome(url=url, status="choose", choices=probe.choices)
@@ -157,11 +161,16 @@ class SubscriptionService:
             await self.store.remove_subscription(chat_id, row.subscription.feed_url)
         return row
 
-    async def touch_chat(self, chat_id: int, chat_type: str, title: str) -> Chat:
-        """Record the chat; a paused chat (bot was blocked or kicked) is resumed."""
+    async def touch_chat(
+        self, chat_id: int, chat_type: str, title: str, *, lang: str | None = None
+    ) -> Chat:
+        """Record the chat; a paused chat (bot was blocked or kicked) is resumed. A chat seen
+        for the first time starts in `lang` (the language of whoever brought the bot there)."""
 
         def run(db: Database) -> Chat:
-            chat = db.get_chat(chat_id) or Chat(id=chat_id, type=chat_type, title=title)
+            chat = db.get_chat(chat_id) or Chat(
+                id=chat_id, type=chat_type, title=title, lang=lang or DEFAULT_LANG
+            )
             chat.type, chat.title = chat_type, title or chat.title
             chat.paused, chat.failures = False, 0
             db.save_chat(chat)
@@ -316,7 +325,7 @@ class ImportItem:
     url: str
     status: str  # "added" | "exists" | "failed" | "limit"
     title: str = ""
-    reason: str = ""
+    reason: Reason | None = None
 
 
 class _Import:
@@ -351,20 +360,22 @@ class _Import:
     async def _one(self, raw_url: str, title: str) -> ImportItem:
         url = clean_url(raw_url)
         if urlsplit(url).scheme not in ("http", "https"):
-            return ImportItem(raw_url, "failed", title, "not_http")
+            return ImportItem(raw_url, "failed", title, Reason("error_not_http"))
         if normalize_link(url) in self.known:
             return ImportItem(url, "exists", title)
         self.known.add(normalize_link(url))
         if self.room <= 0:  # full already: no need to fetch
-            return ImportItem(url, "limit", title, str(self.service.settings.max_subscriptions))
+            limit = limit_reason(self.service.settings.max_subscriptions)
+            return ImportItem(url, "limit", title, limit)
         async with self.gate:
             probe = await self.service.probe(url)
         if probe.feed is None:
-            reason = "several_feeds" if probe.choices else probe.error
+            reason = Reason("import_reason_several_feeds") if probe.choices else probe.error
             return ImportItem(url, "failed", title, reason)
         # a slot is taken only by a feed that answered: dead outlines never crowd out good ones
         if self.room <= 0:
-            return ImportItem(url, "limit", title, str(self.service.settings.max_subscriptions))
+            limit = limit_reason(self.service.settings.max_subscriptions)
+            return ImportItem(url, "limit", title, limit)
         self.room -= 1
         item = ImportItem(probe.url, "added", title)
         self.batch.append((item, probe, probe.feed))

@@ -101,8 +101,9 @@ async def run_one(
     outcome = await service.subscribe(Chat(id=chat_id), url)
     if outcome.status != "added":
         assert outcome.status in ("failed", "choose"), (rel, outcome)
-        assert outcome.status == "choose" or outcome.reason.strip(), rel
-        return Outcome(rel, outcome.status, reason=outcome.reason)
+        reason = outcome.reason.text("en") if outcome.reason else ""
+        assert outcome.status == "choose" or reason.strip(), rel
+        return Outcome(rel, outcome.status, reason=reason)
     probe = await service.probe(outcome.url, discover=False)
     assert probe.feed is not None, (rel, probe.error)
     entries = len(probe.feed.entries)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import ApiCall, Entry, RenderedMessage
 from bot.render.convert import escape, html_to_telegram
 from bot.render.cut import TRIM, Cut, measure, plain_text, truncate, utf16_len
@@ -20,9 +20,6 @@ NAME_MAX = 80
 MAX_HASHTAGS = 5
 #: a caption is worth it when its cut summary keeps at least this much body text
 MIN_CAPTION_BODY = 200
-READ_MORE = "Read more →"
-UNTITLED = "(untitled post)"
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,8 @@ class RenderOptions:
     link_preview: bool = True
     custom_title: str = ""  # replaces the feed name in the header when set
     timezone: str = "UTC"
+    #: the language of the chat the post is for: its date and "Read more" link
+    lang: str = DEFAULT_LANG
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class _Parts:
     body: str
     tags: str
     link: str
+    read_more: str  # the "Read more →" link's text
 
 
 def render_entry(
@@ -70,9 +70,9 @@ def _parts(entry: Entry, feed_title: str, opts: RenderOptions) -> _Parts:
     link = _safe_link(entry.link)
     header = _header(entry, feed_title, link, opts)
     if opts.style == "title":
-        return _Parts(header, "", "", link)
+        return _Parts(header, "", "", link, t("read_more", opts.lang))
     body = html_to_telegram(entry.content_html or "", base_url=link)
-    return _Parts(header, body, _hashtags(entry.categories), link)
+    return _Parts(header, body, _hashtags(entry.categories), link, t("read_more", opts.lang))
 
 
 def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
@@ -80,7 +80,7 @@ def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
     full = _join(parts.header, parts.body, parts.tags)
     if measure(full) <= limit:
         return full, None
-    more = f'<a href="{escape(parts.link, quote=True)}">{READ_MORE}</a>' if parts.link else ""
+    more = f'<a href="{escape(parts.link, quote=True)}">{parts.read_more}</a>' if parts.link else ""
     budget = limit - measure(_join(parts.header, "x", parts.tags, more)) + 1
     tags = parts.tags
     if budget < 100 and tags:
@@ -131,29 +131,20 @@ def _header(entry: Entry, feed_title: str, link: str, opts: RenderOptions) -> st
     meta = [
         _short(opts.custom_title or feed_title, NAME_MAX),
         _short(entry.author, NAME_MAX),
-        format_date(entry.published, opts.timezone),
+        format_date(entry.published, opts.timezone, opts.lang),
     ]
     second = escape(" · ".join(m for m in meta if m))
     header = "\n".join(line for line in (first, second) if line)
     if not title and not entry.content_html.strip() and not link and not second:
-        return UNTITLED
-    return header or UNTITLED
+        return t("post_untitled", opts.lang)
+    return header or t("post_untitled", opts.lang)
 
 
-def format_date(when: datetime | None, timezone: str = "UTC") -> str:
-    """"21 Nov 2026, 14:05 UTC" in the given IANA zone (UTC when the zone is unknown)."""
+def format_date(when: datetime | None, timezone: str = "UTC", lang: str = DEFAULT_LANG) -> str:
+    """"21 Nov 2026, 14:05 UTC" (in `lang`) in the given IANA zone (UTC when it is unknown)."""
     if when is None:
         return ""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    try:
-        local = when.astimezone(ZoneInfo(timezone or "UTC"))
-    except (ValueError, KeyError, OSError):
-        local = when.astimezone(UTC)
-    except Exception:  # ZoneInfoNotFoundError and malformed keys
-        local = when.astimezone(UTC)
-    zone = local.tzname() or "UTC"
-    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H:%M} {zone}"
+    return format_time(when, lang, "post", timezone)
 
 
 def _short(text: str, limit: int) -> str:

@@ -126,8 +126,11 @@ class ChatState:
         return data
 
 
-def user_dict(user_id: int) -> dict[str, Any]:
-    return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "language_code": "en"}
+def user_dict(user_id: int, language_code: str = "en") -> dict[str, Any]:
+    return {
+        "id": user_id, "is_bot": False, "first_name": f"User{user_id}",
+        "language_code": language_code,
+    }
 
 
 class RateLimiter:
@@ -207,6 +210,7 @@ class FakeBotApi:
         self._fail_rules: list[FailRule] = []
         self._rejected_photo_urls: list[str] = []
         self._commands: dict[str, list[Any]] = {}
+        self._user_languages: dict[int, str] = {}
         self._calls: list[CallRecord] = []
         self._delivered: list[SentMessage] = []
         self._server = LoopbackServer(_BotApiHandler, self)
@@ -281,6 +285,14 @@ class FakeBotApi:
             )
 
     # ---------------------------------------------------------------- scenario: users
+    def set_user_language(self, user_id: int, language_code: str) -> None:
+        """The user's Telegram app language (`from.language_code` of their updates; "en")."""
+        with self._cond:
+            self._user_languages[user_id] = language_code
+
+    def _user_dict(self, user_id: int) -> dict[str, Any]:
+        return user_dict(user_id, self._user_languages.get(user_id, "en"))
+
     def send_text(
         self,
         chat_id: int,
@@ -327,7 +339,7 @@ class FakeBotApi:
             }
             query = {
                 "id": str(next(self._file_ids)),
-                "from": user_dict(self._default_user(chat, user_id)),
+                "from": self._user_dict(self._default_user(chat, user_id)),
                 "message": message,
                 "chat_instance": str(chat_id),
                 "data": data,
@@ -348,7 +360,7 @@ class FakeBotApi:
                 chat.blocked = None
             change = {
                 "chat": chat.as_dict(),
-                "from": user_dict(self._default_user(chat, by_user)),
+                "from": self._user_dict(self._default_user(chat, by_user)),
                 "date": int(time.time()),
                 "old_chat_member": self._member(chat, self.bot_id, old_status),
                 "new_chat_member": self._member(chat, self.bot_id, new_status),
@@ -602,7 +614,7 @@ class FakeBotApi:
             msg["from"] = {"id": ANONYMOUS_ADMIN_ID, "is_bot": True, "first_name": "Group"}
             msg["sender_chat"] = self._chat(sender_chat_id).as_dict()
         else:
-            msg["from"] = user_dict(self._default_user(chat, user_id))
+            msg["from"] = self._user_dict(self._default_user(chat, user_id))
         if thread_id is not None:
             msg["message_thread_id"] = thread_id
             msg["is_topic_message"] = chat.is_forum
@@ -625,7 +637,7 @@ class FakeBotApi:
         user = (
             {"id": self.bot_id, "is_bot": True, "first_name": "FeedBot",
              "username": self.bot_username}
-            if user_id == self.bot_id else user_dict(user_id)
+            if user_id == self.bot_id else self._user_dict(user_id)
         )
         member: dict[str, Any] = {"user": user, "status": status}
         if status == "administrator":
