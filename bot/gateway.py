@@ -34,7 +34,6 @@ import heapq
 import itertools
 import logging
 import math
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -174,21 +173,24 @@ class ServerClock:
     answer is always safe but makes every slot last a round trip longer than the limit (at 100 ms:
     30 messages per 1.1 s). A request's way there and its answer's way back together take at
     least the fastest round trip seen lately, less the server's own work on that call (assumed at
-    most SERVER_WORK) and less the round trips' usual spread (median minus fastest: how much one
-    way can be quicker than it was on the fastest trip), so a message is stamped that much before
-    its answer and the next request still reaches the server no sooner after it than the limit
-    allows. On loopback, or when trips vary as much as they last (a busy event loop), the stamp
-    is the answer itself.
+    most SERVER_WORK) and less the round trips' spread (the 90th percentile minus the fastest: how
+    much one way can be quicker than it was on the fastest trip), so a message is stamped that
+    much before its answer and the next request still reaches the server no sooner after it than
+    the limit allows. Until 16 trips are known, on loopback, or when trips vary as much as they
+    last (a busy machine), the stamp is the answer itself.
     """
 
-    def __init__(self, memory: int = 64) -> None:
+    def __init__(self, memory: int = 64, *, enough: int = 16) -> None:
         self._trips: deque[float] = deque(maxlen=memory)
+        self._enough = enough
 
     def stamp(self, started: float, answered: float) -> float:
         self._trips.append(max(0.0, answered - started))
-        fastest = min(self._trips)
-        spread = statistics.median(self._trips) - fastest
-        return answered - max(0.0, fastest - SERVER_WORK - spread)
+        if len(self._trips) < self._enough:
+            return answered  # too few trips to know how they vary
+        trips = sorted(self._trips)
+        fastest, usual = trips[0], trips[(len(trips) * 9) // 10]
+        return answered - max(0.0, fastest - SERVER_WORK - (usual - fastest))
 
 
 def chat_key(data: dict[str, Any]) -> int | str | None:

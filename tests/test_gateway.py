@@ -181,13 +181,16 @@ async def test_reads_and_button_answers_are_never_held_back() -> None:
 def test_a_message_is_stamped_no_earlier_than_its_travel_allows() -> None:
     from bot.gateway import SERVER_WORK, ServerClock
 
-    clock = ServerClock()
-    assert clock.stamp(10.0, 10.004) == 10.004  # loopback: the answer itself
-    clock = ServerClock()
-    assert clock.stamp(0.0, 0.1) == pytest.approx(0.1 - (0.1 - SERVER_WORK))
-    assert clock.stamp(1.0, 1.1) == pytest.approx(1.1 - (0.1 - SERVER_WORK))
+    clock = ServerClock(enough=4)
+    assert clock.stamp(10.0, 10.004) == 10.004  # too few trips known: the answer itself
+    for k in range(3):
+        assert clock.stamp(float(k), k + 0.004) == k + 0.004  # loopback: the answer itself
+    remote = ServerClock(enough=4)
+    for k in range(4):
+        stamp = remote.stamp(float(k), k + 0.1)
+    assert stamp == pytest.approx(3.1 - (0.1 - SERVER_WORK))
     # trips that vary as much as they last: nothing is taken off
-    congested = ServerClock()
-    for k, trip in enumerate([0.03, 0.09, 0.12, 0.08, 0.11]):
+    congested = ServerClock(enough=4)
+    for k, trip in enumerate([0.06, 0.09, 0.12, 0.08, 0.11]):
         stamp = congested.stamp(float(k), k + trip)
     assert stamp == pytest.approx(4.11)
