@@ -75,6 +75,21 @@ async def test_unsub_numbers_refer_to_the_list_as_shown(
         assert "Green" not in listing.plain
 
 
+async def test_unsub_for_a_channel_numbers_refer_to_the_list_as_shown(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    fake_api.add_chat(CHANNEL, "channel", title="News", username="mychan", admins=(USER,))
+    for name in ("Red", "Green", "Blue"):
+        feed_server.set_feed(f"/{name}.xml", hugo_feed(range(1, 3), title=name))
+    async with start_bot() as chat:
+        for name in ("Red", "Green", "Blue"):
+            await chat.say(USER, f"/sub @mychan {feed_server.url(f'/{name}.xml')}")
+        (gone,) = await chat.say(USER, "/unsub @mychan 1 2")
+        assert "Red" in gone.plain and "Green" in gone.plain and "Blue" not in gone.plain
+        (listing,) = await chat.say(USER, "/list @mychan")
+        assert "1. Blue" in listing.plain and "Green" not in listing.plain
+
+
 # ------------------------------------------------------------------------ choice cards
 async def test_feed_chosen_in_a_forum_topic_posts_into_that_topic(
     start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
@@ -170,6 +185,8 @@ async def test_channel_name_without_at_is_questioned_without_any_lookup(
     async with start_bot() as chat:
         (hint,) = await chat.say(USER, f"/sub mychannel {feed_server.url('/ml.xml')}")
         assert "Did you mean @mychannel?" in hint.plain
+        (hint2,) = await chat.say(USER, "/unsub mychannel 1")
+        assert "Did you mean @mychannel?" in hint2.plain
     assert feed_server.hits("/ml.xml") == 0
     assert fake_api.calls("getChat") == []
 
