@@ -233,27 +233,39 @@ async def subscribe_words(
             concurrency=SUB_CONCURRENCY,
             on_done=on_done,
         )
-    except BaseException:
+        await finish_sub(update, context, live, target, [outcomes[w] for w in words_checked],
+                         summary_text(addresses, outcomes, refused) if not single else "")
+    except Exception:
         await live.finish(target.frame(t("error_internal")))
         raise
-    if single:
-        (outcome,) = outcomes.values()
-        await finish_single(context, live, target, outcome, message.chat_id)
-        return
-    await live.finish(target.frame(summary_text(addresses, outcomes, refused)))
-    for address in addresses:
-        if outcomes[address.word].status == "choose":
-            await offer_choices(update, context, target, outcomes[address.word])
+    finally:
+        await live.close()
 
 
-async def finish_single(
-    context: Context, live: LiveReply, target: SubTarget, outcome: SubscribeOutcome, card_chat: int
+async def finish_sub(
+    update: Update,
+    context: Context,
+    live: LiveReply,
+    target: SubTarget,
+    outcomes: list[SubscribeOutcome],
+    summary: str,
 ) -> None:
-    if outcome.status != "choose":
-        await live.finish(target.frame(describe_outcome(outcome, channel=target.channel)))
+    """The answer in place of the progress: one outcome (buttons when a page has several
+    feeds), or the summary followed by a card for each such page."""
+    chat = update.effective_chat
+    assert chat is not None
+    if not summary:
+        (outcome,) = outcomes
+        if outcome.status != "choose":
+            await live.finish(target.frame(describe_outcome(outcome, channel=target.channel)))
+            return
+        text, markup = await choice_card(context, target, outcome, chat.id)
+        await live.finish(text, markup)
         return
-    text, markup = await choice_card(context, target, outcome, card_chat)
-    await live.finish(text, markup)
+    await live.finish(target.frame(summary))
+    for outcome in outcomes:
+        if outcome.status == "choose":
+            await offer_choices(update, context, target, outcome)
 
 
 def refusal_text(refused: list[NotAnAddress]) -> str:
@@ -272,6 +284,8 @@ def _refused_outcome(refused: NotAnAddress) -> SubscribeOutcome:
 def progress_text(
     addresses: list[Address], outcomes: dict[str, SubscribeOutcome], refused: list[NotAnAddress]
 ) -> str:
+    if len(addresses) == 1 and not refused and not outcomes:
+        return t("sub_line_checking", url=html.escape(addresses[0].word))
     done = sum(1 for a in addresses if a.word in outcomes)
     lines = [t("sub_progress", done=done, total=len(addresses))]
     for address in addresses:
@@ -463,6 +477,9 @@ def _short(url: str, limit: int = 40) -> str:
 async def unsub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("unsub_usage"))
+        return
+    if len(context.args) > 1 and _channel_typo(context.args[0]):
+        await reply(update, t("sub_did_you_mean", channel=html.escape("@" + context.args[0])))
         return
     if await refuse_unless_manager(update, context):
         return

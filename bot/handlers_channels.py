@@ -43,6 +43,7 @@ from .handlers import (
     runtime_of,
     show_on_card,
     subscribe_words,
+    unsub_text,
 )
 from .i18n import current_lang, languages, t
 from .models import Chat
@@ -228,14 +229,8 @@ async def _button_target(
 
 async def _unsub_channel(update: Update, context: Context, target: Target, refs: list[str]) -> None:
     service = runtime_of(context).service
-    for ref in refs:
-        row = await service.unsubscribe(target.chat.id, ref)
-        if row is None:
-            text = t("unsub_unknown", ref=html.escape(ref))
-        else:
-            title = row.feed.title or row.subscription.feed_url
-            text = t("unsub_ok", title=html.escape(title))
-        await reply(update, framed(target, text))
+    results = await service.unsubscribe_many(target.chat.id, list(dict.fromkeys(refs)))
+    await reply(update, framed(target, unsub_text(results)))
 
 
 async def _list_channel(update: Update, context: Context, target: Target) -> None:

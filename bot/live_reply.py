@@ -92,12 +92,16 @@ class LiveReply:
         except TelegramError as exc:  # progress is best effort; the result is not
             log.debug("progress message failed: %s", exc)
 
-    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    async def close(self) -> None:
+        """Stop showing progress (nothing more is sent); safe to call more than once."""
         async with self.lock:
             self.closed = True
         self.ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.ticker
+
+    async def finish(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        await self.close()
         parts = split_text(text)
         if self.message is None or not parts:
             await answer(self.command, text, reply_markup=markup)
