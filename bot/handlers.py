@@ -164,7 +164,7 @@ async def sub(update: Update, context: Context) -> None:
     if not words:
         await reply(update, t("sub_usage"))
         return
-    if len(words) > 1 and _channel_typo(words[0]):
+    if _channel_typo(words):
         await reply(update, t("sub_did_you_mean", channel=html.escape("@" + words[0])))
         return
     if await refuse_unless_manager(update, context):
@@ -176,9 +176,16 @@ async def sub(update: Update, context: Context) -> None:
     await subscribe_words(update, context, SubTarget(stored, thread_id=thread_id), words)
 
 
-def _channel_typo(word: str) -> bool:
-    """"/sub mychannel URL": a channel's name without its @, not a web address."""
-    return looks_like_channel_name(word) and isinstance(read_address(word), NotAnAddress)
+def _channel_typo(words: list[str], then: Callable[[str], bool] | None = None) -> bool:
+    """"/sub mychannel URL": a channel's name without its @ (not an address), followed by
+    what the command takes (by default, a web address)."""
+    follows = then or (lambda word: isinstance(read_address(word), Address))
+    return (
+        len(words) > 1
+        and looks_like_channel_name(words[0])
+        and isinstance(read_address(words[0]), NotAnAddress)
+        and any(follows(word) for word in words[1:])
+    )
 
 
 class SubTarget:
@@ -269,7 +276,8 @@ async def finish_sub(
 
 
 def refusal_text(refused: list[NotAnAddress]) -> str:
-    lines = [describe_outcome(_refused_outcome(r)) for r in refused if r.reason != "not_url"]
+    """One line per word that is not a feed address (one for all the plain words)."""
+    lines = [outcome_line(_refused_outcome(r)) for r in refused if r.reason != "not_url"]
     words = [r.word for r in refused if r.reason == "not_url"]
     if words:
         shown = ", ".join(f"<code>{html.escape(w or ' ')}</code>" for w in words)
@@ -308,7 +316,7 @@ def summary_text(
         "sub_summary",
         added=statuses.count("added"),
         exists=statuses.count("exists"),
-        failed=len(statuses) - statuses.count("added") - statuses.count("exists") + len(refused),
+        failed=statuses.count("failed") + statuses.count("limit") + len(refused),
     )
     lines = [header, *(outcome_line(outcomes[a.word]) for a in addresses)]
     if refused:
@@ -478,7 +486,7 @@ async def unsub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("unsub_usage"))
         return
-    if len(context.args) > 1 and _channel_typo(context.args[0]):
+    if _channel_typo(context.args, then=lambda w: w.isdigit() or "." in w):
         await reply(update, t("sub_did_you_mean", channel=html.escape("@" + context.args[0])))
         return
     if await refuse_unless_manager(update, context):
