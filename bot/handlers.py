@@ -613,7 +613,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     register_operator(app)
     app.add_handler(MessageHandler(filters.COMMAND, guarded(unknown)))
     app.add_handler(
-        MessageHandler(filters.TEXT & filters.ChatType.PRIVATE & ~filters.COMMAND,
-                       guarded(plain_text))
+        MessageHandler(
+            filters.UpdateType.MESSAGE & filters.TEXT & filters.ChatType.PRIVATE & ~filters.COMMAND,
+            guarded(plain_text),
+        )
     )
     app.add_error_handler(on_error)

@@ -187,6 +187,8 @@ async def test_channel_name_without_at_is_questioned_without_any_lookup(
         assert "Did you mean @mychannel?" in hint.plain
         (hint2,) = await chat.say(USER, "/unsub mychannel 1")
         assert "Did you mean @mychannel?" in hint2.plain
+        (words,) = await chat.say(USER, "/sub nothing here")  # no address follows: no hint
+        assert "Not web addresses: nothing, here." in words.plain
     assert feed_server.hits("/ml.xml") == 0
     assert fake_api.calls("getChat") == []
 
