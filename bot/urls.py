@@ -64,7 +64,9 @@ def read_address(raw: str) -> Address | NotAnAddress:
         scheme = word.split("://", 1)[0].lower()
         if scheme not in DEFAULT_PORTS:
             return NotAnAddress(word, "not_http")
-        return Address(word, (word,)) if _plausible_host(word) else NotAnAddress(word, "not_url")
+        # any host may follow an explicit scheme ("http://nas:8080/feed" on a home network);
+        # whether it may be contacted is the SSRF guard's call
+        return Address(word, (word,)) if _has_host(word) else NotAnAddress(word, "not_url")
     if ":" in word.split("/", 1)[0] and not _has_port(word):
         return NotAnAddress(word, "not_http")  # mailto:x, ftp:x, javascript:...
     for scheme in ("https", "http"):
@@ -78,7 +80,18 @@ def _has_port(word: str) -> bool:
     return bool(re.fullmatch(r"[^:]+:\d{1,5}|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host_port))
 
 
+def _has_host(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
 def _plausible_host(url: str) -> bool:
+    """A host typed without a scheme: a dotted name with a real top-level domain, localhost
+    or an IP address."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

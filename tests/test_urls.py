@@ -45,6 +45,7 @@ def test_a_url_without_scheme_is_tried_over_https_then_http() -> None:
     )
     assert candidates("localhost:8080/x")[1] == "http://localhost:8080/x"
     assert candidates("http://a.example/x") == ("http://a.example/x",)
+    assert candidates("http://nas:8080/feed") == ("http://nas:8080/feed",)  # the guard decides
     assert candidates("例子.中国/feed")[0] == "https://例子.中国/feed"
 
 
@@ -65,7 +66,8 @@ def candidates(word: str) -> tuple[str, ...]:
         ("a..b", "not_url"),
         ("-a.com", "not_url"),
         ("https://", "not_url"),
-        ("https://nodot/feed", "not_url"),
+        ("https:///feed", "not_url"),
+        ("http://a.example:99999/x", "not_url"),
         ("ftp://a.example/x", "not_http"),
         ("mailto:me@a.example", "not_http"),
         ("javascript:alert(1)", "not_http"),
