@@ -586,11 +586,10 @@ def _known_subscription(db: Database, chat_id: int, address: Address) -> KnownFe
 def same_feed(feed: Feed, parsed: ParsedFeed) -> bool:
     """True when `parsed`, fetched under some other URL, is the stored `feed` (the same server
     under another name, say): same title and site link, and every entry already seen there."""
-    return (
-        bool(parsed.entries)
-        and (feed.title, feed.link) == (parsed.title, parsed.link)
-        and all(is_seen(entry, feed.seen) for entry in parsed.entries)
-    )
+    if not parsed.entries or (feed.title, feed.link) != (parsed.title, parsed.link):
+        return False
+    seen = set(feed.seen)
+    return all(is_seen(entry, seen) for entry in parsed.entries)
 
 
 def _add_subscription(

@@ -236,7 +236,7 @@ async def test_slow_feed_shows_progress_within_a_second(
     async with start_bot() as chat:
         sent = time.monotonic()
         (checking,) = await chat.say(USER, f"/sub {feed_server.url('/slow.xml')}")
-        assert time.monotonic() - sent < 2.0
+        assert time.monotonic() - sent < 2.5  # shown after 1 s (loaded CI machines: slack)
         assert "checking" in checking.plain
         await chat.settled(USER, checking.message_id, "Subscribed to Machine Learning")
         assert len(fake_api.delivered(USER)) == 1  # the same message became the answer
