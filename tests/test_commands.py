@@ -10,6 +10,8 @@ from typing import Any
 
 from bot.app import running
 from bot.config import Settings
+from bot.models import Chat, Subscription
+from bot.service import PendingChoice
 from tests.conftest import Conversation
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed
@@ -56,6 +58,16 @@ def edits_of(api: FakeBotApi, chat_id: int, message_id: int) -> list[Any]:
         if str(c.params.get("chat_id")) == str(chat_id)
         and str(c.params.get("message_id")) == str(message_id)
     ]
+
+
+# ------------------------------------------------------------------------ storage
+def test_records_written_before_these_fields_still_load() -> None:
+    chat = Chat.from_dict({"id": 5, "type": "private", "lang": "zh", "seen": ["a"]})
+    assert chat.choices == {} and chat.lang == "zh"
+    sub = Subscription.from_dict({"chat_id": 5, "feed_url": "http://a.example/f", "options": {}})
+    assert sub.page == ""
+    choice = PendingChoice(target=5, page="http://a.example/", options=[("u", "T")], thread_id=7)
+    assert PendingChoice.from_dict(choice.to_dict()) == choice
 
 
 # ------------------------------------------------------------------------ /unsub
