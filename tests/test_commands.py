@@ -11,7 +11,6 @@ from typing import Any
 from bot.app import running
 from bot.config import Settings
 from bot.models import Chat, Subscription
-from bot.service import PendingChoice
 from tests.conftest import Conversation
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed
@@ -62,6 +61,8 @@ def edits_of(api: FakeBotApi, chat_id: int, message_id: int) -> list[Any]:
 
 # ------------------------------------------------------------------------ storage
 def test_records_written_before_these_fields_still_load() -> None:
+    from bot.service import PendingChoice  # here: the other tests also run against older code
+
     chat = Chat.from_dict({"id": 5, "type": "private", "lang": "zh", "seen": ["a"]})
     assert chat.choices == {} and chat.lang == "zh"
     sub = Subscription.from_dict({"chat_id": 5, "feed_url": "http://a.example/f", "options": {}})
