@@ -3,6 +3,7 @@ feed servers (issue 12). Each test names the defect it pins down."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -115,13 +116,15 @@ async def test_feed_chosen_in_a_forum_topic_posts_into_that_topic(
         (card,) = await chat.say(FORUM, f"/sub {page}", user_id=ADMIN, thread_id=TOPIC)
         assert card.thread_id == TOPIC and [b["text"] for b in buttons(card)] == ["A", "B"]
         fake_api.press_button(FORUM, card.message_id, buttons(card)[1]["callback_data"], ADMIN)
+        await fake_api.await_for(lambda: feed_server.hits("/b.xml") >= 1)
+        await asyncio.sleep(0.5)
+        feed_server.set_feed("/b.xml", hugo_feed(range(1, 4), title="Feed B"))
+        await fake_api.await_for(lambda: len(posts(fake_api, FORUM)) == 1, timeout=10)
+        (post,) = posts(fake_api, FORUM)
+        assert post.thread_id == TOPIC and post.params["message_thread_id"] == TOPIC
         text = await chat.settled(FORUM, card.message_id, "Subscribed to Feed B")
         assert "arrive here" in text
         assert "reply_markup" not in (fake_api.message(FORUM, card.message_id) or {})
-        feed_server.set_feed("/b.xml", hugo_feed(range(1, 4), title="Feed B"))
-        await fake_api.await_for(lambda: len(posts(fake_api, FORUM)) == 1, timeout=10)
-    (post,) = posts(fake_api, FORUM)
-    assert post.thread_id == TOPIC and post.params["message_thread_id"] == TOPIC
 
 
 async def test_feed_buttons_refuse_non_admins_and_answer_a_second_press(
