@@ -176,8 +176,8 @@ class ServerClock:
     most SERVER_WORK) and less the round trips' spread (the 90th percentile minus the fastest: how
     much one way can be quicker than it was on the fastest trip), so a message is stamped that
     much before its answer and the next request still reaches the server no sooner after it than
-    the limit allows. Until 16 trips are known, on loopback, or when trips vary as much as they
-    last (a busy machine), the stamp is the answer itself.
+    the limit allows. Until 16 trips are known, on loopback, or when trips vary by more than a
+    quarter of the fastest (a busy machine's own delays), the stamp is the answer itself.
     """
 
     def __init__(self, memory: int = 64, *, enough: int = 16) -> None:
@@ -190,7 +190,10 @@ class ServerClock:
             return answered  # too few trips to know how they vary
         trips = sorted(self._trips)
         fastest, usual = trips[0], trips[(len(trips) * 9) // 10]
-        return answered - max(0.0, fastest - SERVER_WORK - (usual - fastest))
+        spread = usual - fastest
+        if spread > fastest / 4:
+            return answered  # trips this uneven are the machine's own delays, not travel
+        return answered - max(0.0, fastest - SERVER_WORK - spread)
 
 
 def chat_key(data: dict[str, Any]) -> int | str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-import secrets
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -16,6 +16,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -27,11 +28,15 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
+from .errors import Reason
 from .i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
+from .live_reply import MAX_TEXT as MAX_TEXT  # re-exported: other handler modules use them
+from .live_reply import LiveReply, answer
+from .live_reply import split_text as split_text
 from .models import Chat
-from .render.cut import split_reply
 from .runtime import Runtime
-from .service import ListedSubscription, SubscribeOutcome
+from .service import ListedSubscription, PendingChoice, SubscribeOutcome
+from .urls import Address, NotAnAddress, looks_like_channel_name, read_address, urls_in_text
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,6 @@ COMMANDS = (
     "pause",
     "resume",
 )
-MAX_TEXT = 4000  # a reply is split below Telegram's 4096 limit
 
 
 def runtime_of(context: Context) -> Runtime:
@@ -67,22 +71,17 @@ def menu(lang: str = "en") -> list[BotCommand]:
 
 
 async def reply(update: Update, text: str, **kwargs: Any) -> None:
+    """Answer the update's message (quoting the command in groups)."""
     message = update.effective_message
     if message is None:
         return
-    for part in split_text(text):
-        await message.reply_text(
-            part,
-            parse_mode=ParseMode.HTML,
-            link_preview_options=LinkPreviewOptions(is_disabled=True),
-            do_quote=False,
-            **kwargs,
-        )
+    await answer(message, text, **kwargs)
 
 
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split a reply so each part stays under Telegram's limit (see render.cut.split_reply)."""
-    return split_reply(text, limit)
+def as_alert(text: str) -> str:
+    """A catalogue message (Telegram HTML) as the plain text of a button's alert (200 chars)."""
+    plain = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+    return plain if len(plain) <= 200 else plain[:199] + "…"
 
 
 def allowed(update: Update, context: Context) -> bool:
@@ -178,88 +177,357 @@ async def help_command(update: Update, context: Context) -> None:
 
 
 async def sub(update: Update, context: Context) -> None:
-    if not context.args:
+    words = list(dict.fromkeys(context.args or []))
+    if not words:
         await reply(update, t("sub_usage"))
+        return
+    if _channel_typo(words):
+        await reply(update, t("sub_did_you_mean", channel=html.escape("@" + words[0])))
         return
     if await refuse_unless_manager(update, context):
         return
     stored = await remember_chat(update, context)
-    runtime = runtime_of(context)
     message = update.effective_message
     assert message is not None
     thread_id = message.message_thread_id if message.is_topic_message else None
-    for url in dict.fromkeys(context.args):
-        outcome = await runtime.service.subscribe(stored, url, thread_id=thread_id)
+    await subscribe_words(update, context, SubTarget(stored, thread_id=thread_id), words)
+
+
+def _channel_typo(words: list[str], then: Callable[[str], bool] | None = None) -> bool:
+    """"/sub mychannel URL": a channel's name without its @ (not an address), followed by
+    what the command takes (by default, a web address)."""
+    follows = then or (lambda word: isinstance(read_address(word), Address))
+    return (
+        len(words) > 1
+        and looks_like_channel_name(words[0])
+        and isinstance(read_address(words[0]), NotAnAddress)
+        and any(follows(word) for word in words[1:])
+    )
+
+
+class SubTarget:
+    """Where /sub's feeds go: the chat itself (maybe a forum topic), or a channel named in a
+    private chat (`channel` is then its shown name, and answers say so)."""
+
+    def __init__(self, chat: Chat, *, thread_id: int | None = None, channel: str = "") -> None:
+        self.chat, self.thread_id, self.channel = chat, thread_id, channel
+
+    def frame(self, text: str) -> str:
+        if not self.channel:
+            return text
+        return t("channel_prefix", channel=html.escape(self.channel), text=text)
+
+    @property
+    def callback_prefix(self) -> str:
+        return "chsub" if self.channel else "sub"
+
+
+SUB_CONCURRENCY = 4  # addresses of one /sub checked at the same time
+SLOW_AFTER_S = 1.0  # a single /sub that takes longer shows "checking…" meanwhile
+
+
+async def subscribe_words(
+    update: Update, context: Context, target: SubTarget, words: list[str]
+) -> None:
+    """/sub's words: refuse what cannot be an address, check the rest (a few at a time), and
+    answer in one message, edited as each address is checked."""
+    message = update.effective_message
+    assert message is not None
+    plan = [read_address(word) for word in words]
+    addresses = list({a.word: a for a in plan if isinstance(a, Address)}.values())
+    refused = [a for a in plan if isinstance(a, NotAnAddress)]
+    if not addresses:
+        await reply(update, target.frame(refusal_text(refused)))
+        return
+    single = len(plan) == 1
+    live = LiveReply(message, delay=SLOW_AFTER_S if single else 0.0)
+    outcomes: dict[str, SubscribeOutcome] = {}
+    live.update(target.frame(progress_text(addresses, outcomes, refused)))
+    words_checked = [a.word for a in addresses]
+
+    def on_done(n: int, outcome: SubscribeOutcome) -> None:
+        outcomes[words_checked[n]] = outcome
+        live.update(target.frame(progress_text(addresses, outcomes, refused)))
+
+    try:
+        await runtime_of(context).service.subscribe_many(
+            target.chat,
+            words_checked,
+            thread_id=target.thread_id,
+            concurrency=SUB_CONCURRENCY,
+            on_done=on_done,
+        )
+        await finish_sub(update, context, live, target, [outcomes[w] for w in words_checked],
+                         summary_text(addresses, outcomes, refused) if not single else "")
+    except Exception:
+        await live.finish(target.frame(t("error_internal")))
+        raise
+    finally:
+        await live.close()
+
+
+async def finish_sub(
+    update: Update,
+    context: Context,
+    live: LiveReply,
+    target: SubTarget,
+    outcomes: list[SubscribeOutcome],
+    summary: str,
+) -> None:
+    """The answer in place of the progress: one outcome (buttons when a page has several
+    feeds), or the summary followed by a card for each such page."""
+    chat = update.effective_chat
+    assert chat is not None
+    if not summary:
+        (outcome,) = outcomes
+        if outcome.status != "choose":
+            await live.finish(target.frame(describe_outcome(outcome, channel=target.channel)))
+            return
+        text, markup = await choice_card(context, target, outcome, chat.id)
+        await live.finish(text, markup)
+        return
+    await live.finish(target.frame(summary))
+    for outcome in outcomes:
         if outcome.status == "choose":
-            await offer_choices(update, context, outcome)
-        else:
-            await reply(update, describe_outcome(outcome))
+            await offer_choices(update, context, target, outcome)
 
 
-def describe_outcome(outcome: SubscribeOutcome) -> str:
+def refusal_text(refused: list[NotAnAddress]) -> str:
+    """One line per word that is not a feed address (one for all the plain words)."""
+    lines = [outcome_line(_refused_outcome(r)) for r in refused if r.reason != "not_url"]
+    words = [r.word for r in refused if r.reason == "not_url"]
+    if words:
+        shown = ", ".join(f"<code>{html.escape(w or ' ')}</code>" for w in words)
+        lines.append(t("sub_not_urls", words=shown))
+    return "\n".join(lines)
+
+
+def _refused_outcome(refused: NotAnAddress) -> SubscribeOutcome:
+    reason = Reason(f"error_{refused.reason}")
+    return SubscribeOutcome(url=refused.word, status="failed", reason=reason)
+
+
+def progress_text(
+    addresses: list[Address], outcomes: dict[str, SubscribeOutcome], refused: list[NotAnAddress]
+) -> str:
+    if len(addresses) == 1 and not refused and not outcomes:
+        return t("sub_line_checking", url=html.escape(addresses[0].word))
+    done = sum(1 for a in addresses if a.word in outcomes)
+    lines = [t("sub_progress", done=done, total=len(addresses))]
+    for address in addresses:
+        outcome = outcomes.get(address.word)
+        lines.append(
+            outcome_line(outcome)
+            if outcome
+            else t("sub_line_checking", url=html.escape(address.word))
+        )
+    if refused:
+        lines.append(refusal_text(refused))
+    return "\n".join(lines)
+
+
+def summary_text(
+    addresses: list[Address], outcomes: dict[str, SubscribeOutcome], refused: list[NotAnAddress]
+) -> str:
+    statuses = [outcomes[a.word].status for a in addresses]
+    header = t(
+        "sub_summary",
+        added=statuses.count("added"),
+        exists=statuses.count("exists"),
+        failed=statuses.count("failed") + statuses.count("limit") + len(refused),
+    )
+    lines = [header, *(outcome_line(outcomes[a.word]) for a in addresses)]
+    if refused:
+        lines.append(refusal_text(refused))
+    return "\n".join(lines)
+
+
+def outcome_line(outcome: SubscribeOutcome) -> str:
+    """One line of a several-address /sub answer."""
+    url = html.escape(outcome.url)
+    title = html.escape(outcome.title or outcome.url)
+    if outcome.status == "added":
+        return t("sub_line_added", title=title, url=url)
+    if outcome.status == "exists":
+        return t("sub_line_exists", title=title, url=url)
+    if outcome.status == "choose":
+        return t("sub_line_choose", url=url)
+    if outcome.status == "limit":
+        return t("sub_line_limit", url=url, limit=limit_of(outcome))
+    return t("sub_line_failed", url=url, reason=outcome_reason(outcome.reason))
+
+
+def describe_outcome(outcome: SubscribeOutcome, *, channel: str = "") -> str:
     url = html.escape(outcome.url)
     title = html.escape(outcome.title or outcome.url)
     if outcome.status == "added" and outcome.page:
         return t("sub_discovered", page=html.escape(outcome.page), title=title, url=url)
+    if outcome.status == "added" and channel:
+        return t("sub_ok_channel", title=title, url=url, channel=html.escape(channel))
     if outcome.status == "added":
         return t("sub_ok", title=title, url=url)
     if outcome.status == "exists":
         return t("sub_exists", title=title, url=url)
     if outcome.status == "limit":
-        limit = outcome.reason.args.get("limit", "") if outcome.reason else ""
-        return t("sub_limit", limit=limit)
-    reason = outcome.reason.text() if outcome.reason else t("error_unknown")
-    return t("sub_failed", url=url, reason=reason)
+        return t("sub_limit", limit=limit_of(outcome))
+    return t("sub_failed", url=url, reason=outcome_reason(outcome.reason))
 
 
-async def offer_choices(update: Update, context: Context, outcome: SubscribeOutcome) -> None:
-    choices: dict[str, str] = (
-        context.chat_data.setdefault("choices", {}) if context.chat_data is not None else {}
+def limit_of(outcome: SubscribeOutcome) -> object:
+    return outcome.reason.args.get("limit", "") if outcome.reason else ""
+
+
+def outcome_reason(reason: Reason | None) -> str:
+    """Why a /sub failed, for the chat (HTML, in its language)."""
+    return reason.text() if reason else t("error_unknown")
+
+
+# ------------------------------------------------------------------ choice cards
+async def choice_card(
+    context: Context, target: SubTarget, outcome: SubscribeOutcome, card_chat: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The text and buttons of a card offering the feeds of a page; the choice is kept by the
+    service, so the buttons still work after a restart."""
+    choice = PendingChoice(
+        target=target.chat.id,
+        page=outcome.url,
+        options=outcome.choices[:10],
+        thread_id=target.thread_id,
     )
-    buttons = []
-    for url, title in outcome.choices[:10]:
-        token = secrets.token_urlsafe(8)
-        choices[token] = url
-        buttons.append([InlineKeyboardButton(title or url, callback_data=f"sub:{token}")])
-    await reply(
-        update,
-        t("sub_choose", page=html.escape(outcome.url)),
-        reply_markup=InlineKeyboardMarkup(buttons),
-    )
+    token = await runtime_of(context).service.open_choice(card_chat, choice)
+    buttons = [
+        [InlineKeyboardButton(title or url, callback_data=f"{target.callback_prefix}:{token}:{n}")]
+        for n, (url, title) in enumerate(choice.options)
+    ]
+    text = target.frame(t("sub_choose", page=html.escape(outcome.url)))
+    return text, InlineKeyboardMarkup(buttons)
+
+
+async def offer_choices(
+    update: Update, context: Context, target: SubTarget, outcome: SubscribeOutcome
+) -> None:
+    chat = update.effective_chat
+    assert chat is not None
+    text, markup = await choice_card(context, target, outcome, chat.id)
+    await reply(update, text, reply_markup=markup)
+
+
+def choice_data(data: str | None) -> tuple[str, int] | None:
+    """("token", option number) from a button's "sub:<token>:<n>" (or "chsub:…")."""
+    parts = (data or "").split(":")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+async def close_card(query: Any, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Put `text` on a choice card in place of its buttons (best effort: it may be gone)."""
+    try:
+        await query.edit_message_text(
+            text,
+            parse_mode=ParseMode.HTML,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+            reply_markup=markup,  # none: the buttons go
+        )
+    except TelegramError as exc:
+        log.debug("could not edit the choice card: %s", exc)
+
+
+async def drop_buttons(query: Any) -> None:
+    try:
+        await query.edit_message_reply_markup(None)
+    except TelegramError as exc:
+        log.debug("could not remove the buttons: %s", exc)
 
 
 async def chosen(update: Update, context: Context) -> None:
-    query = update.callback_query
-    if query is None or not query.data:
+    """A feed button of a card in this chat (a page's feeds, or a URL sent as plain text)."""
+    query, chat = update.callback_query, update.effective_chat
+    if query is None or chat is None:
         return
-    token = query.data.removeprefix("sub:")
-    url = (context.chat_data or {}).get("choices", {}).pop(token, None)
+    parsed = choice_data(query.data)
+    if not await may_manage(update, context):
+        await query.answer(as_alert(t("admins_only")), show_alert=True)
+        return
+    service = runtime_of(context).service
+    choice = await service.take_choice(chat.id, parsed[0]) if parsed else None
+    if parsed is None or choice is None or parsed[1] >= len(choice.options):
+        await query.answer(as_alert(t("choice_closed")), show_alert=True)
+        await drop_buttons(query)
+        return
     await query.answer()
-    if url is None or not await may_manage(update, context):
-        return
-    runtime = runtime_of(context)
-    chat = update.effective_chat
-    assert chat is not None
+    url, title = choice.options[parsed[1]]
+    await close_card(query, t("sub_line_checking", url=html.escape(title or url)))
     stored = await remember_chat(update, context)
-    outcome = await runtime.service.subscribe(stored, url)
-    await reply(update, describe_outcome(outcome))
+    target = SubTarget(stored, thread_id=choice.thread_id)
+    outcome = await service.subscribe(
+        stored, url, thread_id=choice.thread_id, chosen=not choice.discover
+    )
+    await show_on_card(context, query, target, outcome, chat.id)
+
+
+async def show_on_card(
+    context: Context, query: Any, target: SubTarget, outcome: SubscribeOutcome, card_chat: int
+) -> None:
+    """The outcome of a button press, in place of the card's text and buttons."""
+    if outcome.status == "choose":
+        text, markup = await choice_card(context, target, outcome, card_chat)
+        await close_card(query, text, markup)
+        return
+    await close_card(query, target.frame(describe_outcome(outcome, channel=target.channel)))
+
+
+# ------------------------------------------------------------- plain text, private
+async def plain_text(update: Update, context: Context) -> None:
+    """A private message that is not a command: offer to follow the addresses it holds, or
+    say in one line how the bot is used."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or chat is None or not message.text or chat.type != ChatType.PRIVATE:
+        return
+    urls = urls_in_text(message.text)[:5]
+    if not urls:
+        await reply(update, t("plain_hint"))
+        return
+    choice = PendingChoice(target=chat.id, page="", options=[(u, u) for u in urls], discover=True)
+    token = await runtime_of(context).service.open_choice(chat.id, choice)
+    buttons = [
+        [InlineKeyboardButton(t("btn_subscribe", url=_short(u)), callback_data=f"sub:{token}:{n}")]
+        for n, u in enumerate(urls)
+    ]
+    await reply(update, t("plain_offer"), reply_markup=InlineKeyboardMarkup(buttons))
+
+
+def _short(url: str, limit: int = 40) -> str:
+    shown = url.split("://", 1)[-1]
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 async def unsub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("unsub_usage"))
         return
+    if _channel_typo(context.args, then=lambda w: w.isdigit() or "." in w):
+        await reply(update, t("sub_did_you_mean", channel=html.escape("@" + context.args[0])))
+        return
     if await refuse_unless_manager(update, context):
         return
     chat = update.effective_chat
     assert chat is not None
-    for ref in context.args:
-        row = await runtime_of(context).service.unsubscribe(chat.id, ref)
+    refs = list(dict.fromkeys(context.args))
+    results = await runtime_of(context).service.unsubscribe_many(chat.id, refs)
+    await reply(update, unsub_text(results))
+
+
+def unsub_text(results: list[tuple[str, ListedSubscription | None]]) -> str:
+    """One answer for all of /unsub's references."""
+    lines = []
+    for ref, row in results:
         if row is None:
-            await reply(update, t("unsub_unknown", ref=html.escape(ref)))
+            lines.append(t("unsub_unknown", ref=html.escape(ref)))
         else:
             title = row.feed.title or row.subscription.feed_url
-            await reply(update, t("unsub_ok", title=html.escape(title)))
+            lines.append(t("unsub_ok", title=html.escape(title)))
+    return "\n".join(lines)
 
 
 def list_line(row: ListedSubscription) -> str:
@@ -366,4 +634,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     register_options(app)
     register_operator(app)
     app.add_handler(MessageHandler(filters.COMMAND, guarded(unknown)))
+    app.add_handler(
+        MessageHandler(
+            filters.UpdateType.MESSAGE & filters.TEXT & filters.ChatType.PRIVATE & ~filters.COMMAND,
+            guarded(plain_text),
+        )
+    )
     app.add_error_handler(on_error)

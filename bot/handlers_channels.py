@@ -10,7 +10,6 @@ import contextlib
 import html
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,12 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 
 from .handlers import (
     Context,
+    SubTarget,
     add_commands,
-    describe_outcome,
+    as_alert,
+    choice_data,
+    close_card,
+    drop_buttons,
     guarded,
     list_line,
     may_manage,
@@ -38,12 +41,15 @@ from .handlers import (
     remember_chat,
     reply,
     runtime_of,
+    show_on_card,
+    subscribe_words,
     target_allowed,
+    unsub_text,
 )
 from .i18n import catalogue_language, current_lang, languages, t
 from .models import Chat
 from .opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
-from .service import ImportItem, SubscribeOutcome
+from .service import ImportItem
 
 log = logging.getLogger(__name__)
 
@@ -180,55 +186,62 @@ async def targeted(update: Update, context: Context) -> None:
 
 
 async def _sub_channel(update: Update, context: Context, target: Target, urls: list[str]) -> None:
-    service = runtime_of(context).service
-    for url in dict.fromkeys(urls):
-        outcome = await service.subscribe(target.chat, url)
-        if outcome.status == "choose":
-            await _offer_channel_choices(update, context, target, outcome)
-        else:
-            await reply(update, framed(target, describe_outcome(outcome)))
-
-
-async def _offer_channel_choices(
-    update: Update, context: Context, target: Target, outcome: SubscribeOutcome
-) -> None:
-    choices: dict[str, tuple[int, str]] = (
-        context.chat_data.setdefault("channel_choices", {}) if context.chat_data is not None else {}
-    )
-    buttons = []
-    for url, title in outcome.choices[:10]:
-        token = secrets.token_urlsafe(8)
-        choices[token] = (target.chat.id, url)
-        buttons.append([InlineKeyboardButton(title or url, callback_data=f"chsub:{token}")])
-    text = framed(target, t("sub_choose", page=html.escape(outcome.url)))
-    await reply(update, text, reply_markup=InlineKeyboardMarkup(buttons))
+    where = SubTarget(target.chat, channel=target.name)
+    await subscribe_words(update, context, where, list(dict.fromkeys(urls)))
 
 
 async def channel_chosen(update: Update, context: Context) -> None:
-    query = update.callback_query
-    if query is None or not query.data:
+    """A feed button of a card for a channel, pressed in the private chat that asked for it."""
+    query, chat = update.callback_query, update.effective_chat
+    if query is None or chat is None:
         return
-    token = query.data.removeprefix("chsub:")
-    choice = (context.chat_data or {}).get("channel_choices", {}).pop(token, None)
+    parsed = choice_data(query.data)
+    service = runtime_of(context).service
+    choice = await service.peek_choice(chat.id, parsed[0]) if parsed else None
+    if parsed is None or choice is None or parsed[1] >= len(choice.options):
+        await query.answer(as_alert(t("choice_closed")), show_alert=True)
+        await drop_buttons(query)
+        return
+    target, problem = await _button_target(update, context, choice.target)
+    if target is None:
+        await query.answer(as_alert(problem), show_alert=True)  # the card stays usable
+        return
+    if await service.take_choice(chat.id, parsed[0]) is None:  # pressed twice at once
+        await query.answer(as_alert(t("choice_closed")), show_alert=True)
+        return
     await query.answer()
-    if choice is None:
-        return
-    channel_id, url = choice
-    target = await channel_target(update, context, str(channel_id))
-    if target is not None:
-        await _sub_channel(update, context, target, [url])
+    url, title = choice.options[parsed[1]]
+    where = SubTarget(target.chat, channel=target.name)
+    await close_card(query, where.frame(t("sub_line_checking", url=html.escape(title or url))))
+    outcome = await service.subscribe(target.chat, url, chosen=not choice.discover)
+    await show_on_card(context, query, where, outcome, chat.id)
+
+
+async def _button_target(
+    update: Update, context: Context, channel_id: int
+) -> tuple[Target | None, str]:
+    """The channel a card's button is for, when whoever pressed it may manage it; else why not
+    (a catalogue text)."""
+    user = update.effective_user
+    try:
+        channel = await context.bot.get_chat(channel_id)
+    except (BadRequest, Forbidden):
+        return None, t("channel_not_found", ref=str(channel_id))
+    name = f"@{channel.username}" if channel.username else (channel.title or str(channel_id))
+    if user is None:
+        return None, t("channel_anonymous")
+    problem = await _channel_problem(context, channel.id, user.id)
+    if problem:
+        return None, t(problem, channel=html.escape(name))
+    service = runtime_of(context).service
+    stored = await service.touch_chat(channel.id, "channel", channel.title or "")
+    return Target(stored, name), ""
 
 
 async def _unsub_channel(update: Update, context: Context, target: Target, refs: list[str]) -> None:
     service = runtime_of(context).service
-    for ref in refs:
-        row = await service.unsubscribe(target.chat.id, ref)
-        if row is None:
-            text = t("unsub_unknown", ref=html.escape(ref))
-        else:
-            title = row.feed.title or row.subscription.feed_url
-            text = t("unsub_ok", title=html.escape(title))
-        await reply(update, framed(target, text))
+    results = await service.unsubscribe_many(target.chat.id, list(dict.fromkeys(refs)))
+    await reply(update, framed(target, unsub_text(results)))
 
 
 async def _list_channel(update: Update, context: Context, target: Target) -> None:

@@ -160,6 +160,8 @@ class Subscription:
     options: SubscriptionOptions = field(default_factory=SubscriptionOptions)
     #: when /pause paused it: /resume's catch-up sends only posts from about then on
     paused_at: float | None = None
+    #: the web page the feed was found on, when /sub was given a page (so /unsub knows it too)
+    page: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -189,6 +191,8 @@ class Chat:
     seen: list[str] = field(default_factory=list)
     filters: str = ""  # chat-wide filter terms
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: feed-choice cards still open in this chat: token -> PendingChoice.to_dict() (bot.service)
+    choices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -6,6 +6,7 @@ Handlers parse arguments and format replies; everything they mean is done here.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -13,9 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings
-from .diff import entry_prints, remember, seen_cap
+from .diff import entry_prints, is_seen, remember, seen_cap
 from .discovery import find_feed_links, looks_like_html
-from .errors import FeedbotError, ParseError, Reason
+from .errors import FeedbotError, FetchError, ParseError, Reason
 from .fetcher import Fetcher
 from .i18n import DEFAULT_LANG
 from .identity import normalize_link
@@ -23,6 +24,7 @@ from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from .parser import parse_feed
 from .schedule import effective_interval, rescheduled
 from .storage import Database, Store
+from .urls import Address, NotAnAddress, canonical, read_address, same_address, strip_punctuation
 
 CHAT_SEEN_CAP = 2000
 
@@ -36,6 +38,8 @@ class Probe:
     fetch_etag: str | None = None
     fetch_last_modified: str | None = None
     error: Reason | None = None
+    error_kind: str = ""  # FeedbotError.kind of `error`
+    error_status: int | None = None  # the HTTP status of an HTTP error
     discovered_from: str = ""  # the web page the feed was found on
     choices: list[tuple[str, str]] = field(default_factory=list)  # (url, title) on a page
 
@@ -61,11 +65,53 @@ def limit_reason(limit: int) -> Reason:
     return Reason("import_reason_limit", {"limit": limit})
 
 
+@dataclass
+class PendingChoice:
+    """A card of feed buttons waiting for a press: which chat the feed is for, and where."""
+
+    target: int  # the chat to subscribe (the card's own chat, or a channel)
+    page: str
+    options: list[tuple[str, str]]  # (feed url, title)
+    thread_id: int | None = None
+    created: float = 0.0
+    #: the options are addresses sent as plain text (pages allowed), not feeds found on a page
+    discover: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "discover": self.discover,
+            "target": self.target,
+            "page": self.page,
+            "options": [list(o) for o in self.options],
+            "thread_id": self.thread_id,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingChoice:
+        return cls(
+            target=int(data["target"]),
+            page=str(data.get("page", "")),
+            options=[(str(u), str(t)) for u, t in data.get("options", [])],
+            thread_id=data.get("thread_id"),
+            created=float(data.get("created", 0.0)),
+            discover=bool(data.get("discover", False)),
+        )
+
+
+OPEN_CHOICES = 20  # per chat; the oldest card is forgotten first
+CHOICE_TTL_S = 7 * 24 * 3600
+#: fetch failures after which a URL typed without a scheme is tried again over http
+HTTP_RETRY_KINDS = frozenset({"tls", "connect", "timeout", "bad_url"})
+
+
 def clean_url(raw: str) -> str:
-    url = raw.strip().strip("<>")
-    if "://" not in url:
-        url = "https://" + url
-    return url
+    """The first URL worth trying for a typed word (https for one typed without a scheme)."""
+    address = read_address(raw)
+    if isinstance(address, NotAnAddress):
+        url = strip_punctuation(raw)
+        return url if "://" in url else "https://" + url
+    return canonical(address.candidates[0])
 
 
 class SubscriptionService:
@@ -80,54 +126,123 @@ class SubscriptionService:
         probe = Probe(url=url)
         try:
             result = await self.fetcher.fetch(url)
-        except FeedbotError as exc:
-            probe.error = exc.reason
+        except FetchError as exc:
+            probe.error, probe.error_kind, probe.error_status = exc.reason, exc.kind, exc.status
             return probe
-        probe.url = result.permanent_url or url
+        except FeedbotError as exc:
+            probe.error, probe.error_kind = exc.reason, exc.kind
+            return probe
+        probe.url = canonical(result.permanent_url or url)
         try:
             probe.feed = await parse_feed(result.body, result.url, result.content_type)
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
                 return await self._discover(url, result.body, result.url)
-            probe.error = exc.reason
+            probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
+        return probe
+
+    async def probe_address(self, address: Address) -> Probe:
+        """Probe the address's URLs in turn: one typed without a scheme is tried over http when
+        https does not answer at all."""
+        probe = Probe(url=address.word)
+        for url in address.candidates:
+            probe = await self.probe(canonical(url))
+            retry = probe.feed is None and not probe.choices and (
+                probe.error_kind in HTTP_RETRY_KINDS
+                or (probe.error_kind == "http" and probe.error_status is None)
+            )
+            if not retry:
+                break
         return probe
 
     async def _discover(self, page: str, body: bytes, base: str) -> Probe:
         links = find_feed_links(body, base)
         if not links:
-            return Probe(url=page, error=Reason("error_not_feed_page"))
+            return Probe(url=page, error=Reason("error_not_feed_page"), error_kind="not_feed_page")
         if len(links) > 1:
             return Probe(url=page, choices=[(link.url, link.title) for link in links])
         found = await self.probe(links[0].url, discover=False)
-        found.discovered_from = page
+        found.discovered_from = canonical(page)
         return found
 
     # ----------------------------------------------------------------- commands
     async def subscribe(
-        self, chat: Chat, raw_url: str, *, thread_id: int | None = None
+        self, chat: Chat, raw_url: str, *, thread_id: int | None = None, chosen: bool = False
     ) -> SubscribeOutcome:
-        url = clean_url(raw_url)
-        if urlsplit(url).scheme not in ("http", "https"):
-            return SubscribeOutcome(url=raw_url, status="failed", reason=Reason("error_not_http"))
-        existing = await self.store.subscriptions_for_chat(chat.id)
-        if len(existing) >= self.settings.max_subscriptions:
-            limit = limit_reason(self.settings.max_subscriptions)
-            return SubscribeOutcome(url=url, status="limit", reason=limit)
-        probe = await self.probe(url)
-        if probe.choices:
-            return SubscribeOutcome(url=url, status="choose", choices=probe.choices)
-        if probe.feed is None:
-            return SubscribeOutcome(url=url, status="failed", reason=probe.error)
-        parsed = probe.feed
-        added = await self.store.transaction(
-            lambda db: _store_subscription(db, chat, probe, parsed, thread_id, self.settings)
+        """Follow the feed at `raw_url` (a feed, or a page that names one) in `chat`.
+        `chosen`: the URL is a feed picked from a page's list, not a page to look into."""
+        (outcome,) = await self.subscribe_many(chat, [raw_url], thread_id=thread_id, chosen=chosen)
+        return outcome
+
+    async def subscribe_many(
+        self,
+        chat: Chat,
+        raw_urls: Sequence[str],
+        *,
+        thread_id: int | None = None,
+        chosen: bool = False,
+        concurrency: int = 4,
+        on_done: Callable[[int, SubscribeOutcome], None] | None = None,
+    ) -> list[SubscribeOutcome]:
+        """Follow several addresses, `concurrency` checked at a time; `on_done(n, outcome)` as
+        each one is settled. Addresses the chat follows already are answered without a fetch;
+        the chat's room is shared out in the order they were typed, and so is the /list order."""
+        addresses = [read_address(raw) for raw in raw_urls]
+        found = await self.store.read(lambda db: _sub_precheck(db, chat.id, addresses))
+        gate, started = asyncio.Semaphore(max(concurrency, 1)), time.time()
+        room = self.settings.max_subscriptions - found.count
+        plan: list[SubscribeOutcome | Address] = []
+        for address, known in zip(addresses, found.known, strict=True):
+            if isinstance(address, NotAnAddress):
+                reason = Reason(f"error_{address.reason}")
+                plan.append(SubscribeOutcome(address.word, "failed", reason=reason))
+            elif known is not None:
+                plan.append(SubscribeOutcome(known.url, "exists", title=known.title))
+            elif room <= 0:
+                limit = limit_reason(self.settings.max_subscriptions)
+                plan.append(SubscribeOutcome(address.word, "limit", reason=limit))
+            else:
+                room -= 1
+                plan.append(address)
+
+        async def one(n: int, step: SubscribeOutcome | Address) -> SubscribeOutcome:
+            if isinstance(step, SubscribeOutcome):
+                outcome = step
+            else:
+                async with gate:
+                    outcome = await self._follow(chat, step, thread_id, chosen, started + n / 1000)
+            if on_done is not None:
+                on_done(n, outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(n, step) for n, step in enumerate(plan))))
+
+    async def _follow(
+        self, chat: Chat, address: Address, thread_id: int | None, chosen: bool, created: float
+    ) -> SubscribeOutcome:
+        """Probe a new address and store the subscription (`created` orders the chat's list)."""
+        probe = (
+            await self.probe(canonical(address.candidates[0]), discover=False)
+            if chosen
+            else await self.probe_address(address)
         )
+        if probe.choices:
+            return SubscribeOutcome(url=probe.url, status="choose", choices=probe.choices)
+        if probe.feed is None:
+            return SubscribeOutcome(url=probe.url, status="failed", reason=probe.error)
+        parsed, settings = probe.feed, self.settings
+        status, feed = await self.store.transaction(
+            lambda db: _add_subscription(db, chat, probe, parsed, thread_id, settings, created)
+        )
+        if status == "limit":
+            return SubscribeOutcome(url=probe.url, status="limit",
+                                    reason=limit_reason(settings.max_subscriptions))
         return SubscribeOutcome(
-            url=probe.url,
-            status="added" if added else "exists",
-            title=parsed.title,
+            url=feed.url,
+            status=status,
+            title=(feed.title or parsed.title) if status == "exists" else parsed.title,
             page=probe.discovered_from,
         )
 
@@ -143,23 +258,66 @@ class SubscriptionService:
         return await self.store.read(read)
 
     async def resolve(self, chat_id: int, ref: str) -> ListedSubscription | None:
-        """A subscription by its /list number or URL."""
-        rows = await self.listing(chat_id)
-        ref = ref.strip()
-        if ref.isdigit():
-            n = int(ref)
-            return rows[n - 1] if 1 <= n <= len(rows) else None
-        wanted = normalize_link(clean_url(ref))
-        for row in rows:
-            if normalize_link(row.subscription.feed_url) == wanted:
-                return row
-        return None
+        """A subscription by its /list number, its feed's URL, or the page it was found on."""
+        return find_row(await self.listing(chat_id), ref)
 
     async def unsubscribe(self, chat_id: int, ref: str) -> ListedSubscription | None:
-        row = await self.resolve(chat_id, ref)
-        if row is not None:
-            await self.store.remove_subscription(chat_id, row.subscription.feed_url)
+        ((_, row),) = await self.unsubscribe_many(chat_id, [ref])
         return row
+
+    async def unsubscribe_many(
+        self, chat_id: int, refs: Sequence[str]
+    ) -> list[tuple[str, ListedSubscription | None]]:
+        """Remove the subscriptions `refs` name. Numbers all refer to the list as it was before
+        any is removed: "/unsub 1 2" removes the first two, not the first and the third."""
+        rows = await self.listing(chat_id)
+        found = [(ref, find_row(rows, ref)) for ref in refs]
+        urls = list(dict.fromkeys(r.subscription.feed_url for _, r in found if r is not None))
+
+        def run(db: Database) -> None:
+            for url in urls:
+                db.remove_subscription(chat_id, url)
+
+        if urls:
+            await self.store.transaction(run)
+        return found
+
+    # ------------------------------------------------------------ choice cards
+    async def open_choice(self, chat_id: int, choice: PendingChoice) -> str:
+        """Remember a card of feed buttons sent to `chat_id`; returns its token."""
+        token = secrets.token_urlsafe(6)
+        choice.created = choice.created or time.time()
+
+        def run(db: Database) -> None:
+            chat = db.get_chat(chat_id) or Chat(id=chat_id)
+            cutoff = time.time() - CHOICE_TTL_S
+            kept = {k: v for k, v in chat.choices.items() if v.get("created", 0) >= cutoff}
+            kept[token] = choice.to_dict()
+            chat.choices = dict(list(kept.items())[-OPEN_CHOICES:])
+            db.save_chat(chat)
+
+        await self.store.transaction(run)
+        return token
+
+    async def peek_choice(self, chat_id: int, token: str) -> PendingChoice | None:
+        chat = await self.store.get_chat(chat_id)
+        data = chat.choices.get(token) if chat else None
+        return PendingChoice.from_dict(data) if data else None
+
+    async def take_choice(self, chat_id: int, token: str) -> PendingChoice | None:
+        """The open card `token`, closed by this call: a second press finds nothing."""
+
+        def run(db: Database) -> PendingChoice | None:
+            chat = db.get_chat(chat_id)
+            if chat is None or token not in chat.choices:
+                return None
+            choices = dict(chat.choices)
+            data = choices.pop(token)
+            chat.choices = choices
+            db.save_chat(chat)
+            return PendingChoice.from_dict(data)
+
+        return await self.store.transaction(run)
 
     async def touch_chat(
         self, chat_id: int, chat_type: str, title: str, *, lang: str | None = None
@@ -420,6 +578,89 @@ def _store_imported(
     return added
 
 
+@dataclass(frozen=True)
+class KnownFeed:
+    url: str
+    title: str
+
+
+@dataclass
+class _Precheck:
+    count: int  # the chat's subscriptions
+    known: list[KnownFeed | None]  # per address: the subscription it names already
+
+
+def _sub_precheck(
+    db: Database, chat_id: int, addresses: Sequence[Address | NotAnAddress]
+) -> _Precheck:
+    known = [
+        _known_subscription(db, chat_id, a) if isinstance(a, Address) else None
+        for a in addresses
+    ]
+    return _Precheck(len(db.subscriptions_for_chat(chat_id)), known)
+
+
+def _known_subscription(db: Database, chat_id: int, address: Address) -> KnownFeed | None:
+    """The chat's subscription that `address` names already (its feed or the page it was found
+    on), found without any network call."""
+    wanted = {canonical(u) for u in address.candidates}
+    for sub in db.subscriptions_for_chat(chat_id):
+        if canonical(sub.feed_url) in wanted or (sub.page and canonical(sub.page) in wanted):
+            feed = db.get_feed(sub.feed_url)
+            return KnownFeed(sub.feed_url, feed.title if feed else "")
+    return None
+
+
+def same_feed(feed: Feed, parsed: ParsedFeed) -> bool:
+    """True when `parsed`, fetched under some other URL, is the stored `feed` (the same server
+    under another name, say): same title and site link, and every entry already seen there."""
+    if not parsed.entries or (feed.title, feed.link) != (parsed.title, parsed.link):
+        return False
+    seen = set(feed.seen)
+    return all(is_seen(entry, seen) for entry in parsed.entries)
+
+
+def _add_subscription(
+    db: Database,
+    chat: Chat,
+    probe: Probe,
+    parsed: ParsedFeed,
+    thread_id: int | None,
+    settings: Settings,
+    created: float | None = None,
+) -> tuple[str, Feed]:
+    """("added" | "exists" | "limit", the feed): the chat's feeds are compared by URL, by the
+    page they were found on, and by content, so one feed is never followed twice."""
+    subs = db.subscriptions_for_chat(chat.id)
+    for sub in subs:
+        feed = db.get_feed(sub.feed_url) or Feed(sub.feed_url)
+        found_on_same_page = bool(sub.page) and canonical(sub.page) == probe.discovered_from
+        if canonical(sub.feed_url) == probe.url or found_on_same_page or same_feed(feed, parsed):
+            return "exists", feed
+    if len(subs) >= settings.max_subscriptions:
+        return "limit", Feed(probe.url)
+    _store_subscription(db, chat, probe, parsed, thread_id, settings, created)
+    return "added", db.get_feed(probe.url) or Feed(probe.url)
+
+
+def find_row(rows: Sequence[ListedSubscription], ref: str) -> ListedSubscription | None:
+    """The row `ref` names: its /list number, its feed's URL or the page the feed was found on
+    (compared without tracking parameters, default port, case of the host, trailing slash)."""
+    ref = strip_punctuation(ref)
+    if ref.isdigit():
+        n = int(ref)
+        return rows[n - 1] if 1 <= n <= len(rows) else None
+    address = read_address(ref)
+    if isinstance(address, NotAnAddress):
+        return None
+    for url in address.candidates:
+        for row in rows:
+            sub = row.subscription
+            if same_address(sub.feed_url, url) or (sub.page and same_address(sub.page, url)):
+                return row
+    return None
+
+
 def _store_subscription(
     db: Database,
     chat: Chat,
@@ -427,6 +668,7 @@ def _store_subscription(
     parsed: ParsedFeed,
     thread_id: int | None,
     settings: Settings,
+    created: float | None = None,
 ) -> bool:
     """Create the feed (everything in it counts as seen) and the subscription, in one change set.
     Returns False when the chat already had it."""
@@ -451,9 +693,10 @@ def _store_subscription(
         Subscription(
             chat_id=chat.id,
             feed_url=probe.url,
-            created=now,
+            created=now if created is None else created,
             thread_id=thread_id,
             options=options_from_defaults(stored_chat.defaults),
+            page=probe.discovered_from,
         )
     )
     return True

@@ -54,6 +54,17 @@ class Conversation:
         got = await self.api.await_delivered(before + replies, chat_id, timeout=timeout)
         return got[before:]
 
+    async def settled(
+        self, chat_id: int, message_id: int, marker: str, timeout: float = 10.0
+    ) -> str:
+        """The text of a message the bot keeps editing, once it contains `marker`."""
+
+        def text() -> str:
+            return str((self.api.message(chat_id, message_id) or {}).get("text", ""))
+
+        await self.api.await_for(lambda: marker in text(), timeout=timeout)
+        return text()
+
     async def silence(self, chat_id: int, seconds: float) -> list[SentMessage]:
         """What arrives in `seconds` (used to show that nothing does)."""
         import asyncio

@@ -52,9 +52,11 @@ async def test_per_chat_subscription_limit(
         feed_server.set_feed(f"/f{n}.xml", hugo_feed(range(1, 3), title=f"Feed {n}"))
     async with start_bot(max_subscriptions=2) as chat:
         urls = [feed_server.url(f"/f{n}.xml") for n in range(3)]
-        answers = await chat.say(USER, "/sub " + " ".join(urls), replies=3)
-        assert [("Subscribed" in a.plain) for a in answers] == [True, True, False]
-        assert "already follows 2 feeds" in answers[2].plain
+        (progress,) = await chat.say(USER, "/sub " + " ".join(urls))
+        summary = await chat.settled(USER, progress.message_id, "Done: 2 added")
+        assert summary.splitlines()[3] == (
+            f"❌ {urls[2]}: this chat already follows 2 feeds, the most allowed"
+        )
         await chat.say(USER, "/unsub 1")
         (again,) = await chat.say(USER, f"/sub {urls[2]}")
         assert "Subscribed" in again.plain
@@ -68,9 +70,10 @@ async def test_stats_for_owners_only(
     feed_server.set_feed("/ok.xml", hugo_feed(range(1, 3), title="Fine"))
     feed_server.set_feed("/bad.xml", hugo_feed(range(1, 3), title="Broken"))
     async with start_bot(owners=(OWNER,)) as chat:
-        await chat.say(
-            USER, f"/sub {feed_server.url('/ok.xml')} {feed_server.url('/bad.xml')}", replies=2
+        (progress,) = await chat.say(
+            USER, f"/sub {feed_server.url('/ok.xml')} {feed_server.url('/bad.xml')}"
         )
+        await chat.settled(USER, progress.message_id, "Done: 2 added")
         await chat.say(USER + 1, f"/sub {feed_server.url('/ok.xml')}")
         await chat.say(USER + 1, "/pause 1")
         feed_server.set_response("/bad.xml", 500, "oops")
@@ -87,8 +90,8 @@ async def test_stats_for_owners_only(
         assert "Feeds: 2 (1 failing, 0 gone)" in text
         assert "Subscriptions: 3 (1 paused)" in text
         assert "Outbox: 0" in text
-        # 4 replies to the subscribers, the post, and the refusal just now
-        assert "posts and replies: 6 · since start: 6" in text
+        # 3 replies to the subscribers (one for the two-feed /sub), the post, the refusal
+        assert "posts and replies: 5 · since start: 5" in text
 
 
 def test_sent_today_restarts_at_midnight() -> None:

@@ -167,8 +167,10 @@ async def test_export_sends_an_opml_file_with_titles(
     async with start_bot() as chat:
         (empty,) = await chat.say(USER, "/export")
         assert "nothing to export" in empty.plain
-        await chat.say(USER, f"/sub {feed_server.url('/ml.xml')} {feed_server.url('/b.xml')}",
-                       replies=2)
+        (progress,) = await chat.say(
+            USER, f"/sub {feed_server.url('/ml.xml')} {feed_server.url('/b.xml')}"
+        )
+        await chat.settled(USER, progress.message_id, "Done: 2 added")
         (doc,) = await chat.say(USER, "/export")
         assert doc.method == "sendDocument" and "2 feed(s)" in doc.plain
         assert doc.params["document"]["filename"].endswith(".opml")

@@ -203,7 +203,8 @@ async def test_each_text_option_changes_the_post(
         feed_server.set_feed(f"/{name}.xml", hugo_feed(range(1, 3), title=f"Feed {name}"))
     async with start_bot() as chat:
         urls = " ".join(feed_server.url(f"/{n}.xml") for n in names)
-        await chat.say(USER, f"/sub {urls}", replies=len(names))
+        (progress,) = await chat.say(USER, f"/sub {urls}")
+        await chat.settled(USER, progress.message_id, f"Done: {len(names)} added")
         for command in (
             "/set 2 silent on",
             "/set 3 preview off",
@@ -344,7 +345,8 @@ async def test_status_shows_checks_errors_and_waiting_messages(
     feed_server.set_feed("/bad.xml", hugo_feed(range(1, 3), title="Broken feed"))
     async with start_bot() as chat:
         both = f"/sub {feed_server.url('/ok.xml')} {feed_server.url('/bad.xml')}"
-        await chat.say(USER, both, replies=2)
+        (progress,) = await chat.say(USER, both)
+        await chat.settled(USER, progress.message_id, "Done: 2 added")
         feed_server.set_response("/bad.xml", 500, "oops")
         # the post is refused again and again (the chat's flood wait keeps being renewed)
         fake_api.fail_next("sendPhoto", 429, "Too Many Requests: retry after 1", retry_after=1,
@@ -402,7 +404,8 @@ async def test_resume_skip_to_now_sends_only_later_posts(
     feed_server.set_feed("/s.xml", recent_feed(range(1, 3), title="Other"))
     async with start_bot() as chat:
         both = f"/sub {feed_server.url('/r.xml')} {feed_server.url('/s.xml')}"
-        await chat.say(USER, both, replies=2)
+        (progress,) = await chat.say(USER, both)
+        await chat.settled(USER, progress.message_id, "Done: 2 added")
         (paused,) = await chat.say(USER, "/pause")
         assert "Paused 2 feed(s)" in paused.plain
         later = datetime.now(UTC) + timedelta(minutes=1)  # published during the pause
@@ -412,9 +415,7 @@ async def test_resume_skip_to_now_sends_only_later_posts(
         (ask,) = await chat.say(USER, "/resume 1")
         assert "Resume Recent" in ask.plain
         fake_api.press_button(USER, ask.message_id, button(ask, "⏭"))
-        await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
-        edited = fake_api.message(USER, ask.message_id)
-        assert edited is not None and "posts from the pause skipped" in edited["text"]
+        await chat.settled(USER, ask.message_id, "posts from the pause skipped")
         assert await chat.silence(USER, 2.5) == []
         feed_server.set_feed("/r.xml", recent_feed(range(1, 7)))
         await wait_posts(fake_api, USER, 1, "Recent post")

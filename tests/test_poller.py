@@ -223,7 +223,7 @@ async def test_next_check_honours_ttl_and_max_age_within_a_day(
 async def test_feeds_of_one_host_are_spread_by_jitter(rig: Rig) -> None:
     urls = []
     for n in range(6):
-        rig.server.set_feed(f"/f{n}.xml", hugo_feed(range(1, 3)))
+        rig.server.set_feed(f"/f{n}.xml", hugo_feed(range(1, 3), title=f"Feed {n}"))
         urls.append(await rig.subscribe(f"/f{n}.xml"))
     for url in urls:
         await rig.poller.check(url)
@@ -247,7 +247,8 @@ async def test_permanent_move_answered_304_still_moves_the_feed(rig: Rig) -> Non
 
 async def test_move_onto_a_feed_the_chat_already_has_merges_them(rig: Rig) -> None:
     rig.server.set_feed("/old.xml", hugo_feed(range(1, 4)))
-    rig.server.set_feed("/new.xml", hugo_feed(range(1, 4)))
+    # another title: /sub no longer adds a second copy of a feed the chat has
+    rig.server.set_feed("/new.xml", hugo_feed(range(1, 4), title="New home"))
     old = await rig.subscribe("/old.xml")
     new = await rig.subscribe("/new.xml")
     rig.server.redirect("/old.xml", new, 301)

@@ -799,8 +799,24 @@ class FakeBotApi:
                 "markup are exactly the same as a current content and reply markup of the message",
             )
         current.update(text=plain, entities=entities, edit_date=int(time.time()))
-        if markup is not None:
+        if markup:
             current["reply_markup"] = markup
+        else:  # as Telegram does: an edit without reply_markup removes the inline keyboard
+            current.pop("reply_markup", None)
+        return current
+
+    def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> Any:
+        chat = self._resolve_chat(params.get("chat_id"))
+        current = self._messages.get((chat.id, _as_int(params.get("message_id")) or 0))
+        if current is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup")
+        if markup == current.get("reply_markup"):
+            raise ApiError(400, "Bad Request: message is not modified")
+        if markup:
+            current["reply_markup"] = markup
+        else:
+            current.pop("reply_markup", None)
         return current
 
     def _m_deleteMessage(self, params: dict[str, Any]) -> Any:
