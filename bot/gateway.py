@@ -86,6 +86,7 @@ class CallOptions(TypedDict, total=False):
 
 
 POST_CALL: CallOptions = {"priority": Priority.POST, "retry": False}
+NOTICE_CALL: CallOptions = {"priority": Priority.NOTICE}
 
 
 @dataclass(frozen=True)

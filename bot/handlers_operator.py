@@ -20,6 +20,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
+from .gateway import NOTICE_CALL
 from .handlers import Context, guarded, reply, runtime_of
 from .i18n import DEFAULT_LANG, t
 from .runtime import Runtime
@@ -83,6 +84,7 @@ class OwnerAlerts:
                     text,
                     parse_mode=ParseMode.HTML,
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    rate_limit_args=NOTICE_CALL,  # type: ignore[call-arg]
                 )
             except TelegramError as exc:
                 log.warning("could not alert owner %s: %s", owner, exc)

@@ -19,7 +19,10 @@ TECH_TERMS = frozenset({
 })
 _CODE = re.compile(r"<(code|pre)\b[^>]*>.*?</\1>", re.DOTALL | re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
-_URL = re.compile(r"(?:https?|ftp)://[\x21-\x7e]+")
+#: a URL, or an address shown without its scheme (host with a dot or a port, then a path)
+_URL = re.compile(
+    r"(?:https?|ftp)://[\x21-\x7e]+|\b[\w.-]+(?:\.[a-z]{2,}|:\d+)/[\x21-\x7e]*"
+)
 _COMMAND = re.compile(r"(?<![\w])[/@][A-Za-z]\w*")
 _PLACEHOLDER = re.compile(r"\{\w*\}")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")

@@ -95,6 +95,11 @@ STEPS = (
     Say("/sub {tls}"),
     Say("/sub {refused}"),
     Say("/sub ftp://files.test/feed.xml"),
+    Say("/sub {http404} {http500} {main}"),
+    Say("/sub not a url at all"),
+    Say("/sub mychannel {main}"),
+    Say("hello there"),
+    Say("{main}"),
     Say("/list"),
     Say("/status"),
     Say("/set"),
@@ -103,6 +108,8 @@ STEPS = (
     Say("/set 1 style fancy"),
     Say("/set 1 interval soon"),
     Say("/set 1 interval 1s"),
+    Say("/set 1 interval 3d"),
+    Say("/set preview off"),
     Say("/set 1 title My own name"),
     Say("/set default"),
     Say("/set default title x"),
@@ -125,6 +132,7 @@ STEPS = (
     Say("/frobnicate"),
     Say("/unsub"),
     Say("/unsub 9"),
+    Say("/unsub 9 10"),
 )
 
 

@@ -106,10 +106,13 @@ def test_sent_today_restarts_at_midnight() -> None:
 
 
 async def test_alerts_are_rate_limited_per_kind(fake_api: FakeBotApi) -> None:
-    from telegram import Bot
+    from telegram.ext import ExtBot
+
+    from bot.gateway import TelegramGateway
 
     now = [1000.0]
-    async with Bot(fake_api.token, base_url=f"{fake_api.url}/bot") as bot:
+    gateway = TelegramGateway()  # as in the app: alerts leave through the gateway too
+    async with ExtBot(fake_api.token, base_url=f"{fake_api.url}/bot", rate_limiter=gateway) as bot:
         owner_alerts = OwnerAlerts(bot, (OWNER, OWNER + 1), clock=lambda: now[0])
         assert await owner_alerts.alert("check:KeyError", "first")
         assert not await owner_alerts.alert("check:KeyError", "again")

@@ -85,6 +85,7 @@ async def test_a_sub_with_twelve_urls_subscribes_and_reports_all_twelve(
             return all(f"Feed number {n}" in text for n in range(12))
 
         await fake_api.await_for(all_reported, timeout=30)
+        assert len(fake_api.delivered(user)) == 1  # one message, edited as each was checked
         await asyncio.sleep(1.2)  # the private chat's allowance refills for /list
         (listing,) = await chat.say(user, "/list", timeout=15)
     assert fake_api.count_429 == 0
