@@ -265,8 +265,8 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
                 self._release(budget, answered=False)
                 raise
             except NetworkError:
-                self._release(budget, answered=True, started=started)  # a timeout may have
-                # been delivered
+                # counted: a request that timed out may still have been delivered
+                self._release(budget, answered=True, started=started)
                 attempt += 1
                 if not retry or attempt > INTERACTIVE_NETWORK_RETRIES:
                     raise
