@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class FeedbotError(Exception):
     kind = "error"
@@ -41,3 +43,28 @@ class ParseError(FeedbotError):
     """The document is not a usable RSS/Atom/JSON feed."""
 
     kind = "not_a_feed"
+
+
+class StorageWriteError(FeedbotError):
+    """The database could not be written (the change was undone in memory, nothing is on disk).
+    kind is one of: disk_full, read_only, io; the catalogue key is `error_storage_<kind>`."""
+
+    kind = "io"
+
+    @classmethod
+    def from_os_error(cls, path: object, exc: OSError) -> StorageWriteError:
+        kind = _STORAGE_KINDS.get(exc.errno or 0, "io")
+        return cls(f"cannot write {path}: {exc.strerror or exc}", kind=kind)
+
+    @property
+    def catalogue_key(self) -> str:
+        return f"error_storage_{self.kind}"
+
+
+_STORAGE_KINDS = {
+    errno.ENOSPC: "disk_full",
+    errno.EDQUOT: "disk_full",
+    errno.EROFS: "read_only",
+    errno.EACCES: "read_only",
+    errno.EPERM: "read_only",
+}

@@ -28,6 +28,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
+from .errors import StorageWriteError
 from .i18n import DEFAULT_LANG, current_lang, t
 from .models import Chat
 from .runtime import Runtime
@@ -321,10 +322,13 @@ async def migrated(update: Update, context: Context) -> None:
 
 
 async def on_error(update: object, context: Context) -> None:
-    log.error("error while handling an update", exc_info=context.error)
+    error = context.error
+    log.error("error while handling an update", exc_info=error)
     if isinstance(update, Update) and update.effective_message is not None:
+        # the database cannot be written: say so, not "something went wrong"
+        key = error.catalogue_key if isinstance(error, StorageWriteError) else "error_internal"
         try:
-            await reply(update, t("error_internal"))
+            await reply(update, t(key))
         except Exception:
             log.exception("could not tell the chat about the error")
     from .handlers_operator import report_handler_error
