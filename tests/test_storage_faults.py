@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import StorageWriteError
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
 from bot.storage import Database, Store
 
@@ -83,8 +84,8 @@ async def test_a_failed_append_at_any_byte_is_cut_back_and_undone(tmp_path: Path
         db.log.write = full_after(budget)
         try:
             await store.transaction(change)
-        except Exception as exc:
-            assert type(exc).__name__ == "StorageWriteError" and exc.kind == "disk_full"
+        except StorageWriteError as exc:
+            assert exc.kind == "disk_full"
             assert "cannot write" in str(exc) and str(log_file) in str(exc)
             failures += 1
             assert log_file.read_bytes() == good_bytes  # cut back to the last complete line
@@ -109,9 +110,8 @@ async def test_a_completion_that_cannot_be_written_is_kept_for_a_retry(tmp_path:
     store = await Store.open(tmp_path / "db.json")
     await store.enqueue([delivery(1)])
     store._db.log.write = full_after(5)
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(StorageWriteError):
         await store.complete("d1")
-    assert type(failed.value).__name__ == "StorageWriteError"
     assert [d.id for d in await store.pending()] == ["d1"]  # still owed, still completable
     store._db.log.write = os.write
     await store.complete("d1")
