@@ -3,6 +3,7 @@ injector), damaged log lines, and databases written by earlier versions."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -16,12 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.errors import StorageWriteError
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
 from bot.storage import Database, Store
+from tests.fakes.botapi import FakeBotApi
+from tests.fakes.feeds import hugo_feed
+from tests.fakes.feedserver import FeedServer
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_FORMAT = REPO / "tests" / "db_files" / "old_format"
@@ -283,3 +288,40 @@ def test_a_full_filesystem_at_random_moments_then_sigkill_loses_nothing_acknowle
         assert list(folder.glob("*.damaged-*")) == []  # the log was never torn
         db.close()
         shutil.rmtree(folder)
+
+
+# --------------------------------------------------------------- the bot on a full disk
+OWNER, USER = 9009, 1001
+
+
+async def test_the_bot_on_a_full_disk_says_so_retries_and_tells_the_owners_once(
+    small_fs: Path, start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3)))
+    for n in range(12):
+        feed_server.set_feed(f"/b{n}.xml", hugo_feed(range(1, 3), title=f"B{n}"))
+    async with start_bot(db_path=str(small_fs / "feedbot.json"), owners=(OWNER,)) as chat:
+        (ok,) = await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        assert "Subscribed" in ok.plain
+        filler = fill(small_fs)
+        for n in range(12):  # the log's last page still has room for a few small lines
+            (answer,) = await chat.say(USER, f"/sub {feed_server.url(f'/b{n}.xml')}")
+            if "Subscribed" not in answer.plain:
+                break
+        assert "cannot write its database: disk full" in answer.plain
+        refused_url = feed_server.url(f"/b{n}.xml")
+        feed_server.set_feed("/a.xml", hugo_feed(range(1, 4)))  # post 3 while the disk is full
+        hits = feed_server.hits("/a.xml")
+        while feed_server.hits("/a.xml") < hits + 3:  # checks keep failing to store, and retry
+            await asyncio.sleep(0.1)
+        assert not any("(3)" in m.plain for m in fake_api.delivered(USER))
+        alerts = [m.plain for m in fake_api.delivered(OWNER) if "needs attention" in m.plain]
+        assert len(alerts) == 1 and "storage" in alerts[0] and "No space left" in alerts[0]
+        filler.unlink()
+        await fake_api.await_delivered(n + 3, USER, timeout=15)  # the retried check got in
+        (again,) = await chat.say(USER, f"/sub {refused_url}")
+        assert "Subscribed" in again.plain  # the refused /sub had left nothing behind
+        assert not await chat.silence(USER, 1.5)
+    posts = [m.plain for m in fake_api.delivered(USER) if "ML Math Derivations (3)" in m.plain]
+    assert len(posts) == 1  # sent once
+    assert len([m for m in fake_api.delivered(OWNER) if "needs attention" in m.plain]) == 1
