@@ -234,14 +234,14 @@ def check_database(path: Path, *, force: bool = False) -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return (
-            f"the data folder {folder} cannot be created ({exc.strerror}): create it, or point "
-            "FEEDBOT_DB at a file in a writable folder"
+            f"{path}: its data folder {folder} cannot be created ({exc.strerror}): create it, "
+            "or point FEEDBOT_DB at a file in a writable folder"
         )
     try:
         data = load_snapshot(path)
     except UnusableDatabase as exc:
         return str(exc)
-    problem = _folder_problem(folder)
+    problem = _folder_problem(path)
     if problem is not None:
         return problem
     if force:
@@ -263,14 +263,14 @@ def check_database(path: Path, *, force: bool = False) -> str | None:
     return None
 
 
-def _folder_problem(folder: Path) -> str | None:
-    """Can the bot create, write and remove files in `folder` (snapshots, logs)?"""
+def _folder_problem(path: Path) -> str | None:
+    """Can the bot create, write and remove files beside `path` (snapshots, logs)?"""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".feedbot-probe.", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".feedbot-probe.", dir=path.parent)
     except OSError as exc:
         return (
-            f"the data folder {folder} is not writable ({exc.strerror}): make it writable, "
-            "free some space, or point FEEDBOT_DB at a file in a writable folder"
+            f"{path}: its data folder {path.parent} is not writable ({exc.strerror}): make it "
+            "writable, free some space, or point FEEDBOT_DB at a file in a writable folder"
         )
     os.close(fd)
     with contextlib.suppress(OSError):
