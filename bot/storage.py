@@ -170,19 +170,18 @@ def _json_kind(value: Any) -> str:
     return kinds.get(type(value), "number")
 
 
-#: what each of our tables' documents must hold, and how they are read
-_READERS: dict[str, Callable[[dict[str, Any]], object]] = {
-    "feeds": Feed.from_dict,
-    "subscriptions": Subscription.from_dict,
-    "chats": Chat.from_dict,
-    "outbox": Delivery.from_dict,
-    "meta": lambda doc: int(doc["seq"]),
-}
-_KEY_FIELDS = {
-    "feeds": ("url", str),
-    "subscriptions": ("chat_id", int),
-    "chats": ("id", int),
-    "outbox": ("chat_id", int),
+#: the fields each of our tables' documents must hold, and their JSON types (what reading them
+#: relies on; other fields have defaults)
+_REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "feeds": (("url", str),),
+    "subscriptions": (("chat_id", int), ("feed_url", str)),
+    "chats": (("id", int),),
+    "outbox": (
+        ("id", str), ("chat_id", int), ("feed_url", str), ("entry_key", str),
+        ("message", list), ("created", (int, float)),
+    ),
+    "meta": (("seq", int),),
+    "log": (("next", int),),
 }
 
 
@@ -191,37 +190,33 @@ def shape_problem(data: Any) -> str | None:
     Tables of other names are not looked at: they belong to someone else and are kept."""
     if not isinstance(data, dict):
         return f"it holds a JSON {_json_kind(data)}, not an object of tables"
-    for name in (*TABLES, LOG_TABLE):
+    for name, required in _REQUIRED.items():
         table = data.get(name, {})
         if not isinstance(table, dict):
             return f"table {name!r} is a JSON {_json_kind(table)}, not a table"
         for doc_id, doc in table.items():
-            problem = _document_problem(name, doc_id, doc)
-            if problem is not None:
-                return problem
+            if not doc_id.isdigit() or not isinstance(doc, dict):
+                return _document_problem(name, doc_id, doc)
+            for field_name, kind in required:
+                value = doc.get(field_name, _MISSING)
+                if type(value) is bool or not isinstance(value, kind):
+                    return _document_problem(name, doc_id, doc)
     return None
 
 
-def _document_problem(table: str, doc_id: str, doc: Any) -> str | None:
+def _document_problem(table: str, doc_id: str, doc: Any) -> str:
     where = f"document {doc_id!r} of table {table!r}"
     if not doc_id.isdigit():
         return f"{where}: its id is not a number"
     if not isinstance(doc, dict):
         return f"{where} is a JSON {_json_kind(doc)}, not a document"
-    if table == LOG_TABLE:
-        next_log = doc.get("next", 0)
-        return None if type(next_log) is int else f"{where}: 'next' is not a whole number"
-    field_name, field_type = _KEY_FIELDS.get(table, ("", object))
-    if field_name and field_name not in doc:
-        return f"{where} has no {field_name!r}"
-    value = doc.get(field_name)
-    if field_name and (type(value) is bool or not isinstance(value, field_type)):
-        return f"{where}: {field_name!r} is a JSON {_json_kind(value)}"
-    try:
-        _READERS[table](doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return f"{where} cannot be read ({type(exc).__name__}: {exc})"
-    return None
+    for field_name, kind in _REQUIRED[table]:
+        if field_name not in doc:
+            return f"{where} has no {field_name!r}"
+        value = doc[field_name]
+        if type(value) is bool or not isinstance(value, kind):
+            return f"{where}: {field_name!r} is a JSON {_json_kind(value)}"
+    return f"{where} cannot be read"
 
 
 def check_database(path: Path, *, force: bool = False) -> str | None:
@@ -678,10 +673,6 @@ class Database:
         self._snapshot_job: Future[int] | None = None
         self.log = ChangeLog(self.path)
         self._replay(data)
-        problem = shape_problem({name: table.docs for name, table in self._tables.items()})
-        if problem is not None:
-            raise UnusableDatabase(f"{self.path} with its change log is not usable ({problem}): "
-                                   f"{_RESTORE}")
         self._build_indexes()
 
     # ----------------------------------------------------------------- internals
