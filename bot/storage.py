@@ -495,8 +495,10 @@ class ChangeLog:
         self._fd: int | None = None
         #: length of the open file up to its last complete line
         self._good = 0
-        #: the system call appends go through (tests put a fault injector here)
+        #: the system calls appends go through (tests put fault injectors here)
         self.write: Callable[[int, memoryview], int] = os.write
+        self.sync: Callable[[int], None] = os.fsync
+        self.truncate: Callable[[int, int], None] = os.ftruncate
 
     def generations(self) -> list[int]:
         found = []
@@ -552,7 +554,7 @@ class ChangeLog:
             view = memoryview(line)
             while view:
                 view = view[self.write(fd, view):]
-            os.fsync(fd)
+            self.sync(fd)
         except OSError as exc:
             self._take_back()
             raise StorageWriteError.from_os_error(self.path(self.generation), exc) from exc
@@ -564,8 +566,8 @@ class ChangeLog:
         if self._fd is None:
             return
         try:
-            os.ftruncate(self._fd, self._good)
-            os.fsync(self._fd)
+            self.truncate(self._fd, self._good)
+            self.sync(self._fd)
         except OSError:
             log.exception("could not cut %s back; appends move to the next log",
                           self.path(self.generation))

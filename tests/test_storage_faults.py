@@ -127,6 +127,54 @@ async def test_a_completion_that_cannot_be_written_is_kept_for_a_retry(tmp_path:
     reopened.close()
 
 
+def fails(
+    code: int, times: int = 10**9, then: Callable[..., None] = os.fsync
+) -> Callable[..., None]:
+    """A system call that fails `times` times with `code`, then is `then`."""
+    left = [times]
+
+    def call(*args: int) -> None:
+        if left[0] <= 0:
+            return then(*args)
+        left[0] -= 1
+        raise OSError(code, os.strerror(code))
+
+    return call
+
+
+def test_a_failed_sync_is_cut_back_and_a_failed_cut_moves_to_the_next_log(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    db = Database(path)
+    db.save_feed(Feed(url="kept"))
+    db.commit()
+    first = db.log.path(db.log.generation)
+    good = first.read_bytes()
+    # the whole line was written, but the disk could not sync it (EIO): cut back
+    db.log.sync = fails(errno.EIO, times=1)
+    db.savepoint()
+    db.save_feed(Feed(url="unsynced"))
+    with pytest.raises(StorageWriteError) as unsynced:
+        db.commit()
+    assert unsynced.value.kind == "io" and first.read_bytes() == good
+    db.log.sync = os.fsync
+    # torn by a full disk, and the cut fails too: the torn bytes stay a torn last line
+    db.log.write, db.log.truncate = full_after(7), fails(errno.EIO, then=os.ftruncate)
+    db.savepoint()
+    db.save_feed(Feed(url="torn"))
+    with pytest.raises(StorageWriteError):
+        db.commit()
+    assert first.read_bytes().startswith(good) and first.read_bytes() != good
+    db.log.write, db.log.truncate = os.write, os.ftruncate
+    db.save_feed(Feed(url="after"))
+    db.commit()
+    assert db.log.path(db.log.generation) != first  # appends moved on
+    crash(db)
+    reopened = Database(path)
+    assert sorted(f.url for f in reopened.all_feeds()) == ["after", "kept"]
+    assert list(tmp_path.glob("*.damaged-*")) == []
+    reopened.close()
+
+
 # ------------------------------------------------------------------- damaged lines
 def test_complete_lines_after_a_torn_or_damaged_one_are_replayed(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
