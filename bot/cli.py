@@ -19,6 +19,7 @@ from .parser import parse_feed
 from .render import RenderOptions, render_entry
 from .render import plain_text as html_to_plain
 from .runtime import fetch_settings
+from .storage import check_database
 
 TOKEN_HELP = (
     "feedbot: TELEGRAM_BOT_TOKEN is not set. Create a bot with @BotFather in Telegram "
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", help="TOML settings file (or FEEDBOT_CONFIG)")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="start even on an empty database file, or on one holding only another "
+        "program's tables (they are kept)",
+    )
     preview = commands.add_parser(
         "preview", help="print the messages the bot would send for a feed (no token needed)"
     )
@@ -71,17 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
-        return run(settings)
+        return run(settings, force=args.force)
     return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang))
 
 
-def run(settings: config.Settings) -> int:
+def run(settings: config.Settings, *, force: bool = False) -> int:
     if not settings.token:
         print(TOKEN_HELP, file=sys.stderr)
         return 2
+    problem = check_database(Path(settings.db_path), force=force)
+    if problem is not None:
+        print(f"feedbot: {problem}", file=sys.stderr)
+        return 2
     from .app import build_application
 
-    Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
     updates = ["message", "callback_query", "my_chat_member", "channel_post"]
     build_application(settings).run_polling(allowed_updates=updates)
     return 0

@@ -6,6 +6,7 @@ catalogue key and its arguments, shown in the chat's language (`Reason.text`).
 
 from __future__ import annotations
 
+import errno
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -122,3 +123,29 @@ class ParseError(FeedbotError):
         args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, kind=kind, key=key, args=args)
+
+class StorageWriteError(FeedbotError):
+    """The database could not be written (the change was undone in memory, nothing is on disk).
+    kind is one of: disk_full, read_only, io; the catalogue key is `error_storage_<kind>`."""
+
+    kind = "io"
+
+    @classmethod
+    def from_os_error(cls, path: object, exc: OSError) -> StorageWriteError:
+        kind = _STORAGE_KINDS.get(exc.errno or 0, "io")
+        return cls(
+            f"cannot write {path}: {exc.strerror or exc}", kind=kind, key=f"error_storage_{kind}"
+        )
+
+    @property
+    def catalogue_key(self) -> str:
+        return f"error_storage_{self.kind}"
+
+
+_STORAGE_KINDS = {
+    errno.ENOSPC: "disk_full",
+    errno.EDQUOT: "disk_full",
+    errno.EROFS: "read_only",
+    errno.EACCES: "read_only",
+    errno.EPERM: "read_only",
+}

@@ -28,7 +28,7 @@ from telegram.ext import (
 )
 
 from .delivery import on_bot_membership, on_chat_migrated
-from .errors import Reason
+from .errors import Reason, StorageWriteError
 from .i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
 from .live_reply import MAX_TEXT as MAX_TEXT  # re-exported: other handler modules use them
 from .live_reply import LiveReply, answer
@@ -259,8 +259,9 @@ async def subscribe_words(
         )
         await finish_sub(update, context, live, target, [outcomes[w] for w in words_checked],
                          summary_text(addresses, outcomes, refused) if not single else "")
-    except Exception:
-        await live.finish(target.frame(t("error_internal")))
+    except Exception as exc:
+        await live.finish(target.frame(error_text(exc)))
+        setattr(exc, ANSWERED, True)  # on_error must not say it a second time
         raise
     finally:
         await live.close()
@@ -599,11 +600,25 @@ async def migrated(update: Update, context: Context) -> None:
     )
 
 
+#: set on an exception whose handler already told the chat about it
+ANSWERED = "feedbot_answered"
+
+
+def error_text(error: BaseException | None) -> str:
+    """What the chat is told when a command failed: the database cannot be written (say so),
+    or "something went wrong"."""
+    if isinstance(error, StorageWriteError):
+        return t(error.catalogue_key)
+    return t("error_internal")
+
+
 async def on_error(update: object, context: Context) -> None:
-    log.error("error while handling an update", exc_info=context.error)
-    if isinstance(update, Update) and update.effective_message is not None:
+    error = context.error
+    log.error("error while handling an update", exc_info=error)
+    answered = getattr(error, ANSWERED, False)
+    if isinstance(update, Update) and update.effective_message is not None and not answered:
         try:
-            await reply(update, t("error_internal"))
+            await reply(update, error_text(error))
         except Exception:
             log.exception("could not tell the chat about the error")
     from .handlers_operator import report_handler_error

@@ -20,6 +20,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
+from .errors import StorageWriteError
 from .gateway import NOTICE_CALL
 from .handlers import Context, guarded, reply, runtime_of
 from .i18n import DEFAULT_LANG, t
@@ -98,7 +99,7 @@ class OwnerAlerts:
 
     def check_crashed(self, url: str, exc: Exception) -> None:
         name = type(exc).__name__
-        self.alert_soon(f"check:{name}", f"{url}\n{name}: {exc}")
+        self.alert_soon(alert_kind("check", exc), f"{url}\n{name}: {exc}")
 
     async def handler_failed(self, update: object, error: BaseException | None) -> None:
         name = type(error).__name__ if error is not None else "unknown"
@@ -106,7 +107,15 @@ class OwnerAlerts:
         if isinstance(update, Update) and update.effective_message is not None:
             words = (update.effective_message.text or "").split()
             where = words[0] if words and words[0].startswith("/") else ""
-        await self.alert(f"handler:{name}", f"{where} {name}: {error}".strip())
+        await self.alert(alert_kind("handler", error), f"{where} {name}: {error}".strip())
+
+
+def alert_kind(where: str, error: BaseException | None) -> str:
+    """`where:ErrorName`; a database that cannot be written is one kind wherever it shows, so
+    the owners hear of it once (an hour), not once per check and once per command."""
+    if isinstance(error, StorageWriteError):
+        return "storage"
+    return f"{where}:{type(error).__name__ if error is not None else 'unknown'}"
 
 
 @dataclass

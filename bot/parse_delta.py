@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 
 from .diff import new_entries
 from .errors import ParseError
-from .identity import fingerprint
+from .identity import BY_LINK, NO_SECOND, fingerprint, second_identities
 from .models import Entry, ParsedFeed
-from .parser import alt_key_wanted, link_key, parse_bytes, parse_document
+from .parser import link_key, parse_bytes, parse_document, tdl_key
 
 _ITEMS = frozenset({"item", "entry"})
 #: where an item/entry element is a feed's item: RSS 0.9x/2.0, RSS 0.90, RSS 1.0, Atom 1.0, 0.3
@@ -44,8 +44,9 @@ _FEED_NAMESPACES = frozenset({
     "http://www.w3.org/2005/Atom",
     "http://purl.org/atom/ns#",
 })
-#: item hash, key print, link-key print (zeros: no link), key is the link, published (NaN: none)
-_RECORD = struct.Struct("<8s8s8s?d")
+#: item hash, key print, link-key print (zeros: no link), key is the link, published (NaN: none),
+#: title-date-link print (zeros: none)
+_RECORD = struct.Struct("<8s8s8s?d8s")
 _NO_LINK = bytes(8)
 
 
@@ -58,20 +59,22 @@ class ItemRecord:
     link_print: str  # "" when the entry has no link
     key_is_link: bool
     published: float | None
+    tdl_print: str = ""  # "" when the entry lacks a title, a date or a link
 
     def pack(self) -> bytes:
         link = bytes.fromhex(self.link_print) if self.link_print else _NO_LINK
+        tdl = bytes.fromhex(self.tdl_print) if self.tdl_print else _NO_LINK
         when = math.nan if self.published is None else self.published
         return _RECORD.pack(
-            self.item_hash, bytes.fromhex(self.key_print), link, self.key_is_link, when
+            self.item_hash, bytes.fromhex(self.key_print), link, self.key_is_link, when, tdl
         )
 
     @classmethod
     def unpack_all(cls, blob: bytes) -> list[ItemRecord]:
         return [
             cls(h, key.hex(), "" if link == _NO_LINK else link.hex(), is_link,
-                None if math.isnan(when) else when)
-            for h, key, link, is_link, when in _RECORD.iter_unpack(blob)
+                None if math.isnan(when) else when, "" if tdl == _NO_LINK else tdl.hex())
+            for h, key, link, is_link, when, tdl in _RECORD.iter_unpack(blob)
         ]
 
 
@@ -209,26 +212,34 @@ def merge(answer: ChangedItems, known: dict[bytes, ItemRecord]) -> tuple[ParsedF
         else:
             entries.append(_stub(known[h]))
             records.append(known[h])
-    wanted = alt_key_wanted([r.link_print for r in records], [r.key_is_link for r in records])
+    choices = second_identities(
+        [r.link_print for r in records],
+        [r.key_is_link for r in records],
+        [r.tdl_print for r in records],
+    )
     for i, (entry, record) in enumerate(zip(entries, records, strict=True)):
-        if not wanted[i]:
+        by_link = choices[i] == BY_LINK
+        if choices[i] == NO_SECOND:
             continue
         if entry.prints:
-            entries[i] = replace(entry, prints=(*entry.prints, record.link_print))
+            second = record.link_print if by_link else record.tdl_print
+            entries[i] = replace(entry, prints=(*entry.prints, second))
         else:
-            entries[i] = replace(entry, alt_keys=(*entry.alt_keys, link_key(entry)))
+            second = link_key(entry) if by_link else tdl_key(entry)
+            entries[i] = replace(entry, alt_keys=(*entry.alt_keys, second))
     blob = b"".join(r.pack() for r in records)
     return replace(answer.parsed, entries=entries), blob
 
 
 def _record(h: bytes, entry: Entry) -> ItemRecord:
-    link = link_key(entry)
+    link, tdl = link_key(entry), tdl_key(entry)
     return ItemRecord(
         item_hash=h,
         key_print=fingerprint(entry.key),
         link_print=fingerprint(link) if link else "",
         key_is_link=bool(link) and entry.key == link.removeprefix("link:"),
         published=entry.published.timestamp() if entry.published else None,
+        tdl_print=fingerprint(tdl) if tdl else "",
     )
 
 

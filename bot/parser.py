@@ -11,7 +11,6 @@ import calendar
 import html
 import json
 import re
-from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,14 @@ from urllib.parse import urljoin
 import feedparser
 
 from .errors import ParseError
-from .identity import entry_key, normalize_link
+from .identity import (
+    BY_LINK,
+    NO_SECOND,
+    entry_key,
+    normalize_link,
+    second_identities,
+    title_date_link_key,
+)
 from .models import Enclosure, Entry, ParsedFeed
 
 if TYPE_CHECKING:
@@ -202,22 +208,21 @@ def link_key(entry: Entry) -> str:
     return f"link:{normalize_link(entry.link)}" if entry.link else ""
 
 
-def alt_key_wanted(link_keys: list[str], key_is_link: list[bool]) -> list[bool]:
-    """Which entries get their link key as a second identity: those whose link is unique in the
-    feed (and is not already their key), so a post whose guid wobbles is still recognised."""
-    counts = Counter(k for k in link_keys if k)
-    return [
-        bool(k) and counts[k] == 1 and not is_link
-        for k, is_link in zip(link_keys, key_is_link, strict=True)
-    ]
+def tdl_key(entry: Entry) -> str:
+    """The identity an entry's title, date and link give it ("" without all three)."""
+    return title_date_link_key(entry.title, entry.published, entry.link)
 
 
 def add_alt_keys(entries: list[Entry]) -> None:
+    """Each entry's second identity (bot.identity.second_identities), so a post whose guid
+    wobbles is still recognised."""
     links = [link_key(e) for e in entries]
     is_link = [e.key == link.removeprefix("link:") for e, link in zip(entries, links, strict=True)]
-    for i, wanted in enumerate(alt_key_wanted(links, is_link)):
-        if wanted:
-            entries[i] = replace(entries[i], alt_keys=(*entries[i].alt_keys, links[i]))
+    tdls = [tdl_key(e) for e in entries]
+    for i, choice in enumerate(second_identities(links, is_link, tdls)):
+        if choice != NO_SECOND:
+            second = links[i] if choice == BY_LINK else tdls[i]
+            entries[i] = replace(entries[i], alt_keys=(*entries[i].alt_keys, second))
 
 
 # ---------------------------------------------------------------- JSON Feed

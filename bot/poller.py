@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 from .config import Settings
 from .diff import entry_prints, new_entries, oldest_first, remember, seen_cap
-from .errors import FeedbotError, FetchError, Reason
+from .errors import FeedbotError, FetchError, Reason, StorageWriteError
 from .fetcher import Fetcher
 from .filters import matches
 from .i18n import DEFAULT_LANG, format_time, t
@@ -221,6 +221,11 @@ class Poller:
                 await asyncio.sleep(wait)
             async with self._slots:
                 await self.check(url)
+        except StorageWriteError as exc:  # the check was undone: it runs again later
+            log.warning("check of %s could not be stored (%s); it will be retried", url, exc)
+            if self.on_crash is not None:
+                self.on_crash(url, exc)
+            await self._reschedule_after_crash(url)
         except Exception as exc:
             log.exception("check of %s crashed; it will be retried", url)
             if self.on_crash is not None:

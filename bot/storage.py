@@ -6,7 +6,18 @@ Durability model
 - A durable commit appends one line to the log: every document changed since the previous line,
   in full (or null for a removal), then fsync. A commit costs the size of what changed, not of the
   database; change sets that arrive while the worker is busy share one line (group commit).
+- Each line is framed and checksummed (RS, crc32 in hex, space, JSON, newline; see `frame`), so
+  replay recognises every complete line: one damaged in the middle (a bad disk) is skipped and
+  the file kept aside as `<log>.damaged-<time>`; the lines after it are applied. Lines written
+  before the frame existed (bare JSON) are still read.
 - A crash can cut only the last line short; it was never acknowledged, so reopening ignores it.
+- A failed append (disk full, I/O error) is cut back to the last complete line, the change sets
+  in it are undone in memory, and the callers get `StorageWriteError`: nothing they were told
+  about is lost, and nothing they were not told about appears later. If the file cannot be cut
+  back, appends move on to the next log file, so the torn bytes stay a torn last line.
+- A snapshot that cannot be written (disk full) is logged and tried again later; the logs it
+  would have replaced stay until one is written.
+- Tables of another program found in the file are kept as they are.
 - When the log outgrows the snapshot (and a floor of a few MB), it is folded in: appends move to a
   fresh log and a background thread writes the new snapshot atomically (temp file, fsync,
   `os.replace`, fsync of the folder), then deletes the older logs. The snapshot names the first
@@ -28,17 +39,20 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from tinydb.storages import Storage
 
+from .errors import StorageWriteError
 from .models import Chat, Delivery, Feed, Subscription
 
 log = logging.getLogger(__name__)
@@ -46,6 +60,8 @@ T = TypeVar("T")
 
 #: the log is folded into the snapshot once it is larger than this and than the snapshot
 LOG_FLOOR_BYTES = 8 * 2**20
+#: after a snapshot could not be written (disk full), the next try waits this long
+SNAPSHOT_RETRY_S = 60.0
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -84,9 +100,7 @@ class AtomicJSONStorage(Storage):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._data: dict[str, dict[str, Any]] | None = None
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._data = json.loads(self.path.read_bytes())
+        self._data: dict[str, dict[str, Any]] | None = load_snapshot(self.path) or None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         return self._data
@@ -101,6 +115,162 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+class UnusableDatabase(Exception):
+    """The database file cannot be used as it is; str() is one line: the file, what is wrong
+    and what to do. `forceable`: `feedbot run --force` may start a database there anyway."""
+
+    def __init__(self, message: str, *, forceable: bool = False) -> None:
+        super().__init__(message)
+        self.forceable = forceable
+
+
+_RESTORE = "move it aside and restore a backup, or move it aside to start a new database"
+
+
+def load_snapshot(path: Path) -> dict[str, Any]:
+    """The snapshot's tables ({} when there is no file or it is empty). UnusableDatabase when
+    it cannot be read or is not a feedbot database in a usable shape; the file is not touched."""
+    if path.is_dir():
+        raise UnusableDatabase(
+            f"{path} is a directory, not a database file: move it aside, or point FEEDBOT_DB "
+            "at a file"
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UnusableDatabase(
+            f"{path} cannot be read ({exc.strerror}): fix its permissions, or {_RESTORE}"
+        ) from exc
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise UnusableDatabase(f"{path} is damaged ({_json_problem(exc)}): {_RESTORE}") from exc
+    problem = shape_problem(data)
+    if problem is not None:
+        raise UnusableDatabase(f"{path} is not a usable feedbot database ({problem}): {_RESTORE}")
+    return dict(data)
+
+
+def _json_problem(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at byte {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text at byte {exc.start}"
+    return f"not JSON: {exc}"
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+#: the fields each of our tables' documents must hold, and their JSON types (what reading them
+#: relies on; other fields have defaults)
+_REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "feeds": (("url", str),),
+    "subscriptions": (("chat_id", int), ("feed_url", str)),
+    "chats": (("id", int),),
+    "outbox": (
+        ("id", str), ("chat_id", int), ("feed_url", str), ("entry_key", str),
+        ("message", list), ("created", (int, float)),
+    ),
+    "meta": (("seq", int),),
+    "log": (("next", int),),
+}
+
+
+def shape_problem(data: Any) -> str | None:
+    """What keeps `data` (a decoded snapshot) from being read as feedbot's tables, or None.
+    Tables of other names are not looked at: they belong to someone else and are kept."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {_json_kind(data)}, not an object of tables"
+    for name, required in _REQUIRED.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            return f"table {name!r} is a JSON {_json_kind(table)}, not a table"
+        for doc_id, doc in table.items():
+            if not doc_id.isdigit() or not isinstance(doc, dict):
+                return _document_problem(name, doc_id, doc)
+            for field_name, kind in required:
+                value = doc.get(field_name, _MISSING)
+                if type(value) is bool or not isinstance(value, kind):
+                    return _document_problem(name, doc_id, doc)
+    return None
+
+
+def _document_problem(table: str, doc_id: str, doc: Any) -> str:
+    where = f"document {doc_id!r} of table {table!r}"
+    if not doc_id.isdigit():
+        return f"{where}: its id is not a number"
+    if not isinstance(doc, dict):
+        return f"{where} is a JSON {_json_kind(doc)}, not a document"
+    for field_name, kind in _REQUIRED[table]:
+        if field_name not in doc:
+            return f"{where} has no {field_name!r}"
+        value = doc[field_name]
+        if type(value) is bool or not isinstance(value, kind):
+            return f"{where}: {field_name!r} is a JSON {_json_kind(value)}"
+    return f"{where} cannot be read"
+
+
+def check_database(path: Path, *, force: bool = False) -> str | None:
+    """Start-up check of the data folder and the database file: None when the bot may start,
+    else one line naming the file, what is wrong and what to do. Nothing is changed, except
+    that a missing data folder is created. Without `force` an empty file or one holding only
+    another program's tables is refused rather than taken over."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (
+            f"{path}: its data folder {folder} cannot be created ({exc.strerror}): create it, "
+            "or point FEEDBOT_DB at a file in a writable folder"
+        )
+    try:
+        data = load_snapshot(path)
+    except UnusableDatabase as exc:
+        return str(exc)
+    problem = _folder_problem(path)
+    if problem is not None:
+        return problem
+    if force:
+        return None
+    if path.exists() and not data:
+        if path.stat().st_size == 0 or not path.read_bytes().strip():
+            return (
+                f"{path} is an empty file: feedbot never leaves one, so it is not feedbot's; "
+                "move it aside or restore a backup, or run `feedbot run --force` to start a "
+                "new database in it"
+            )
+    ours = [name for name in data if name in (*TABLES, LOG_TABLE)]
+    if data and not ours:
+        return (
+            f"{path} is not a feedbot database: it holds another program's tables "
+            f"({', '.join(sorted(data))}); point FEEDBOT_DB at another file, or run "
+            "`feedbot run --force` to add feedbot's tables beside them (theirs are kept)"
+        )
+    return None
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Can the bot create, write and remove files beside `path` (snapshots, logs)?"""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".feedbot-probe.", dir=path.parent)
+    except OSError as exc:
+        return (
+            f"{path}: its data folder {path.parent} is not writable ({exc.strerror}): make it "
+            "writable, free some space, or point FEEDBOT_DB at a file in a writable folder"
+        )
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
 
 
 def _dumps(value: Any) -> bytes:
@@ -122,6 +292,9 @@ class DocTable:
         self._json: dict[str, bytes] = {}
         #: changed since the last log line: doc id -> changed fields, or None for all of it
         self._changed: dict[str, set[str] | None] = {}
+        #: while a savepoint is open: each document changed since, as it was then (None: absent)
+        self._undo: dict[str, dict[str, Any] | None] | None = None
+        self._changed_at_savepoint: dict[str, set[str] | None] = {}
 
     def get(self, doc_id: str | None) -> dict[str, Any] | None:
         return self.docs.get(doc_id) if doc_id is not None else None
@@ -132,6 +305,7 @@ class DocTable:
         return doc_id
 
     def put(self, doc_id: str, doc: dict[str, Any]) -> None:
+        self._remember(doc_id)
         old = self.docs.get(doc_id)
         self.docs[doc_id] = doc
         self._json.pop(doc_id, None)
@@ -151,6 +325,7 @@ class DocTable:
             self.put(doc_id, {**doc, **fields})
 
     def remove(self, doc_id: str) -> None:
+        self._remember(doc_id)
         if self.docs.pop(doc_id, None) is not None:
             self._json.pop(doc_id, None)
             self._changed[doc_id] = None
@@ -185,19 +360,52 @@ class DocTable:
             else:
                 body = _dumps({key: doc[key] for key in fields}) + b",1"
             records.append(b"[" + prefix + doc_id.encode() + b'",' + body + b"]")
-        self._changed.clear()
         return records
 
-    def apply(self, doc_id: str, doc: dict[str, Any] | None, patch: int = 0) -> None:
-        """Replay one log record (already on disk, so not marked changed)."""
+    def changes_written(self) -> None:
+        """The records `take_changes` gave are on disk."""
+        self._changed.clear()
+
+    # savepoints: a durable change set that could not be written is undone
+    def _remember(self, doc_id: str) -> None:
+        if self._undo is not None and doc_id not in self._undo:
+            self._undo[doc_id] = self.docs.get(doc_id)
+
+    def savepoint(self) -> None:
+        self._undo = {}
+        self._changed_at_savepoint = dict(self._changed)  # its field sets are never mutated
+
+    def release(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Every document back as it was at the savepoint, and so is what waits for the log."""
+        if self._undo is None:
+            return
+        for doc_id, doc in self._undo.items():
+            self._json.pop(doc_id, None)
+            if doc is None:
+                self.docs.pop(doc_id, None)
+            else:
+                self.docs[doc_id] = doc
+        self._changed = self._changed_at_savepoint
+        self._undo = None
+
+    def apply(self, doc_id: str, doc: dict[str, Any] | None, patch: int = 0) -> bool:
+        """Replay one log record (already on disk, so not marked changed). False for a patch of
+        a document that is not there (the line creating it was damaged): it is skipped."""
         self._json.pop(doc_id, None)
         if doc is None:
             self.docs.pop(doc_id, None)
-            return
+            return True
         if patch:
-            doc = {**self.docs.get(doc_id, {}), **doc}
+            base = self.docs.get(doc_id)
+            if base is None:
+                return False
+            doc = {**base, **doc}
         self.docs[doc_id] = doc
         self.next_id = max(self.next_id, int(doc_id) + 1)
+        return True
 
     def snapshot_parts(self) -> list[bytes | dict[str, Any]]:
         """The table's JSON as chunks to join in the snapshot thread.
@@ -221,6 +429,61 @@ TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta")
 LOG_TABLE = "log"
 
 
+#: starts every framed log line (ASCII record separator: JSON text never contains it raw)
+RS = b"\x1e"
+
+
+def frame(body: bytes) -> bytes:
+    """One log line: RS, the crc32 of `body` in 8 hex digits, a space, `body`, a newline."""
+    return RS + b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def _unframe(piece: bytes) -> list[Any] | None:
+    """The records of one framed line (without its RS), or None when it is damaged."""
+    if len(piece) < 10 or piece[8:9] != b" ":
+        return None
+    body = piece[9:]
+    try:
+        if int(piece[:8], 16) != zlib.crc32(body):
+            return None
+        records = json.loads(body)
+    except ValueError:
+        return None
+    return records if isinstance(records, list) else None
+
+
+def parse_log(data: bytes) -> tuple[list[Any], int]:
+    """The records of every complete line of a log, and how many lines were damaged.
+
+    The part after the last newline is a torn last line (a crash mid-append): never
+    acknowledged, so ignored. A framed line is recognised by its checksum wherever it starts,
+    even glued to a torn one; a bare-JSON line (written before frames) must parse whole."""
+    records: list[Any] = []
+    damaged = 0
+    for line in data.split(b"\n")[:-1]:
+        if not line.strip():
+            continue
+        if RS not in line:
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                records.extend(parsed)
+            else:
+                damaged += 1
+            continue
+        head, *pieces = line.split(RS)
+        damaged += bool(head.strip())
+        for piece in pieces:
+            found = _unframe(piece)
+            if found is None:
+                damaged += 1
+            else:
+                records.extend(found)
+    return records, damaged
+
+
 class ChangeLog:
     """The append-only log files `<db>.log.<generation>` next to the snapshot."""
 
@@ -229,7 +492,13 @@ class ChangeLog:
         self.prefix = snapshot.name + ".log."
         self.generation = 0
         self.size = 0
-        self._fh: BinaryIO | None = None
+        self._fd: int | None = None
+        #: length of the open file up to its last complete line
+        self._good = 0
+        #: the system calls appends go through (tests put fault injectors here)
+        self.write: Callable[[int, memoryview], int] = os.write
+        self.sync: Callable[[int], None] = os.fsync
+        self.truncate: Callable[[int, int], None] = os.ftruncate
 
     def generations(self) -> list[int]:
         found = []
@@ -242,28 +511,67 @@ class ChangeLog:
     def path(self, generation: int) -> Path:
         return self.folder / f"{self.prefix}{generation}"
 
-    def read(self, generation: int) -> list[list[Any]]:
-        """Every complete line of one log; a torn last line (a crash mid-append) is ignored."""
-        lines = self.path(generation).read_bytes().split(b"\n")
-        records: list[list[Any]] = []
-        for number, line in enumerate(lines[:-1], 1):  # the part after the last newline is torn
-            try:
-                records.extend(json.loads(line))
-            except ValueError:
-                log.error("change log %s: line %d is damaged; later lines are ignored",
-                          self.path(generation), number)
-                break
-        return records
+    def read(self, generation: int) -> tuple[list[Any], int]:
+        """Every complete line's records, and the number of damaged lines (see `parse_log`)."""
+        return parse_log(self.path(generation).read_bytes())
 
-    def append(self, line: bytes) -> int:
-        if self._fh is None:
-            self._fh = open(self.path(self.generation), "ab")
-            fsync_dir(self.folder)
-        self._fh.write(line)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+    def keep_aside(self, generation: int) -> Path:
+        """Keep a damaged log under another name, which no fold deletes."""
+        path = self.path(generation)
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        try:
+            os.link(path, aside)  # no data to copy: works on a full disk too
+        except OSError:
+            shutil.copyfile(path, aside)
+        fsync_dir(self.folder)
+        return aside
+
+    def _open(self) -> int:
+        if self._fd is None:
+            path = self.path(self.generation)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+                if not torn:
+                    fsync_dir(self.folder)
+            except BaseException:
+                os.close(fd)
+                raise
+            if torn:  # never glue a line onto a torn one: start the next log instead
+                os.close(fd)
+                self.rotate()
+                return self._open()
+            self._fd, self._good = fd, size
+        return self._fd
+
+    def append(self, body: bytes) -> int:
+        """Append one framed line and fsync it; on failure cut the file back to its last
+        complete line and raise StorageWriteError."""
+        line = frame(body)
+        try:
+            fd = self._open()
+            view = memoryview(line)
+            while view:
+                view = view[self.write(fd, view):]
+            self.sync(fd)
+        except OSError as exc:
+            self._take_back()
+            raise StorageWriteError.from_os_error(self.path(self.generation), exc) from exc
+        self._good += len(line)
         self.size += len(line)
         return len(line)
+
+    def _take_back(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.truncate(self._fd, self._good)
+            self.sync(self._fd)
+        except OSError:
+            log.exception("could not cut %s back; appends move to the next log",
+                          self.path(self.generation))
+            self.rotate()
 
     def rotate(self) -> int:
         """Start the next log; returns its generation."""
@@ -279,9 +587,10 @@ class ChangeLog:
                     self.path(old).unlink()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
 
 class SubscriptionIndex:
@@ -343,6 +652,14 @@ class Database:
         self.storage = AtomicJSONStorage(self.path)
         data = self.storage.read() or {}
         self._tables = {name: DocTable(name, data.setdefault(name, {})) for name in TABLES}
+        #: another program's tables in the same file: kept, written back as they were
+        self._foreign = b"".join(
+            b"," + _dumps(name) + b":" + _dumps(docs)
+            for name, docs in data.items()
+            if name not in (*TABLES, LOG_TABLE)
+        )
+        self._snapshot_retry_at = 0.0
+        self._in_savepoint = False
         self.feeds = self._tables["feeds"]
         self.subs = self._tables["subscriptions"]
         self.chats = self._tables["chats"]
@@ -373,13 +690,32 @@ class Database:
         first = int(data.get(LOG_TABLE, {}).get("1", {}).get("next", 0))
         generations = [g for g in self.log.generations() if g >= first]
         for generation in generations:
-            for table, doc_id, *change in self.log.read(generation):
-                self._tables[table].apply(doc_id, *change)
+            records, damaged = self.log.read(generation)
+            skipped = sum(not self._apply(record) for record in records)
+            if damaged or skipped:
+                aside = self.log.keep_aside(generation)
+                log.error(
+                    "change log %s: %d damaged line(s) and %d unusable change(s) skipped, every "
+                    "complete line applied; the file is kept as %s",
+                    self.log.path(generation), damaged, skipped, aside,
+                )
         self.log.generation = max([first, *generations])
         if generations or not self.path.exists():
             self.snapshot(wait=True)  # one self-contained file again; the logs go
         else:
             self.log.delete_before(first)
+
+    def _apply(self, record: Any) -> bool:
+        """Replay one log record; False when it cannot be used (and is skipped)."""
+        if not isinstance(record, list) or not 3 <= len(record) <= 4:
+            return False
+        table, doc_id, *change = record
+        target = self._tables.get(table) if isinstance(table, str) else None
+        if target is None or not isinstance(doc_id, str) or not doc_id.isdigit():
+            return False
+        if change[0] is not None and not isinstance(change[0], dict):
+            return False
+        return target.apply(doc_id, *change)
 
     def snapshot(self, *, wait: bool = False) -> None:
         """Fold the log into a new snapshot, written by the background thread."""
@@ -392,7 +728,7 @@ class Database:
         for name, table in self._tables.items():
             parts.append(b"," + _dumps(name) + b":")
             parts.extend(table.snapshot_parts())
-        parts.append(b"}")
+        parts.append(self._foreign + b"}")
         self._snapshot_job = self._snapshotter.submit(self._write_snapshot, parts, generation)
         if wait:
             self._settle_snapshot(wait=True)
@@ -411,29 +747,61 @@ class Database:
         if not wait and not job.done():
             return False
         self._snapshot_job = None
-        self.snapshot_bytes = job.result()  # a failed write raises here, on the worker thread
+        try:
+            self.snapshot_bytes = job.result()
+        except OSError:
+            # the logs it would have replaced stay, so nothing is lost: try again later
+            log.exception("could not write the snapshot %s; the change log keeps everything",
+                          self.path)
+            self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
+            return True
         self.bytes_written += self.snapshot_bytes
         return True
 
     def _append_changes(self) -> None:
+        """One log line with every change not yet written; they stay pending if it fails."""
         records = [record for table in self._tables.values() for record in table.take_changes()]
-        if records:
-            self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]\n")
         self._last_flush = time.monotonic()
+        if records:
+            self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]")
+        for table in self._tables.values():
+            table.changes_written()
 
     def _snapshot_if_due(self) -> None:
-        if self.log.size > max(self.log_floor, self.snapshot_bytes) and self._settle_snapshot(
-            wait=False
+        if (
+            self.log.size > max(self.log_floor, self.snapshot_bytes)
+            and time.monotonic() >= self._snapshot_retry_at
+            and self._settle_snapshot(wait=False)
         ):
             self.snapshot()
 
+    def savepoint(self) -> None:
+        """Start a durable change set: if its commit cannot be written, it is undone."""
+        self._in_savepoint = True
+        for table in self._tables.values():
+            table.savepoint()
+
     def commit(self, *, durable: bool = True) -> None:
-        """End a change set: on disk now, or (for harmless-to-lose changes) soon."""
-        if durable:
-            self._append_changes()
-            self._snapshot_if_due()
+        """End a change set: on disk now, or (for harmless-to-lose changes) soon.
+
+        A durable commit that cannot be written raises StorageWriteError; the change set since
+        `savepoint()` is undone (without one, its changes wait for the next line)."""
+        if not durable:
+            self.flush_if_due()
             return
-        self.flush_if_due()
+        try:
+            self._append_changes()
+        except StorageWriteError:
+            if self._in_savepoint:
+                for table in self._tables.values():
+                    table.rollback()
+                self._build_indexes()
+            raise
+        finally:
+            self._in_savepoint = False
+            for table in self._tables.values():
+                table.release()
+        self._snapshot_if_due()
 
     def has_unwritten_changes(self) -> bool:
         return any(table.has_changes for table in self._tables.values())
@@ -442,7 +810,10 @@ class Database:
         """Write lazily-committed changes once they are `lazy_flush_s` old."""
         due = time.monotonic() - self._last_flush >= self.lazy_flush_s
         if due and self.has_unwritten_changes():
-            self.commit(durable=True)
+            try:
+                self.commit(durable=True)
+            except StorageWriteError as exc:  # harmless to lose, and kept for the next line
+                log.warning("lazy changes not written yet: %s", exc)
 
     def _upsert(
         self,
@@ -599,10 +970,10 @@ class Database:
 
     def complete(self, delivery_id: str) -> None:
         """A delivery went out: durable at once, as one small log line."""
-        doc_id = self._outbox_ids.pop(delivery_id, None)
-        if doc_id is None:
+        if delivery_id not in self._outbox_ids:
             return
-        self.outbox.remove(doc_id)
+        self.savepoint()
+        self.outbox.remove(self._outbox_ids.pop(delivery_id))
         self.commit(durable=True)
 
     def record_attempt(self, delivery: Delivery) -> None:
@@ -620,10 +991,12 @@ class Database:
     def close(self) -> None:
         """Fold everything into the snapshot: a cleanly stopped bot leaves one file."""
         try:
-            if self.log.size or self.log.generations():
+            if self.log.size or self.log.generations() or self.has_unwritten_changes():
                 self.snapshot(wait=True)
             else:
                 self._settle_snapshot(wait=True)
+        except StorageWriteError as exc:  # what is in the logs is replayed at the next start
+            log.error("the last lazy changes could not be written: %s", exc)
         finally:
             self.log.close()
             self._snapshotter.shutdown(wait=True)
@@ -712,6 +1085,7 @@ class Store:
         if not batch:
             return  # an earlier call already committed this one
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._db.savepoint()  # a write that fails undoes the whole batch
         for fn, future in batch:
             try:
                 outcomes.append((future, fn(self._db), None))

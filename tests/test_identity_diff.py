@@ -1,8 +1,12 @@
+import random
 from datetime import UTC, datetime, timedelta
 
 from bot.diff import SEEN_MIN, new_entries, oldest_first, remember, seen_cap
-from bot.identity import entry_key, fingerprint, normalize_link
+from bot.identity import entry_key, fingerprint, normalize_link, title_date_link_key
 from bot.models import Entry
+from bot.parser import parse_bytes
+from tests.fakes.feeds import BASE_DATE, item, rss
+from tests.test_poller import Rig, rig  # noqa: F401
 
 
 def entry(key: str, minutes: int | None = None, alt: tuple[str, ...] = ()) -> Entry:
@@ -72,3 +76,54 @@ def test_post_that_drops_out_and_back_is_not_resent() -> None:
 def test_seen_cap_scales_with_feed_size() -> None:
     assert seen_cap(4) == 200
     assert seen_cap(150) == 300
+
+
+# ----------------------------------------------- guid wobble on a feed with one shared link
+def wobbling_feed(count: int, rng: random.Random) -> str:
+    """`count` posts that all link to the same page, each with a new random guid every time."""
+    page = "https://blog.example.org/news/"
+    items = [
+        item(
+            guid=f"urn:uuid:{rng.getrandbits(128):032x}",
+            title=f"Notice {n}",
+            link=page,
+            pub_date=BASE_DATE + timedelta(hours=n),
+            html=f"<p>notice {n}</p>",
+        )
+        for n in range(count, 0, -1)
+    ]
+    return rss("Notices", page, items)
+
+
+def test_title_date_and_link_together_identify_a_post_whose_guid_wobbles() -> None:
+    rng = random.Random(3)
+    first = parse_bytes(wobbling_feed(10, rng).encode(), "https://f.test/feed.xml")
+    seen = remember([], oldest_first(first.entries), seen_cap(10))
+    again = parse_bytes(wobbling_feed(10, rng).encode(), "https://f.test/feed.xml")
+    assert {e.key for e in again.entries}.isdisjoint(e.key for e in first.entries)
+    assert new_entries(again.entries, seen) == []
+    # two posts alike in all three are told apart by their guids only: no second identity
+    twins = parse_bytes(
+        rss("T", "https://p.test/", [
+            item("g1", "Same", "https://p.test/", BASE_DATE, "a"),
+            item("g2", "Same", "https://p.test/", BASE_DATE, "b"),
+        ]).encode(),
+        "https://f.test/t.xml",
+    )
+    assert [e.alt_keys for e in twins.entries] == [(), ()]
+    assert len(new_entries(twins.entries, [])) == 2
+    assert title_date_link_key("Same", None, "https://p.test/") == ""  # needs all three
+
+
+async def test_a_wobbling_feed_checked_20_times_sends_only_its_one_new_post(rig: Rig) -> None:  # noqa: F811
+    rng = random.Random(5)
+    rig.server.set_feed("/n.xml", wobbling_feed(10, rng))
+    url = await rig.subscribe("/n.xml")
+    sent: list[str] = []
+    for fetch in range(20):
+        count = 11 if fetch >= 10 else 10  # one real new post half way
+        rig.server.set_feed("/n.xml", wobbling_feed(count, rng))
+        await rig.run_when_due(url)
+        sent += await rig.drain()
+    assert rig.server.hits("/n.xml") == 21
+    assert len(sent) == 1 and "Notice 11" in sent[0]
