@@ -35,6 +35,8 @@ _SIZE_ATTR = re.compile(r"\b(width|height)\s*=\s*[\"']?\s*(\d+)", re.IGNORECASE)
 #: the renderer's picture choice may know more)
 _JUNK_IMAGE = re.compile(
     r"feeds\.feedburner\.com/~|feedproxy\.google\.com/~|gravatar\.com/avatar|/smilies/"
+    r"|feedsportal\.com|pheedo\.com|feeds\.wordpress\.com/|stats\.wordpress\.com|pixel\.wp\.com"
+    r"|/filetype/|[/.]ads?[/.?]|/adserver|/b\.gif"
     r"|/emoji/|s\.w\.org/images/core/emoji|doubleclick\.net|/_/stat\b|pixel\.|/pixel|"
     r"/stat\?|[/_-](share|icon|button|badge|avatar|spacer|blank)s?[/_.-]",
     re.IGNORECASE,
@@ -189,6 +191,9 @@ def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[s
         kind = media.get("type", "") or media.get("medium", "")
         if "image" in kind and media.get("url"):
             urls.append(urljoin(base, str(media["url"]).strip()))
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
+            urls.append(urljoin(base, str(link.get("href") or "").strip()))
     for tag in _IMG_TAG.findall(body_html):
         src = _IMG_SRC.search(tag)
         if src is None or _tiny(tag):

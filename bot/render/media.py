@@ -15,14 +15,18 @@ PICTURE_URL_LIMIT = 5 * 1024 * 1024
 ALBUM_MIN, ALBUM_MAX = 2, 10
 MAX_LINES = 5
 #: what sendAudio plays (other audio would arrive as a file, if at all)
-_AUDIO_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mp3", "audio/mp4",
-                "audio/x-m4a", "audio/m4a", "audio/aac")
+_AUDIO_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mp3", "audio/x-mpeg",
+                "x-audio/mp3", "audio/mp4", "audio/x-m4a", "audio/m4a", "audio/aac")
 _AUDIO_EXT = (".mp3", ".m4a")
-_VIDEO_TYPES = ("video/mp4", "video/x-m4v", "video/m4v")
+_VIDEO_TYPES = ("video/mp4", "video/mpeg4", "video/x-m4v", "video/m4v")
 _VIDEO_EXT = (".mp4", ".m4v")
 _VIDEO_PAGE = re.compile(
     r"^https?://(www\.|m\.)?(youtube\.com/(watch\?|shorts/)|youtu\.be/|vimeo\.com/\d)", re.I
 )
+
+
+_LINE_KEYS = {"audio": "media_listen", "listen": "media_listen", "video": "media_watch",
+              "watch": "media_watch"}
 
 
 @dataclass(frozen=True)
@@ -62,25 +66,25 @@ def _kind(enc: Enclosure) -> str:
     return ""
 
 
-def enclosure_lines(entry: Entry, lang: str, sent_url: str) -> str:
-    """One line per enclosure the message does not carry as media or picture: "🎧 Listen",
-    "▶ Watch", "📎 file name", with its size (and the episode's length) when known."""
+def enclosure_lines(entry: Entry, lang: str, shown: set[str], *, pictures: bool = True) -> str:
+    """One line per enclosure the message does not carry (`shown`) as media or picture:
+    "🎧 Listen", "▶ Watch", "📎 file name", with its size (and the episode's length) when known.
+    Without `pictures` (the chat turned them off), image enclosures get no line either."""
     lines: list[str] = []
-    seen = {sent_url} if sent_url else set()
+    seen = set(shown)
     for enc in entry.enclosures:
         url = enc.url.strip()
         kind = _kind(enc)
-        if url in seen or kind == "image" or not _is_web_url(url):
+        if url in seen or (kind == "image" and not pictures) or not _is_web_url(url):
             continue
         seen.add(url)
-        key = {"audio": "media_listen", "listen": "media_listen", "video": "media_watch",
-               "watch": "media_watch"}.get(kind, "media_file")
+        key = _LINE_KEYS.get(kind, "media_file")
         details = [size_text(enc.length)] if enc.length and enc.length > 0 else []
         if key != "media_file" and entry.duration:
             details.append(duration_text(entry.duration))
-        shown = f" ({', '.join(details)})" if details else ""
+        extra = f" ({', '.join(details)})" if details else ""
         lines.append(t(key, lang, url=escape(url, quote=True), name=escape(_file_name(url)),
-                       details=escape(shown)))
+                       details=escape(extra)))
     return "\n".join(lines[:MAX_LINES])
 
 

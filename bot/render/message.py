@@ -10,7 +10,7 @@ from typing import Any
 from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import ApiCall, Entry, RenderedMessage
 from bot.render.convert import escape, html_to_telegram
-from bot.render.cut import TRIM, Cut, measure, plain_text, truncate, utf16_len
+from bot.render.cut import TRIM, Cut, escape_text, measure, plain_text, truncate, utf16_len
 from bot.render.media import (
     Playable,
     album_images,
@@ -61,17 +61,16 @@ def render_entry(
     entry: Entry, feed_title: str, options: RenderOptions | None = None
 ) -> RenderedMessage:
     opts = options or RenderOptions()
+    parts = _parts(entry, feed_title, opts)
     media = playable(entry, opts.media_url_limit) if opts.style != "title" else None
-    sent = media.url if media is not None and media.sendable else ""
-    parts = _parts(entry, feed_title, opts, enclosure_lines(entry, opts.lang, sent))
-    if sent and media is not None:
-        every_line = enclosure_lines(entry, opts.lang, "")
-        return _media_post(media, entry, parts, replace(parts, lines=every_line), opts)
+    if media is not None and media.sendable:
+        return _media_post(media, entry, parts, opts)
     images = _album(entry, opts)
     if images:
-        return _album_post(images, parts, opts)
+        return _album_post(images, _with_lines(parts, entry, opts, set(images)), opts)
     photo = _photo_url(entry, opts)
     if photo:
+        parts = _with_lines(parts, entry, opts, {photo})
         caption, cut = _compose(parts, CAPTION_LIMIT)
         if _caption_is_sensible(parts, cut):
             photo_call = ApiCall(
@@ -80,8 +79,22 @@ def render_entry(
             return RenderedMessage(attempts=(photo_call, *_text_calls(parts, opts)))
         # a cut caption would lose too much: the text, with the picture as its large preview
         return RenderedMessage(attempts=_text_calls(parts, opts, picture=photo))
-    fallback_picture = "" if parts.link else (entry.artwork_url or "")
-    return RenderedMessage(attempts=_text_calls(parts, opts, picture=fallback_picture))
+    picture = _no_link_picture(entry, parts, opts)
+    parts = _with_lines(parts, entry, opts, {picture})
+    return RenderedMessage(attempts=_text_calls(parts, opts, picture=picture))
+
+
+def _with_lines(parts: _Parts, entry: Entry, opts: RenderOptions, shown: set[str]) -> _Parts:
+    """`parts` with a link line for every enclosure the message does not carry (`shown`)."""
+    pictures = opts.pictures and opts.style != "title"
+    return replace(parts, lines=enclosure_lines(entry, opts.lang, shown, pictures=pictures))
+
+
+def _no_link_picture(entry: Entry, parts: _Parts, opts: RenderOptions) -> str:
+    """A post without a link has no preview: its episode artwork is shown as one instead."""
+    if parts.link or not opts.pictures or opts.style == "title":
+        return ""
+    return entry.artwork_url or ""
 
 
 def _text_calls(parts: _Parts, opts: RenderOptions, picture: str = "") -> tuple[ApiCall, ApiCall]:
@@ -94,19 +107,22 @@ def _text_calls(parts: _Parts, opts: RenderOptions, picture: str = "") -> tuple[
 
 
 def _media_post(
-    media: Playable, entry: Entry, parts: _Parts, with_lines: _Parts, opts: RenderOptions
+    media: Playable, entry: Entry, parts: _Parts, opts: RenderOptions
 ) -> RenderedMessage:
     """Audio or video by URL, the text as its caption when it fits, else right after it. Refused,
     it becomes the text message with the "🎧 Listen" / "▶ Watch" line."""
+    picture = _no_link_picture(entry, parts, opts)
+    refused = _with_lines(parts, entry, opts, {picture})  # the text form: every enclosure
+    parts = _with_lines(parts, entry, opts, {media.url})
     caption, cut = _compose(parts, CAPTION_LIMIT)
     if cut is None:
         call = _media_call(media, entry, parts, caption)
-        return RenderedMessage(attempts=(call, *_text_calls(with_lines, opts)))
+        return RenderedMessage(attempts=(call, *_text_calls(refused, opts, picture)))
     short = replace(parts, body="", tags="")
     call = _media_call(media, entry, parts, _compose(short, CAPTION_LIMIT)[0])
-    refused = _text_calls(replace(with_lines, body="", tags=""), opts)
-    follow = RenderedMessage(attempts=_text_calls(parts, opts))
-    return RenderedMessage(attempts=(call, *refused), follow_up=follow)
+    refused_short = _text_calls(replace(refused, body="", tags=""), opts, picture)
+    follow = RenderedMessage(attempts=_text_calls(replace(parts, lines=""), opts, picture))
+    return RenderedMessage(attempts=(call, *refused_short), follow_up=follow)
 
 
 def _media_call(media: Playable, entry: Entry, parts: _Parts, caption: str) -> ApiCall:
@@ -190,14 +206,18 @@ def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
 
 
 def _plain(parts: _Parts, limit: int) -> str:
+    """The plain form within `limit`. Links there show their URL, so a body of many links is
+    much longer in plain text than its HTML's visible text: the budget shrinks in proportion
+    (never below nothing, which left an empty message)."""
     target = limit
-    for _ in range(6):
-        text = plain_text(_compose(parts, target)[0])
-        excess = utf16_len(text) - limit
-        if excess <= 0:
+    for _ in range(8):
+        html = _compose(parts, target)[0]
+        text = plain_text(html)
+        size = utf16_len(text)
+        if size <= limit:
             return text
-        target -= excess
-    return plain_text(truncate(text, limit).html)
+        target = max(1, min(target, measure(html)) * limit // size)
+    return plain_text(truncate(escape_text(text), limit).html)
 
 
 def _caption_is_sensible(parts: _Parts, cut: Cut | None) -> bool:
