@@ -155,7 +155,8 @@ def _album_post(images: tuple[str, ...], parts: _Parts, opts: RenderOptions) -> 
     text_parts = parts
     if cut is not None:
         caption = _compose(replace(parts, body="", tags=""), CAPTION_LIMIT)[0]
-        follow = RenderedMessage(attempts=_text_calls(parts, opts))
+        # the album has just shown the pictures: no preview repeats them above the text
+        follow = RenderedMessage(attempts=_text_calls(parts, replace(opts, link_preview=False)))
         text_parts = replace(parts, body="", tags="")
     media = [{"type": "photo", "media": url} for url in images]
     media[0].update({"caption": caption, "parse_mode": "HTML"})
