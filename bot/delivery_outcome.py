@@ -173,7 +173,10 @@ _URL_RE = re.compile(r"https?://[^\s<>\"']+")
 def _first_link(message: RenderedMessage) -> str:
     for call in message.attempts:
         preview = call.params.get("link_preview_options")
-        if isinstance(preview, dict) and isinstance(preview.get("url"), str):
+        # a picture shown above the text as its preview is not the post's link
+        if isinstance(preview, dict) and isinstance(preview.get("url"), str) and not preview.get(
+            "show_above_text"
+        ):
             return str(preview["url"])
     for call in message.attempts:
         for key in ("text", "caption"):
