@@ -840,8 +840,12 @@ class FakeBotApi:
                                     entities if first else [], thread_id)
             msg.pop("text", None)
             file_id = self._store_file(f"{kind}s/{kind}", b"")
-            msg[kind] = [{"file_id": file_id, "file_unique_id": f"u{file_id}"}] if (
-                kind == "photo") else {"file_id": file_id, "file_unique_id": f"u{file_id}"}
+            media: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
+            if kind in ("photo", "video"):
+                media.update(width=800, height=600)
+            if kind in ("audio", "video"):
+                media["duration"] = 0
+            msg[kind] = [media] if kind == "photo" else media
             msg["media_group_id"] = group_id
             self._delivered.append(
                 SentMessage(chat.id, "sendMediaGroup", {**params, "item": item},
