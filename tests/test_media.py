@@ -8,6 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from bot.config import ConfigError, load
 from bot.models import Enclosure, Entry
 from bot.render import render_entry
 from tests.fakes.botapi import FakeBotApi, SentMessage
@@ -188,3 +191,26 @@ def test_too_large_photo_enclosure_is_not_sent_as_a_photo() -> None:
     entry = Entry(key="k", title="Huge", link="https://photos.test/h", content_html="<p>x</p>",
                   image_url=big.url, enclosures=(big,))
     assert [a.method for a in render_entry(entry, "F").attempts] == ["sendMessage"] * 2
+
+
+async def test_a_self_hosted_server_may_take_large_files(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    """FEEDBOT_LARGE_FILES (only with a self-hosted Bot API server) sends a 95 MB episode."""
+    media = feed_server.url("/media")
+    big = episode("big", "Two hours", enclosure(f"{media}/big.mp3", "audio/mpeg", 95 * MB),
+                  link="https://pod.test/big")
+    feed_server.set_feed("/pod.xml", feed("Spice Pod", []))
+    async with start_bot(large_files=True) as chat:
+        before = await subscribe(chat, fake_api, feed_server.url("/pod.xml"))
+        feed_server.set_feed("/pod.xml", feed("Spice Pod", [big]))
+        (sent,) = (await fake_api.await_delivered(before + 1, USER, timeout=15))[before:]
+    assert sent.method == "sendAudio" and sent.params["audio"] == f"{media}/big.mp3"
+
+
+def test_large_files_need_a_self_hosted_server() -> None:
+    with pytest.raises(ConfigError, match="self-hosted"):
+        load(environ={"FEEDBOT_LARGE_FILES": "1"})
+    settings = load(environ={"FEEDBOT_LARGE_FILES": "1", "FEEDBOT_API_URL": "http://10.0.0.5:8081"})
+    assert settings.media_url_limit == 2000 * MB
+    assert load(environ={}).media_url_limit == 20 * MB
