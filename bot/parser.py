@@ -36,7 +36,8 @@ _SIZE_ATTR = re.compile(r"\b(width|height)\s*=\s*[\"']?\s*(\d+)", re.IGNORECASE)
 _JUNK_IMAGE = re.compile(
     r"feeds\.feedburner\.com/~|feedproxy\.google\.com/~|gravatar\.com/avatar|/smilies/"
     r"|feedsportal\.com|pheedo\.com|feeds\.wordpress\.com/|stats\.wordpress\.com|pixel\.wp\.com"
-    r"|/filetype/|[/.]ads?[/.?]|/adserver|/b\.gif"
+    r"|/filetype/|[/.]ads?[/.?]|/adserver|/b\.gif|favicon|[/_-](logo|ad)s?[/_.-]|//stats?\."
+    r"|piwik|matomo|/p\.php\?|idsite="
     r"|/emoji/|s\.w\.org/images/core/emoji|doubleclick\.net|/_/stat\b|pixel\.|/pixel|"
     r"/stat\?|[/_-](share|icon|button|badge|avatar|spacer|blank)s?[/_.-]",
     re.IGNORECASE,
@@ -199,20 +200,24 @@ def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[s
         if src is None or _tiny(tag):
             continue
         urls.append(urljoin(base, html.unescape(src.group(2)).strip()))
-    out: list[str] = []
-    stems: set[str] = set()
+    chosen: dict[str, str] = {}  # stem -> URL, in first-seen order
     for url in urls:
-        stem = image_stem(url)
         if not url.startswith(("http://", "https://")) or _JUNK_IMAGE.search(url):
             continue
-        if stem not in stems:
-            stems.add(stem)
-            out.append(url)
-    return tuple(out[:MAX_IMAGES])
+        stem = image_stem(url)
+        if stem not in chosen or (_is_original(url, stem) and not _is_original(chosen[stem], stem)):
+            chosen[stem] = url  # the full-size picture wins over its resized copies
+    return tuple(chosen.values())[:MAX_IMAGES]
 
 
 def _tiny(img_tag: str) -> bool:
     return any(int(value) < 80 for _, value in _SIZE_ATTR.findall(img_tag))
+
+
+def _is_original(url: str, stem: str) -> bool:
+    """The URL names the picture itself ("one.jpg"), not a resized copy ("one-300x200.jpg")."""
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+    return name.rsplit(".", 1)[0] == stem and "?" not in url
 
 
 def image_stem(url: str) -> str:
