@@ -64,7 +64,8 @@ def render_entry(
     parts = _parts(entry, feed_title, opts)
     media = playable(entry, opts.media_url_limit) if opts.style != "title" else None
     if media is not None and media.sendable:
-        return _media_post(media, entry, parts, opts)
+        performer = _short(entry.author or opts.custom_title or feed_title, 64)
+        return _media_post(media, entry, parts, opts, performer)
     images = _album(entry, opts)
     if images:
         return _album_post(images, _with_lines(parts, entry, opts, set(images)), opts)
@@ -107,7 +108,7 @@ def _text_calls(parts: _Parts, opts: RenderOptions, picture: str = "") -> tuple[
 
 
 def _media_post(
-    media: Playable, entry: Entry, parts: _Parts, opts: RenderOptions
+    media: Playable, entry: Entry, parts: _Parts, opts: RenderOptions, performer: str
 ) -> RenderedMessage:
     """Audio or video by URL, the text as its caption when it fits, else right after it. Refused,
     it becomes the text message with the "🎧 Listen" / "▶ Watch" line."""
@@ -116,20 +117,19 @@ def _media_post(
     parts = _with_lines(parts, entry, opts, {media.url})
     caption, cut = _compose(parts, CAPTION_LIMIT)
     if cut is None:
-        call = _media_call(media, entry, parts, caption)
+        call = _media_call(media, entry, caption, performer)
         return RenderedMessage(attempts=(call, *_text_calls(refused, opts, picture)))
     short = replace(parts, body="", tags="")
-    call = _media_call(media, entry, parts, _compose(short, CAPTION_LIMIT)[0])
+    call = _media_call(media, entry, _compose(short, CAPTION_LIMIT)[0], performer)
     refused_short = _text_calls(replace(refused, body="", tags=""), opts, picture)
     follow = RenderedMessage(attempts=_text_calls(replace(parts, lines=""), opts, picture))
     return RenderedMessage(attempts=(call, *refused_short), follow_up=follow)
 
 
-def _media_call(media: Playable, entry: Entry, parts: _Parts, caption: str) -> ApiCall:
+def _media_call(media: Playable, entry: Entry, caption: str, performer: str) -> ApiCall:
     params: dict[str, Any] = {media.kind: media.url, "caption": caption, "parse_mode": "HTML"}
     if media.kind == "audio":
         title = _short(entry.title, 64)
-        performer = _short(entry.author or parts_feed_name(parts), 64)
         params.update({k: v for k, v in (("title", title), ("performer", performer)) if v})
     else:
         params["supports_streaming"] = True
@@ -139,12 +139,6 @@ def _media_call(media: Playable, entry: Entry, parts: _Parts, caption: str) -> A
     if thumbnail and re.match(r"https?://[^\s/]", thumbnail, re.I):
         params["thumbnail"] = thumbnail
     return ApiCall("send" + media.kind.capitalize(), params)
-
-
-def parts_feed_name(parts: _Parts) -> str:
-    """The feed's name as the header shows it (its second line's first item)."""
-    second = parts.header.split("\n")[-1]
-    return plain_text(second).split(" · ", 1)[0] if " · " in second else ""
 
 
 def _album_post(images: tuple[str, ...], parts: _Parts, opts: RenderOptions) -> RenderedMessage:
