@@ -117,10 +117,23 @@ async def load_feed(settings: config.Settings, source: str) -> ParsedFeed:
 def describe(message: RenderedMessage) -> str:
     call = message.attempts[0]
     params = call.params
+    if call.method == "sendMediaGroup":
+        items = params.get("media") or []
+        head = "".join(f"[album photo {item.get('media')}]\n" for item in items)
+        params = items[0] if items else {}
+    else:
+        kind = {"sendPhoto": "photo", "sendAudio": "audio", "sendVideo": "video"}.get(call.method)
+        head = f"[{kind} {params[kind]}]\n" if kind else ""
     body = params.get("caption") or params.get("text") or ""
     text = html_to_plain(body) if params.get("parse_mode") == "HTML" else body
-    head = f"[photo {params['photo']}]\n" if call.method == "sendPhoto" else ""
+    if message.follow_up is not None:
+        text += "\n[then]\n" + describe(message.follow_up)
     return head + text
+
+
+def sent_forms(message: RenderedMessage) -> list[RenderedMessage]:
+    """The messages a post becomes, in order (a post sent as media may have its text after)."""
+    return [message] + ([message.follow_up] if message.follow_up is not None else [])
 
 
 async def preview(
@@ -135,7 +148,8 @@ async def preview(
     for entry in entries:
         message = render_entry(entry, feed.title, RenderOptions(lang=lang))
         if as_json:
-            print(json.dumps(message.attempts[0].to_dict(), ensure_ascii=False))
+            for part in sent_forms(message):
+                print(json.dumps(part.attempts[0].to_dict(), ensure_ascii=False))
         else:
             print("─" * 60)
             print(describe(message))

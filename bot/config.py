@@ -14,6 +14,10 @@ from typing import Any
 
 from .errors import FeedbotError
 
+PUBLIC_API_URL = "https://api.telegram.org"
+#: what the public Bot API fetches by URL; what a self-hosted server may take
+PUBLIC_FILE_LIMIT_MB, LARGE_FILE_LIMIT_MB = 20, 2000
+
 
 class ConfigError(FeedbotError):
     kind = "config"
@@ -63,6 +67,17 @@ class Settings:
         (), "FEEDBOT_ALLOWED_CHATS", "if set, only these user/chat ids may use the bot"
     )
     log_level: str = _setting("INFO", "FEEDBOT_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+    large_files: bool = _setting(
+        False,
+        "FEEDBOT_LARGE_FILES",
+        "1 sends podcast and video files up to 2000 MB by URL (a self-hosted Bot API server at "
+        "FEEDBOT_API_URL only; the public API fetches at most 20 MB)",
+    )
+
+    @property
+    def media_url_limit(self) -> int:
+        """The largest declared file size sent as audio/video by URL, in bytes."""
+        return (LARGE_FILE_LIMIT_MB if self.large_files else PUBLIC_FILE_LIMIT_MB) * 1024 * 1024
 
     @property
     def tick_seconds(self) -> float:
@@ -138,4 +153,9 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("FEEDBOT_CONCURRENCY must be at least 1")
     if not settings.api_url.startswith(("http://", "https://")):
         raise ConfigError("FEEDBOT_API_URL must start with http:// or https://")
+    if settings.large_files and settings.api_url.rstrip("/") == PUBLIC_API_URL:
+        raise ConfigError(
+            "FEEDBOT_LARGE_FILES needs a self-hosted Bot API server (FEEDBOT_API_URL): "
+            "the public API fetches at most 20 MB by URL"
+        )
     return replace(settings, api_url=settings.api_url.rstrip("/"))

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from telegram import (
+    InputMedia,
+    InputMediaAudio,
+    InputMediaDocument,
+    InputMediaPhoto,
+    InputMediaVideo,
+)
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -98,11 +105,30 @@ def read_retry_after(exc: RetryAfter) -> float:
 def api_kwargs(call: ApiCall, delivery: Delivery, *, with_thread: bool = True) -> dict[str, Any]:
     """The exact parameters of the request: the rendered call plus where it goes."""
     kwargs: dict[str, Any] = {**call.params, "chat_id": delivery.chat_id}
+    if isinstance(kwargs.get("media"), list):  # PTB sends an album's items only as InputMedia
+        kwargs["media"] = [input_media(item) for item in kwargs["media"]]
     if with_thread and delivery.thread_id is not None:
         kwargs["message_thread_id"] = delivery.thread_id
     if delivery.silent:
         kwargs["disable_notification"] = True
     return kwargs
+
+
+_INPUT_MEDIA: dict[str, type[InputMedia]] = {
+    "photo": InputMediaPhoto, "video": InputMediaVideo, "audio": InputMediaAudio,
+    "document": InputMediaDocument,
+}
+_INPUT_MEDIA_FIELDS = ("caption", "parse_mode", "has_spoiler", "show_caption_above_media")
+
+
+def input_media(item: dict[str, Any]) -> InputMedia:
+    """One album item of a stored sendMediaGroup call as PTB's InputMedia."""
+    kind = _INPUT_MEDIA.get(str(item.get("type")), InputMediaPhoto)
+    known = {k: item[k] for k in _INPUT_MEDIA_FIELDS if k in item}
+    if kind in (InputMediaAudio, InputMediaDocument):
+        known.pop("has_spoiler", None)
+        known.pop("show_caption_above_media", None)
+    return kind(media=str(item.get("media") or ""), **known)
 
 
 def call_for_stage(delivery: Delivery, stage: int) -> ApiCall | None:
@@ -147,7 +173,10 @@ _URL_RE = re.compile(r"https?://[^\s<>\"']+")
 def _first_link(message: RenderedMessage) -> str:
     for call in message.attempts:
         preview = call.params.get("link_preview_options")
-        if isinstance(preview, dict) and isinstance(preview.get("url"), str):
+        # a picture shown above the text as its preview is not the post's link
+        if isinstance(preview, dict) and isinstance(preview.get("url"), str) and not preview.get(
+            "show_above_text"
+        ):
             return str(preview["url"])
     for call in message.attempts:
         for key in ("text", "caption"):

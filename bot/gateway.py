@@ -119,6 +119,8 @@ class _Ticket:
     seq: int
     chat: ChatBudget = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
+    #: messages the call makes (an album: one per item, as Telegram counts them)
+    weight: int = field(default=1, compare=False)
 
 
 @dataclass(eq=False)
@@ -131,8 +133,8 @@ class ChatBudget:
     busy: bool = False
     waiting: list[_Ticket] = field(default_factory=list)  # a heap
 
-    def ready_at(self, priority: int = Priority.INTERACTIVE) -> float:
-        spare = REPLY_RESERVE if priority >= Priority.POST else 0
+    def ready_at(self, priority: int = Priority.INTERACTIVE, weight: int = 1) -> float:
+        spare = (REPLY_RESERVE if priority >= Priority.POST else 0) + weight - 1
         return max(self.limit.ready_at(spare), self.blocked_until)
 
 
@@ -150,15 +152,17 @@ class _OverallBudget:
         while self.answers and self.answers[0] <= now - self.window:
             self.answers.popleft()
 
-    def ready_at(self, now: float) -> float:
-        """When one more request may start; inf while only an answer can free a slot."""
+    def ready_at(self, now: float, weight: int = 1) -> float:
+        """When a request of `weight` messages may start; inf while only an answer can free
+        enough room."""
         self._forget(now)
-        if len(self.answers) + self.in_flight < self.limit:
+        weight = min(weight, self.limit)
+        if len(self.answers) + self.in_flight + weight <= self.limit:
             return max(now, self.blocked_until)
-        if self.in_flight >= self.limit:
+        if self.in_flight + weight > self.limit:
             return math.inf
         # the oldest answers must leave the window to make room
-        k = len(self.answers) + self.in_flight - self.limit
+        k = len(self.answers) + self.in_flight + weight - self.limit - 1
         return max(self.answers[k] + self.window, self.blocked_until)
 
 
@@ -195,6 +199,14 @@ class ServerClock:
         if spread > fastest / 4:
             return answered  # trips this uneven are the machine's own delays, not travel
         return answered - max(0.0, fastest - SERVER_WORK - spread)
+
+
+def message_count(endpoint: str, data: dict[str, Any]) -> int:
+    """How many messages Telegram counts for this call: an album is one per item."""
+    if endpoint == "sendMediaGroup":
+        media = data.get("media")
+        return max(1, min(len(media), 10)) if isinstance(media, list | tuple) else 1
+    return 1
 
 
 def chat_key(data: dict[str, Any]) -> int | str | None:
@@ -245,11 +257,12 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         retry = options.get("retry", priority is not Priority.POST)
         key = chat_key(data)
         counted = endpoint in MESSAGE_METHODS and key is not None
+        weight = message_count(endpoint, data)
         attempt = 0
         seq = next(self._seq)  # kept across retries: a retried reply keeps its place
         while True:
             if counted:
-                budget: ChatBudget | None = await self._acquire(key, priority, seq)
+                budget: ChatBudget | None = await self._acquire(key, priority, seq, weight)
             else:
                 budget = None
                 await self._wait_bot_wide_pause()
@@ -257,28 +270,28 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
                 started = time.monotonic()
                 result = await callback(*args, **kwargs)
             except RetryAfter as exc:
-                self._release(budget, answered=False)
+                self._release(budget, answered=False, weight=weight)
                 self._rate_limited(key, exc)
                 if not retry:
                     raise
             except (BadRequest, Forbidden, InvalidToken):
-                self._release(budget, answered=False)
+                self._release(budget, answered=False, weight=weight)
                 raise
             except NetworkError:
                 # counted: a request that timed out may still have been delivered
-                self._release(budget, answered=True, started=started)
+                self._release(budget, answered=True, started=started, weight=weight)
                 attempt += 1
                 if not retry or attempt > INTERACTIVE_NETWORK_RETRIES:
                     raise
                 await asyncio.sleep(backoff_delay(attempt, 1.0 / self.limits.time_scale, 8.0))
             except BaseException:
-                self._release(budget, answered=False)
+                self._release(budget, answered=False, weight=weight)
                 raise
             else:
-                self._release(budget, answered=True, started=started)
+                self._release(budget, answered=True, started=started, weight=weight)
                 if counted and not endpoint.startswith("edit"):
-                    self.stats.sent += 1
-                    self.stats.sent_posts += priority is Priority.POST
+                    self.stats.sent += weight
+                    self.stats.sent_posts += weight if priority is Priority.POST else 0
                 return result
             self.stats.retried += 1
 
@@ -308,10 +321,13 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
             budget = self._chats[key] = ChatBudget(key, limit)
         return budget
 
-    async def _acquire(self, key: int | str | None, priority: Priority, seq: int) -> ChatBudget:
+    async def _acquire(
+        self, key: int | str | None, priority: Priority, seq: int, weight: int
+    ) -> ChatBudget:
         assert key is not None
         budget = self._budget(key)
-        ticket = _Ticket(int(priority), seq, budget, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        ticket = _Ticket(int(priority), seq, budget, future, weight)
         heapq.heappush(budget.waiting, ticket)
         self._waiting.add(budget)
         self._pump()
@@ -319,7 +335,8 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
             await ticket.granted
         except asyncio.CancelledError:
             if ticket.granted.done() and not ticket.granted.cancelled():
-                self._release(budget, answered=False)  # granted, then cancelled before use
+                # granted, then cancelled before use
+                self._release(budget, answered=False, weight=weight)
             else:
                 budget.waiting.remove(ticket)
                 heapq.heapify(budget.waiting)
@@ -330,16 +347,17 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         return budget
 
     def _release(
-        self, budget: ChatBudget | None, *, answered: bool, started: float = 0.0
+        self, budget: ChatBudget | None, *, answered: bool, started: float = 0.0, weight: int = 1
     ) -> None:
         if budget is None:
             return
         budget.busy = False
-        self._overall.in_flight -= 1
+        self._overall.in_flight -= weight
         if answered:
             stamp = self._clock.stamp(started, time.monotonic())
-            budget.limit.record(stamp)
-            self._overall.answers.append(stamp)
+            for _ in range(weight):
+                budget.limit.record(stamp)
+                self._overall.answers.append(stamp)
         self._pump()
         self._prune()
 
@@ -384,7 +402,7 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
             best, wake = self._best_ticket(now)
             if best is None:
                 break
-            overall_at = self._overall.ready_at(now)
+            overall_at = self._overall.ready_at(now, best.weight)
             if overall_at > now:
                 wake = overall_at  # inf: only an answer frees a slot, and answers pump
                 break
@@ -400,7 +418,7 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
             if budget.busy:
                 continue
             head = budget.waiting[0]
-            at = budget.ready_at(head.priority)
+            at = budget.ready_at(head.priority, head.weight)
             if at > now:
                 next_at = min(next_at, at)
             elif best is None or head < best:
@@ -413,7 +431,7 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         if not budget.waiting:
             self._waiting.discard(budget)
         budget.busy = True
-        self._overall.in_flight += 1
+        self._overall.in_flight += ticket.weight
         if not ticket.granted.done():
             ticket.granted.set_result(None)
 

@@ -52,6 +52,13 @@ class Entry:
     #: identity prints carried over from an earlier check, for an item not parsed again (see
     #: bot.parse_delta); such a stub has no key or text. Empty: prints come from the keys.
     prints: tuple[str, ...] = ()
+    #: every meaningful picture of the post, best first (`image_url` among them when set): 2-10
+    #: of them make an album. Filled by the parser; junk filtering belongs to whoever fills it
+    images: tuple[str, ...] = ()
+    #: the episode's own artwork (per-item itunes:image), for audio and video posts
+    artwork_url: str | None = None
+    #: itunes:duration in seconds, when the feed gives it
+    duration: int | None = None
 
     def __post_init__(self) -> None:
         # a feed may say anything, at any length: names are cut where the feed is read
@@ -207,7 +214,7 @@ class Chat:
 class ApiCall:
     """One Bot API request exactly as sent, minus chat_id (and message_thread_id)."""
 
-    method: str  # "sendMessage" | "sendPhoto"
+    method: str  # "sendMessage" | "sendPhoto" | "sendAudio" | "sendVideo" | "sendMediaGroup"
     params: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,9 +232,14 @@ class RenderedMessage:
     `attempts[0]` is the best form (a photo with caption, or rich HTML text). Each later one is a
     safer fallback (text instead of a photo, plain text instead of HTML) that the sender tries when
     Telegram rejects the content of the previous one. Never empty.
+
+    `follow_up` is a second message the post needs right after this one (the text of a post sent
+    as an album or as media whose caption could not hold it): the poller queues it as its own
+    Delivery, next in the chat's order. It is not part of the stored form of this message.
     """
 
     attempts: tuple[ApiCall, ...]
+    follow_up: RenderedMessage | None = None
 
     def to_list(self) -> list[dict[str, Any]]:
         return [a.to_dict() for a in self.attempts]

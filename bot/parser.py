@@ -35,6 +35,22 @@ if TYPE_CHECKING:
 _TAG = re.compile(r"<[^>]*>")
 _IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_SIZE_ATTR = re.compile(r"\b(width|height)\s*=\s*[\"']?\s*(\d+)", re.IGNORECASE)
+#: pictures that are never the post's own: trackers, ads, avatars, icons, emoji (a first guard;
+#: the renderer's picture choice may know more)
+_JUNK_IMAGE = re.compile(
+    r"feeds\.feedburner\.com/~|feedproxy\.google\.com/~|gravatar\.com/avatar|/smilies/"
+    r"|feedsportal\.com|pheedo\.com|feeds\.wordpress\.com/|stats\.wordpress\.com|pixel\.wp\.com"
+    r"|/filetype/|[/.]ads?[/.?]|/adserver|/b\.gif|favicon|[/_-](logo|ad)s?[/_.-]|//stats?\."
+    r"|piwik|matomo|/p\.php\?|idsite="
+    r"|/emoji/|s\.w\.org/images/core/emoji|doubleclick\.net|/_/stat\b|pixel\.|/pixel|"
+    r"/stat\?|[/_-](share|icon|button|badge|avatar|spacer|blank)s?[/_.-]",
+    re.IGNORECASE,
+)
+#: an image's name without size marks ("photo_b.jpg", "photo-300x200.jpg", "photo.jpg?w=640")
+_SIZE_MARK = re.compile(r"([-_](\d+x\d+|[a-z]|\d+w|thumb|small|medium|large))+$", re.IGNORECASE)
+MAX_IMAGES = 10
 
 
 def text_of(value: str) -> str:
@@ -174,6 +190,67 @@ def _image(entry: Any, body_html: str, base: str) -> str | None:
     return None
 
 
+def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[str, ...]:
+    """The post's own pictures, best first: the chosen picture, media:content images, then the
+    body's <img>s; junk skipped, one per picture (sizes of one image count once)."""
+    urls: list[str] = [first] if first else []
+    for media in entry.get("media_content") or []:
+        kind = media.get("type", "") or media.get("medium", "")
+        if "image" in kind and media.get("url"):
+            urls.append(urljoin(base, str(media["url"]).strip()))
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
+            urls.append(urljoin(base, str(link.get("href") or "").strip()))
+    for tag in _IMG_TAG.findall(body_html):
+        src = _IMG_SRC.search(tag)
+        if src is None or _tiny(tag):
+            continue
+        urls.append(urljoin(base, html.unescape(src.group(2)).strip()))
+    chosen: dict[str, str] = {}  # stem -> URL, in first-seen order
+    for url in urls:
+        if not url.startswith(("http://", "https://")) or _JUNK_IMAGE.search(url):
+            continue
+        stem = image_stem(url)
+        if stem not in chosen or (_is_original(url, stem) and not _is_original(chosen[stem], stem)):
+            chosen[stem] = url  # the full-size picture wins over its resized copies
+    return tuple(chosen.values())[:MAX_IMAGES]
+
+
+def _tiny(img_tag: str) -> bool:
+    return any(int(value) < 80 for _, value in _SIZE_ATTR.findall(img_tag))
+
+
+def _is_original(url: str, stem: str) -> bool:
+    """The URL names the picture itself ("one.jpg"), not a resized copy ("one-300x200.jpg")."""
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+    return name.rsplit(".", 1)[0] == stem and "?" not in url
+
+
+def image_stem(url: str) -> str:
+    """What tells two pictures apart: the file name without extension, query or size marks."""
+    name = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = name.rsplit(".", 1)[0] if "." in name else name
+    return _SIZE_MARK.sub("", name).lower() or url
+
+
+def _duration(value: Any) -> int | None:
+    """itunes:duration ("3600", "61:05", "1:01:05", "3600.5") in seconds."""
+    text = str(value or "").strip()
+    if not re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", text):
+        return None
+    seconds = 0
+    for part in text.split(".", 1)[0].split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds or None
+
+
+def _artwork(entry: Any, base: str) -> str | None:
+    image = entry.get("image")
+    href = str(image.get("href") or "").strip() if isinstance(image, dict) else ""
+    absolute = urljoin(base, href) if href else ""
+    return absolute if absolute.startswith(("http://", "https://")) else None
+
+
 def _enclosures(entry: Any) -> tuple[Enclosure, ...]:
     found = []
     for link in entry.get("links") or []:
@@ -190,6 +267,7 @@ def _entry(raw: Any, feed_url: str) -> Entry:
     # the identity keeps the tag-stripped title it always had: no post is new because of this
     stripped = text_of(raw.get("title", ""))
     key = entry_key(raw.get("id") or raw.get("guid"), link, stripped, published, body)
+    image = _image(raw, body, link or feed_url)
     return Entry(
         key=key,
         title=title,
@@ -197,9 +275,12 @@ def _entry(raw: Any, feed_url: str) -> Entry:
         published=published,
         author=text_of(raw.get("author", "")),
         content_html=body,
-        image_url=_image(raw, body, link or feed_url),
+        image_url=image,
         enclosures=_enclosures(raw),
         categories=tuple(t.get("term", "") for t in raw.get("tags") or [] if t.get("term")),
+        images=_images(raw, body, link or feed_url, image),
+        artwork_url=_artwork(raw, link or feed_url),
+        duration=_duration(raw.get("itunes_duration")),
     )
 
 
@@ -279,6 +360,9 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
     image = item.get("image") or item.get("banner_image")
     stripped = text_of(str(item.get("title") or ""))
     key = entry_key(str(item.get("id") or "") or None, link, stripped, published, body)
+    picture = str(image) if image else _image({}, body, link or feed_url)
+    durations = [_int(a.get("duration_in_seconds")) for a in item.get("attachments") or []
+                 if isinstance(a, dict)]
     return Entry(
         key=key,
         title=title,
@@ -286,7 +370,9 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
         published=published,
         author=text_of(author),
         content_html=body,
-        image_url=str(image) if image else _image({}, body, link or feed_url),
+        image_url=picture,
         enclosures=attachments,
         categories=tuple(str(t) for t in item.get("tags") or []),
+        images=_images({}, body, link or feed_url, picture),
+        duration=next((d for d in durations if d), None),
     )

@@ -44,6 +44,7 @@ from .parse_delta import (
 from .parse_pool import ParsePool
 from .parser import parse_feed
 from .render import RenderOptions, render_entry
+from .render.message import MEDIA_URL_LIMIT
 from .schedule import DAY, effective_interval, owed_on_resume
 from .service import CHAT_SEEN_CAP
 from .storage import Database, Store
@@ -92,7 +93,9 @@ class CheckPlan:
     next_check: float = 0.0
 
 
-def subscription_render_options(sub: Subscription, lang: str = DEFAULT_LANG) -> RenderOptions:
+def subscription_render_options(
+    sub: Subscription, lang: str = DEFAULT_LANG, media_url_limit: int = MEDIA_URL_LIMIT
+) -> RenderOptions:
     o = sub.options
     return RenderOptions(
         style=o.style,
@@ -100,6 +103,7 @@ def subscription_render_options(sub: Subscription, lang: str = DEFAULT_LANG) -> 
         link_preview=o.link_preview,
         custom_title=o.custom_title,
         lang=lang,
+        media_url_limit=media_url_limit,
     )
 
 
@@ -324,7 +328,8 @@ class Poller:
         cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
         out: dict[tuple[int, str], RenderedMessage] = {}
         for sub in subs:
-            options = subscription_render_options(sub, langs.get(sub.chat_id, DEFAULT_LANG))
+            lang = langs.get(sub.chat_id, DEFAULT_LANG)
+            options = subscription_render_options(sub, lang, self.settings.media_url_limit)
             for entry in fresh:
                 key = (options, entry.key)
                 if key not in cache:
@@ -393,6 +398,8 @@ class Poller:
         for entry in wanted[skipped:]:
             message = plan.messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
             out.append(self._delivery(sub, entry.key, message, now))
+            if message.follow_up is not None:  # next in the chat's order: nothing comes between
+                out.append(self._delivery(sub, entry.key, message.follow_up, now))
         return out
 
     def _delivery(

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from telegram import InputMediaPhoto
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.delivery_outcome import (
@@ -238,6 +239,32 @@ def test_title_and_link_never_empty() -> None:
     assert title_and_link(d) == "https://blog.example/post"
     d.entry_key = "guid-123"
     assert title_and_link(d)
+
+
+def test_title_and_link_takes_the_posts_link_not_a_picture_preview() -> None:
+    picture = {"url": "https://img.example/a.png", "prefer_large_media": True,
+               "show_above_text": True}
+    text = '<b><a href="https://blog.example/p">Title</a></b>\nbody'
+    d = make(1, 0, RenderedMessage((
+        ApiCall("sendMessage", {"text": text, "parse_mode": "HTML",
+                                "link_preview_options": picture}),
+    )))
+    assert title_and_link(d) == "Title\nhttps://blog.example/p"
+
+
+def test_album_items_go_to_ptb_as_input_media() -> None:
+    album = ApiCall("sendMediaGroup", {"media": [
+        {"type": "photo", "media": "https://img.example/1.jpg", "caption": "<b>T</b>",
+         "parse_mode": "HTML"},
+        {"type": "photo", "media": "https://img.example/2.jpg"},
+    ]})
+    kwargs = api_kwargs(album, make(1, 0, RenderedMessage((album,))))
+    first, second = kwargs["media"]
+    assert isinstance(first, InputMediaPhoto) and isinstance(second, InputMediaPhoto)
+    assert (first.media, first.caption, first.parse_mode) == (
+        "https://img.example/1.jpg", "<b>T</b>", "HTML")
+    assert second.caption is None
+    assert isinstance(album.params["media"][0], dict)  # the stored call is not changed
 
 
 def test_cut_counts_utf16_units() -> None:

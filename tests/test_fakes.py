@@ -14,7 +14,7 @@ from typing import Any
 import feedparser
 import httpx
 import pytest
-from telegram import Bot
+from telegram import Bot, InputMediaPhoto
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -495,3 +495,46 @@ async def test_await_helpers_do_not_block_the_loop(fake_api: FakeBotApi) -> None
     assert msg.plain == "late"
     with pytest.raises(AssertionError, match="expected 2 deliveries"):
         await fake_api.await_delivered(2, timeout=0.05)
+
+
+# ---------------------------------------------------------------- media (issue 14)
+def test_media_rules_follow_telegram() -> None:
+    photo = {"type": "photo", "media": "https://img.test/1.jpg"}
+    assert api_call_error("sendMediaGroup", {"media": [photo]}) is not None  # 2-10 items
+    assert api_call_error("sendMediaGroup", {"media": [photo] * 11}) is not None
+    assert api_call_error("sendMediaGroup", {"media": [photo] * 10}) is None
+    long = {**photo, "caption": "x" * 1025}
+    assert api_call_error("sendMediaGroup", {"media": [long, photo]}) == (
+        "Bad Request: message caption is too long")
+    audio = {"type": "audio", "media": "https://a.test/1.mp3"}
+    assert api_call_error("sendMediaGroup", {"media": [audio, photo]}) is not None  # no mixing
+    assert api_call_error("sendAudio", {"audio": "https://a.test/1.mp3", "caption": "x" * 1025})
+    assert api_call_error("sendVideo", {"caption": "no file"}) == (
+        "Bad Request: there is no video in the request")
+    assert api_call_error("sendAudio", {"audio": "https://a.test/1.mp3", "duration": "1:00"})
+
+
+async def test_audio_video_and_albums_by_url_and_a_refused_url(
+    bot: Bot, fake_api: FakeBotApi  # noqa: F811
+) -> None:
+    fake_api.reject_file_urls("/gone/")
+    sent = await bot.send_audio(1, "https://a.test/ep.mp3", caption="<b>Ep</b>", parse_mode="HTML",
+                                title="Ep", performer="Ada", duration=61)
+    assert sent.audio is not None and sent.audio.performer == "Ada" and sent.caption == "Ep"
+    video = await bot.send_video(1, "https://a.test/clip.mp4", caption="Clip")
+    assert video.video is not None
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier/http url"):
+        await bot.send_audio(1, "https://a.test/gone/ep.mp3")
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier/http url"):
+        await bot.send_media_group(1, [InputMediaPhoto("https://img.test/1.jpg"),
+                                       InputMediaPhoto("https://img.test/gone/2.jpg")])
+    album = await bot.send_media_group(1, [
+        InputMediaPhoto("https://img.test/1.jpg", caption="<i>Trip</i>", parse_mode="HTML"),
+        InputMediaPhoto("https://img.test/2.jpg"),
+    ])
+    assert len(album) == 2 and album[0].media_group_id == album[1].media_group_id
+    assert album[0].caption == "Trip" and album[1].caption is None
+    items = [m for m in fake_api.delivered(1) if m.method == "sendMediaGroup"]
+    assert [m.plain for m in items] == ["Trip", "Trip"]  # what the album shows under it
+    assert [m.params["item"]["media"] for m in items] == [
+        "https://img.test/1.jpg", "https://img.test/2.jpg"]

@@ -194,3 +194,16 @@ def test_a_message_is_stamped_no_earlier_than_its_travel_allows() -> None:
     for k, trip in enumerate([0.06, 0.09, 0.12, 0.08, 0.11]):
         stamp = congested.stamp(float(k), k + trip)
     assert stamp == pytest.approx(4.11)
+
+
+async def test_an_album_counts_one_message_per_item() -> None:
+    gateway = TelegramGateway(GatewayLimits(group_per_minute=5, time_scale=6))
+    server = Server()
+    album = {"chat_id": -3, "media": [{"type": "photo"}] * 3}
+    await gateway.process_request(server.call(-3, "album"), (), {}, "sendMediaGroup", album,
+                                  POST_CALL)
+    assert gateway.stats.sent == 3
+    # 3 of the group's 5 used, one more is left to replies: a second album of 3 must wait
+    assert gateway.ready_at(-3) <= time.monotonic()  # a single post still fits
+    budget = gateway._chats[-3]
+    assert budget.ready_at(Priority.POST, 3) > time.monotonic() + 5

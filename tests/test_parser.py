@@ -140,3 +140,31 @@ def test_xml_base_is_still_honoured() -> None:
     (entry,) = parse_bytes(atom, "https://www.test/atom.xml").entries
     assert 'href="https://cdn.test/blog/img/x.html"' in entry.content_html
     assert entry.image_url == "https://cdn.test/blog/img/x.png"
+
+
+def test_podcast_fields_and_the_posts_own_pictures() -> None:
+    body = (
+        '<p><img src="https://secure.gravatar.com/avatar/ab?s=96" width="96"> '
+        '<img src="https://b.test/smilies/smile.gif" width="16" height="16"></p>'
+        '<p><img src="https://b.test/media/one-300x200.jpg"></p>'
+        '<p><img src="https://b.test/media/one.jpg"><img src="https://b.test/media/two.jpg"></p>'
+        '<img src="https://stats.b.test/p.php?idsite=1" width="1" height="1">'
+    )
+    doc = (
+        '<rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
+        "<title>P</title><link>https://b.test/</link><item><title>E</title><guid>e1</guid>"
+        "<itunes:duration>1:02:03</itunes:duration>"
+        '<itunes:image href="https://b.test/art/e1.jpg"/>'
+        '<enclosure url="https://b.test/e1.mp3" type="audio/mpeg" length="123"/>'
+        '<enclosure url="https://b.test/cover.jpg" type="image/jpeg" length="9"/>'
+        f"<description><![CDATA[{body}]]></description></item>"
+        "<item><title>F</title><guid>e2</guid><itunes:duration>95</itunes:duration></item>"
+        "<item><title>G</title><guid>e3</guid><itunes:duration>soon</itunes:duration></item>"
+        "</channel></rss>"
+    )
+    first, second, third = parse_bytes(doc.encode(), "https://b.test/feed").entries
+    assert first.duration == 3723 and first.artwork_url == "https://b.test/art/e1.jpg"
+    assert first.images == (
+        "https://b.test/cover.jpg", "https://b.test/media/one.jpg", "https://b.test/media/two.jpg",
+    )  # avatar, smiley and tracker skipped; one.jpg in two sizes counts once, at full size
+    assert (second.duration, third.duration) == (95, None)

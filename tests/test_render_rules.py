@@ -281,14 +281,28 @@ def test_pictures_off() -> None:
     assert preview == {"url": LINK, "prefer_small_media": True}
 
 
-def test_long_post_with_picture_gets_cut_caption() -> None:
-    paras = "".join(f"<p>Paragraph {i} says something sensible here.</p>" for i in range(60))
+def test_post_a_little_too_long_for_a_caption_gets_cut_caption() -> None:
+    paras = "".join(f"<p>Paragraph {i} says something sensible here.</p>" for i in range(30))
     photo, text, _ = render_entry(entry(content_html=paras, image_url="https://e.com/i.png"),
                                   "F").attempts
     caption = photo.params["caption"]
+    assert photo.method == "sendPhoto"
     assert utf16_len(shown("sendPhoto", photo.params)) <= 1024
     assert caption.endswith(f'here.\n\n<a href="{LINK}">Read more →</a>')
-    assert "Paragraph 59" in text.params["text"]
+    assert "Paragraph 29" in text.params["text"]
+
+
+def test_long_post_with_picture_is_text_with_the_picture_as_large_preview() -> None:
+    """A caption would keep less than two thirds of the text: a 4096 text message keeps it all,
+    the picture shown above it as the large link preview."""
+    paras = "".join(f"<p>Paragraph {i} says something sensible here.</p>" for i in range(60))
+    msg = render_entry(entry(content_html=paras, image_url="https://e.com/i.png"), "F")
+    assert [a.method for a in msg.attempts] == ["sendMessage", "sendMessage"]
+    params = msg.attempts[0].params
+    assert params["link_preview_options"] == {
+        "url": "https://e.com/i.png", "prefer_large_media": True, "show_above_text": True
+    }
+    assert "Paragraph 59" in shown("sendMessage", params)
 
 
 def test_unsplittable_body_prefers_text_message_with_large_preview() -> None:
@@ -296,7 +310,7 @@ def test_unsplittable_body_prefers_text_message_with_large_preview() -> None:
     msg = render_entry(entry(content_html=word_soup, image_url="https://e.com/i.png"), "F")
     assert [a.method for a in msg.attempts] == ["sendMessage", "sendMessage"]
     params = msg.attempts[0].params
-    assert params["link_preview_options"] == {"url": LINK, "prefer_large_media": True}
+    assert params["link_preview_options"]["url"] == "https://e.com/i.png"
     text = shown("sendMessage", params)
     assert utf16_len(text) <= 4096 and text.endswith("lorem…\n\nRead more →")
 

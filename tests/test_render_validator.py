@@ -13,7 +13,7 @@ from bot.errors import ParseError
 from bot.models import Entry, RenderedMessage
 from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
-from tests.fakes.telegram_rules import api_call_error, message_content
+from tests.fakes.telegram_rules import album_caption, api_call_error, message_content
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "feedparser"
 _FORBIDDEN_RE = re.compile(r"javascript:|<script|alert\(|\bon[a-z]+\s*=|vbscript:", re.I)
@@ -26,10 +26,15 @@ def assert_accepted(msg: RenderedMessage) -> None:
         assert not {"chat_id", "message_thread_id", "disable_notification"} & set(call.params)
         error = api_call_error(call.method, call.params)
         assert error is None, (error, call.params)
-        text, _ = message_content(call.method, call.params)
+        if call.method == "sendMediaGroup":  # the album's caption is its first item's
+            text, _ = album_caption(call.params["media"])
+        else:
+            text, _ = message_content(call.method, call.params)
         assert text.strip(), call.params
     last = msg.attempts[-1]
     assert last.method == "sendMessage" and "parse_mode" not in last.params
+    if msg.follow_up is not None:
+        assert_accepted(msg.follow_up)
 
 
 def corpus_files() -> list[Path]:

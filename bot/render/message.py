@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import ApiCall, Entry, RenderedMessage
 from bot.render.convert import escape, html_to_telegram
-from bot.render.cut import TRIM, Cut, measure, plain_text, truncate, utf16_len
+from bot.render.cut import TRIM, Cut, escape_text, measure, plain_text, truncate, utf16_len
+from bot.render.media import (
+    Playable,
+    album_images,
+    enclosure_lines,
+    is_video_page,
+    playable,
+    too_big_picture,
+)
 from bot.render.tree import clean_text
 
 TEXT_LIMIT = 4096
@@ -18,8 +26,11 @@ CAPTION_LIMIT = 1024
 TITLE_MAX = 300  # UTF-16 units; hostile feeds send megabyte titles
 NAME_MAX = 80
 MAX_HASHTAGS = 5
-#: a caption is worth it when its cut summary keeps at least this much body text
-MIN_CAPTION_BODY = 200
+#: a cut caption is worth it only when it keeps at least this share of the body's text; else
+#: the post goes out as a text message with the picture as its large link preview
+MIN_CAPTION_SHARE = 2 / 3
+#: the largest file Telegram fetches by URL on the public Bot API (photos: 5 MB)
+MEDIA_URL_LIMIT = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class RenderOptions:
     timezone: str = "UTC"
     #: the language of the chat the post is for: its date and "Read more" link
     lang: str = DEFAULT_LANG
+    #: audio and video enclosures declared larger than this (bytes) get a link line instead
+    media_url_limit: int = MEDIA_URL_LIMIT
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,8 @@ class _Parts:
     tags: str
     link: str
     read_more: str  # the "Read more →" link's text
+    #: "🎧 Listen" / "▶ Watch" / "📎" lines for enclosures not sent as media (never cut)
+    lines: str = ""
 
 
 def render_entry(
@@ -47,49 +62,137 @@ def render_entry(
 ) -> RenderedMessage:
     opts = options or RenderOptions()
     parts = _parts(entry, feed_title, opts)
-    preview = _preview(parts.link, opts)
-    text, _ = _compose(parts, TEXT_LIMIT)
-    text_call = ApiCall(
-        "sendMessage", {"text": text, "parse_mode": "HTML", "link_preview_options": preview}
-    )
-    plain_call = ApiCall(
-        "sendMessage", {"text": _plain(parts, TEXT_LIMIT), "link_preview_options": preview}
-    )
+    media = playable(entry, opts.media_url_limit) if opts.style != "title" else None
+    if media is not None and media.sendable:
+        performer = _short(entry.author or opts.custom_title or feed_title, 64)
+        return _media_post(media, entry, parts, opts, performer)
+    images = _album(entry, opts)
+    if images:
+        return _album_post(images, _with_lines(parts, entry, opts, set(images)), opts)
     photo = _photo_url(entry, opts)
     if photo:
+        parts = _with_lines(parts, entry, opts, {photo})
         caption, cut = _compose(parts, CAPTION_LIMIT)
         if _caption_is_sensible(parts, cut):
             photo_call = ApiCall(
                 "sendPhoto", {"photo": photo, "caption": caption, "parse_mode": "HTML"}
             )
-            return RenderedMessage(attempts=(photo_call, text_call, plain_call))
-    return RenderedMessage(attempts=(text_call, plain_call))
+            return RenderedMessage(attempts=(photo_call, *_text_calls(parts, opts)))
+        # a cut caption would lose too much: the text, with the picture as its large preview
+        return RenderedMessage(attempts=_text_calls(parts, opts, picture=photo))
+    picture = _no_link_picture(entry, parts, opts)
+    parts = _with_lines(parts, entry, opts, {picture})
+    return RenderedMessage(attempts=_text_calls(parts, opts, picture=picture))
 
 
-def _parts(entry: Entry, feed_title: str, opts: RenderOptions) -> _Parts:
+def _with_lines(parts: _Parts, entry: Entry, opts: RenderOptions, shown: set[str]) -> _Parts:
+    """`parts` with a link line for every enclosure the message does not carry (`shown`)."""
+    pictures = opts.pictures and opts.style != "title"
+    return replace(parts, lines=enclosure_lines(entry, opts.lang, shown, pictures=pictures))
+
+
+def _no_link_picture(entry: Entry, parts: _Parts, opts: RenderOptions) -> str:
+    """A post without a link has no preview: its episode artwork is shown as one instead."""
+    if parts.link or not opts.pictures or opts.style == "title":
+        return ""
+    return entry.artwork_url or ""
+
+
+def _text_calls(parts: _Parts, opts: RenderOptions, picture: str = "") -> tuple[ApiCall, ApiCall]:
+    """The text message (HTML, then plain); `picture` becomes its large link preview."""
+    preview = _picture_preview(picture) if picture and opts.pictures else _preview(parts.link, opts)
+    text, _ = _compose(parts, TEXT_LIMIT)
+    html_params = {"text": text, "parse_mode": "HTML", "link_preview_options": preview}
+    plain_params = {"text": _plain(parts, TEXT_LIMIT), "link_preview_options": preview}
+    return ApiCall("sendMessage", html_params), ApiCall("sendMessage", plain_params)
+
+
+def _media_post(
+    media: Playable, entry: Entry, parts: _Parts, opts: RenderOptions, performer: str
+) -> RenderedMessage:
+    """Audio or video by URL, the text as its caption when it fits, else right after it. Refused,
+    it becomes the text message with the "🎧 Listen" / "▶ Watch" line."""
+    picture = _no_link_picture(entry, parts, opts)
+    refused = _with_lines(parts, entry, opts, {picture})  # the text form: every enclosure
+    parts = _with_lines(parts, entry, opts, {media.url})
+    caption, cut = _compose(parts, CAPTION_LIMIT)
+    if cut is None:
+        call = _media_call(media, entry, caption, performer)
+        return RenderedMessage(attempts=(call, *_text_calls(refused, opts, picture)))
+    short = replace(parts, body="", tags="")
+    call = _media_call(media, entry, _compose(short, CAPTION_LIMIT)[0], performer)
+    refused_short = _text_calls(replace(refused, body="", tags=""), opts, picture)
+    follow = RenderedMessage(attempts=_text_calls(replace(parts, lines=""), opts, picture))
+    return RenderedMessage(attempts=(call, *refused_short), follow_up=follow)
+
+
+def _media_call(media: Playable, entry: Entry, caption: str, performer: str) -> ApiCall:
+    params: dict[str, Any] = {media.kind: media.url, "caption": caption, "parse_mode": "HTML"}
+    if media.kind == "audio":
+        title = _short(entry.title, 64)
+        params.update({k: v for k, v in (("title", title), ("performer", performer)) if v})
+    else:
+        params["supports_streaming"] = True
+    if entry.duration:
+        params["duration"] = entry.duration
+    thumbnail = entry.artwork_url or entry.image_url
+    if thumbnail and re.match(r"https?://[^\s/]", thumbnail, re.I):
+        params["thumbnail"] = thumbnail
+    return ApiCall("send" + media.kind.capitalize(), params)
+
+
+def _album_post(images: tuple[str, ...], parts: _Parts, opts: RenderOptions) -> RenderedMessage:
+    """2-10 pictures as one album: the text as the first item's caption when it fits (only the
+    first item's caption is shown under an album), else the album, then the text."""
+    caption, cut = _compose(parts, CAPTION_LIMIT)
+    follow: RenderedMessage | None = None
+    text_parts = parts
+    if cut is not None:
+        caption = _compose(replace(parts, body="", tags=""), CAPTION_LIMIT)[0]
+        # the album has just shown the pictures: no preview repeats them above the text
+        follow = RenderedMessage(attempts=_text_calls(parts, replace(opts, link_preview=False)))
+        text_parts = replace(parts, body="", tags="")
+    media = [{"type": "photo", "media": url} for url in images]
+    media[0].update({"caption": caption, "parse_mode": "HTML"})
+    album = ApiCall("sendMediaGroup", {"media": media})
+    photo = ApiCall("sendPhoto", {"photo": images[0], "caption": caption, "parse_mode": "HTML"})
+    return RenderedMessage(
+        attempts=(album, photo, *_text_calls(text_parts, opts, picture=images[0])),
+        follow_up=follow,
+    )
+
+
+def _album(entry: Entry, opts: RenderOptions) -> tuple[str, ...]:
+    if not opts.pictures or opts.style == "title" or is_video_page(entry.link):
+        return ()
+    return album_images(entry)
+
+
+def _parts(entry: Entry, feed_title: str, opts: RenderOptions, lines: str = "") -> _Parts:
     link = _safe_link(entry.link)
     header = _header(entry, feed_title, link, opts)
     if opts.style == "title":
-        return _Parts(header, "", "", link, t("read_more", opts.lang))
+        return _Parts(header, "", "", link, t("read_more", opts.lang), lines)
     body = html_to_telegram(entry.content_html or "", base_url=link)
-    return _Parts(header, body, _hashtags(entry.categories), link, t("read_more", opts.lang))
+    tags = _hashtags(entry.categories)
+    return _Parts(header, body, tags, link, t("read_more", opts.lang), lines)
 
 
 def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
     """The message HTML within `limit`; the Cut is None when the body was not cut."""
-    full = _join(parts.header, parts.body, parts.tags)
+    full = _join(parts.header, parts.body, parts.lines, parts.tags)
     if measure(full) <= limit:
         return full, None
     more = f'<a href="{escape(parts.link, quote=True)}">{parts.read_more}</a>' if parts.link else ""
-    budget = limit - measure(_join(parts.header, "x", parts.tags, more)) + 1
+    budget = limit - measure(_join(parts.header, "x", more, parts.lines, parts.tags)) + 1
     tags = parts.tags
     if budget < 100 and tags:
         tags = ""
-        budget = limit - measure(_join(parts.header, "x", more)) + 1
+        budget = limit - measure(_join(parts.header, "x", more, parts.lines)) + 1
     for _ in range(5):
         cut = truncate(parts.body, max(budget, 0))
         body = cut.html + ("…" if cut.boundary in ("word", "hard") else "")
-        html = _join(parts.header, body, tags, more)
+        html = _join(parts.header, body, more, parts.lines, tags)
         excess = measure(html) - limit
         if excess <= 0:
             return html, cut
@@ -98,20 +201,25 @@ def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
 
 
 def _plain(parts: _Parts, limit: int) -> str:
+    """The plain form within `limit`. Links there show their URL, so a body of many links is
+    much longer in plain text than its HTML's visible text: the budget shrinks in proportion
+    (never below nothing, which left an empty message)."""
     target = limit
-    for _ in range(6):
-        text = plain_text(_compose(parts, target)[0])
-        excess = utf16_len(text) - limit
-        if excess <= 0:
+    for _ in range(8):
+        html = _compose(parts, target)[0]
+        text = plain_text(html)
+        size = utf16_len(text)
+        if size <= limit:
             return text
-        target -= excess
-    return plain_text(truncate(text, limit).html)
+        target = max(1, min(target, measure(html)) * limit // size)
+    return plain_text(truncate(escape_text(text), limit).html)
 
 
 def _caption_is_sensible(parts: _Parts, cut: Cut | None) -> bool:
+    """A caption is kept unless it would lose more than a third of the body's text."""
     if cut is None:
         return True
-    return cut.boundary in ("paragraph", "sentence", "line") and cut.kept >= MIN_CAPTION_BODY
+    return cut.kept >= MIN_CAPTION_SHARE * measure(parts.body)
 
 
 def _join(*blocks: str) -> str:
@@ -133,7 +241,14 @@ def _header(entry: Entry, feed_title: str, link: str, opts: RenderOptions) -> st
         _short(entry.author, NAME_MAX),
         format_date(entry.published, opts.timezone, opts.lang),
     ]
-    second = escape(" · ".join(m for m in meta if m))
+    shown = [escape(m) for m in meta]
+    if link and not first:  # an untitled post: its date (else the feed's name) links to it
+        at = 2 if shown[2] else 0
+        if shown[at]:
+            shown[at] = f'<a href="{escape(link, quote=True)}">{shown[at]}</a>'
+        else:
+            first = escape(link)
+    second = " · ".join(m for m in shown if m)
     header = "\n".join(line for line in (first, second) if line)
     if not title and not entry.content_html.strip() and not link and not second:
         return t("post_untitled", opts.lang)
@@ -173,8 +288,16 @@ def _safe_link(link: str) -> str:
 def _photo_url(entry: Entry, opts: RenderOptions) -> str:
     if not opts.pictures or opts.style == "title" or not entry.image_url:
         return ""
+    if is_video_page(entry.link):  # its link preview plays the video; a still would not
+        return ""
     url = entry.image_url.strip()
+    if too_big_picture(entry, url):
+        return ""
     return url if re.match(r"https?://[^\s/]", url, re.I) else ""
+
+
+def _picture_preview(url: str) -> dict[str, Any]:
+    return {"url": url, "prefer_large_media": True, "show_above_text": True}
 
 
 def _preview(link: str, opts: RenderOptions) -> dict[str, Any]:

@@ -24,15 +24,21 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fakes._http import LoopbackServer, QuietHandler
-from tests.fakes.telegram_rules import api_call_error, message_content
+from tests.fakes.telegram_rules import album_caption, api_call_error, message_content
 
 TOKEN = "123456789:TEST-feedbot-token"
 ANONYMOUS_ADMIN_ID = 1087968824  # Telegram's "GroupAnonymousBot"
-SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
+SEND_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "sendDocument", "sendAudio", "sendVideo", "sendMediaGroup"}
+)
+#: the parameter each send method takes its file in (a URL, a file_id or an upload)
+FILE_PARAM = {"sendPhoto": "photo", "sendDocument": "document", "sendAudio": "audio",
+              "sendVideo": "video"}
 #: params PTB sends as plain strings; everything else it JSON-encodes
 STRING_PARAMS = frozenset(
     {
         "text", "caption", "parse_mode", "photo", "document", "callback_query_id", "file_id",
+        "audio", "video", "thumbnail", "performer",
         "url", "language_code", "title", "description", "data", "inline_message_id",
         "business_connection_id", "message_effect_id", "custom_title", "secret_token",
     }
@@ -209,6 +215,7 @@ class FakeBotApi:
         self._file_ids = itertools.count(1)
         self._fail_rules: list[FailRule] = []
         self._rejected_photo_urls: list[str] = []
+        self._rejected_file_urls: list[str] = []
         self._commands: dict[str, list[Any]] = {}
         self._user_languages: dict[int, str] = {}
         self._calls: list[CallRecord] = []
@@ -390,6 +397,12 @@ class FakeBotApi:
     def reject_photo_urls(self, substring: str) -> None:
         with self._cond:
             self._rejected_photo_urls.append(substring)
+
+    def reject_file_urls(self, substring: str) -> None:
+        """Refuse every file given by a URL containing `substring` (audio, video, photo, album
+        item), as Telegram does when it cannot fetch it or it is too large."""
+        with self._cond:
+            self._rejected_file_urls.append(substring)
 
     # ---------------------------------------------------------------- inspection
     def delivered(self, chat_id: int | None = None) -> list[SentMessage]:
@@ -681,16 +694,25 @@ class FakeBotApi:
         return msg
 
     def _check_content(self, method: str, params: dict[str, Any]) -> None:
-        photo = params.get("photo")
         error = api_call_error(method, params)
-        if error is None and method == "sendPhoto" and isinstance(photo, str):
-            is_url = photo.startswith(("http://", "https://"))
-            if (is_url and any(s in photo for s in self._rejected_photo_urls)) or (
-                not is_url and photo not in self._files
-            ):
-                error = "Bad Request: wrong file identifier/HTTP URL specified"
+        field = FILE_PARAM.get(method) if method != "sendDocument" else None
+        if error is None and field and isinstance(params.get(field), str):
+            error = self._file_error(field, params[field])
+        if error is None and method == "sendMediaGroup":
+            for item in params["media"]:
+                error = error or self._file_error(str(item["type"]), str(item["media"]))
         if error is not None:
             raise ApiError(400, error, content=True)
+
+    def _file_error(self, kind: str, value: str) -> str | None:
+        """A file given by URL must be one Telegram can fetch; else it must be a known file_id."""
+        is_url = value.startswith(("http://", "https://"))
+        refused = self._rejected_file_urls + (self._rejected_photo_urls if kind == "photo" else [])
+        if (is_url and any(s in value for s in refused)) or (
+            not is_url and value not in self._files
+        ):
+            return "Bad Request: wrong file identifier/HTTP URL specified"
+        return None
 
     def _bot_message(
         self, chat: ChatState, method: str, params: dict[str, Any], plain: str,
@@ -717,6 +739,17 @@ class FakeBotApi:
             file_id = self._store_file("photos/photo.jpg", b"")
             msg["photo"] = [{"file_id": file_id, "file_unique_id": f"u{file_id}",
                              "width": 800, "height": 600, "file_size": 1}]
+        elif method in ("sendAudio", "sendVideo"):
+            kind = FILE_PARAM[method]
+            file_id = self._store_file(f"{kind}s/{kind}", b"")
+            media: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}",
+                                     "duration": _as_int(params.get("duration")) or 0}
+            for extra in ("title", "performer"):
+                if params.get(extra):
+                    media[extra] = params[extra]
+            if kind == "video":
+                media.update(width=640, height=360)
+            msg[kind] = media
         elif method == "sendDocument":
             file_id = self._store_file("documents/doc", b"")
             msg["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
@@ -777,6 +810,50 @@ class FakeBotApi:
 
     def _m_sendPhoto(self, params: dict[str, Any]) -> Any:
         return self._deliver("sendPhoto", params)
+
+    def _m_sendAudio(self, params: dict[str, Any]) -> Any:
+        return self._deliver("sendAudio", params)
+
+    def _m_sendVideo(self, params: dict[str, Any]) -> Any:
+        return self._deliver("sendVideo", params)
+
+    def _m_sendMediaGroup(self, params: dict[str, Any]) -> Any:
+        """An album: one message per item, sharing a media_group_id; the caption shown under
+        the album is the first item's (SentMessage.plain of every item holds it)."""
+        chat = self._writable_chat(params)
+        self._check_content("sendMediaGroup", params)
+        items: list[dict[str, Any]] = params["media"]
+        plain, entities = album_caption(items)
+        if self.enforce_limits:
+            wait = self._limiter.acquire(chat.id, chat.type == "private")
+            if wait is not None:
+                raise ApiError(
+                    429, f"Too Many Requests: retry after {wait}", {"retry_after": wait}
+                )
+        thread_id = _as_int(params.get("message_thread_id"))
+        group_id = f"album{len(self._delivered)}"
+        out = []
+        for index, item in enumerate(items):
+            kind = str(item["type"])
+            first = index == 0
+            msg = self._bot_message(chat, "sendMediaGroup", item, plain if first else "",
+                                    entities if first else [], thread_id)
+            msg.pop("text", None)
+            file_id = self._store_file(f"{kind}s/{kind}", b"")
+            media: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
+            if kind in ("photo", "video"):
+                media.update(width=800, height=600)
+            if kind in ("audio", "video"):
+                media["duration"] = 0
+            msg[kind] = [media] if kind == "photo" else media
+            msg["media_group_id"] = group_id
+            self._delivered.append(
+                SentMessage(chat.id, "sendMediaGroup", {**params, "item": item},
+                            str(item.get("caption") or ""), msg["message_id"], thread_id,
+                            self.clock(), plain, entities)
+            )
+            out.append(msg)
+        return out
 
     def _m_sendDocument(self, params: dict[str, Any]) -> Any:
         return self._deliver("sendDocument", params)

@@ -56,7 +56,13 @@ TEXT_METHODS = frozenset({"sendMessage", "editMessageText"})
 CAPTION_METHODS = frozenset(
     {"sendPhoto", "sendDocument", "sendVideo", "sendAudio", "sendAnimation", "editMessageCaption"}
 )
-MEDIA_FIELD = {"sendPhoto": "photo", "sendDocument": "document"}
+MEDIA_FIELD = {"sendPhoto": "photo", "sendDocument": "document", "sendAudio": "audio",
+               "sendVideo": "video"}
+#: sendMediaGroup: 2-10 items; photos and videos mix, audio and documents only with their kind
+MEDIA_GROUP_MIN, MEDIA_GROUP_MAX = 2, 10
+MEDIA_GROUP_TYPES = frozenset({"photo", "video", "audio", "document"})
+#: what Telegram accepts as a file by URL (anything else must be a file_id or an upload)
+URL_SCHEMES = ("http://", "https://")
 
 _ENTITY_RE = re.compile(r"&(?:#([0-9]{1,8})|#[xX]([0-9a-fA-F]{1,8})|([A-Za-z][A-Za-z0-9]{0,31}));")
 _NAME_RE = re.compile(r"[A-Za-z0-9-]*")
@@ -422,13 +428,57 @@ def message_content(method: str, params: dict[str, Any]) -> tuple[str, list[dict
 
 def api_call_error(method: str, params: dict[str, Any]) -> str | None:
     """The `description` Telegram would answer for a content-rejected call, else None."""
+    if method == "sendMediaGroup":
+        return media_group_error(params.get("media"))
     if method not in TEXT_METHODS and method not in CAPTION_METHODS:
         return None
     media = MEDIA_FIELD.get(method)
     if media and not params.get(media):
         return f"Bad Request: there is no {media} in the request"
+    if media and not isinstance(params[media], str | dict):
+        return "Bad Request: wrong file identifier/HTTP URL specified"
+    thumbnail = params.get("thumbnail")
+    if thumbnail is not None and not isinstance(thumbnail, str | dict):
+        return "Bad Request: wrong thumbnail"
+    for key in ("duration", "width", "height"):
+        if key in params and not isinstance(params[key], int):
+            return f"Bad Request: field \"{key}\" must be of type Integer"
     try:
         message_content(method, params)
     except TelegramParseError as exc:
         return exc.description
     return None
+
+
+def media_group_error(media: Any) -> str | None:
+    """sendMediaGroup's rules: an array of 2-10 InputMedia, photos/videos together or audio or
+    documents alone, each with its media and a valid caption of at most 1024 characters.
+    (Telegram shows an album's caption only when it is on the first item, or on one item.)"""
+    if isinstance(media, str):
+        try:
+            media = json.loads(media)
+        except ValueError:
+            return "Bad Request: can't parse media JSON object"
+    if not isinstance(media, list):
+        return "Bad Request: can't parse media JSON object"
+    if not MEDIA_GROUP_MIN <= len(media) <= MEDIA_GROUP_MAX:
+        return "Bad Request: wrong number of media in the group: 2-10 are allowed"
+    kinds = set()
+    for item in media:
+        if not isinstance(item, dict) or item.get("type") not in MEDIA_GROUP_TYPES:
+            return "Bad Request: unsupported media type in the group"
+        if not isinstance(item.get("media"), str) or not item["media"]:
+            return "Bad Request: there is no media in the request"
+        kinds.add("visual" if item["type"] in ("photo", "video") else item["type"])
+        try:
+            message_content("sendPhoto", item)
+        except TelegramParseError as exc:
+            return exc.description
+    if len(kinds) > 1:
+        return "Bad Request: audio and documents can't be mixed with other media in a group"
+    return None
+
+
+def album_caption(media: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The caption an album shows under it (the first item's), as Telegram would store it."""
+    return message_content("sendPhoto", media[0]) if media else ("", [])

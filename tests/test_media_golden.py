@@ -1,0 +1,80 @@
+"""Golden files for media posts: a podcast feed (audio with caption, a file too large to send by
+URL, show notes that follow the audio), a YouTube video, an untitled Flickr photo and two album
+posts, parsed by the bot's own parser (enclosures, itunes tags and pictures come from it) and
+rendered to exactly the forms frozen in tests/golden/media-*.json.
+
+Regenerate after an intended change with UPDATE_GOLDEN=1 (then read the diff as a reader would).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.models import RenderedMessage
+from bot.parser import parse_bytes
+from bot.render import render_entry
+from tests.test_render_validator import assert_accepted
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def frozen(message: RenderedMessage) -> dict[str, Any]:
+    follow = message.follow_up
+    return {"attempts": message.to_list(), "follow_up": follow.to_list() if follow else None}
+
+
+def render_file(name: str) -> dict[str, dict[str, Any]]:
+    feed = parse_bytes((GOLDEN / "media" / f"{name}.xml").read_bytes(),
+                       f"https://feeds.example/{name}.xml")
+    out = {}
+    for entry in feed.entries:
+        message = render_entry(entry, feed.title)
+        assert_accepted(message)
+        out[entry.key] = frozen(message)
+    return out
+
+
+@pytest.mark.parametrize("name", ["podcast", "youtube", "flickr", "album"])
+def test_media_posts_match_golden(name: str) -> None:
+    rendered = render_file(name)
+    golden = GOLDEN / f"media-{name}.json"
+    text = json.dumps(rendered, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+    if UPDATE or not golden.exists():
+        golden.write_text(text, encoding="utf-8")
+        if not UPDATE:
+            pytest.fail(f"{golden.name} was missing and has been written; re-run")
+    assert json.loads(golden.read_text(encoding="utf-8")) == rendered
+
+
+def test_media_posts_read_well() -> None:
+    """What the golden files hold, in words."""
+    podcast = render_file("podcast")
+    first = podcast["ktr-12"]["attempts"][0]
+    assert first["method"] == "sendAudio"
+    assert first["params"]["performer"] == "Ada Lovelace & Grace Hopper"
+    assert first["params"]["thumbnail"] == "https://radio.example.org/art/ep12.jpg"
+    too_big = podcast["ktr-11"]["attempts"][0]["params"]
+    listen = '🎧 <a href="https://cdn.example.org/ktr/ktr-011.mp3">Listen</a> (176 MB, 3:12:40)'
+    assert listen in too_big["text"]
+    assert too_big["link_preview_options"]["url"] == "https://radio.example.org/art/ep11.jpg"
+    notes = podcast["ktr-10"]
+    assert notes["follow_up"][0]["params"]["text"].endswith("sent a spreadsheet.")
+    (video,) = render_file("youtube").values()
+    assert video["attempts"][0]["method"] == "sendMessage"  # its preview plays the video
+    (photo,) = render_file("flickr").values()
+    caption = photo["attempts"][0]["params"]["caption"]
+    assert '<a href="https://www.flickr.com/photos/ada_photos/53311123456/">21 Nov' in caption
+    albums = render_file("album")
+    coast = albums["https://notes.example.net/2026/coast/"]["attempts"][0]["params"]["media"]
+    assert [m["media"].rsplit("/", 1)[1] for m in coast] == [
+        "lighthouse-1024x768.jpg", "cliffs-1024x768.jpg", "bay-1024x683.jpg"
+    ]
+    bench = albums["https://notes.example.net/2026/workbench/"]
+    assert len(bench["attempts"][0]["params"]["media"]) == 4
+    assert bench["follow_up"][0]["params"]["link_preview_options"] == {"is_disabled": True}
