@@ -71,7 +71,7 @@ def _parts(entry: Entry, feed_title: str, opts: RenderOptions) -> _Parts:
     header = _header(entry, feed_title, link, opts)
     if opts.style == "title":
         return _Parts(header, "", "", link, t("read_more", opts.lang))
-    body = html_to_telegram(entry.content_html or "", base_url=link)
+    body = html_to_telegram(entry.content_html or "", base_url=link, lang=opts.lang)
     return _Parts(header, body, _hashtags(entry.categories), link, t("read_more", opts.lang))
 
 
@@ -102,10 +102,22 @@ def _plain(parts: _Parts, limit: int) -> str:
     for _ in range(6):
         text = plain_text(_compose(parts, target)[0])
         excess = utf16_len(text) - limit
-        if excess <= 0:
+        if excess <= 0 and text:
             return text
         target -= excess
-    return plain_text(truncate(text, limit).html)
+        if target <= 0:
+            break
+    # links spelled out can make the plain text far longer than the HTML, and the steps above
+    # then swing past the answer: search the budget instead
+    low, high, best = 0, limit, ""
+    while low <= high:
+        middle = (low + high) // 2
+        text = plain_text(_compose(parts, middle)[0])
+        if utf16_len(text) <= limit:
+            low, best = middle + 1, text
+        else:
+            high = middle - 1
+    return best
 
 
 def _caption_is_sensible(parts: _Parts, cut: Cut | None) -> bool:
