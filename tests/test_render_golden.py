@@ -109,10 +109,11 @@ def test_hugo_like_fixture_reads_well() -> None:
     assert caption.startswith(
         '<b><a href="https://blog.example.org/posts/gradients/">Gradients &amp; Friends: A Tour'
         "</a></b>\nHand-made Hugo Blog · Ada Example · 21 Nov 2026, 14:05 UTC\n\n"
-        "<b>Why gradients?</b>\nEvery model you’ll meet — linear"
+        "<i>Figure 1: the overview</i>\n\n<b>Why gradients?</b>\nEvery model you’ll meet — linear"
     )
     assert "θ ← θ − η 𝐠, with cost O(N² T) per epoch and α ≤ β₁." in caption
-    assert "#</a>" not in caption and "Figure 1" not in caption
+    assert "#</a>" not in caption
+    assert "\n<i>Figure 1: the overview</i>\n" in caption  # a picture's caption is post text
     text = first.attempts[1].params["text"]
     assert "   ◦ heavy ball\n" in text
     assert "$5 and $10" in text

@@ -18,7 +18,7 @@ from bot.render.tree import Node, parse
 DROP = frozenset(
     {"frame", "frameset", "script", "style", "form", "svg", "noscript", "head", "template",
      "select", "textarea", "button", "input", "canvas", "map", "title", "meta", "link", "img",
-     "picture", "source", "track", "figcaption", "param",
+     "picture", "source", "track", "param",
      "applet", "base", "dialog", "option", "datalist", "output", "progress", "meter", "image"}
 )
 INLINE = {"b": "b", "strong": "b", "i": "i", "em": "i", "cite": "i", "dfn": "i", "var": "i",
@@ -29,7 +29,9 @@ LINES = frozenset({"div", "section", "article", "header", "footer", "main", "asi
                    "summary", "dl", "dt", "dd", "fieldset", "caption", "tr", "hgroup"})
 HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 SAFE_SCHEMES = frozenset({"http", "https", "tg", "mailto"})
-PERMALINK_TEXTS = frozenset({"#", "¶", "🔗", "§", "⚓", "link", "permalink", "↩", "↩︎", "^"})
+PERMALINK_SYMBOLS = frozenset({"#", "¶", "🔗", "§", "⚓", "↩", "↩︎", "^"})
+#: words that are a permalink only when they point at the post itself ("a link" in prose stays)
+PERMALINK_WORDS = frozenset({"link", "permalink"})
 BULLETS = ("• ", "◦ ", "▪ ")
 INDENT = "   "
 _WS_RE = re.compile(r"[ \t\n\r\f]+")
@@ -188,6 +190,10 @@ class Converter:
             self.item(node, BULLETS[0])
         elif tag == "blockquote":
             self.blockquote(node)
+        elif tag == "figcaption":  # the words under a picture are the post's words too
+            self.w.block(1)
+            self.inline("i", node)
+            self.w.block(1)
         elif tag == "q":
             self.w.text("“")
             self.children(node)
@@ -254,7 +260,9 @@ class Converter:
     def link(self, node: Node) -> None:
         label = node.text().strip()
         href = self.resolve(node.attrs.get("href", ""))
-        if label in PERMALINK_TEXTS or (href is None and self.is_fragment(node, label)):
+        if label in PERMALINK_SYMBOLS or (href is None and self.is_fragment(node, label)):
+            return
+        if label.lower() in PERMALINK_WORDS and (href is None or self.is_this_post(href)):
             return
         if href is None or self.w.is_open("a", "code", "pre"):
             self.children(node)
@@ -262,6 +270,9 @@ class Converter:
         self.w.open("a", f'<a href="{escape(href, quote=True)}">')
         self.children(node)
         self.w.close("a")
+
+    def is_this_post(self, href: str) -> bool:
+        return bool(self.base_url) and href.split("#", 1)[0] == self.base_url.split("#", 1)[0]
 
     def is_fragment(self, node: Node, label: str) -> bool:
         """A same-page link: footnote markers and permalinks vanish, prose keeps its words."""
