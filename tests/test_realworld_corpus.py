@@ -187,7 +187,8 @@ def check_lines_kept(case: Case) -> str | None:
 def check_no_repeat(case: Case) -> str | None:
     """A body that only says the title (or the start of it) is not said twice."""
     title = squeezed(case.source.title)
-    body = "".join(max(case.source.bodies, key=len)) if case.source.bodies else ""
+    richest: list[str] = max(case.source.bodies, key=len) if case.source.bodies else []
+    body = "".join(richest)
     after_header = squeezed(case.visible.partition("\n\n")[2])
     if len(title) >= 8 and body and title.startswith(body):
         if body in after_header:
