@@ -162,7 +162,8 @@ def _content_html(entry: Any) -> str:
               for c in entry.get("content") or []]
     bodies.append((str(entry.get("summary") or ""),
                    not detail or "html" in str(detail.get("type") or "text/html")))
-    value, is_html = max(bodies, key=lambda b: (len(text_of(b[0]) if b[1] else b[0].strip()), b[1]))
+    # measured alike: a plain itunes:summary often repeats the description's markup as text
+    value, is_html = max(bodies, key=lambda b: (len(text_of(b[0])), b[1]))
     return body_html(value) if is_html else plain_to_html(value)
 
 
