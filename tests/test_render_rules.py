@@ -459,6 +459,7 @@ def test_spaces_in_links_are_percent_encoded() -> None:
     assert body('<a href=" https://e.test/a file.pdf ">doc</a>') == (
         '<a href="https://e.test/a%20file.pdf">doc</a>'
     )
+    assert body('<a href="mailto:ann&#32;@e.test">ann</a>') == '<a href="mailto:ann@e.test">ann</a>'
 
 
 def test_figure_captions_and_the_word_link_stay() -> None:
