@@ -281,7 +281,9 @@ class Converter:
 
     def resolve(self, href: str) -> str | None:
         """Absolute, safe URL for an href, or None (keep the text, drop the link)."""
-        href = encode_spaces(href)
+        href = href.strip()
+        # an address has no spaces (obfuscators put some in); a path's spaces are %20
+        href = href.replace(" ", "") if href[:7].lower() == "mailto:" else encode_spaces(href)
         if not href or href.startswith("#"):
             return None
         try:
