@@ -291,12 +291,13 @@ def _source(bodies: list[tuple[str, bool]], title: str) -> Source:
     for (value, plain), words in zip(bodies, lists, strict=True):
         if words not in richest:
             continue
-        if not plain and re.search(r"<[a-zA-Z/!]", value):
-            return Source(richest, [], title)  # the HTML body says where its lines break
-        if "\n" in value.strip():
-            text = value if plain else html.unescape(value)
-            found = [squeezed(line) for line in text.splitlines() if squeezed(line)]
-            lines = found if len(found) > len(lines) else lines
+        if (not plain and re.search(r"<[a-zA-Z/!]", value)) or "\n" not in value.strip():
+            # an HTML body says where its lines break; a one-line body of the same words says
+            # the breaks of the other are the feed's indentation
+            return Source(richest, [], title)
+        text = value if plain else html.unescape(value)
+        found = [squeezed(line) for line in text.splitlines() if squeezed(line)]
+        lines = found if len(found) > len(lines) else lines
     return Source(richest, lines, title)
 
 
