@@ -333,7 +333,7 @@ def _json_date(value: Any) -> datetime | None:
 
 
 def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
-    raw_link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or "").strip())
+    raw_link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
     link = encode_spaces(raw_link)
     # JSON Feed titles are plain text, yet many generators put HTML character references in them
     title = plain_title(char_refs(str(item.get("title") or "")))
