@@ -28,14 +28,15 @@ from .identity import (
     title_date_link_key,
 )
 from .models import Enclosure, Entry, ParsedFeed
+from .pictures import Picture, body_pictures, good_pictures, is_junk_picture
 
 if TYPE_CHECKING:
     from .parse_pool import ParsePool
 
 _TAG = re.compile(r"<[^>]*>")
-_IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.IGNORECASE | re.DOTALL)
 _SIZE_ATTR = re.compile(r"\b(width|height)\s*=\s*[\"']?\s*(\d+)", re.IGNORECASE)
 #: pictures that are never the post's own: trackers, ads, avatars, icons, emoji (a first guard;
 #: the renderer's picture choice may know more)
@@ -51,6 +52,17 @@ _JUNK_IMAGE = re.compile(
 #: an image's name without size marks ("photo_b.jpg", "photo-300x200.jpg", "photo.jpg?w=640")
 _SIZE_MARK = re.compile(r"([-_](\d+x\d+|[a-z]|\d+w|thumb|small|medium|large))+$", re.IGNORECASE)
 MAX_IMAGES = 10
+#: something html.parser would read as markup: a tag, a closing tag, a comment or a declaration
+_MARKUP = re.compile(r"<[a-zA-Z/!?]")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_IMAGE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.IGNORECASE)
+#: a tag of HTML (not "Vec<T>"): what a title that still shows one was escaped twice with
+_HTML_TAG = re.compile(
+    r"</?(?:p|b|i|u|s|a|em|strong|span|div|br|img|code|small|sup|sub|font|h[1-6])(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
+JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
 
 
 def text_of(value: str) -> str:
@@ -69,7 +81,14 @@ def title_of(item: Any, field: str = "title") -> str:
     without markup) keeps every character."""
     value = str(item.get(field, "") or "")
     kind = str((item.get(f"{field}_detail") or {}).get("type") or "")
-    return plain_title(value) if kind == "text/plain" else text_of(value)
+    return plain_title(value) if kind == "text/plain" else shown_text(value)
+
+
+def shown_text(value: str) -> str:
+    """`text_of` for display: markup escaped twice (`&lt;p&gt;Title&lt;/p&gt;` in an HTML field)
+    loses its tags too. Identities keep `text_of`, so no post becomes new because of this."""
+    text = text_of(value)
+    return text_of(text) if _HTML_TAG.search(text) else text
 
 
 async def parse_feed(
@@ -102,8 +121,9 @@ def parse_document(
         headers["content-type"] = content_type
     # The renderer is a strict whitelist (tags, attributes, URL schemes): feedparser's own
     # sanitizer would only repeat that work, at about a sixth of the parse time. It also resolves
-    # links against the post's URL (and `_image` pictures too), so feedparser's pass over every
-    # HTML body (about a third of the parse time) is needed only where xml:base says otherwise.
+    # links against the post's URL (and `meaningful_images` pictures too), so feedparser's pass
+    # over every HTML body (about a third of the parse time) is needed only where xml:base says
+    # otherwise.
     doc = feedparser.parse(
         body,
         response_headers=headers,
@@ -157,37 +177,66 @@ def _date(entry: Any) -> datetime | None:
 
 
 def _content_html(entry: Any) -> str:
-    contents = entry.get("content") or []
-    for item in contents:
-        if "html" in (item.get("type") or ""):
-            return str(item.get("value") or "")
-    if contents:
-        return html.escape(str(contents[0].get("value") or ""))
+    """The richest body the entry gives: of its content elements (content:encoded, Atom content,
+    a podcast's plain itunes:summary) and its summary (description, media:description), the one
+    with the most text; HTML first among equals. Plain text keeps its lines."""
     detail = entry.get("summary_detail") or {}
-    summary = str(entry.get("summary") or "")
-    if detail and "html" not in (detail.get("type") or "text/html"):
-        return html.escape(summary)
-    return summary
+    bodies = [(str(c.get("value") or ""), "html" in str(c.get("type") or ""))
+              for c in entry.get("content") or []]
+    bodies.append((str(entry.get("summary") or ""),
+                   not detail or "html" in str(detail.get("type") or "text/html")))
+    # measured alike: a plain itunes:summary often repeats the description's markup as text
+    value, is_html = max(bodies, key=lambda b: (len(text_of(b[0])), b[1]))
+    return body_html(value) if is_html else plain_to_html(value)
 
 
-def _image(entry: Any, body_html: str, base: str) -> str | None:
-    candidates: list[str] = []
+def body_html(value: str) -> str:
+    """An HTML body as given, except one without any markup but with line breaks: that is plain
+    text (a YouTube media:description, podcast notes) whose lines must stay lines."""
+    if "\n" in value.strip() and not _MARKUP.search(value):
+        return plain_to_html(html.unescape(value))
+    return value
+
+
+def plain_to_html(text: str) -> str:
+    """Plain text -> HTML that keeps its lines (<br>) and its blank-line paragraphs (<p>)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        return ""
+    if "\n" not in text:
+        return html.escape(text)
+    paragraphs = _PARAGRAPH_BREAK.split(text)
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line.strip()) for line in p.split("\n")) + "</p>"
+        for p in paragraphs
+    )
+
+
+def meaningful_images(entry: Any, body: str, base: str) -> list[str]:
+    """The pictures of a feedparser entry worth showing, best first: media:content images,
+    media:thumbnail, the episode's itunes:image, image enclosures, then the body's <img>s; no
+    tracking pixels, ads, avatars, icons or emoji (bot.pictures). Absolute http(s) URLs, once
+    each."""
+    candidates: list[Picture] = []
     for media in entry.get("media_content") or []:
-        kind = media.get("type", "") or media.get("medium", "")
-        if "image" in kind and media.get("url"):
-            candidates.append(media["url"])
-    candidates += [m.get("url", "") for m in entry.get("media_thumbnail") or []]
+        kind = str(media.get("type", "") or media.get("medium", ""))
+        url = str(media.get("url") or "")
+        if url and ("image" in kind or (not kind and _IMAGE_FILE.search(url))):
+            candidates.append(Picture(url, _sizes(media)))
+    candidates += [Picture(str(m.get("url") or ""), _sizes(m))
+                   for m in entry.get("media_thumbnail") or []]
+    artwork = entry.get("image")
+    if isinstance(artwork, dict) and artwork.get("href"):
+        candidates.append(Picture(str(artwork["href"])))
     for link in entry.get("links") or []:
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
-            candidates.append(link.get("href", ""))
-    match = _IMG_SRC.search(body_html)
-    if match:
-        candidates.append(html.unescape(match.group(2)))
-    for url in candidates:
-        absolute = urljoin(base, url.strip()) if url else ""
-        if absolute.startswith(("http://", "https://")):
-            return absolute
-    return None
+            candidates.append(Picture(str(link.get("href") or "")))
+    candidates += body_pictures(body)
+    return good_pictures(candidates, base)
+
+
+def _sizes(media: Any) -> dict[str, str]:
+    return {k: str(media[k]) for k in ("width", "height") if media.get(k)}
 
 
 def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[str, ...]:
@@ -210,10 +259,21 @@ def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[s
     for url in urls:
         if not url.startswith(("http://", "https://")) or _JUNK_IMAGE.search(url):
             continue
+        if is_junk_picture(url):
+            continue
         stem = image_stem(url)
         if stem not in chosen or (_is_original(url, stem) and not _is_original(chosen[stem], stem)):
             chosen[stem] = url  # the full-size picture wins over its resized copies
     return tuple(chosen.values())[:MAX_IMAGES]
+
+
+def _album(raw: Any, body: str, base: str, chosen: list[str]) -> tuple[str, ...]:
+    """The pictures an album of this post would show: the chosen picture first unless it is the
+    episode's artwork (that is the audio's thumbnail, not a picture of the post)."""
+    first = chosen[0] if chosen else None
+    if first is not None and first == _artwork(raw, base):
+        first = None
+    return _images(raw, body, base, first)
 
 
 def _tiny(img_tag: str) -> bool:
@@ -260,28 +320,50 @@ def _enclosures(entry: Any) -> tuple[Enclosure, ...]:
 
 
 def _entry(raw: Any, feed_url: str) -> Entry:
-    title = title_of(raw)
-    link = str(raw.get("link") or "")
+    raw_link = str(raw.get("link") or "")
+    link = encode_spaces(raw_link)
     published = _date(raw)
     body = _content_html(raw)
     # the identity keeps the tag-stripped title it always had: no post is new because of this
     stripped = text_of(raw.get("title", ""))
-    key = entry_key(raw.get("id") or raw.get("guid"), link, stripped, published, body)
-    image = _image(raw, body, link or feed_url)
+    key = entry_key(raw.get("id") or raw.get("guid"), raw_link, stripped, published, body)
+    images = meaningful_images(raw, body, link or feed_url)
+    title, shown_body = without_repeats(title_of(raw), body)
     return Entry(
         key=key,
         title=title,
         link=link,
         published=published,
-        author=text_of(raw.get("author", "")),
-        content_html=body,
-        image_url=image,
+        author=shown_text(raw.get("author", "")),
+        content_html=shown_body,
+        image_url=images[0] if images else None,
         enclosures=_enclosures(raw),
         categories=tuple(t.get("term", "") for t in raw.get("tags") or [] if t.get("term")),
-        images=_images(raw, body, link or feed_url, image),
+        images=_album(raw, body, link or feed_url, images),
         artwork_url=_artwork(raw, link or feed_url),
         duration=_duration(raw.get("itunes_duration")),
     )
+
+
+def encode_spaces(url: str) -> str:
+    """A link as written in a feed, ends trimmed and inner spaces as %20 (a browser's reading)."""
+    return url.strip().replace(" ", "%20")
+
+
+def without_repeats(title: str, body: str) -> tuple[str, str]:
+    """(title, body) without saying the same thing twice: a body whose text is the title (or the
+    start of it, as in GitHub activity feeds) is dropped; a title that is the body's start cut
+    with an ellipsis (micro-posts) is dropped, the body says it whole."""
+    said = _SPACE.sub(" ", text_of(body)).strip().casefold()
+    heading = title.strip().casefold()
+    if not said or not heading:
+        return title, body
+    if heading.startswith(said):
+        return title, ""
+    cut = heading.rstrip().removesuffix("…").removesuffix("...").removesuffix("..").rstrip()
+    if cut != heading and len(cut) >= 8 and said.startswith(cut):
+        return "", body
+    return title, body
 
 
 def link_key(entry: Entry) -> str:
@@ -320,16 +402,21 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
             args={"line": line} if line else {},
         ) from exc
     version = str(data.get("version", "")) if isinstance(data, dict) else ""
-    if not version.startswith("https://jsonfeed.org/version/"):
+    if not version.startswith(JSON_FEED_VERSIONS):
         raise ParseError("not a feed: JSON without a jsonfeed.org version",
                          key="error_json_not_feed")
     items = data.get("items") if isinstance(data.get("items"), list) else []
     entries = [_json_entry(item, url) for item in items if isinstance(item, dict)]
     return ParsedFeed(
-        title=plain_title(str(data.get("title") or "")) or url,
+        title=plain_title(char_refs(str(data.get("title") or ""))) or url,
         link=str(data.get("home_page_url") or url),
         entries=entries,
     )
+
+
+def char_refs(text: str) -> str:
+    """`&#8216;`, `&amp;` and the like decoded; any other & or < stays as it is."""
+    return _CHAR_REF.sub(lambda m: html.unescape(m.group(0)), text)
 
 
 def _json_date(value: Any) -> datetime | None:
@@ -343,12 +430,14 @@ def _json_date(value: Any) -> datetime | None:
 
 
 def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
-    link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
-    title = plain_title(str(item.get("title") or ""))  # JSON Feed titles are plain text
+    raw_link = urljoin(feed_url, str(item.get("url") or item.get("external_url") or ""))
+    link = encode_spaces(raw_link)
+    # JSON Feed titles are plain text, yet many generators put HTML character references in them
+    title = plain_title(char_refs(str(item.get("title") or "")))
     if item.get("content_html"):
-        body = str(item["content_html"])
+        body = body_html(str(item["content_html"]))
     else:
-        body = html.escape(str(item.get("content_text") or item.get("summary") or ""))
+        body = plain_to_html(str(item.get("content_text") or item.get("summary") or ""))
     published = _json_date(item.get("date_published") or item.get("date_modified"))
     authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
     author = ", ".join(str(a.get("name", "")) for a in authors if isinstance(a, dict))
@@ -359,8 +448,10 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
     )
     image = item.get("image") or item.get("banner_image")
     stripped = text_of(str(item.get("title") or ""))
-    key = entry_key(str(item.get("id") or "") or None, link, stripped, published, body)
-    picture = str(image) if image else _image({}, body, link or feed_url)
+    key = entry_key(str(item.get("id") or "") or None, raw_link, stripped, published, body)
+    pictures = [Picture(str(image))] if isinstance(image, str) and image else []
+    images = good_pictures(pictures + body_pictures(body), link or feed_url)
+    title, shown_body = without_repeats(title, body)
     durations = [_int(a.get("duration_in_seconds")) for a in item.get("attachments") or []
                  if isinstance(a, dict)]
     return Entry(
@@ -369,10 +460,10 @@ def _json_entry(item: dict[str, Any], feed_url: str) -> Entry:
         link=link,
         published=published,
         author=text_of(author),
-        content_html=body,
-        image_url=picture,
+        content_html=shown_body,
+        image_url=images[0] if images else None,
         enclosures=attachments,
         categories=tuple(str(t) for t in item.get("tags") or []),
-        images=_images({}, body, link or feed_url, picture),
+        images=_images({}, body, link or feed_url, images[0] if images else None),
         duration=next((d for d in durations if d), None),
     )

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 TECH_TERMS = frozenset({
     "feedbot", "Telegram", "RSS", "Atom", "JSON", "Feed", "OPML", "XML", "DOCTYPE",
     "HTTP", "HTTPS", "http", "https", "TLS", "IPv4", "IPv6", "NAT", "ID", "UTC",
-    "KB", "KiB", "MiB", "GiB",
+    "KB", "KiB", "MiB", "GiB", "YouTube",
 })
 _CODE = re.compile(r"<(code|pre)\b[^>]*>.*?</\1>", re.DOTALL | re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")

@@ -19,6 +19,7 @@ import feedparser
 import pytest
 
 from bot.models import Entry
+from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.fakes.telegram_rules import api_call_error
 
@@ -109,16 +110,18 @@ def test_hugo_like_fixture_reads_well() -> None:
     assert caption.startswith(
         '<b><a href="https://blog.example.org/posts/gradients/">Gradients &amp; Friends: A Tour'
         "</a></b>\nHand-made Hugo Blog · Ada Example · 21 Nov 2026, 14:05 UTC\n\n"
-        "<b>Why gradients?</b>\nEvery model you’ll meet — linear"
+        "<i>Figure 1: the overview</i>\n\n<b>Why gradients?</b>\nEvery model you’ll meet — linear"
     )
     assert "θ ← θ − η 𝐠, with cost O(N² T) per epoch and α ≤ β₁." in caption
-    assert "#</a>" not in caption and "Figure 1" not in caption
+    assert "#</a>" not in caption
+    assert "\n<i>Figure 1: the overview</i>\n" in caption  # a picture's caption is post text
     text = first.attempts[1].params["text"]
     assert "   ◦ heavy ball\n" in text
     assert "$5 and $10" in text
     assert '<pre><code class="language-python">def step(' in text
     assert "<code>e^{-x^2}</code>" in text
-    assert "javascript" not in text and "dropped cell" not in text
+    assert "javascript" not in text
+    assert "4. fourth\n\nkept cell\n\nInline" in text  # a table is text, never dropped
     assert text.endswith("#Machine_Learning #C")
 
 
@@ -139,3 +142,27 @@ def test_title_style_and_options_on_fixture() -> None:
         "My Blog · Ada Example · 21 Nov 2026, 15:05 CET"
     )
     assert "parse_mode" not in msg.attempts[1].params
+
+
+REALWORLD = SHARED / "corpus" / "realworld"
+#: (golden name, corpus file, a piece of the entry's link): real posts, through bot.parser too
+REALWORLD_CASES = [
+    ("reddit-post", "feed-rs/feed-rs/fixture/atom/atom_mediarss_reddit_1.xml",
+     "cleaned_up_the_lack_rack"),
+    ("mastodon-micropost", "feedbin/test/support/www/microposts.xml", "109514150488399327"),
+    ("mastodon-photo", "feedbin/test/support/www/microposts.xml", "109480363768443971"),
+    ("code-table", "rss-parser/test/input/many-links.rss", "code-health-reduce-nesting-reduce"),
+    ("youtube-embed", "RSParser/Tests/RSParserTests/Resources/scriptingNews.rss", "a020637"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "rel", "link"), REALWORLD_CASES, ids=[c[0] for c in REALWORLD_CASES]
+)
+def test_realworld_entry_matches_golden(name: str, rel: str, link: str) -> None:
+    path = REALWORLD / rel
+    if not path.exists():
+        pytest.skip("../shared/corpus/realworld not available")
+    feed = parse_bytes(path.read_bytes(), "https://feeds.example.org/feed")
+    (entry,) = [e for e in feed.entries if link in e.link]
+    _check(f"realworld-{name}", {entry.link: render_entry(entry, feed.title).to_list()})

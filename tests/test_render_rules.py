@@ -128,12 +128,12 @@ def test_inline_formatting_kept_and_not_doubled() -> None:
 
 def test_dropped_elements_take_their_content() -> None:
     html = (
-        "<p>keep</p><table><tr><td>cell</td></tr></table><iframe>f</iframe><script>s()</script>"
+        "<p>keep</p><iframe>f</iframe><script>s()</script>"
         "<style>p{}</style><form>form</form><svg><text>svg</text></svg><noscript>n</noscript>"
         '<object>o</object><img src="x.png" alt="alt text"><figure><img src="y"><figcaption>cap'
         "</figcaption></figure><head><title>t</title></head><p>end</p>"
     )
-    assert body(html) == "keep\n\nend"
+    assert body(html) == "keep\n\n<i>cap</i>\n\nend"  # a figure's caption is the post's text
 
 
 def test_unknown_tags_keep_their_text() -> None:
@@ -371,3 +371,116 @@ def test_a_reply_with_a_line_longer_than_a_message_is_split_into_valid_parts() -
     assert "https://example.org/feed.xml" in joined and "New posts will arrive here." in joined
     # short lines are kept together, markup intact
     assert split_reply("<b>a</b>\n<i>b</i>") == ["<b>a</b>\n<i>b</i>"]
+
+
+# ------------------------------------------------------------------- real feeds (issue #14)
+
+
+def test_a_narrow_plain_table_is_a_pre_grid() -> None:
+    html = ("<p>Stock:</p><table><tr><th>Fruit</th><th>Qty</th></tr>"
+            "<tr><td>apples</td><td>3</td></tr><tr><td>梨</td><td>12</td></tr></table>")
+    assert body(html) == (
+        "Stock:\n\n<pre>Fruit   Qty\n───────────\napples  3\n梨      12</pre>"
+    )
+
+
+def test_a_wide_or_linked_table_is_one_line_per_row() -> None:
+    wide = "<table><tr><td>" + "word " * 12 + "</td><td>second cell</td></tr></table>"
+    assert body(wide) == "word " * 11 + "word · second cell"
+    linked = '<table><tr><td><a href="/a">A</a></td><td>b</td></tr></table>'
+    assert body(linked) == '<a href="https://blog.example.org/a">A</a> · b'
+
+
+def test_reddit_post_table_keeps_its_text() -> None:
+    """Reddit wraps every post in a table: a thumbnail cell and a text cell."""
+    html = (
+        '<table> <tr><td> <a href="https://www.reddit.com/r/homelab/comments/1/x/"> <img '
+        'src="https://b.thumbs.redditmedia.com/t.jpg" alt="x" /> </a> </td><td> <!-- SC_OFF -->'
+        '<div class="md"><p>Decided to do some re-arranging.</p></div> <!-- SC_ON --> &#32; '
+        'submitted by &#32; <a href="https://www.reddit.com/user/bob"> /u/bob </a> <br/> '
+        '<span><a href="https://i.redd.it/a.jpg">[link]</a></span> &#32; <span>'
+        '<a href="https://www.reddit.com/r/homelab/comments/1/x/">[comments]</a></span> '
+        "</td></tr></table>"
+    )
+    assert body(html) == (
+        "Decided to do some re-arranging.\n\nsubmitted by "
+        '<a href="https://www.reddit.com/user/bob">/u/bob</a>\n'
+        '<a href="https://i.redd.it/a.jpg">[link]</a> '
+        '<a href="https://www.reddit.com/r/homelab/comments/1/x/">[comments]</a>'
+    )
+
+
+def test_a_table_of_code_keeps_both_versions() -> None:
+    html = (
+        "Try spotting the bug in the two versions of this code: <br /><table><tbody><tr>"
+        "<td><em>Too much nesting</em></td><td><em>Less nesting</em></td></tr><tr>"
+        "<td><pre>if ok:<br />  go()</pre></td><td><pre>if not ok:<br />  return</pre></td>"
+        "</tr></tbody></table>Answer: swapped."
+    )
+    assert body(html) == (
+        "Try spotting the bug in the two versions of this code:\n\n"
+        "<i>Too much nesting</i> · <i>Less nesting</i>\n\n"
+        "<pre>if ok:\n  go()</pre>\n\n<pre>if not ok:\n  return</pre>\n\nAnswer: swapped."
+    )
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ('<iframe src="https://www.youtube.com/embed/dQw4w9WgXcQ?rel=0" title="Never gonna"'
+         "></iframe>",
+         '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ">▶ YouTube: Never gonna</a>'),
+        ('<iframe src="//www.youtube-nocookie.com/embed/dQw4w9WgXcQ" title="YouTube video '
+         'player"></iframe>',
+         '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ">▶ YouTube: '
+         "https://www.youtube.com/watch?v=dQw4w9WgXcQ</a>"),
+        ('<iframe src="https://player.vimeo.com/video/1" title="A &amp; B"></iframe>',
+         '<a href="https://player.vimeo.com/video/1">▶ vimeo.com: A &amp; B</a>'),
+        ('<video controls poster="p.jpg"><source src="/media/a b.mp4" type="video/mp4">'
+         "Your browser cannot play this.</video>",
+         '<a href="https://blog.example.org/media/a%20b.mp4">▶ Video: '
+         "https://blog.example.org/media/a%20b.mp4</a>"),
+        ('<audio src="https://cdn.test/ep.mp3" title="Episode 1"></audio>',
+         '<a href="https://cdn.test/ep.mp3">🎧 Audio: Episode 1</a>'),
+        ('<object><param name="movie" value="http://www.youtube.com/v/dQw4w9WgXcQ"><embed '
+         'src="http://www.youtube.com/v/dQw4w9WgXcQ"></object>',
+         '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ">▶ YouTube: '
+         "https://www.youtube.com/watch?v=dQw4w9WgXcQ</a>"),
+        ('<iframe src="javascript:alert(1)">x</iframe><video>fallback</video>', ""),
+    ],
+)
+def test_embedded_players_become_links(html: str, expected: str) -> None:
+    assert body(html) == expected
+
+
+def test_embed_links_speak_the_chats_language() -> None:
+    html = '<iframe src="https://www.youtube.com/embed/dQw4w9WgXcQ" title="歌"></iframe>'
+    assert html_to_telegram(html, LINK, lang="zh") == (
+        '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ">▶ YouTube 视频：歌</a>'
+    )
+    entry = Entry(key="k", title="T", link=LINK, content_html=html)
+    text = render_entry(entry, "F", RenderOptions(lang="zh")).attempts[0].params["text"]
+    assert "▶ YouTube 视频：歌" in text
+
+
+def test_blank_paragraphs_and_pasted_data_vanish() -> None:
+    html = ("<p>one</p><p>&nbsp;</p><p>\u3000</p><p>&nbsp; &nbsp;</p><p>two "
+            "data:image/png;base64," + "iVBORw0KGgo" * 200 + "= three</p>")
+    assert body(html) == "one\n\ntwo three"
+
+
+def test_spaces_in_links_are_percent_encoded() -> None:
+    assert body('<a href=" https://e.test/a file.pdf ">doc</a>') == (
+        '<a href="https://e.test/a%20file.pdf">doc</a>'
+    )
+    assert body('<a href="mailto:ann&#32;@e.test">ann</a>') == '<a href="mailto:ann@e.test">ann</a>'
+
+
+def test_figure_captions_and_the_word_link_stay() -> None:
+    html = ('<figure><img src="a.jpg"><figcaption>Left: old. Right: new.</figcaption></figure>'
+            '<p>Content with <a href="https://e.test/">link</a>.</p>'
+            f'<h2>Part<a href="{LINK}">link</a></h2>')
+    assert body(html) == (
+        '<i>Left: old. Right: new.</i>\n\nContent with <a href="https://e.test/">link</a>.'
+        "\n\n<b>Part</b>"
+    )

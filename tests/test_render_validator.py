@@ -83,7 +83,7 @@ def test_raw_hostile_html_is_neutralised() -> None:
     html = (
         '<p onclick="evil()">Hi<script>alert(1)</script><style>p{}</style>'
         '<a href="javascript:alert(2)">x</a><a href=" jav&#x09;ascript:alert(3)">y</a>'
-        '<img src=x onerror="alert(4)"><iframe src="https://e.com">frame text</iframe>'
+        '<img src=x onerror="alert(4)"><iframe src="javascript:alert(5)">frame text</iframe>'
         '<a href="data:text/html,hi">z</a><svg><text>svg text</text></svg>'
         "<noscript>ns</noscript><object>obj</object><form><input value=v>form text</form></p>"
     )

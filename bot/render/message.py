@@ -173,7 +173,7 @@ def _parts(entry: Entry, feed_title: str, opts: RenderOptions, lines: str = "") 
     header = _header(entry, feed_title, link, opts)
     if opts.style == "title":
         return _Parts(header, "", "", link, t("read_more", opts.lang), lines)
-    body = html_to_telegram(entry.content_html or "", base_url=link)
+    body = html_to_telegram(entry.content_html or "", base_url=link, lang=opts.lang)
     tags = _hashtags(entry.categories)
     return _Parts(header, body, tags, link, t("read_more", opts.lang), lines)
 

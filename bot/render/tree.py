@@ -17,6 +17,8 @@ _CLOSES_P = frozenset(
 )
 _SCOPES = frozenset({"ul", "ol", "blockquote", "td", "th", "table", "div", "figure", "li",
                      "section", "article"})
+#: elements whose text no reader ever sees, even inside <code> or <pre>
+INVISIBLE = frozenset({"script", "style", "template", "head", "title", "noscript"})
 MAX_DEPTH = 120
 # C0/C1 controls Telegram would choke on or show as boxes (tab/newline/CR stay as whitespace)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
@@ -29,7 +31,8 @@ class Node:
     children: list[Node | str] = field(default_factory=list)
 
     def text(self) -> str:
-        """All descendant text, markup ignored (<br> counts as a newline)."""
+        """All descendant text, markup ignored (<br> counts as a newline, scripts and styles
+        count for nothing)."""
         parts: list[str] = []
         stack: list[Node | str] = [self]
         while stack:
@@ -38,7 +41,7 @@ class Node:
                 parts.append(item)
             elif item.tag == "br":
                 parts.append("\n")
-            else:
+            elif item.tag not in INVISIBLE:
                 stack.extend(reversed(item.children))
         return "".join(parts)
 
