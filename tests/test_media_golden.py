@@ -59,10 +59,12 @@ def test_media_posts_read_well() -> None:
     assert first["method"] == "sendAudio"
     assert first["params"]["performer"] == "Ada Lovelace & Grace Hopper"
     assert first["params"]["thumbnail"] == "https://radio.example.org/art/ep12.jpg"
+    # too large to send, and no page of its own: the artwork as the photo, the Listen line in
+    # its caption
     too_big = podcast["ktr-11"]["attempts"][0]["params"]
     listen = '🎧 <a href="https://cdn.example.org/ktr/ktr-011.mp3">Listen</a> (176 MB, 3:12:40)'
-    assert listen in too_big["text"]
-    assert too_big["link_preview_options"]["url"] == "https://radio.example.org/art/ep11.jpg"
+    assert listen in too_big["caption"]
+    assert too_big["photo"] == "https://radio.example.org/art/ep11.jpg"
     notes = podcast["ktr-10"]
     assert notes["follow_up"][0]["params"]["text"].endswith("sent a spreadsheet.")
     (video,) = render_file("youtube").values()
