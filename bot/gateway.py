@@ -108,10 +108,6 @@ class GatewayStats:
     retried: int = 0  # interactive calls sent again after a 429 or a network error
     bot_wide_pauses: int = 0
 
-    @property
-    def sent_replies(self) -> int:
-        return self.sent - self.sent_posts
-
 
 @dataclass(order=True)
 class _Ticket:

@@ -434,6 +434,13 @@ async def close_card(query: Any, text: str, markup: InlineKeyboardMarkup | None 
         log.debug("could not edit the choice card: %s", exc)
 
 
+async def refuse_closed_choice(query: Any) -> None:
+    """A press on a card whose choice was made, forgotten or never ours: say so, drop its
+    buttons."""
+    await query.answer(as_alert(t("choice_closed")), show_alert=True)
+    await drop_buttons(query)
+
+
 async def drop_buttons(query: Any) -> None:
     try:
         await query.edit_message_reply_markup(None)
@@ -453,8 +460,7 @@ async def chosen(update: Update, context: Context) -> None:
     service = runtime_of(context).service
     choice = await service.take_choice(chat.id, parsed[0]) if parsed else None
     if parsed is None or choice is None or parsed[1] >= len(choice.options):
-        await query.answer(as_alert(t("choice_closed")), show_alert=True)
-        await drop_buttons(query)
+        await refuse_closed_choice(query)
         return
     await query.answer()
     url, title = choice.options[parsed[1]]

@@ -33,10 +33,10 @@ from .handlers import (
     as_alert,
     choice_data,
     close_card,
-    drop_buttons,
     guarded,
     list_line,
     may_manage,
+    refuse_closed_choice,
     refuse_unless_manager,
     remember_chat,
     reply,
@@ -199,8 +199,7 @@ async def channel_chosen(update: Update, context: Context) -> None:
     service = runtime_of(context).service
     choice = await service.peek_choice(chat.id, parsed[0]) if parsed else None
     if parsed is None or choice is None or parsed[1] >= len(choice.options):
-        await query.answer(as_alert(t("choice_closed")), show_alert=True)
-        await drop_buttons(query)
+        await refuse_closed_choice(query)
         return
     target, problem = await _button_target(update, context, choice.target)
     if target is None:

@@ -8,7 +8,6 @@ Regenerate after an intended change with UPDATE_GOLDEN=1 (then read the diff as 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from bot.models import RenderedMessage
 from bot.parser import parse_bytes
 from bot.render import render_entry
+from tests.test_render_golden import matches_golden
 from tests.test_render_validator import assert_accepted
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -42,14 +42,7 @@ def render_file(name: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("name", ["podcast", "youtube", "flickr", "album"])
 def test_media_posts_match_golden(name: str) -> None:
-    rendered = render_file(name)
-    golden = GOLDEN / f"media-{name}.json"
-    text = json.dumps(rendered, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-    if UPDATE or not golden.exists():
-        golden.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"{golden.name} was missing and has been written; re-run")
-    assert json.loads(golden.read_text(encoding="utf-8")) == rendered
+    matches_golden(GOLDEN / f"media-{name}.json", render_file(name))
 
 
 def test_media_posts_read_well() -> None:

@@ -13,6 +13,7 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
@@ -74,14 +75,18 @@ def render_feed(path: Path) -> dict[str, list[dict[str, object]]]:
     return out
 
 
-def _check(name: str, rendered: dict[str, list[dict[str, object]]]) -> None:
-    golden = GOLDEN / f"{name}.json"
+def matches_golden(golden: Path, rendered: Any) -> None:
+    """`rendered` equals the golden file (written afresh with UPDATE_GOLDEN=1, or when missing)."""
     text = json.dumps(rendered, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     if UPDATE or not golden.exists():
         golden.write_text(text, encoding="utf-8")
         if not UPDATE:
             pytest.fail(f"{golden.name} was missing and has been written; re-run")
     assert json.loads(golden.read_text(encoding="utf-8")) == rendered
+
+
+def _check(name: str, rendered: dict[str, list[dict[str, object]]]) -> None:
+    matches_golden(GOLDEN / f"{name}.json", rendered)
     for attempts in rendered.values():
         for call in attempts:
             assert api_call_error(str(call["method"]), dict(call["params"])) is None  # type: ignore[call-overload]

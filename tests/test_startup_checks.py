@@ -17,6 +17,7 @@ import pytest
 from bot.models import Feed, Subscription
 from bot.storage import Database
 from tests.fakes.botapi import FakeBotApi
+from tests.fakes.tmpfs import mounted_tmpfs
 from tests.test_cli import REPO, feedbot
 
 #: never dialled: every refusal below happens before the bot contacts anything
@@ -138,19 +139,8 @@ def run_and_stop(api: FakeBotApi, db: Path, *args: str) -> None:
 @pytest.fixture
 def read_only_folder(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs remounted read-only (permission bits do not stop root, so a real one)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def remount_read_only(folder: Path) -> None:

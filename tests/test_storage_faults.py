@@ -27,6 +27,7 @@ from bot.storage import Database, Store
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
+from tests.fakes.tmpfs import mounted_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_FORMAT = REPO / "tests" / "db_files" / "old_format"
@@ -240,19 +241,8 @@ def test_a_database_written_by_the_previous_version_loads(tmp_path: Path) -> Non
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 384 KB tmpfs, where the test may mount one (root); else the test is skipped (the
     byte-exact injector above covers the same ground everywhere)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "384k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(folder: Path) -> Path:
