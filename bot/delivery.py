@@ -136,6 +136,9 @@ class Sender:
         self._no_thread: set[str] = set()  # deliveries whose forum topic is gone
         self._accepted: set[str] = set()  # sent but store.complete() failed: never resend
         self._migrated: dict[int, int] = {}
+        #: chat id -> (entry key, message id) of its last delivery Telegram accepted: what the
+        #: rest of a post replies to. Lost on restart, when the rest is sent as a plain message
+        self._last_message: dict[int, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------ public API
     def wake(self) -> None:
@@ -292,9 +295,10 @@ class Sender:
         if call is None:
             await self._give_up(lane, delivery)
             return
-        kwargs = api_kwargs(call, delivery, with_thread=delivery.id not in self._no_thread)
+        kwargs = api_kwargs(call, delivery, with_thread=delivery.id not in self._no_thread,
+                            reply_to=self._reply_target(delivery))
         try:
-            await self.bot.do_api_request(
+            result = await self.bot.do_api_request(
                 call.method, api_kwargs=kwargs, rate_limit_args=POST_CALL  # type: ignore[call-arg]
             )
         except asyncio.CancelledError:
@@ -302,6 +306,7 @@ class Sender:
         except Exception as exc:
             await self._handle_failure(lane, delivery, classify(exc))
             return
+        self._remember_message(delivery, result)
         self._accepted.add(delivery.id)
         await self._complete(lane, delivery)
 
@@ -322,6 +327,17 @@ class Sender:
         lane.transient_failures = 0
         if lane.chat_failures:
             await self._reset_failures(lane)
+
+    def _reply_target(self, delivery: Delivery) -> int | None:
+        last = self._last_message.get(delivery.chat_id)
+        if delivery.reply_to_previous and last is not None and last[0] == delivery.entry_key:
+            return last[1]
+        return None
+
+    def _remember_message(self, delivery: Delivery, result: object) -> None:
+        first = result[0] if isinstance(result, list) and result else result  # albums: a list
+        if isinstance(first, dict) and isinstance(first.get("message_id"), int):
+            self._last_message[delivery.chat_id] = (delivery.entry_key, first["message_id"])
 
     def _forget(self, delivery_id: str) -> None:
         self._stage.pop(delivery_id, None)

@@ -102,7 +102,9 @@ def read_retry_after(exc: RetryAfter) -> float:
         return retry_after_seconds(exc.retry_after)
 
 
-def api_kwargs(call: ApiCall, delivery: Delivery, *, with_thread: bool = True) -> dict[str, Any]:
+def api_kwargs(
+    call: ApiCall, delivery: Delivery, *, with_thread: bool = True, reply_to: int | None = None
+) -> dict[str, Any]:
     """The exact parameters of the request: the rendered call plus where it goes."""
     kwargs: dict[str, Any] = {**call.params, "chat_id": delivery.chat_id}
     if isinstance(kwargs.get("media"), list):  # PTB sends an album's items only as InputMedia
@@ -111,6 +113,8 @@ def api_kwargs(call: ApiCall, delivery: Delivery, *, with_thread: bool = True) -
         kwargs["message_thread_id"] = delivery.thread_id
     if delivery.silent:
         kwargs["disable_notification"] = True
+    if reply_to is not None:  # the message may since be deleted: send anyway
+        kwargs["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
     return kwargs
 
 

@@ -264,6 +264,9 @@ class Delivery:
     #: per-chat monotonically increasing order; the sender serves a chat's deliveries in this order
     seq: int = 0
     attempts: int = 0
+    #: the rest of a post whose first message could not hold it all: sent as a reply to the
+    #: delivery before it in the chat (same entry), when the sender still knows that message
+    reply_to_previous: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -277,6 +280,7 @@ class Delivery:
             "silent": self.silent,
             "seq": self.seq,
             "attempts": self.attempts,
+            "reply_to_previous": self.reply_to_previous,
         }
 
     @classmethod
@@ -292,4 +296,5 @@ class Delivery:
             silent=bool(data.get("silent", False)),
             seq=int(data.get("seq", 0)),
             attempts=int(data.get("attempts", 0)),
+            reply_to_previous=bool(data.get("reply_to_previous", False)),
         )

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from .config import Settings
 from .diff import entry_prints, new_entries, oldest_first, remember, seen_cap
@@ -399,7 +399,8 @@ class Poller:
             message = plan.messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
             out.append(self._delivery(sub, entry.key, message, now))
             if message.follow_up is not None:  # next in the chat's order: nothing comes between
-                out.append(self._delivery(sub, entry.key, message.follow_up, now))
+                follow_up = self._delivery(sub, entry.key, message.follow_up, now)
+                out.append(replace(follow_up, reply_to_previous=True))
         return out
 
     def _delivery(

@@ -139,6 +139,8 @@ async def test_podcast_episodes_arrive_as_audio_video_or_a_listen_line(
     assert five.method == "sendAudio" and five.plain.startswith("Long notes\nSpice Pod")
     assert any(e.get("url") == "https://pod.test/e5" for e in five.entities)
     assert five_text.method == "sendMessage" and five_text.message_id == five.message_id + 1
+    assert five_text.params["reply_parameters"]["message_id"] == five.message_id  # a reply
+    assert "reply_parameters" not in one.params
     assert "Show note 0:" in five_text.plain and "Show note 50:" in five_text.plain
 
 

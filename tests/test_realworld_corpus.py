@@ -396,9 +396,6 @@ def report(results: list[FileResult], out: Any = sys.stdout) -> None:
 #: (check, file) known to fail, each with its reason; the test fails if one starts passing
 #: unnoticed only in that it stays listed here: keep this set short and dated
 PENDING = {
-    # 2026-12-01: a figure caption and a table <caption> of one long post (5 of 600 words) are
-    # lost since the media rules (large preview instead of a cut caption) met the picture rules
-    ("text kept", "RSParser/Tests/RSParserTests/Resources/3960.json"),
 }
 SHARDS = 4
 

@@ -391,6 +391,22 @@ def test_a_wide_or_linked_table_is_one_line_per_row() -> None:
     assert body(linked) == '<a href="https://blog.example.org/a">A</a> · b'
 
 
+def test_a_table_caption_heads_the_table() -> None:
+    grid = "<table><caption>Stock</caption><tr><td>a</td><td>1</td></tr></table>"
+    assert body(grid) == "<b>Stock</b>\n<pre>a  1</pre>"
+    linked = '<table><caption>Links</caption><tr><td><a href="/a">A</a></td><td>b</td></tr></table>'
+    assert body(linked) == '<b>Links</b>\n<a href="https://blog.example.org/a">A</a> · b'
+
+
+def test_a_figure_caption_hidden_from_screen_readers_is_still_shown() -> None:
+    """A blog's figure markup hides the caption from screen readers (the alt says the same);
+    sighted readers see it, so the message keeps it."""
+    html = ('<p><span class="figure"><img src="/x.png" alt="Seen on a news site.">'
+            '<span class="figcaption" aria-hidden="true">Seen on a news site.<br></span></span>'
+            ' More text.</p>')
+    assert body(html) == "<i>Seen on a news site.</i>\nMore text."
+
+
 def test_reddit_post_table_keeps_its_text() -> None:
     """Reddit wraps every post in a table: a thumbnail cell and a text cell."""
     html = (

@@ -159,6 +159,13 @@ class Converter:
     def element(self, node: Node) -> None:
         tag = node.tag
         classes = node.classes()
+        if tag == "figcaption" or "figcaption" in classes:
+            # the words under a picture are the post's words too, even when hidden from screen
+            # readers because the picture's alt says the same
+            self.w.block(1)
+            self.inline("i", node)
+            self.w.block(1)
+            return
         if tag in DROP or "katex-html" in classes or node.attrs.get("aria-hidden") == "true":
             return
         if tag == "math":
@@ -190,10 +197,6 @@ class Converter:
             self.item(node, BULLETS[0])
         elif tag == "blockquote":
             self.blockquote(node)
-        elif tag == "figcaption":  # the words under a picture are the post's words too
-            self.w.block(1)
-            self.inline("i", node)
-            self.w.block(1)
         elif tag == "q":
             self.w.text("“")
             self.children(node)
@@ -382,10 +385,12 @@ class Converter:
         grid = text_grid(rows) if not self.w.inline_open() else None
         if grid is not None:
             self.w.block(2)
+            self.table_caption(node)
             self.w.raw(f"<pre>{escape(grid)}</pre>", grid[0])
             self.w.block(2)
             return
         self.w.block(2)
+        self.table_caption(node)
         for row in rows:
             cells = [c for c in row if _has_text(c)]
             blocks = any(_has_block(c) for c in cells)
@@ -398,6 +403,13 @@ class Converter:
                 self.children(cell)
             self.w.block(1)
         self.w.block(2)
+
+    def table_caption(self, table: Node) -> None:
+        for child in table.children:
+            if isinstance(child, Node) and child.tag == "caption" and _has_text(child):
+                self.w.block(1)
+                self.inline("b", child)
+                self.w.block(1)
 
     def embed(self, node: Node) -> None:
         """A player (iframe, video, audio, object) as a link line: never silence."""

@@ -677,6 +677,7 @@ class FakeBotApi:
     def _deliver(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._writable_chat(params)
         self._check_content(method, params)
+        replied = self._reply_target(chat, params)
         plain, entities = message_content(method, params)
         if self.enforce_limits:
             wait = self._limiter.acquire(chat.id, chat.type == "private")
@@ -686,12 +687,25 @@ class FakeBotApi:
                 )
         thread_id = _as_int(params.get("message_thread_id"))
         msg = self._bot_message(chat, method, params, plain, entities, thread_id)
+        if replied is not None:
+            msg["reply_to_message"] = replied
         raw = params.get("caption" if method != "sendMessage" else "text")
         self._delivered.append(
             SentMessage(chat.id, method, params, "" if raw is None else str(raw),
                         msg["message_id"], thread_id, self.clock(), plain, entities)
         )
         return msg
+
+    def _reply_target(self, chat: ChatState, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The message a send replies to (reply_parameters), as Telegram checks it: a missing
+        one is an error unless allow_sending_without_reply is set."""
+        reply = params.get("reply_parameters")
+        if not isinstance(reply, dict):
+            return None
+        target = self._messages.get((chat.id, _as_int(reply.get("message_id")) or 0))
+        if target is None and not reply.get("allow_sending_without_reply"):
+            raise ApiError(400, "Bad Request: message to be replied not found")
+        return target
 
     def _check_content(self, method: str, params: dict[str, Any]) -> None:
         error = api_call_error(method, params)
