@@ -57,8 +57,8 @@ async def drive(
 ) -> dict[str, Any]:
     from telegram.ext import ExtBot
 
-    from bot.delivery import DeliverySettings, Sender
-    from bot.gateway import TelegramGateway
+    from bot.delivery.gateway import TelegramGateway
+    from bot.delivery.sender import DeliverySettings, Sender
     from bot.models import ApiCall, Delivery, RenderedMessage
     from bot.storage import Store
 
@@ -106,7 +106,7 @@ async def reply(bot: Any, chat_id: int, n: int, horizon: float) -> float | None:
 
 
 def run(messages: int, chats: int, rtt: float = 0.0, replies: int = 0) -> dict[str, Any]:
-    from bot.delivery_pacing import minimum_duration
+    from bot.delivery.pacing import minimum_duration
 
     per_chat = plan(messages, chats)
     targets = [random.Random(k).choice(list(per_chat)) for k in range(replies)]

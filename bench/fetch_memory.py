@@ -20,7 +20,7 @@ import zlib
 from pathlib import Path
 
 from bot.errors import FetchError
-from bot.fetcher import Fetcher, FetchSettings
+from bot.feeds.fetcher import Fetcher, FetchSettings
 
 MiB = 1 << 20
 CHUNK = 64 * 1024

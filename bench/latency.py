@@ -48,7 +48,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def slowest_spacing() -> float:
     """Spacing at which posts arrive exactly as fast as one private chat may receive them."""
-    from bot.delivery import DeliverySettings
+    from bot.delivery.sender import DeliverySettings
 
     return 1.0 / DeliverySettings().private_per_second
 

@@ -62,12 +62,12 @@ async def bot_cycles(
     n: int, hosts: int, mixes: list[str], delay_s: float = 0.0
 ) -> list[dict[str, Any]]:
     from bot.config import load
-    from bot.diff import oldest_first, remember, seen_cap
-    from bot.fetcher import Fetcher
+    from bot.feeds.diff import oldest_first, remember, seen_cap
+    from bot.feeds.fetcher import Fetcher
+    from bot.feeds.parse_pool import ParsePool
+    from bot.feeds.parser import parse_bytes
     from bot.models import Chat, Feed, Subscription
-    from bot.parse_pool import ParsePool
-    from bot.parser import parse_bytes
-    from bot.poller import Poller
+    from bot.pipeline.poller import Poller
     from bot.runtime import fetch_settings
     from bot.storage import Database, Store
 

@@ -1,6 +1,6 @@
 """Storage benchmark: `python -m bench.storage [--sizes 1000,10000,100000] [--cycles 20] [--smoke]`.
 
-A database of N feeds, each with a full seen-set (200 fingerprints, as bot.diff keeps), one
+A database of N feeds, each with a full seen-set (200 fingerprints, as bot.feeds.diff keeps), one
 subscription and one chat per feed. Per size, in a fresh child process: time to open (load) the
 file, then `cycles` check cycles in which 10% of the feeds get one new entry (seen-set updated,
 one delivery queued) committed as ONE durable commit (a change-log append), after which the
@@ -32,7 +32,7 @@ COLS = ["feeds", "file_mib", "load_s", "write_ms_median", "write_ms_max", "compl
 
 
 def build(path: Path, n: int) -> None:
-    from bot.identity import fingerprint
+    from bot.feeds.identity import fingerprint
     from bot.models import Chat, Feed, Subscription
     from bot.storage import Database
 
@@ -50,7 +50,7 @@ def build(path: Path, n: int) -> None:
 
 def one_cycle(db: Any, n: int, cycle: int) -> list[str]:
     """What a check cycle commits: 10% of feeds with one new entry each, one delivery each."""
-    from bot.identity import fingerprint
+    from bot.feeds.identity import fingerprint
     from bot.models import ApiCall, Delivery, RenderedMessage
     from bot.storage import merge_recent
 

@@ -11,12 +11,12 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
-from . import handlers
-from .config import Settings
-from .delivery import DeliverySettings
-from .gateway import TelegramGateway
-from .i18n import DEFAULT_LANG, languages
-from .runtime import Runtime
+from bot.config import Settings
+from bot.delivery.gateway import TelegramGateway
+from bot.delivery.sender import DeliverySettings
+from bot.handlers import commands as handlers
+from bot.i18n import DEFAULT_LANG, languages
+from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,17 @@ import logging
 import sys
 from pathlib import Path
 
-from . import config
-from .diff import oldest_first
-from .errors import FeedbotError
-from .fetcher import Fetcher
-from .i18n import DEFAULT_LANG, languages
-from .models import ParsedFeed, RenderedMessage
-from .parser import parse_feed
-from .render import RenderOptions, render_entry
-from .render import plain_text as html_to_plain
-from .runtime import fetch_settings
-from .storage import check_database
+from bot import config
+from bot.errors import FeedbotError
+from bot.feeds.diff import oldest_first
+from bot.feeds.fetcher import Fetcher
+from bot.feeds.parser import parse_feed
+from bot.i18n import DEFAULT_LANG, languages
+from bot.models import ParsedFeed, RenderedMessage
+from bot.render import RenderOptions, render_entry
+from bot.render import plain_text as html_to_plain
+from bot.runtime import fetch_settings
+from bot.storage import check_database
 
 TOKEN_HELP = (
     "feedbot: TELEGRAM_BOT_TOKEN is not set. Create a bot with @BotFather in Telegram "
@@ -90,7 +90,7 @@ def run(settings: config.Settings, *, force: bool = False) -> int:
     if problem is not None:
         print(f"feedbot: {problem}", file=sys.stderr)
         return 2
-    from .app import build_application
+    from bot.app import build_application
 
     updates = ["message", "callback_query", "my_chat_member", "channel_post"]
     build_application(settings).run_polling(allowed_updates=updates)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import FeedbotError
+from bot.errors import FeedbotError
 
 PUBLIC_API_URL = "https://api.telegram.org"
 #: what the public Bot API fetches by URL; what a self-hosted server may take

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .i18n import t
+from bot.i18n import t
 
 
 @dataclass(frozen=True)

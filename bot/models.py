@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import Reason
+from bot.errors import Reason
 
 #: the longest a feed-supplied name may be wherever it reaches a reply or a post (characters;
 #: post titles have their own, longer cut in bot.render)
@@ -34,7 +34,7 @@ class Enclosure:
 
 @dataclass(frozen=True)
 class Entry:
-    """One post of a feed, as parsed; `key` is its stable identity (see bot.identity)."""
+    """One post of a feed, as parsed; `key` is its stable identity (see bot.feeds.identity)."""
 
     key: str
     title: str
@@ -50,7 +50,7 @@ class Entry:
     #: other identities of the same post (e.g. its normalised link) used to survive guid wobble
     alt_keys: tuple[str, ...] = ()
     #: identity prints carried over from an earlier check, for an item not parsed again (see
-    #: bot.parse_delta); such a stub has no key or text. Empty: prints come from the keys.
+    #: bot.feeds.parse_delta); such a stub has no key or text. Empty: prints come from the keys.
     prints: tuple[str, ...] = ()
     #: every meaningful picture of the post, best first (`image_url` among them when set): 2-10
     #: of them make an album. Filled by the parser; junk filtering belongs to whoever fills it
@@ -112,7 +112,7 @@ class Feed:
     link: str = ""
     etag: str | None = None
     last_modified: str | None = None
-    #: most recent entry keys, newest last, bounded (see bot.diff.SEEN_MIN)
+    #: most recent entry keys, newest last, bounded (see bot.feeds.diff.SEEN_MIN)
     seen: list[str] = field(default_factory=list)
     next_check: float = 0.0
     last_check: float | None = None

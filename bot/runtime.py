@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from telegram import Bot
 
-from .config import Settings
-from .delivery import DeliverySettings, Sender
-from .fetcher import Fetcher, FetchSettings
-from .parse_pool import ParsePool
-from .poller import Poller
-from .service import SubscriptionService
-from .storage import Store
+from bot.config import Settings
+from bot.delivery.sender import DeliverySettings, Sender
+from bot.feeds.fetcher import Fetcher, FetchSettings
+from bot.feeds.parse_pool import ParsePool
+from bot.pipeline.poller import Poller
+from bot.service import SubscriptionService
+from bot.storage import Store
 
 
 def fetch_settings(settings: Settings) -> FetchSettings:

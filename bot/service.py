@@ -13,18 +13,25 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import Settings
-from .diff import entry_prints, is_seen, remember, seen_cap
-from .discovery import find_feed_links, looks_like_html
-from .errors import FeedbotError, FetchError, ParseError, Reason
-from .fetcher import Fetcher
-from .i18n import DEFAULT_LANG
-from .identity import normalize_link
-from .models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
-from .parser import parse_feed
-from .schedule import effective_interval, rescheduled
-from .storage import Database, Store
-from .urls import Address, NotAnAddress, canonical, read_address, same_address, strip_punctuation
+from bot.config import Settings
+from bot.errors import FeedbotError, FetchError, ParseError, Reason
+from bot.feeds.diff import entry_prints, is_seen, remember, seen_cap
+from bot.feeds.discovery import find_feed_links, looks_like_html
+from bot.feeds.fetcher import Fetcher
+from bot.feeds.identity import normalize_link
+from bot.feeds.parser import parse_feed
+from bot.feeds.urls import (
+    Address,
+    NotAnAddress,
+    canonical,
+    read_address,
+    same_address,
+    strip_punctuation,
+)
+from bot.i18n import DEFAULT_LANG
+from bot.models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
+from bot.pipeline.schedule import effective_interval, rescheduled
+from bot.storage import Database, Store
 
 CHAT_SEEN_CAP = 2000
 

@@ -52,8 +52,8 @@ from typing import Any, TypeVar
 
 from tinydb.storages import Storage
 
-from .errors import StorageWriteError
-from .models import Chat, Delivery, Feed, Subscription
+from bot.errors import StorageWriteError
+from bot.models import Chat, Delivery, Feed, Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

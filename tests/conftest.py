@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import running
 from bot.config import Settings, load
-from bot.delivery import DeliverySettings
+from bot.delivery.sender import DeliverySettings
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.fixtures import fake_api, feed_server, make_fake_api  # noqa: F401
 

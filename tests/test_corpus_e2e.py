@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import load
-from bot.fetcher import Fetcher
+from bot.feeds.fetcher import Fetcher
 from bot.models import Chat
-from bot.poller import Poller
+from bot.pipeline.poller import Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
 from bot.storage import Database, Store

@@ -15,8 +15,8 @@ import pytest
 import telegram
 from telegram.ext import ExtBot
 
-from bot.delivery import DeliverySettings, Sender, on_bot_membership, on_chat_migrated
-from bot.gateway import TelegramGateway
+from bot.delivery.gateway import TelegramGateway
+from bot.delivery.sender import DeliverySettings, Sender, on_bot_membership, on_chat_migrated
 from bot.models import ApiCall, Chat, Delivery, RenderedMessage
 from bot.storage import Store
 from tests.fakes.botapi import TOKEN, FakeBotApi

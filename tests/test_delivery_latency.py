@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.latency import _phases, measure, slowest_spacing
-from bot.delivery import DeliverySettings
+from bot.delivery.sender import DeliverySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

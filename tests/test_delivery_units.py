@@ -11,7 +11,7 @@ import pytest
 from telegram import InputMediaPhoto
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from bot.delivery_outcome import (
+from bot.delivery.outcome import (
     Verdict,
     api_kwargs,
     call_for_stage,
@@ -19,7 +19,7 @@ from bot.delivery_outcome import (
     cut_utf16,
     title_and_link,
 )
-from bot.delivery_pacing import (
+from bot.delivery.pacing import (
     FairScheduler,
     Lane,
     SlidingWindow,

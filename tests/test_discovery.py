@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.discovery import FeedLink, find_feed_links, looks_like_html
+from bot.feeds.discovery import FeedLink, find_feed_links, looks_like_html
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

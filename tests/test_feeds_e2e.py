@@ -258,7 +258,7 @@ async def test_feed_health_failing_notice_pause_resume_and_recovery(
 async def _resume(chat: Conversation, runtime: Runtime, url: str) -> None:
     """/resume when the command exists (another helper's work), else through the store."""
     try:
-        import bot.handlers_options  # noqa: F401
+        import bot.handlers.options  # noqa: F401
     except ImportError:
         sub = (await runtime.store.subscriptions_for_feed(url))[0]
         await runtime.store.save_subscription(replace(sub, paused=False))

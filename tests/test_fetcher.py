@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bot.errors import BlockedAddressError, FetchError
-from bot.fetcher import Fetcher, FetchSettings, human_size, parse_max_age, parse_retry_after
-from bot.netguard import AddressPolicy
+from bot.feeds.fetcher import Fetcher, FetchSettings, human_size, parse_max_age, parse_retry_after
+from bot.feeds.netguard import AddressPolicy
 
 MiB = 1024 * 1024
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
@@ -440,7 +440,7 @@ async def test_https_fetch_to_a_checked_address(
     TLS connection) to a checked address."""
     import ssl
 
-    from bot import fetcher as fetcher_module
+    from bot.feeds import fetcher as fetcher_module
 
     cert, key = self_signed(tmp_path, "feeds.test")
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from telegram.error import NetworkError, RetryAfter
 
-from bot.gateway import POST_CALL, GatewayLimits, Priority, TelegramGateway
+from bot.delivery.gateway import POST_CALL, GatewayLimits, Priority, TelegramGateway
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -179,7 +179,7 @@ async def test_reads_and_button_answers_are_never_held_back() -> None:
 
 
 def test_a_message_is_stamped_no_earlier_than_its_travel_allows() -> None:
-    from bot.gateway import SERVER_WORK, ServerClock
+    from bot.delivery.gateway import SERVER_WORK, ServerClock
 
     clock = ServerClock(enough=4)
     assert clock.stamp(10.0, 10.004) == 10.004  # too few trips known: the answer itself

@@ -15,12 +15,12 @@ import pytest
 
 import bot
 from bot.errors import FeedbotError, ParseError, Reason
-from bot.fetcher import Fetcher, FetchSettings
+from bot.feeds.fetcher import Fetcher, FetchSettings
+from bot.feeds.netguard import AddressPolicy, check_url
+from bot.feeds.opml import OpmlError, parse_opml
+from bot.feeds.parser import parse_bytes
 from bot.i18n import catalogue, catalogue_language, format_time, languages
 from bot.models import Entry, Feed
-from bot.netguard import AddressPolicy, check_url
-from bot.opml import OpmlError, parse_opml
-from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.english import english_words, template_english_words
 from tests.fakes.feeds import hugo_feed

@@ -21,9 +21,9 @@ import pytest
 
 from bot.app import running
 from bot.config import Settings
-from bot.handlers import COMMANDS
+from bot.feeds.opml import OpmlFeed, build_opml
+from bot.handlers.commands import COMMANDS
 from bot.i18n import languages, t
-from bot.opml import OpmlFeed, build_opml
 from bot.runtime import Runtime
 from bot.service import SubscriptionService
 from tests.conftest import Conversation

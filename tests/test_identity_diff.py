@@ -1,10 +1,10 @@
 import random
 from datetime import UTC, datetime, timedelta
 
-from bot.diff import SEEN_MIN, new_entries, oldest_first, remember, seen_cap
-from bot.identity import entry_key, fingerprint, normalize_link, title_date_link_key
+from bot.feeds.diff import SEEN_MIN, new_entries, oldest_first, remember, seen_cap
+from bot.feeds.identity import entry_key, fingerprint, normalize_link, title_date_link_key
+from bot.feeds.parser import parse_bytes
 from bot.models import Entry
-from bot.parser import parse_bytes
 from tests.fakes.feeds import BASE_DATE, item, rss
 from tests.test_poller import Rig, rig  # noqa: F401
 

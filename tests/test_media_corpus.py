@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import FeedbotError
+from bot.feeds.parser import parse_bytes
 from bot.models import ApiCall, Entry, RenderedMessage
-from bot.parser import parse_bytes
 from bot.render import render_entry
 from tests.fakes.telegram_rules import api_call_error
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from bot.feeds.parser import parse_bytes
 from bot.models import RenderedMessage
-from bot.parser import parse_bytes
 from bot.render import render_entry
 from tests.test_render_golden import matches_golden
 from tests.test_render_validator import assert_accepted

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import BlockedAddressError, FetchError
-from bot.netguard import (
+from bot.feeds.netguard import (
     AddressPolicy,
     GuardedResolver,
     Resolver,

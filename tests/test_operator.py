@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot import poller as poller_module
-from bot.handlers_operator import OwnerAlerts, SentToday
+from bot.handlers.operator import OwnerAlerts, SentToday
+from bot.pipeline import poller as poller_module
 from bot.service import SubscriptionService
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
@@ -108,7 +108,7 @@ def test_sent_today_restarts_at_midnight() -> None:
 async def test_alerts_are_rate_limited_per_kind(fake_api: FakeBotApi) -> None:
     from telegram.ext import ExtBot
 
-    from bot.gateway import TelegramGateway
+    from bot.delivery.gateway import TelegramGateway
 
     now = [1000.0]
     gateway = TelegramGateway()  # as in the app: alerts leave through the gateway too

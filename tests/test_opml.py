@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
+from bot.feeds.opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed, hugo_item, rss
 from tests.fakes.feedserver import FeedServer

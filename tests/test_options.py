@@ -14,8 +14,8 @@ import pytest
 
 from bot.app import running
 from bot.config import Settings
-from bot.diff import entry_prints
-from bot.handlers_options import (
+from bot.feeds.diff import entry_prints
+from bot.handlers.options import (
     OptionError,
     format_duration,
     normalize_filter,
@@ -23,8 +23,8 @@ from bot.handlers_options import (
     parse_option,
 )
 from bot.models import Entry, Feed, Subscription, SubscriptionOptions
+from bot.pipeline.schedule import effective_interval, owed_on_resume, rescheduled
 from bot.runtime import Runtime
-from bot.schedule import effective_interval, owed_on_resume, rescheduled
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed, hugo_html, item, rss
 from tests.fakes.feedserver import FeedServer

@@ -1,4 +1,4 @@
-"""bot.parse_delta against the whole parse it replaces.
+"""bot.feeds.parse_delta against the whole parse it replaces.
 
 The promise: for the diff, `merge(parse_changed_items(new, known=records of old))` is the same as
 `parse_bytes(new)` (same entries, order, prints and dates; every parsed entry equal to the full
@@ -20,11 +20,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
-from bot.diff import entry_prints, new_entries, remember, seen_cap
 from bot.errors import ParseError
-from bot.identity import normalize_link
-from bot.models import Entry, ParsedFeed
-from bot.parse_delta import (
+from bot.feeds.diff import entry_prints, new_entries, remember, seen_cap
+from bot.feeds.identity import normalize_link
+from bot.feeds.parse_delta import (
     ChangedItems,
     ItemMemory,
     ItemRecord,
@@ -32,7 +31,8 @@ from bot.parse_delta import (
     parse_changed_items,
     stub_is_new,
 )
-from bot.parser import parse_bytes
+from bot.feeds.parser import parse_bytes
+from bot.models import Entry, ParsedFeed
 from tests.fakes.feeds import BASE_DATE, hugo_feed, hugo_html, item, rss
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -6,8 +6,8 @@ import feedparser
 import pytest
 
 from bot.errors import ParseError
-from bot.parser import meaningful_images, parse_bytes
-from bot.pictures import is_junk_picture
+from bot.feeds.parser import meaningful_images, parse_bytes
+from bot.feeds.pictures import is_junk_picture
 from bot.render import RenderOptions, render_entry
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.parser import parse_bytes
+from bot.feeds.parser import parse_bytes
 from bot.render import plain_text, render_entry
 from tests.fakes.telegram_rules import api_call_error
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load
-from bot.fetcher import Fetcher
+from bot.feeds.fetcher import Fetcher
 from bot.models import Chat, Delivery, Feed, FetchResult
-from bot.poller import DAY, Poller
+from bot.pipeline.poller import DAY, Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
 from bot.storage import Database, Store
@@ -375,7 +375,7 @@ async def test_next_check_counts_from_the_start_of_the_check(
         assert INTERVAL <= (await rig.feed(url)).next_check - started <= INTERVAL * 1.1
 
 
-# ------------------------------------------------- only changed items parsed (bot.parse_delta)
+# ------------------------------------------- only changed items parsed (bot.feeds.parse_delta)
 def _forget_seen(url: str) -> Callable[[Database], None]:
     def change(db: Database) -> None:
         feed = db.get_feed(url)

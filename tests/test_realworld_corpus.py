@@ -25,8 +25,8 @@ import feedparser
 import pytest
 
 from bot.errors import ParseError
+from bot.feeds.parser import parse_bytes
 from bot.models import ApiCall, Entry, RenderedMessage
-from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.fakes.telegram_rules import TelegramParseError, api_call_error, message_content
 

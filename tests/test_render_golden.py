@@ -19,8 +19,8 @@ from urllib.parse import urljoin
 import feedparser
 import pytest
 
+from bot.feeds.parser import parse_bytes
 from bot.models import Entry
-from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.fakes.telegram_rules import api_call_error
 
@@ -32,7 +32,7 @@ _IMG_RE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.I)
 
 
 def entries_from(data: bytes) -> tuple[str, list[Entry]]:
-    """feedparser -> (feed title, Entry list), independent of bot.parser on purpose."""
+    """feedparser -> (feed title, Entry list), independent of bot.feeds.parser on purpose."""
     parsed = feedparser.parse(data)
     entries = []
     for e in parsed.entries:
@@ -150,7 +150,7 @@ def test_title_style_and_options_on_fixture() -> None:
 
 
 REALWORLD = SHARED / "corpus" / "realworld"
-#: (golden name, corpus file, a piece of the entry's link): real posts, through bot.parser too
+#: (golden name, corpus file, a piece of the entry's link): real posts, through bot.feeds.parser too
 REALWORLD_CASES = [
     ("reddit-post", "feed-rs/feed-rs/fixture/atom/atom_mediarss_reddit_1.xml",
      "cleaned_up_the_lack_rack"),

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import ParseError
+from bot.feeds.parser import parse_bytes
 from bot.models import Entry, RenderedMessage
-from bot.parser import parse_bytes
 from bot.render import RenderOptions, render_entry
 from tests.fakes.telegram_rules import album_caption, api_call_error, message_content
 

@@ -1,7 +1,7 @@
 """Every reply arrives: the real app against a fake Bot API that enforces Telegram's limits.
 
-Replies, posts, edits and alerts all leave through the gateway (bot/gateway.py), so flood control
-delays them and never drops them."""
+Replies, posts, edits and alerts all leave through the gateway (bot/delivery/gateway.py), so flood
+control delays them and never drops them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.delivery import DeliverySettings
+from bot.delivery.sender import DeliverySettings
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer

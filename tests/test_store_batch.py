@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bot.models import Feed
+from bot.pipeline.store_batch import Coalescer
 from bot.storage import Database, Store
-from bot.store_batch import Coalescer
 
 
 @pytest.fixture

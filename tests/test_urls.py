@@ -1,13 +1,11 @@
-"""bot.urls: addresses as people type them (pure)."""
+"""bot.feeds.urls: addresses as people type them (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.diff import remember
-from bot.models import Entry, Feed, ParsedFeed, Subscription
-from bot.service import ListedSubscription, find_row, same_feed
-from bot.urls import (
+from bot.feeds.diff import remember
+from bot.feeds.urls import (
     Address,
     NotAnAddress,
     canonical,
@@ -17,6 +15,8 @@ from bot.urls import (
     strip_punctuation,
     urls_in_text,
 )
+from bot.models import Entry, Feed, ParsedFeed, Subscription
+from bot.service import ListedSubscription, find_row, same_feed
 
 
 @pytest.mark.parametrize(

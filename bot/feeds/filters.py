@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from .models import Entry
+from bot.models import Entry
 
 _TAG = re.compile(r"<[^>]*>")
 

@@ -27,16 +27,24 @@ from telegram.ext import (
     filters,
 )
 
-from .delivery import on_bot_membership, on_chat_migrated
-from .errors import Reason, StorageWriteError
-from .i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
-from .live_reply import MAX_TEXT as MAX_TEXT  # re-exported: other handler modules use them
-from .live_reply import LiveReply, answer
-from .live_reply import split_text as split_text
-from .models import Chat
-from .runtime import Runtime
-from .service import ListedSubscription, PendingChoice, SubscribeOutcome
-from .urls import Address, NotAnAddress, looks_like_channel_name, read_address, urls_in_text
+from bot.delivery.sender import on_bot_membership, on_chat_migrated
+from bot.errors import Reason, StorageWriteError
+from bot.feeds.urls import (
+    Address,
+    NotAnAddress,
+    looks_like_channel_name,
+    read_address,
+    urls_in_text,
+)
+from bot.handlers.live_reply import (
+    MAX_TEXT as MAX_TEXT,  # re-exported: other handler modules use them
+)
+from bot.handlers.live_reply import LiveReply, answer
+from bot.handlers.live_reply import split_text as split_text
+from bot.i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
+from bot.models import Chat
+from bot.runtime import Runtime
+from bot.service import ListedSubscription, PendingChoice, SubscribeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -627,13 +635,15 @@ async def on_error(update: object, context: Context) -> None:
             await reply(update, error_text(error))
         except Exception:
             log.exception("could not tell the chat about the error")
-    from .handlers_operator import report_handler_error
+    from bot.handlers.operator import report_handler_error
 
     await report_handler_error(update, context)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    from . import handlers_channels  # imports this module; its /sub @channel forms match first
+    from bot.handlers import (
+        channels as handlers_channels,  # imports this module; its /sub @channel forms match first
+    )
 
     handlers_channels.register(app)
     add_commands(
@@ -649,8 +659,8 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(guarded(chosen), pattern=r"^sub:"))
     app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))
-    from .handlers_operator import register_operator  # both import this module
-    from .handlers_options import register_options
+    from bot.handlers.operator import register_operator  # both import this module
+    from bot.handlers.options import register_options
 
     register_options(app)
     register_operator(app)

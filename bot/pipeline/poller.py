@@ -16,13 +16,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
-from .config import Settings
-from .diff import entry_prints, new_entries, oldest_first, remember, seen_cap
-from .errors import FeedbotError, FetchError, Reason, StorageWriteError
-from .fetcher import Fetcher
-from .filters import matches
-from .i18n import DEFAULT_LANG, format_time, t
-from .models import (
+from bot.config import Settings
+from bot.errors import FeedbotError, FetchError, Reason, StorageWriteError
+from bot.feeds.diff import entry_prints, new_entries, oldest_first, remember, seen_cap
+from bot.feeds.fetcher import Fetcher
+from bot.feeds.filters import matches
+from bot.feeds.parse_delta import (
+    ChangedItems,
+    ItemMemory,
+    ItemRecord,
+    merge,
+    parse_changed_items,
+    stub_is_new,
+)
+from bot.feeds.parse_pool import ParsePool
+from bot.feeds.parser import parse_feed
+from bot.i18n import DEFAULT_LANG, format_time, t
+from bot.models import (
     ApiCall,
     Chat,
     Delivery,
@@ -33,22 +43,12 @@ from .models import (
     RenderedMessage,
     Subscription,
 )
-from .parse_delta import (
-    ChangedItems,
-    ItemMemory,
-    ItemRecord,
-    merge,
-    parse_changed_items,
-    stub_is_new,
-)
-from .parse_pool import ParsePool
-from .parser import parse_feed
-from .render import RenderOptions, render_entry
-from .render.message import MEDIA_URL_LIMIT
-from .schedule import DAY, effective_interval, owed_on_resume
-from .service import CHAT_SEEN_CAP
-from .storage import Database, Store
-from .store_batch import Coalescer
+from bot.pipeline.schedule import DAY, effective_interval, owed_on_resume
+from bot.pipeline.store_batch import Coalescer
+from bot.render import RenderOptions, render_entry
+from bot.render.message import MEDIA_URL_LIMIT
+from bot.service import CHAT_SEEN_CAP
+from bot.storage import Database, Store
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Poller:
 
     async def _parse(self, feed: Feed, result: FetchResult) -> tuple[ParsedFeed, bytes]:
         """The fetched document, parsing only items that changed since the last commit; and
-        the records of its items (see bot.parse_delta)."""
+        the records of its items (see bot.feeds.parse_delta)."""
         known = self.items.known(feed.url)
         answer = await parse_changed(result, known, self.parse_pool)
         parsed, records = merge(answer, known)
@@ -560,7 +560,7 @@ class Poller:
     async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> Resumed | None:
         """Unpause one subscription; its feed is checked soon. Posts that arrived before the
         pause and never reached the chat are queued either way; catch_up also queues those
-        from the pause (see bot.schedule.owed_on_resume; filters and backlog limit apply).
+        from the pause (see bot.pipeline.schedule.owed_on_resume; filters and backlog limit apply).
         Everything else in the feed now counts as seen in the chat. None when the feed could
         not be read (resumed all the same)."""
         sub = await self.store.read(lambda db: db.get_subscription(chat_id, feed_url))

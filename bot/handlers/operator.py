@@ -20,11 +20,11 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
-from .errors import StorageWriteError
-from .gateway import NOTICE_CALL
-from .handlers import Context, guarded, reply, runtime_of
-from .i18n import DEFAULT_LANG, t
-from .runtime import Runtime
+from bot.delivery.gateway import NOTICE_CALL
+from bot.errors import StorageWriteError
+from bot.handlers.commands import Context, guarded, reply, runtime_of
+from bot.i18n import DEFAULT_LANG, t
+from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

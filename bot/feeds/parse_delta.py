@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from .diff import new_entries
-from .errors import ParseError
-from .identity import BY_LINK, NO_SECOND, fingerprint, second_identities
-from .models import Entry, ParsedFeed
-from .parser import link_key, parse_bytes, parse_document, tdl_key
+from bot.errors import ParseError
+from bot.feeds.diff import new_entries
+from bot.feeds.identity import BY_LINK, NO_SECOND, fingerprint, second_identities
+from bot.feeds.parser import link_key, parse_bytes, parse_document, tdl_key
+from bot.models import Entry, ParsedFeed
 
 _ITEMS = frozenset({"item", "entry"})
 #: where an item/entry element is a feed's item: RSS 0.9x/2.0, RSS 0.90, RSS 1.0, Atom 1.0, 0.3

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from xml.parsers import expat
 
-from .errors import FeedbotError
+from bot.errors import FeedbotError
 
 MAX_OPML_BYTES = 2 * 1024 * 1024
 MAX_OUTLINES = 20_000

@@ -4,7 +4,7 @@ Design
 - The outbox in the Store is the truth. The sender mirrors it into one in-memory lane per chat
   (rebuilt from `store.pending()` whenever `wake()` is called) and serves lanes fairly
   (`FairScheduler`), each lane in `seq` order.
-- Telegram's limits belong to the gateway (`bot.gateway.TelegramGateway`, the bot's PTB rate
+- Telegram's limits belong to the gateway (`bot.delivery.gateway.TelegramGateway`, PTB's rate
   limiter), which every call of the bot goes through, command replies included; the sender asks it
   when a chat may next send, so lanes are served in the order the limits allow them.
 - Up to `max_in_flight` requests are under way at once, never two for the same chat: each lane
@@ -29,11 +29,11 @@ from dataclasses import dataclass, fields
 import telegram
 from telegram.warnings import PTBUserWarning
 
-from .delivery_outcome import Outcome, Verdict, api_kwargs, call_for_stage, classify
-from .delivery_pacing import FairScheduler, Lane, backoff_delay
-from .gateway import POST_CALL, GatewayLimits, TelegramGateway
-from .models import Chat, Delivery
-from .storage import Store
+from bot.delivery.gateway import POST_CALL, GatewayLimits, TelegramGateway
+from bot.delivery.outcome import Outcome, Verdict, api_kwargs, call_for_stage, classify
+from bot.delivery.pacing import FairScheduler, Lane, backoff_delay
+from bot.models import Chat, Delivery
+from bot.storage import Store
 
 log = logging.getLogger(__name__)
 

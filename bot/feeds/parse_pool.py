@@ -22,10 +22,10 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
 from typing import TypeVar, TypeVarTuple
 
-from .errors import ParseError
-from .models import ParsedFeed
-from .parse_delta import ChangedItems, parse_changed_items
-from .parser import parse_bytes
+from bot.errors import ParseError
+from bot.feeds.parse_delta import ChangedItems, parse_changed_items
+from bot.feeds.parser import parse_bytes
+from bot.models import ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         # Imported once in the forkserver, so each worker starts without importing feedparser.
-        ctx.set_forkserver_preload(["bot.parser", "bot.parse_delta"])
+        ctx.set_forkserver_preload(["bot.feeds.parser", "bot.feeds.parse_delta"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -81,7 +81,7 @@ class ParsePool:
     async def parse_changed_items(
         self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
     ) -> ChangedItems:
-        """`bot.parse_delta.parse_changed_items` in a worker."""
+        """`bot.feeds.parse_delta.parse_changed_items` in a worker."""
         return await self._run(parse_changed_items, body, url, content_type, known)
 
     async def _run(

@@ -43,8 +43,8 @@ from typing import Any, TypedDict
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
-from .delivery_outcome import read_retry_after
-from .delivery_pacing import RateLimit, SlidingWindow, TokenBucket, backoff_delay
+from bot.delivery.outcome import read_retry_after
+from bot.delivery.pacing import RateLimit, SlidingWindow, TokenBucket, backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Per-subscription options (/set), keyword filters (/filter), /status, /pause and /resume.
 
 Each command acts on the chat it was sent in, or on a channel named first (`/set @chan 2`),
-the way /sub, /list and /unsub do (bot.handlers_channels: split_target, resolve_target).
+the way /sub, /list and /unsub do (bot.handlers.channels: split_target, resolve_target).
 Inline buttons carry a short hash of the feed URL rather than its /list number, so a button
 pressed after the list changed (or after a restart) still acts on the feed it was shown for;
 a button about a channel also carries the channel's id.
@@ -20,16 +20,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler
 
-from .filters import parse_terms
-from .handlers import (
-    Context,
-    add_commands,
-    guarded,
-    may_manage,
-    reply,
-    runtime_of,
-)
-from .handlers_channels import (
+from bot.feeds.filters import parse_terms
+from bot.handlers.channels import (
     Target,
     channel_target,
     framed,
@@ -37,11 +29,19 @@ from .handlers_channels import (
     resolve_target,
     split_target,
 )
-from .i18n import format_time, t
-from .models import Feed, SubscriptionOptions
-from .poller import Resumed
-from .schedule import MAX_INTERVAL
-from .service import ListedSubscription
+from bot.handlers.commands import (
+    Context,
+    add_commands,
+    guarded,
+    may_manage,
+    reply,
+    runtime_of,
+)
+from bot.i18n import format_time, t
+from bot.models import Feed, SubscriptionOptions
+from bot.pipeline.poller import Resumed
+from bot.pipeline.schedule import MAX_INTERVAL
+from bot.service import ListedSubscription
 
 #: what users type -> SubscriptionOptions field
 OPTION_NAMES = {

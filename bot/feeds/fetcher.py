@@ -1,6 +1,6 @@
 """Safe, bounded, polite HTTP fetching of feeds.
 
-Every URL is untrusted: it is pre-checked by bot.netguard, every connection goes through
+Every URL is untrusted: it is pre-checked by bot.feeds.netguard, every connection goes through
 `GuardedResolver` (the addresses dialled are checked ones), redirects are followed by hand with the
 same checks, and the body is streamed, decompressed by us with a bounded output size, and cut off at
 `max_bytes` so neither a huge body nor a gzip bomb can take memory. A corrupt or truncated
@@ -27,8 +27,8 @@ import certifi
 from yarl import URL
 
 from bot.errors import FetchError
+from bot.feeds.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
 from bot.models import FetchResult
-from bot.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "

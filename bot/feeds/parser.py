@@ -1,7 +1,7 @@
 """Feed bytes -> ParsedFeed. RSS/Atom/RDF through feedparser, JSON Feed 1.x by hand.
 
 feedparser is CPU-bound and synchronous: `parse_feed` runs it in a worker process of a
-`ParsePool` (bot.parse_pool) when given one, else in a worker thread.
+`ParsePool` (bot.feeds.parse_pool) when given one, else in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from .errors import ParseError
-from .identity import (
+from bot.errors import ParseError
+from bot.feeds.identity import (
     BY_LINK,
     NO_SECOND,
     entry_key,
@@ -27,11 +27,11 @@ from .identity import (
     second_identities,
     title_date_link_key,
 )
-from .models import Enclosure, Entry, ParsedFeed
-from .pictures import Picture, body_pictures, good_pictures, is_junk_picture
+from bot.feeds.pictures import Picture, body_pictures, good_pictures, is_junk_picture
+from bot.models import Enclosure, Entry, ParsedFeed
 
 if TYPE_CHECKING:
-    from .parse_pool import ParsePool
+    from bot.feeds.parse_pool import ParsePool
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -215,7 +215,7 @@ def plain_to_html(text: str) -> str:
 def meaningful_images(entry: Any, body: str, base: str) -> list[str]:
     """The pictures of a feedparser entry worth showing, best first: media:content images,
     media:thumbnail, the episode's itunes:image, image enclosures, then the body's <img>s; no
-    tracking pixels, ads, avatars, icons or emoji (bot.pictures). Absolute http(s) URLs, once
+    tracking pixels, ads, avatars, icons or emoji (bot.feeds.pictures). Absolute http(s) URLs, once
     each."""
     candidates: list[Picture] = []
     for media in entry.get("media_content") or []:
@@ -377,7 +377,7 @@ def tdl_key(entry: Entry) -> str:
 
 
 def add_alt_keys(entries: list[Entry]) -> None:
-    """Each entry's second identity (bot.identity.second_identities), so a post whose guid
+    """Each entry's second identity (bot.feeds.identity.second_identities), so a post whose guid
     wobbles is still recognised."""
     links = [link_key(e) for e in entries]
     is_link = [e.key == link.removeprefix("link:") for e, link in zip(entries, links, strict=True)]

@@ -13,7 +13,7 @@ from telegram import InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
 
-from .render.cut import split_reply
+from bot.render.cut import split_reply
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from .identity import fingerprint
-from .models import Entry
+from bot.feeds.identity import fingerprint
+from bot.models import Entry
 
 SEEN_MIN = 200
 

@@ -1,6 +1,6 @@
 """Channels as targets (/sub @channel …), OPML /import and /export, and /lang.
 
-Thin like bot.handlers: resolve who may act on which chat, call the service, format the answer.
+Thin like bot.handlers.commands: resolve who may act on which chat, call the service, answer.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from .handlers import (
+from bot.feeds.opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
+from bot.handlers.commands import (
     Context,
     SubTarget,
     add_commands,
@@ -46,10 +47,9 @@ from .handlers import (
     target_allowed,
     unsub_text,
 )
-from .i18n import catalogue_language, current_lang, languages, t
-from .models import Chat
-from .opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
-from .service import ImportItem
+from bot.i18n import catalogue_language, current_lang, languages, t
+from bot.models import Chat
+from bot.service import ImportItem
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,7 @@ async def _set_language(update: Update, context: Context, code: str) -> None:
 
 # ------------------------------------------------------------------------ wiring
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Add before bot.handlers' own commands: the channel-targeted forms must match first."""
+    """Add before bot.handlers.commands' commands: the channel-targeted forms match first."""
     app.add_handler(CommandHandler(["sub", "unsub", "list"], guarded(targeted), filters=TARGETED))
     add_commands(
         app, (("export", export_command), ("import", import_command), ("lang", lang_command))

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .models import Delivery
+from bot.models import Delivery
 
 
 class RateLimit(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .storage import Database
+from bot.storage import Database
 
 T = TypeVar("T")
 #: how a batch reaches the database: e.g. `store.read` or a non-durable `store.transaction`

@@ -26,7 +26,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from .models import ApiCall, Delivery, RenderedMessage
+from bot.models import ApiCall, Delivery, RenderedMessage
 
 TEXT_LIMIT = 4096
 TITLE_LIMIT = 300

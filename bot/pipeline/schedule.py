@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from .diff import is_seen, new_entries
-from .models import Entry, Feed, Subscription
+from bot.feeds.diff import is_seen, new_entries
+from bot.models import Entry, Feed, Subscription
 
 DAY = 86400.0
 #: the longest a feed ever waits between checks, and so the longest interval a chat may set
