@@ -13,7 +13,7 @@ from bot import config
 from bot.errors import FeedbotError
 from bot.feeds.diff import oldest_first
 from bot.feeds.fetcher import Fetcher
-from bot.feeds.parser import parse_feed
+from bot.feeds.parse_pool import parse_feed
 from bot.i18n import DEFAULT_LANG, languages
 from bot.models import ParsedFeed, RenderedMessage
 from bot.render import RenderOptions, render_entry

@@ -19,7 +19,7 @@ from bot.feeds.diff import entry_prints, is_seen, remember, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.identity import normalize_link
-from bot.feeds.parser import parse_feed
+from bot.feeds.parse_pool import parse_feed
 from bot.feeds.urls import (
     Address,
     NotAnAddress,

@@ -16,8 +16,6 @@ from bot.delivery.outcome import (
     api_kwargs,
     call_for_stage,
     classify,
-    cut_utf16,
-    title_and_link,
 )
 from bot.delivery.pacing import (
     FairScheduler,
@@ -28,6 +26,7 @@ from bot.delivery.pacing import (
     minimum_duration,
 )
 from bot.models import ApiCall, Delivery, RenderedMessage
+from bot.render.fallback import cut_utf16, title_and_link
 from tests.fakes.botapi import RateLimiter
 
 # RetryAfter(int) itself warns about PTB's int -> timedelta migration
@@ -236,9 +235,9 @@ def test_stages_walk_the_rendered_attempts_then_emergency_forms() -> None:
 def test_title_and_link_never_empty() -> None:
     d = make(1, 0, RenderedMessage((ApiCall("sendMessage", {"text": "   "}),)))
     d.entry_key = "https://blog.example/post"
-    assert title_and_link(d) == "https://blog.example/post"
+    assert title_and_link(d.message, d.entry_key, d.feed_url) == "https://blog.example/post"
     d.entry_key = "guid-123"
-    assert title_and_link(d)
+    assert title_and_link(d.message, d.entry_key, d.feed_url)
 
 
 def test_title_and_link_takes_the_posts_link_not_a_picture_preview() -> None:
@@ -249,7 +248,7 @@ def test_title_and_link_takes_the_posts_link_not_a_picture_preview() -> None:
         ApiCall("sendMessage", {"text": text, "parse_mode": "HTML",
                                 "link_preview_options": picture}),
     )))
-    assert title_and_link(d) == "Title\nhttps://blog.example/p"
+    assert title_and_link(d.message, d.entry_key, d.feed_url) == "Title\nhttps://blog.example/p"
 
 
 def test_album_items_go_to_ptb_as_input_media() -> None:

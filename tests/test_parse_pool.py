@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ParseError
-from bot.feeds.parse_pool import ParsePool
-from bot.feeds.parser import parse_bytes, parse_feed
+from bot.feeds.parse_pool import ParsePool, parse_feed
+from bot.feeds.parser import parse_bytes
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 

@@ -1,10 +1,9 @@
-"""What a Bot API error means for a delivery, and the last-resort forms of a message (no I/O)."""
+"""What a Bot API error means for a delivery, and which form of its message to try next (no
+I/O; the last-resort forms themselves are rendering: bot.render.fallback)."""
 
 from __future__ import annotations
 
 import enum
-import html
-import re
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,10 +25,8 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot.models import ApiCall, Delivery, RenderedMessage
-
-TEXT_LIMIT = 4096
-TITLE_LIMIT = 300
+from bot.models import ApiCall, Delivery
+from bot.render.fallback import last_resort_calls
 
 
 class Verdict(enum.Enum):
@@ -141,65 +138,5 @@ def call_for_stage(delivery: Delivery, stage: int) -> ApiCall | None:
     if stage < len(attempts):
         return attempts[stage]
     extra = stage - len(attempts)
-    if extra == 0:
-        return ApiCall("sendMessage", {"text": cut_utf16(plain_text(delivery.message), TEXT_LIMIT)})
-    if extra == 1:
-        return ApiCall("sendMessage", {"text": title_and_link(delivery)})
-    return None
-
-
-def plain_text(message: RenderedMessage) -> str:
-    """The text of the safest rendered form, without markup; never empty."""
-    return _bare_text(message) or _first_link(message) or "📰"  # no words: any chat's language
-
-
-def _bare_text(message: RenderedMessage) -> str:
-    last = message.attempts[-1].params
-    text = str(last.get("text") or last.get("caption") or "")
-    if str(last.get("parse_mode") or "").lower() == "html":
-        text = html.unescape(re.sub(r"<[^>]*>", "", text))
-    return text.strip()
-
-
-def title_and_link(delivery: Delivery) -> str:
-    lines = [ln.strip() for ln in _bare_text(delivery.message).splitlines() if ln.strip()]
-    title = cut_utf16(lines[0], TITLE_LIMIT) if lines else ""
-    link = _first_link(delivery.message)
-    if not link and delivery.entry_key.startswith(("http://", "https://")):
-        link = delivery.entry_key
-    parts = [title] + ([link] if link and link not in title else [])
-    return "\n".join(p for p in parts if p) or f"📰 {delivery.feed_url}"
-
-
-_URL_RE = re.compile(r"https?://[^\s<>\"']+")
-
-
-def _first_link(message: RenderedMessage) -> str:
-    for call in message.attempts:
-        preview = call.params.get("link_preview_options")
-        # a picture shown above the text as its preview is not the post's link
-        if isinstance(preview, dict) and isinstance(preview.get("url"), str) and not preview.get(
-            "show_above_text"
-        ):
-            return str(preview["url"])
-    for call in message.attempts:
-        for key in ("text", "caption"):
-            found = _URL_RE.search(html.unescape(str(call.params.get(key) or "")))
-            if found:
-                return found.group().rstrip(".,;:!?)")
-    return ""
-
-
-def cut_utf16(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-16 code units (Telegram's measure), with an ellipsis."""
-    if len(text.encode("utf-16-le")) // 2 <= limit:
-        return text
-    units = 0
-    out = []
-    for ch in text:
-        size = 2 if ord(ch) > 0xFFFF else 1
-        if units + size > limit - 1:
-            break
-        out.append(ch)
-        units += size
-    return "".join(out).rstrip() + "…"
+    last_resorts = last_resort_calls(delivery.message, delivery.entry_key, delivery.feed_url)
+    return last_resorts[extra] if extra < len(last_resorts) else None

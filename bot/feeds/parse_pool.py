@@ -34,6 +34,8 @@ Ts = TypeVarTuple("Ts")
 
 #: bodies smaller than this parse in a thread: shipping them to a worker costs more than it saves
 INLINE_BELOW = 2048
+#: how long starting the worker processes may take before parsing falls back to threads
+START_TIMEOUT = 30.0
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -45,11 +47,24 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _worker_init() -> None:
+#: a worker's copy of the start-up barrier (see ParsePool._spawn)
+_start_barrier: threading.Barrier | None = None
+
+
+def _worker_init(start_barrier: threading.Barrier) -> None:
+    global _start_barrier
+    _start_barrier = start_barrier
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _meet_the_others(timeout: float) -> int:
+    """Warm-up task: wait until every worker holds one, so each ran in a process of its own."""
+    assert _start_barrier is not None
+    _start_barrier.wait(timeout)
+    return os.getpid()
 
 
 def _exit_with(sentinel: int) -> None:
@@ -66,6 +81,7 @@ class ParsePool:
         self.workers = max(workers or os.cpu_count() or 1, 1)
         self.inline_below = inline_below
         self._executor: ProcessPoolExecutor | None = None
+        self._pids: list[int] = []
         self._lock = asyncio.Lock()
         #: closed, or worker processes cannot be started here: parse in a thread
         self._threads_only = False
@@ -124,17 +140,22 @@ class ParsePool:
 
     def _spawn(self) -> ProcessPoolExecutor:
         """Worker thread: a new executor with all its processes running. Starting them here
-        matters: the executor spawns on demand inside submit(), which would block the loop."""
+        matters: the executor spawns on demand inside submit(), which would block the loop. One
+        warm-up task per worker, each waiting at a barrier for all the others, makes the executor
+        start every process (a submit that finds no idle worker starts one)."""
+        context = _context()
+        barrier = context.Barrier(self.workers)
         executor = ProcessPoolExecutor(
-            self.workers, mp_context=_context(), initializer=_worker_init
+            self.workers, mp_context=context, initializer=_worker_init, initargs=(barrier,)
         )
         try:
-            # One process per submit that finds no idle worker; a warm-up that finished early
-            # leaves one idle, hence the loop (`_processes` is the executor's live workers).
-            while len(executor._processes) < self.workers:
-                warm_ups = [executor.submit(os.getpid) for _ in range(self.workers)]
-                for future in warm_ups:
-                    future.result()
+            warm_ups = [
+                executor.submit(_meet_the_others, START_TIMEOUT) for _ in range(self.workers)
+            ]
+            self._pids = sorted({future.result() for future in warm_ups})
+        except threading.BrokenBarrierError as exc:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise OSError(f"parser processes did not start within {START_TIMEOUT:.0f} s") from exc
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
@@ -148,8 +169,7 @@ class ParsePool:
     @property
     def pids(self) -> list[int]:
         """Process ids of the running workers (tests, monitoring)."""
-        processes = getattr(self._executor, "_processes", None) or {}
-        return [p.pid for p in processes.values() if p.pid is not None]
+        return list(self._pids) if self._executor is not None else []
 
     async def close(self) -> None:
         """Stop the workers and wait for them to exit; later parses run in a thread."""
@@ -158,3 +178,13 @@ class ParsePool:
             executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+async def parse_feed(
+    body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
+) -> ParsedFeed:
+    """`parse_bytes` off the event loop: in a worker process of `pool` when given, else in a
+    thread."""
+    if pool is not None:
+        return await pool.parse(body, url, content_type)
+    return await asyncio.to_thread(parse_bytes, body, url, content_type)

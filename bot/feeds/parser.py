@@ -1,19 +1,18 @@
 """Feed bytes -> ParsedFeed. RSS/Atom/RDF through feedparser, JSON Feed 1.x by hand.
 
-feedparser is CPU-bound and synchronous: `parse_feed` runs it in a worker process of a
-`ParsePool` (bot.feeds.parse_pool) when given one, else in a worker thread.
+feedparser is CPU-bound and synchronous: callers run it off the event loop through
+bot.feeds.parse_pool (`parse_feed`, `ParsePool`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import html
 import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
@@ -29,9 +28,6 @@ from bot.feeds.identity import (
 )
 from bot.feeds.pictures import Picture, body_pictures, good_pictures, is_junk_picture
 from bot.models import Enclosure, Entry, ParsedFeed
-
-if TYPE_CHECKING:
-    from bot.feeds.parse_pool import ParsePool
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -89,14 +85,6 @@ def shown_text(value: str) -> str:
     loses its tags too. Identities keep `text_of`, so no post becomes new because of this."""
     text = text_of(value)
     return text_of(text) if _HTML_TAG.search(text) else text
-
-
-async def parse_feed(
-    body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
-) -> ParsedFeed:
-    if pool is not None:
-        return await pool.parse(body, url, content_type)
-    return await asyncio.to_thread(parse_bytes, body, url, content_type)
 
 
 def parse_bytes(body: bytes, url: str, content_type: str = "") -> ParsedFeed:

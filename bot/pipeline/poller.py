@@ -29,8 +29,7 @@ from bot.feeds.parse_delta import (
     parse_changed_items,
     stub_is_new,
 )
-from bot.feeds.parse_pool import ParsePool
-from bot.feeds.parser import parse_feed
+from bot.feeds.parse_pool import ParsePool, parse_feed
 from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import (
     ApiCall,
