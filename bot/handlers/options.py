@@ -1,7 +1,7 @@
 """Per-subscription options (/set), keyword filters (/filter), /status, /pause and /resume.
 
 Each command acts on the chat it was sent in, or on a channel named first (`/set @chan 2`),
-the way /sub, /list and /unsub do (bot.handlers.channels: split_target, resolve_target).
+the way /sub, /list and /unsub do (bot.handlers.common: split_target, resolve_target).
 Inline buttons carry a short hash of the feed URL rather than its /list number, so a button
 pressed after the list changed (or after a restart) still acts on the feed it was shown for;
 a button about a channel also carries the channel's id.
