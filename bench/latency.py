@@ -80,7 +80,7 @@ async def measure(posts: int, interval: int, spacing: float, seed: int) -> dict[
                 appeared[n] = time.monotonic()
             await api.await_for(lambda: _received(api).keys() >= appeared.keys(),
                                 timeout=interval * 3 + 30)
-            sender_stats = app.bot_data["feedbot"].sender.stats.as_dict()
+            sender_stats = app.bot_data.runtime.sender.stats.as_dict()
         got = _received(api)
         fetched = [r.at for r in feeds.requests("/lat.xml")]
     order = sorted(appeared)
@@ -101,7 +101,7 @@ async def measure(posts: int, interval: int, spacing: float, seed: int) -> dict[
 
 def _watch_queued(app: Any) -> list[float]:
     """Record when the poller hands new deliveries to the sender (monotonic clock)."""
-    poller = app.bot_data["feedbot"].poller
+    poller = app.bot_data.runtime.poller
     times: list[float] = []
     inner = poller.on_queued
 

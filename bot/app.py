@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,13 +15,15 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from bot.config import Settings
 from bot.delivery.gateway import TelegramGateway
 from bot.delivery.sender import DeliverySettings
-from bot.handlers import commands as handlers
+from bot.handlers import menu, register
+from bot.handlers.common import BotData, Context, runtime_of, shared
+from bot.handlers.owners import OwnerAlerts
 from bot.i18n import DEFAULT_LANG, languages
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-App = Application[Any, Any, Any, Any, Any, Any]
+App = Application[Any, Any, Any, Any, BotData, Any]
 
 
 def build_application(settings: Settings, delivery: DeliverySettings | None = None) -> App:
@@ -33,25 +36,32 @@ def build_application(settings: Settings, delivery: DeliverySettings | None = No
         .base_file_url(f"{settings.api_url}/file/bot")
         .concurrent_updates(True)
         .rate_limiter(TelegramGateway(delivery.limits()))
+        .context_types(ContextTypes(bot_data=BotData))
         .post_init(_started)
         .post_shutdown(_stopped)
         .build()
     )
-    app.bot_data["settings"] = settings
-    app.bot_data["delivery"] = delivery
-    handlers.register(app)
+    data = app.bot_data
+    data.settings, data.delivery = settings, delivery
+    data.alerts = OwnerAlerts(app.bot, tuple(settings.owners))
+    register(app)
     return app
 
 
 async def _started(app: App) -> None:
-    settings: Settings = app.bot_data["settings"]
-    runtime = await Runtime.start(settings, app.bot, app.bot_data["delivery"])
-    app.bot_data["feedbot"] = runtime
-    app.bot_data["sender_task"] = asyncio.create_task(runtime.sender.run(), name="sender")
-    await app.bot.set_my_commands(handlers.menu())
+    """The one start-up path: the runtime, the owners' alerts, the sender, the menu, the jobs."""
+    data = app.bot_data
+    settings = data.settings
+    runtime = await Runtime.start(settings, app.bot, data.delivery)
+    data.runtime = runtime
+    if data.alerts is not None:
+        runtime.poller.on_crash = data.alerts.check_crashed
+        data.alerts.lang_of = runtime.service.chat_language
+    data.sender_task = asyncio.create_task(runtime.sender.run(), name="sender")
+    await app.bot.set_my_commands(menu())
     for lang in languages():
         if lang != DEFAULT_LANG:
-            await app.bot.set_my_commands(handlers.menu(lang), language_code=lang)
+            await app.bot.set_my_commands(menu(lang), language_code=lang)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
     app.job_queue.run_repeating(
         _tick,
@@ -60,6 +70,7 @@ async def _started(app: App) -> None:
         name="poll",
         job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
     )
+    app.job_queue.run_daily(_midnight, time=dt.time(0, 0, tzinfo=dt.UTC), name="sent-today")
     log.info(
         "feedbot started as @%s; database %s; poll interval %ss",
         app.bot.username,
@@ -69,17 +80,17 @@ async def _started(app: App) -> None:
 
 
 async def _stopped(app: App) -> None:
-    runtime: Runtime | None = app.bot_data.get("feedbot")
-    if runtime is not None:
-        await runtime.stop()
-    task: asyncio.Task[None] | None = app.bot_data.get("sender_task")
+    data = app.bot_data
+    if data.runtime is not None:
+        await data.runtime.stop()
+    task = data.sender_task
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
-    runtime: Runtime = context.application.bot_data["feedbot"]
+async def _tick(context: Context) -> None:
+    runtime = runtime_of(context)
     started = await runtime.poller.tick()
     stats = runtime.poller.stats.take()
     sent = runtime.sender.stats
@@ -98,6 +109,13 @@ async def _tick(context: ContextTypes.DEFAULT_TYPE) -> None:
         depth,
     )
     await runtime.store.flush_due()
+
+
+async def _midnight(context: Context) -> None:
+    """/stats counts the messages sent since 00:00 UTC."""
+    shared(context).sent_today.roll(
+        runtime_of(context).messages_sent(), dt.datetime.now(dt.UTC).date()
+    )
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,7 @@ from bot.config import Settings
 from bot.delivery.sender import DeliverySettings, Sender
 from bot.feeds.fetcher import Fetcher, FetchSettings
 from bot.feeds.parse_pool import ParsePool
-from bot.pipeline.poller import Poller
+from bot.pipeline.poller import Poller, Resumed
 from bot.service import SubscriptionService
 from bot.storage import Store
 
@@ -61,3 +61,7 @@ class Runtime:
         await self.sender.stop()
         await self.fetcher.aclose()
         await self.store.close()
+
+    async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> Resumed | None:
+        """/resume for one subscription (Poller.resume); None when its feed could not be read."""
+        return await self.poller.resume(chat_id, feed_url, catch_up=catch_up)

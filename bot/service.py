@@ -481,6 +481,16 @@ class SubscriptionService:
         await run.commit()
         return list(items)
 
+    # ------------------------------------------------ chats, for the handlers (issue 15)
+    async def chat(self, chat_id: int) -> Chat | None:
+        """The chat as stored, or None for a chat the bot never heard from."""
+        return await self.store.get_chat(chat_id)
+
+    async def chat_language(self, chat_id: int) -> str:
+        """The language the bot speaks in the chat (the default for an unknown chat)."""
+        chat = await self.store.get_chat(chat_id)
+        return chat.lang if chat else DEFAULT_LANG
+
 
 IMPORT_BATCH = 25
 

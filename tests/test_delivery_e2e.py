@@ -16,7 +16,7 @@ import telegram
 from telegram.ext import ExtBot
 
 from bot.delivery.gateway import TelegramGateway
-from bot.delivery.sender import DeliverySettings, Sender, on_bot_membership, on_chat_migrated
+from bot.delivery.sender import DeliverySettings, Sender
 from bot.models import ApiCall, Chat, Delivery, RenderedMessage
 from bot.storage import Store
 from tests.fakes.botapi import TOKEN, FakeBotApi
@@ -210,7 +210,7 @@ async def test_blocked_chat_is_paused_others_unaffected_and_resumes(
 
         # the user unblocks and presses /start (or the bot is re-added)
         api.unblock(12)
-        await on_bot_membership(store, sender, 12, "member")
+        await sender.bot_membership_changed(12, "member")
         chat = await store.get_chat(12)
         assert chat is not None and not chat.paused and chat.failures == 0
         await store.enqueue([delivery(12, "welcome back")])
@@ -234,7 +234,7 @@ async def test_kicked_pauses_at_once(api: FakeBotApi, bots: BotFactory, store: S
     api.add_chat(-33, type="supergroup")
     sender = Sender(await bots(FAST), store, FAST)
     async with Running(sender):
-        await on_bot_membership(store, sender, -33, "kicked")
+        await sender.bot_membership_changed(-33, "kicked")
         await store.enqueue([delivery(-33, "nobody will read this")])
         sender.wake()
         assert await sender.drain(5)
@@ -254,7 +254,7 @@ async def test_group_upgraded_to_supergroup_loses_nothing(
     async with Running(sender):
         assert await sender.drain(10)
         # the update handler hears about it too, later: must not clobber the moved chat
-        await on_chat_migrated(store, sender, -20, -10020)
+        await sender.chat_migrated(-20, -10020)
     assert texts(api, -10020) == ["m0", "m1", "m2"]
     assert await store.get_chat(-20) is None
     moved = await store.get_chat(-10020)
@@ -270,7 +270,7 @@ async def test_migration_announced_before_sending(
     await store.enqueue([delivery(-30, f"m{k}") for k in range(2)])
     api.migrate(-30, -10030)
     sender = Sender(await bots(FAST), store, FAST)
-    await on_chat_migrated(store, sender, -30, -10030)
+    await sender.chat_migrated(-30, -10030)
     assert {d.chat_id for d in await store.pending()} == {-10030}
     async with Running(sender):
         assert await sender.drain(10)

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from bot.config import describe
-from bot.handlers.commands import COMMANDS
+from bot.handlers import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -223,7 +223,7 @@ async def test_feed_health_failing_notice_pause_resume_and_recovery(
     feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
     chat = Conversation(fake_api)
     async with running(replace(bot_settings, fetch_timeout=2.0)) as app:
-        runtime: Runtime = app.bot_data["feedbot"]
+        runtime: Runtime = app.bot_data.runtime
         poller = runtime.poller
         poller.notify_after, poller.pause_after, poller.max_backoff = 1.5, 5.0, 1.0
         url = feed_server.url("/f.xml")

@@ -22,7 +22,7 @@ import pytest
 from bot.app import running
 from bot.config import Settings
 from bot.feeds.opml import OpmlFeed, build_opml
-from bot.handlers.commands import COMMANDS
+from bot.handlers import COMMANDS
 from bot.i18n import languages, t
 from bot.runtime import Runtime
 from bot.service import SubscriptionService
@@ -312,7 +312,7 @@ async def test_a_chinese_chat_sees_no_english(
         bot_settings, fetch_timeout=1.0, max_feed_bytes=64 * 1024, backlog_limit=2, owners=(USER,)
     )
     async with running(settings) as app:
-        runtime: Runtime = app.bot_data["feedbot"]
+        runtime: Runtime = app.bot_data.runtime
         for step in STEPS:
             answers = await chat.say(USER, step.text.format(**url), replies=step.replies)
             assert all(CJK.search(a.plain) for a in answers), (step.text, answers[0].plain)

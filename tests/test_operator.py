@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.handlers.operator import OwnerAlerts, SentToday
+from bot.handlers.owners import OwnerAlerts, SentToday
 from bot.pipeline import poller as poller_module
 from bot.service import SubscriptionService
 from tests.fakes.botapi import FakeBotApi

@@ -431,7 +431,7 @@ async def test_resume_restarts_a_feed_the_poller_paused_after_failing(
 ) -> None:
     feed_server.set_feed("/r.xml", recent_feed(range(1, 4)))
     async with running(replace(bot_settings)) as app:
-        runtime: Runtime = app.bot_data["feedbot"]
+        runtime: Runtime = app.bot_data.runtime
         runtime.poller.notify_after, runtime.poller.pause_after = 0.5, 2.0  # a week in seconds
         fake_api.send_text(USER, f"/sub {feed_server.url('/r.xml')}")
         await fake_api.await_delivered(1, USER)

@@ -431,6 +431,32 @@ class Sender:
         self.stats.failed_permanent += 1
         await self._complete(lane, delivery, sent=False)
 
+    # -------------------------------------------- what the update handlers hear of a chat
+    async def chat_migrated(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup: its chat, queue and settings move to the new id."""
+        await self._migrate(old_id, new_id)
+
+    async def bot_membership_changed(self, chat_id: int, new_status: str) -> None:
+        """my_chat_member: re-added -> resume the chat; kicked/left -> pause it and drop its
+        queue."""
+        chat = await self.store.get_chat(chat_id) or Chat(
+            id=chat_id, type="private" if chat_id > 0 else "group"
+        )
+        if new_status in ("member", "administrator", "creator"):
+            if chat.paused or chat.failures:
+                chat.paused = False
+                chat.failures = 0
+                await self.store.save_chat(chat)
+                log.info("chat %s resumed (bot is %s)", chat_id, new_status)
+            self.resume_chat(chat_id)
+        elif new_status in ("kicked", "left", "banned"):
+            chat.paused = True
+            await self.store.save_chat(chat)
+            self.stats.paused_chats += 1
+            log.info("chat %s paused (bot %s)", chat_id, new_status)
+            await self._drop(chat_id, f"bot {new_status}")
+            self.wake()
+
 
 async def migrate_once(store: Store, sender: Sender, old_id: int, new_id: int) -> bool:
     """Move a chat to its new id once, whoever notices first (update handler or a send)."""
@@ -442,30 +468,3 @@ async def migrate_once(store: Store, sender: Sender, old_id: int, new_id: int) -
     await store.migrate_chat(old_id, new_id)
     log.info("chat %s migrated to %s", old_id, new_id)
     return True
-
-
-async def on_chat_migrated(store: Store, sender: Sender, old_id: int, new_id: int) -> None:
-    if await migrate_once(store, sender, old_id, new_id):
-        sender.stats.migrated += 1
-    sender.wake()
-
-
-async def on_bot_membership(store: Store, sender: Sender, chat_id: int, new_status: str) -> None:
-    """my_chat_member: re-added -> resume the chat; kicked/left -> pause it and drop its queue."""
-    chat = await store.get_chat(chat_id) or Chat(
-        id=chat_id, type="private" if chat_id > 0 else "group"
-    )
-    if new_status in ("member", "administrator", "creator"):
-        if chat.paused or chat.failures:
-            chat.paused = False
-            chat.failures = 0
-            await store.save_chat(chat)
-            log.info("chat %s resumed (bot is %s)", chat_id, new_status)
-        sender.resume_chat(chat_id)
-    elif new_status in ("kicked", "left", "banned"):
-        chat.paused = True
-        await store.save_chat(chat)
-        sender.stats.paused_chats += 1
-        log.info("chat %s paused (bot %s)", chat_id, new_status)
-        await sender._drop(chat_id, f"bot {new_status}")
-        sender.wake()

@@ -1,152 +1,15 @@
-"""Operator features: owner-only /stats, and alerts to the owners about errors that need a human.
-
-Alerts go straight to each owner's private chat (not through the outbox: the outbox or the store
-may be what is broken), at most one per kind per hour, so a crash loop cannot flood anyone.
-"""
+"""Operator features: owner-only /stats. The alerts to the owners are in bot.handlers.owners."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import html
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from telegram import Bot, LinkPreviewOptions, Update
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
-from telegram.ext import Application, CommandHandler
+from telegram import Update
 
-from bot.delivery.gateway import NOTICE_CALL
-from bot.errors import StorageWriteError
-from bot.handlers.commands import Context, guarded, reply, runtime_of
-from bot.i18n import DEFAULT_LANG, t
-from bot.runtime import Runtime
-
-log = logging.getLogger(__name__)
-
-ALERTS_KEY = "owner_alerts"
-COUNTER_KEY = "sent_today"
-ALERT_EVERY = 3600.0
-MAX_DETAIL = 600
+from bot.handlers.common import Context, reply, runtime_of, shared
+from bot.i18n import t
 
 
-class OwnerAlerts:
-    """Messages to the owners, rate-limited per kind (e.g. `check:KeyError`)."""
-
-    def __init__(
-        self,
-        bot: Bot,
-        owners: tuple[int, ...],
-        *,
-        every: float = ALERT_EVERY,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.bot, self.owners, self.every, self.clock = bot, owners, every, clock
-        self._last: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[bool]] = set()
-        #: an owner's chat language (their stored private chat's); set once the store is open
-        self.lang_of: Callable[[int], Awaitable[str]] | None = None
-
-    async def _lang(self, owner: int) -> str:
-        if self.lang_of is None:
-            return DEFAULT_LANG
-        try:
-            return await self.lang_of(owner)
-        except Exception:  # the store may be what is broken: an alert must still go out
-            log.exception("could not read owner %s's language", owner)
-            return DEFAULT_LANG
-
-    def _due(self, kind: str) -> bool:
-        now = self.clock()
-        last = self._last.get(kind)
-        if last is not None and now - last < self.every:
-            return False
-        self._last[kind] = now
-        return True
-
-    async def alert(self, kind: str, detail: str) -> bool:
-        """Tell every owner; False when there are none or this kind was reported lately."""
-        if not self.owners or not self._due(kind):
-            return False
-        for owner in self.owners:
-            text = t(
-                "owner_alert",
-                await self._lang(owner),
-                kind=html.escape(kind),
-                detail=html.escape(detail[:MAX_DETAIL]),
-            )
-            try:
-                await self.bot.send_message(
-                    owner,
-                    text,
-                    parse_mode=ParseMode.HTML,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                    rate_limit_args=NOTICE_CALL,  # type: ignore[call-arg]
-                )
-            except TelegramError as exc:
-                log.warning("could not alert owner %s: %s", owner, exc)
-        return True
-
-    def alert_soon(self, kind: str, detail: str) -> None:
-        """From synchronous code (the poller's crash path): send in the background."""
-        task = asyncio.get_running_loop().create_task(self.alert(kind, detail))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def check_crashed(self, url: str, exc: Exception) -> None:
-        name = type(exc).__name__
-        self.alert_soon(alert_kind("check", exc), f"{url}\n{name}: {exc}")
-
-    async def handler_failed(self, update: object, error: BaseException | None) -> None:
-        name = type(error).__name__ if error is not None else "unknown"
-        where = ""
-        if isinstance(update, Update) and update.effective_message is not None:
-            words = (update.effective_message.text or "").split()
-            where = words[0] if words and words[0].startswith("/") else ""
-        await self.alert(alert_kind("handler", error), f"{where} {name}: {error}".strip())
-
-
-def alert_kind(where: str, error: BaseException | None) -> str:
-    """`where:ErrorName`; a database that cannot be written is one kind wherever it shows, so
-    the owners hear of it once (an hour), not once per check and once per command."""
-    if isinstance(error, StorageWriteError):
-        return "storage"
-    return f"{where}:{type(error).__name__ if error is not None else 'unknown'}"
-
-
-@dataclass
-class SentToday:
-    """Messages sent since 00:00 UTC (or since start): the sender's running total minus the
-    total at the last midnight."""
-
-    day: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
-    base: int = 0
-
-    def roll(self, total: int, today: dt.date) -> None:
-        if today != self.day:
-            self.day, self.base = today, total
-
-    def count(self, total: int) -> int:
-        return max(total - self.base, 0)
-
-
-def alerts_of(app: Application[Any, Any, Any, Any, Any, Any]) -> OwnerAlerts | None:
-    alerts: OwnerAlerts | None = app.bot_data.get(ALERTS_KEY)
-    return alerts
-
-
-async def report_handler_error(update: object, context: Context) -> None:
-    """Hooked into handlers.on_error."""
-    alerts = alerts_of(context.application)
-    if alerts is not None:
-        await alerts.handler_failed(update, context.error)
-
-
-# ------------------------------------------------------------------------- /stats
 async def stats_command(update: Update, context: Context) -> None:
     runtime = runtime_of(context)
     user = update.effective_user
@@ -154,7 +17,7 @@ async def stats_command(update: Update, context: Context) -> None:
         await reply(update, t("owners_only"))
         return
     stats = await runtime.service.operator_stats()
-    counter: SentToday = context.application.bot_data[COUNTER_KEY]
+    counter = shared(context).sent_today
     total = runtime.messages_sent()
     counter.roll(total, dt.datetime.now(dt.UTC).date())
     await reply(
@@ -173,34 +36,3 @@ async def stats_command(update: Update, context: Context) -> None:
         ),
     )
 
-
-# ------------------------------------------------------------------------ wiring
-async def _install(context: Context) -> None:
-    """Runs once the bot started (the runtime exists only then): hook the poller's crash path."""
-    alerts = alerts_of(context.application)
-    if alerts is not None:
-        runtime = runtime_of(context)
-        runtime.poller.on_crash = alerts.check_crashed
-        alerts.lang_of = lambda owner: chat_language(runtime, owner)
-
-
-async def chat_language(runtime: Runtime, chat_id: int) -> str:
-    chat = await runtime.store.get_chat(chat_id)
-    return chat.lang if chat else DEFAULT_LANG
-
-
-async def _midnight(context: Context) -> None:
-    counter: SentToday = context.application.bot_data[COUNTER_KEY]
-    counter.roll(runtime_of(context).messages_sent(), dt.datetime.now(dt.UTC).date())
-
-
-def register_operator(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    owners = tuple(app.bot_data["settings"].owners)
-    app.bot_data[ALERTS_KEY] = OwnerAlerts(app.bot, owners)
-    app.bot_data[COUNTER_KEY] = SentToday()
-    app.add_handler(CommandHandler("stats", guarded(stats_command)))
-    if app.job_queue is not None:
-        app.job_queue.run_once(
-            _install, when=0, name="operator-hooks", job_kwargs={"misfire_grace_time": None}
-        )
-        app.job_queue.run_daily(_midnight, time=dt.time(0, 0, tzinfo=dt.UTC), name="sent-today")

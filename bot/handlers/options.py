@@ -1,7 +1,7 @@
 """Per-subscription options (/set), keyword filters (/filter), /status, /pause and /resume.
 
 Each command acts on the chat it was sent in, or on a channel named first (`/set @chan 2`),
-the way /sub, /list and /unsub do (bot.handlers.channels: split_target, resolve_target).
+the way /sub, /list and /unsub do (bot.handlers.common: split_target, resolve_target).
 Inline buttons carry a short hash of the feed URL rather than its /list number, so a button
 pressed after the list changed (or after a restart) still acts on the feed it was shown for;
 a button about a channel also carries the channel's id.
@@ -18,24 +18,19 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.ext import Application, CallbackQueryHandler
 
 from bot.feeds.filters import parse_terms
-from bot.handlers.channels import (
+from bot.handlers.common import (
+    Context,
     Target,
     channel_target,
     framed,
     here_target,
-    resolve_target,
-    split_target,
-)
-from bot.handlers.commands import (
-    Context,
-    add_commands,
-    guarded,
     may_manage,
     reply,
+    resolve_target,
     runtime_of,
+    split_target,
 )
 from bot.i18n import format_time, t
 from bot.models import Feed, SubscriptionOptions
@@ -603,7 +598,7 @@ async def resume_pressed(update: Update, context: Context) -> None:
 
     async def one(url: str) -> Resumed | None:
         async with gate:
-            return await runtime.poller.resume(chat_id, url, catch_up=mode == "catch")
+            return await runtime.resume(chat_id, url, catch_up=mode == "catch")
 
     results = await asyncio.gather(*(one(r.subscription.feed_url) for r in rows))
     text = resume_summary(len(rows), mode == "catch", results)
@@ -629,17 +624,3 @@ def resume_summary(count: int, catch_up: bool, results: list[Resumed | None]) ->
         lines.append(t("resume_unreadable", count=len(results) - len(read)))
     return "\n".join(lines)
 
-
-def register_options(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    add_commands(
-        app,
-        (
-            ("set", set_command),
-            ("filter", filter_command),
-            ("status", status_command),
-            ("pause", pause_command),
-            ("resume", resume_command),
-        ),
-    )
-    app.add_handler(CallbackQueryHandler(guarded(option_pressed), pattern=r"^opt:"))
-    app.add_handler(CallbackQueryHandler(guarded(resume_pressed), pattern=r"^resume:"))

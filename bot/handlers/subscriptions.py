@@ -1,34 +1,18 @@
-"""Chat commands. Each handler parses arguments, calls the service, and replies: nothing more."""
+"""/sub and /unsub, here or in a channel named first, and the feed-choice cards: the buttons
+offering a page's feeds, or the addresses of a plain private message."""
 
 from __future__ import annotations
 
 import html
 import logging
-import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from telegram import (
-    BotCommand,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Update,
-)
-from telegram.constants import ChatMemberStatus, ChatType, ParseMode
-from telegram.error import TelegramError
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    ChatMemberHandler,
-    CommandHandler,
-    ContextTypes,
-    MessageHandler,
-    filters,
-)
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot.delivery.sender import on_bot_membership, on_chat_migrated
-from bot.errors import Reason, StorageWriteError
+from bot.errors import Reason
 from bot.feeds.urls import (
     Address,
     NotAnAddress,
@@ -36,154 +20,34 @@ from bot.feeds.urls import (
     read_address,
     urls_in_text,
 )
-from bot.handlers.live_reply import (
-    MAX_TEXT as MAX_TEXT,  # re-exported: other handler modules use them
+from bot.handlers.common import (
+    ANSWERED,
+    Context,
+    Target,
+    as_alert,
+    channel_problem,
+    channel_target,
+    error_text,
+    framed,
+    may_manage,
+    refuse_unless_manager,
+    remember_chat,
+    reply,
+    runtime_of,
+    split_target,
 )
-from bot.handlers.live_reply import LiveReply, answer
-from bot.handlers.live_reply import split_text as split_text
-from bot.i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
+from bot.handlers.live_reply import LiveReply
+from bot.i18n import t
 from bot.models import Chat
-from bot.runtime import Runtime
 from bot.service import ListedSubscription, PendingChoice, SubscribeOutcome
 
 log = logging.getLogger(__name__)
 
-Context = ContextTypes.DEFAULT_TYPE
-Handler = Callable[[Update, Context], Coroutine[Any, Any, None]]
-CommandTable = tuple[tuple[str, Handler], ...]
-
-COMMANDS = (
-    "start",
-    "help",
-    "sub",
-    "unsub",
-    "list",
-    "import",
-    "export",
-    "lang",
-    "set",
-    "filter",
-    "status",
-    "pause",
-    "resume",
-)
+SUB_CONCURRENCY = 4  # addresses of one /sub checked at the same time
+SLOW_AFTER_S = 1.0  # a single /sub that takes longer shows "checking…" meanwhile
 
 
-def runtime_of(context: Context) -> Runtime:
-    runtime: Runtime = context.application.bot_data["feedbot"]
-    return runtime
-
-
-def menu(lang: str = "en") -> list[BotCommand]:
-    return [BotCommand(name, t(f"commands_{name}", lang)) for name in COMMANDS]
-
-
-async def reply(update: Update, text: str, **kwargs: Any) -> None:
-    """Answer the update's message (quoting the command in groups)."""
-    message = update.effective_message
-    if message is None:
-        return
-    await answer(message, text, **kwargs)
-
-
-def as_alert(text: str) -> str:
-    """A catalogue message (Telegram HTML) as the plain text of a button's alert (200 chars)."""
-    plain = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
-    return plain if len(plain) <= 200 else plain[:199] + "…"
-
-
-def allowed(update: Update, context: Context) -> bool:
-    """Allow-list mode: only listed users/chats (and owners) may use the bot."""
-    settings = runtime_of(context).settings
-    if not settings.allowed_chats:
-        return True
-    user = update.effective_user
-    chat = update.effective_chat
-    ids = {user.id if user else None, chat.id if chat else None}
-    return bool(ids & (set(settings.allowed_chats) | set(settings.owners)))
-
-
-def target_allowed(update: Update, context: Context, target_id: int) -> bool:
-    """Allow-list mode: a command may act on another chat (a channel) only when that chat is
-    listed too, whoever sends it and from wherever (owners excepted)."""
-    settings = runtime_of(context).settings
-    user = update.effective_user
-    if not settings.allowed_chats or (user is not None and user.id in settings.owners):
-        return True
-    return target_id in settings.allowed_chats
-
-
-def guarded(handler: Handler) -> Handler:
-    """Every command: allow-list check, and the chat's language for every reply."""
-
-    async def wrapper(update: Update, context: Context) -> None:
-        chat = update.effective_chat
-        stored = await runtime_of(context).store.get_chat(chat.id) if chat else None
-        current_lang.set(stored.lang if stored else user_language(update))
-        if not allowed(update, context):
-            await reply(update, t("not_allowed"))
-            return
-        await handler(update, context)
-
-    wrapper.__name__ = handler.__name__
-    return wrapper
-
-
-def user_language(update: Update) -> str:
-    """The sender's Telegram language when a catalogue exists for it: a new chat starts in it."""
-    user = update.effective_user
-    return catalogue_language(user.language_code if user else None) or DEFAULT_LANG
-
-
-async def may_manage(update: Update, context: Context) -> bool:
-    """Private chats: always. Groups: administrators, including anonymous ones."""
-    chat, message, user = update.effective_chat, update.effective_message, update.effective_user
-    if chat is None or chat.type == ChatType.PRIVATE:
-        return True
-    if (
-        message is not None
-        and message.sender_chat is not None
-        and message.sender_chat.id == chat.id
-    ):
-        return True
-    if user is None:
-        return False
-    member = await context.bot.get_chat_member(chat.id, user.id)
-    return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-
-
-async def refuse_unless_manager(update: Update, context: Context) -> bool:
-    """True, after telling the sender, when they may not change this chat's subscriptions."""
-    if await may_manage(update, context):
-        return False
-    await reply(update, t("admins_only"))
-    return True
-
-
-async def remember_chat(update: Update, context: Context) -> Chat:
-    """Record (and resume) the chat the update came from; returns it as stored."""
-    chat = update.effective_chat
-    assert chat is not None, "commands always come from a chat"
-    title = chat.title or chat.full_name or chat.username or ""
-    service = runtime_of(context).service
-    return await service.touch_chat(chat.id, chat.type, title, lang=current_lang.get())
-
-
-def add_commands(app: Application[Any, Any, Any, Any, Any, Any], commands: CommandTable) -> None:
-    for name, handler in commands:
-        app.add_handler(CommandHandler(name, guarded(handler)))
-
-
-# ------------------------------------------------------------------------- commands
-async def start(update: Update, context: Context) -> None:
-    await remember_chat(update, context)
-    await reply(update, t("start"))
-
-
-async def help_command(update: Update, context: Context) -> None:
-    await reply(update, "\n\n".join(t(k) for k in ("help", "help_channels", "help_options")))
-
-
+# --------------------------------------------------------------------------- /sub
 async def sub(update: Update, context: Context) -> None:
     words = list(dict.fromkeys(context.args or []))
     if not words:
@@ -199,6 +63,21 @@ async def sub(update: Update, context: Context) -> None:
     assert message is not None
     thread_id = message.message_thread_id if message.is_topic_message else None
     await subscribe_words(update, context, SubTarget(stored, thread_id=thread_id), words)
+
+
+async def sub_in_channel(update: Update, context: Context) -> None:
+    """/sub @channel URL…"""
+    ref, urls = split_target(list(context.args or []))
+    if ref is None:
+        return
+    if not urls:
+        await reply(update, t("sub_usage"))
+        return
+    target = await channel_target(update, context, ref)
+    if target is None:
+        return
+    where = SubTarget(target.chat, channel=target.name)
+    await subscribe_words(update, context, where, list(dict.fromkeys(urls)))
 
 
 def _channel_typo(words: list[str], then: Callable[[str], bool] | None = None) -> bool:
@@ -228,10 +107,6 @@ class SubTarget:
     @property
     def callback_prefix(self) -> str:
         return "chsub" if self.channel else "sub"
-
-
-SUB_CONCURRENCY = 4  # addresses of one /sub checked at the same time
-SLOW_AFTER_S = 1.0  # a single /sub that takes longer shows "checking…" meanwhile
 
 
 async def subscribe_words(
@@ -492,6 +367,53 @@ async def show_on_card(
     await close_card(query, target.frame(describe_outcome(outcome, channel=target.channel)))
 
 
+async def channel_chosen(update: Update, context: Context) -> None:
+    """A feed button of a card for a channel, pressed in the private chat that asked for it."""
+    query, chat = update.callback_query, update.effective_chat
+    if query is None or chat is None:
+        return
+    parsed = choice_data(query.data)
+    service = runtime_of(context).service
+    choice = await service.peek_choice(chat.id, parsed[0]) if parsed else None
+    if parsed is None or choice is None or parsed[1] >= len(choice.options):
+        await refuse_closed_choice(query)
+        return
+    target, problem = await _button_target(update, context, choice.target)
+    if target is None:
+        await query.answer(as_alert(problem), show_alert=True)  # the card stays usable
+        return
+    if await service.take_choice(chat.id, parsed[0]) is None:  # pressed twice at once
+        await query.answer(as_alert(t("choice_closed")), show_alert=True)
+        return
+    await query.answer()
+    url, title = choice.options[parsed[1]]
+    where = SubTarget(target.chat, channel=target.name)
+    await close_card(query, where.frame(t("sub_line_checking", url=html.escape(title or url))))
+    outcome = await service.subscribe(target.chat, url, chosen=not choice.discover)
+    await show_on_card(context, query, where, outcome, chat.id)
+
+
+async def _button_target(
+    update: Update, context: Context, channel_id: int
+) -> tuple[Target | None, str]:
+    """The channel a card's button is for, when whoever pressed it may manage it; else why not
+    (a catalogue text)."""
+    user = update.effective_user
+    try:
+        channel = await context.bot.get_chat(channel_id)
+    except (BadRequest, Forbidden):
+        return None, t("channel_not_found", ref=str(channel_id))
+    name = f"@{channel.username}" if channel.username else (channel.title or str(channel_id))
+    if user is None:
+        return None, t("channel_anonymous")
+    problem = await channel_problem(context, channel.id, user.id)
+    if problem:
+        return None, t(problem, channel=html.escape(name))
+    service = runtime_of(context).service
+    stored = await service.touch_chat(channel.id, "channel", channel.title or "")
+    return Target(stored, name), ""
+
+
 # ------------------------------------------------------------- plain text, private
 async def plain_text(update: Update, context: Context) -> None:
     """A private message that is not a command: offer to follow the addresses it holds, or
@@ -517,6 +439,7 @@ def _short(url: str, limit: int = 40) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
+# ------------------------------------------------------------------------- /unsub
 async def unsub(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("unsub_usage"))
@@ -533,6 +456,22 @@ async def unsub(update: Update, context: Context) -> None:
     await reply(update, unsub_text(results))
 
 
+async def unsub_in_channel(update: Update, context: Context) -> None:
+    """/unsub @channel N|URL…"""
+    ref, refs = split_target(list(context.args or []))
+    if ref is None:
+        return
+    if not refs:
+        await reply(update, t("unsub_usage"))
+        return
+    target = await channel_target(update, context, ref)
+    if target is None:
+        return
+    service = runtime_of(context).service
+    results = await service.unsubscribe_many(target.chat.id, list(dict.fromkeys(refs)))
+    await reply(update, framed(target, unsub_text(results)))
+
+
 def unsub_text(results: list[tuple[str, ListedSubscription | None]]) -> str:
     """One answer for all of /unsub's references."""
     lines = []
@@ -543,132 +482,3 @@ def unsub_text(results: list[tuple[str, ListedSubscription | None]]) -> str:
             title = row.feed.title or row.subscription.feed_url
             lines.append(t("unsub_ok", title=html.escape(title)))
     return "\n".join(lines)
-
-
-def list_line(row: ListedSubscription) -> str:
-    feed = row.feed
-    state = ""
-    if feed.retired:
-        state = t("state_retired")
-    elif row.subscription.paused:
-        state = t("state_paused")
-    elif feed.errors and feed.failing_since:
-        since = html.escape(format_time(feed.failing_since))
-        state = t("state_failing", since=since, reason=feed.failure_reason().text())
-    return t(
-        "list_item",
-        n=row.number,
-        link=html.escape(feed.link or feed.url, quote=True),
-        title=html.escape(row.subscription.options.custom_title or feed.title or feed.url),
-        state=state,
-        url=html.escape(feed.url),
-    )
-
-
-async def list_command(update: Update, context: Context) -> None:
-    chat = update.effective_chat
-    assert chat is not None
-    rows = await runtime_of(context).service.listing(chat.id)
-    if not rows:
-        await reply(update, t("list_empty"))
-        return
-    lines = [t("list_header", count=len(rows)), *(list_line(r) for r in rows)]
-    await reply(update, "\n\n".join(lines))
-
-
-async def unknown(update: Update, context: Context) -> None:
-    message = update.effective_message
-    chat = update.effective_chat
-    if message is None or chat is None or not message.text:
-        return
-    command = message.text.split()[0]
-    addressed = (
-        "@" in command and command.split("@", 1)[1].lower() == (context.bot.username or "").lower()
-    )
-    if chat.type == ChatType.PRIVATE or addressed:
-        await reply(update, t("unknown_command"))
-
-
-# --------------------------------------------------------------- membership changes
-async def membership(update: Update, context: Context) -> None:
-    change = update.my_chat_member
-    if change is None:
-        return
-    runtime = runtime_of(context)
-    chat = change.chat
-    status = change.new_chat_member.status
-    if status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR):
-        added_by = catalogue_language(change.from_user.language_code if change.from_user else None)
-        title = chat.title or chat.full_name or ""
-        await runtime.service.touch_chat(chat.id, chat.type, title, lang=added_by)
-    await on_bot_membership(runtime.store, runtime.sender, chat.id, str(status))
-
-
-async def migrated(update: Update, context: Context) -> None:
-    message = update.effective_message
-    if message is None or message.migrate_to_chat_id is None:
-        return
-    runtime = runtime_of(context)
-    await on_chat_migrated(
-        runtime.store, runtime.sender, message.chat_id, message.migrate_to_chat_id
-    )
-
-
-#: set on an exception whose handler already told the chat about it
-ANSWERED = "feedbot_answered"
-
-
-def error_text(error: BaseException | None) -> str:
-    """What the chat is told when a command failed: the database cannot be written (say so),
-    or "something went wrong"."""
-    if isinstance(error, StorageWriteError):
-        return t(error.catalogue_key)
-    return t("error_internal")
-
-
-async def on_error(update: object, context: Context) -> None:
-    error = context.error
-    log.error("error while handling an update", exc_info=error)
-    answered = getattr(error, ANSWERED, False)
-    if isinstance(update, Update) and update.effective_message is not None and not answered:
-        try:
-            await reply(update, error_text(error))
-        except Exception:
-            log.exception("could not tell the chat about the error")
-    from bot.handlers.operator import report_handler_error
-
-    await report_handler_error(update, context)
-
-
-def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    from bot.handlers import (
-        channels as handlers_channels,  # imports this module; its /sub @channel forms match first
-    )
-
-    handlers_channels.register(app)
-    add_commands(
-        app,
-        (
-            ("start", start),
-            ("help", help_command),
-            ("sub", sub),
-            ("unsub", unsub),
-            ("list", list_command),
-        ),
-    )
-    app.add_handler(CallbackQueryHandler(guarded(chosen), pattern=r"^sub:"))
-    app.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER))
-    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))
-    from bot.handlers.operator import register_operator  # both import this module
-    from bot.handlers.options import register_options
-
-    register_options(app)
-    register_operator(app)
-    app.add_handler(MessageHandler(filters.COMMAND, guarded(unknown)))
-    app.add_handler(
-        MessageHandler(
-            filters.UpdateType.MESSAGE & filters.TEXT & filters.ChatType.PRIVATE & ~filters.COMMAND,
-            guarded(plain_text),
-        )
-    )
-    app.add_error_handler(on_error)

@@ -1,0 +1,31 @@
+"""/start, /help, and commands the bot does not know."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.constants import ChatType
+
+from bot.handlers.common import Context, remember_chat, reply
+from bot.i18n import t
+
+
+async def start(update: Update, context: Context) -> None:
+    await remember_chat(update, context)
+    await reply(update, t("start"))
+
+
+async def help_command(update: Update, context: Context) -> None:
+    await reply(update, "\n\n".join(t(k) for k in ("help", "help_channels", "help_options")))
+
+
+async def unknown(update: Update, context: Context) -> None:
+    message = update.effective_message
+    chat = update.effective_chat
+    if message is None or chat is None or not message.text:
+        return
+    command = message.text.split()[0]
+    addressed = (
+        "@" in command and command.split("@", 1)[1].lower() == (context.bot.username or "").lower()
+    )
+    if chat.type == ChatType.PRIVATE or addressed:
+        await reply(update, t("unknown_command"))
