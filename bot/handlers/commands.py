@@ -43,6 +43,7 @@ from bot.handlers.live_reply import LiveReply, answer
 from bot.handlers.live_reply import split_text as split_text
 from bot.i18n import DEFAULT_LANG, catalogue_language, current_lang, format_time, t
 from bot.models import Chat
+from bot.options import help_examples
 from bot.runtime import Runtime
 from bot.service import ListedSubscription, PendingChoice, SubscribeOutcome
 
@@ -181,7 +182,8 @@ async def start(update: Update, context: Context) -> None:
 
 
 async def help_command(update: Update, context: Context) -> None:
-    await reply(update, "\n\n".join(t(k) for k in ("help", "help_channels", "help_options")))
+    options = t("help_options", examples=help_examples())  # the /set examples: bot.options
+    await reply(update, "\n\n".join((t("help"), t("help_channels"), options)))
 
 
 async def sub(update: Update, context: Context) -> None:
