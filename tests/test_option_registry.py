@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import bot
+from bot.config import ConfigError, load
 from bot.errors import FeedbotError, OptionError
 from bot.handlers.options import describe_options, options_keyboard, parse_option, toggled
 from bot.i18n import catalogue, languages, t
@@ -173,3 +174,19 @@ def test_option_errors_are_feedbot_errors_with_catalogue_reasons() -> None:
                 raised.append(first.value if isinstance(first, ast.Constant) else "<expression>")
     assert len(raised) > 8
     assert [k for k in raised if k != "<expression>" and k not in english] == []
+
+
+def test_configuration_errors_name_a_catalogue_message() -> None:
+    english = catalogue("en")
+    for env in (
+        {"FEEDBOT_POLL_INTERVAL": "0"},
+        {"FEEDBOT_POLL_INTERVAL": "often"},
+        {"FEEDBOT_CONCURRENCY": "0"},
+        {"FEEDBOT_API_URL": "ftp://x"},
+        {"FEEDBOT_LARGE_FILES": "1"},
+        {"FEEDBOT_CONFIG": "/nonexistent/feedbot.toml"},
+    ):
+        with pytest.raises(ConfigError) as refused:
+            load(environ=env)
+        assert refused.value.reason.key in english, env
+        assert refused.value.reason.text("zh")
