@@ -284,8 +284,8 @@ class Registry:
     def affecting(self, effect: Effect) -> list[Option]:
         return [o for o in self if o.affects is effect]
 
-    def affect(self, effect: Effect, changes: Iterable[str]) -> bool:
-        """Whether changing these fields matters to `effect`."""
+    def changes_affect(self, changes: Iterable[str], effect: Effect) -> bool:
+        """Whether changing these fields (of SubscriptionOptions) matters to `effect`."""
         return bool({o.field for o in self.affecting(effect)} & set(changes))
 
     def added(self) -> list[Option]:

@@ -357,7 +357,7 @@ class SubscriptionService:
                 return None
             apply_options(sub.options, changes)
             db.save_subscription(sub)
-            if OPTIONS.affect(Effect.SCHEDULE, changes):
+            if OPTIONS.changes_affect(changes, Effect.SCHEDULE):
                 self._reschedule(db, feed_url)
             return sub
 

@@ -81,7 +81,7 @@ def test_a_registered_toggle_is_parsed_described_stored_and_rendered(trial: Opti
     options.update(toggled(options, "trial"))
     assert options.get(trial) is True
     assert "🧪 Trial: on" in describe_options(options, 300)
-    keyboard = options_keyboard(options, "tok", None, 300).to_dict()["inline_keyboard"]
+    keyboard = options_keyboard(options, "tok", default_interval=300).to_dict()["inline_keyboard"]
     assert {"text": "🧪 Trial button: on", "callback_data": "opt:tok:trial"} in keyboard[-1]
     assert help_examples().endswith("<code>/set 2 trial on</code>")
     assert usage_examples().endswith("<code>trial on</code>")

@@ -101,7 +101,8 @@ def options_keyboard(
     options: SubscriptionOptions,
     token: str,
     where: Target | None = None,
-    default_interval: int = 0,
+    *,
+    default_interval: int,
 ) -> InlineKeyboardMarkup:
     """`token`: the feed's token_of, or "default"; `where`: the chat the card is about."""
     buttons = [
@@ -147,14 +148,17 @@ def subscription_card(row: ListedSubscription, default_interval: int, where: Tar
     options = row.subscription.options
     header = t("set_card", n=row.number, title=html.escape(display_title(row)))
     body = describe_options(options, default_interval)
-    markup = options_keyboard(options, token_of(row.feed.url), where, default_interval)
+    markup = options_keyboard(
+        options, token_of(row.feed.url), where, default_interval=default_interval
+    )
     return Card(framed(where, f"{header}\n{body}"), markup)
 
 
 def defaults_card(options: SubscriptionOptions, default_interval: int, where: Target) -> Card:
     body = describe_options(options, default_interval)
     text = framed(where, f"{t('set_defaults_card')}\n{body}")
-    return Card(text, options_keyboard(options, "default", where, default_interval))
+    markup = options_keyboard(options, "default", where, default_interval=default_interval)
+    return Card(text, markup)
 
 
 async def show(update: Update, card: Card) -> None:
