@@ -113,7 +113,10 @@ def _convert(name: str, kind: Any, raw: Any) -> Any:
             return tuple(int(x) for x in items if str(x) != "")
         return str(raw)
     except ValueError as exc:
-        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind_name}") from exc
+        raise ConfigError(
+            f"setting {name}: {raw!r} is not a valid {kind_name}",
+            key="error_config_value", args={"setting": name, "value": repr(raw), "type": kind_name},
+        ) from exc
 
 
 def load(
@@ -126,13 +129,22 @@ def load(
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {path}") from exc
+            raise ConfigError(
+                f"config file not found: {path}", key="error_config_missing", args={"path": path}
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+            raise ConfigError(
+                f"config file {path} is not valid TOML: {exc}",
+                key="error_config_toml", args={"path": path, "detail": str(exc)},
+            ) from exc
         known = {f.name for f in fields(Settings)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+            names = ", ".join(sorted(unknown))
+            raise ConfigError(
+                f"unknown setting(s) in {path}: {names}",
+                key="error_config_unknown", args={"path": path, "names": names},
+            )
         values.update(data)
     for f in fields(Settings):
         if f.metadata["env"] in env and env[f.metadata["env"]] != "":
@@ -148,14 +160,19 @@ def load(
 
 def validate(settings: Settings) -> Settings:
     if settings.poll_interval < 1:
-        raise ConfigError("FEEDBOT_POLL_INTERVAL must be at least 1 second")
+        raise ConfigError(
+            "FEEDBOT_POLL_INTERVAL must be at least 1 second", key="error_config_poll_interval"
+        )
     if settings.max_concurrent_checks < 1:
-        raise ConfigError("FEEDBOT_CONCURRENCY must be at least 1")
+        raise ConfigError("FEEDBOT_CONCURRENCY must be at least 1", key="error_config_concurrency")
     if not settings.api_url.startswith(("http://", "https://")):
-        raise ConfigError("FEEDBOT_API_URL must start with http:// or https://")
+        raise ConfigError(
+            "FEEDBOT_API_URL must start with http:// or https://", key="error_config_api_url"
+        )
     if settings.large_files and settings.api_url.rstrip("/") == PUBLIC_API_URL:
         raise ConfigError(
             "FEEDBOT_LARGE_FILES needs a self-hosted Bot API server (FEEDBOT_API_URL): "
-            "the public API fetches at most 20 MB by URL"
+            "the public API fetches at most 20 MB by URL",
+            key="error_config_large_files",
         )
     return replace(settings, api_url=settings.api_url.rstrip("/"))

@@ -29,7 +29,9 @@ class Reason:
         if not self.key:
             return html.escape(str(self.args.get("text", "")))
         values = {
-            name: value.text(lang) if isinstance(value, Reason) else html.escape(str(value))
+            name: (
+                value.text(lang) if isinstance(value, Reason | Series) else html.escape(str(value))
+            )
             for name, value in self.args.items()
         }
         return t(self.key, lang, **values)
@@ -57,6 +59,19 @@ class Reason:
 
     def __bool__(self) -> bool:
         return bool(self.key or self.args.get("text"))
+
+
+@dataclass(frozen=True)
+class Series:
+    """Several words as one Reason argument: each shown through the catalogue key `item` (with
+    {name}), joined by the language's `list_separator`. Not storable: for replies only."""
+
+    item: str
+    names: tuple[str, ...]
+
+    def text(self, lang: str | None = None) -> str:
+        shown = (t(self.item, lang, name=html.escape(name)) for name in self.names)
+        return t("list_separator", lang).join(shown)
 
 
 class FeedbotError(Exception):
@@ -123,6 +138,20 @@ class ParseError(FeedbotError):
         args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, kind=kind, key=key, args=args)
+
+
+class OptionError(FeedbotError):
+    """A value given to /set or /filter was refused; `key` names the catalogue message saying
+    why, `args` fill it (escaped when shown, like every Reason's)."""
+
+    kind = "option"
+
+    def __init__(self, key: str, /, **args: Any) -> None:
+        super().__init__(f"option refused: {key}", key=key, args=args)
+
+    def text(self) -> str:
+        return self.reason.text()
+
 
 class StorageWriteError(FeedbotError):
     """The database could not be written (the change was undone in memory, nothing is on disk).

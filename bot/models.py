@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import Reason
+from bot.options import SubscriptionOptions as SubscriptionOptions  # declared with the registry
 
 #: the longest a feed-supplied name may be wherever it reaches a reply or a post (characters;
 #: post titles have their own, longer cut in bot.render)
@@ -146,17 +147,6 @@ class Feed:
 
 
 @dataclass
-class SubscriptionOptions:
-    silent: bool = False
-    link_preview: bool = True
-    style: str = "full"  # "full" | "title"
-    pictures: bool = True
-    custom_title: str = ""
-    interval: int | None = None  # seconds; None = operator default
-    filters: str = ""  # comma-separated terms, "!term" excludes
-
-
-@dataclass
 class Subscription:
     chat_id: int
     feed_url: str
@@ -172,16 +162,13 @@ class Subscription:
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        data["options"] = dict(self.options.__dict__)
+        data["options"] = self.options.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Subscription:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        opts = known.pop("options", None) or {}
-        options = SubscriptionOptions(
-            **{k: v for k, v in opts.items() if k in SubscriptionOptions.__dataclass_fields__}
-        )
+        options = SubscriptionOptions.from_dict(known.pop("options", None) or {})
         return cls(options=options, **known)
 
 

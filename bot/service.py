@@ -9,7 +9,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ from bot.feeds.urls import (
 )
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
+from bot.options import OPTIONS, Effect
 from bot.pipeline.schedule import effective_interval, rescheduled
 from bot.storage import Database, Store
 
@@ -356,7 +357,7 @@ class SubscriptionService:
                 return None
             apply_options(sub.options, changes)
             db.save_subscription(sub)
-            if "interval" in changes:
+            if OPTIONS.changes_affect(changes, Effect.SCHEDULE):
                 self._reschedule(db, feed_url)
             return sub
 
@@ -720,9 +721,6 @@ def _store_subscription(
 
 
 # ------------------------------------------ options, filters, pause, status (issue 6, part B)
-OPTION_FIELDS = frozenset(f.name for f in fields(SubscriptionOptions))
-
-
 @dataclass
 class ChatStatus:
     rows: list[ListedSubscription]
@@ -743,13 +741,9 @@ class OperatorStats:
 def options_from_defaults(defaults: dict[str, Any]) -> SubscriptionOptions:
     """A chat's stored defaults (SubscriptionOptions field -> value) as options; unknown keys,
     left by older versions, are ignored."""
-    return SubscriptionOptions(**{k: v for k, v in defaults.items() if k in OPTION_FIELDS})
+    return SubscriptionOptions.from_dict(defaults)
 
 
 def apply_options(options: SubscriptionOptions, changes: dict[str, Any]) -> None:
-    unknown = set(changes) - OPTION_FIELDS
-    if unknown:
-        raise ValueError(f"unknown subscription option(s): {', '.join(sorted(unknown))}")
-    for name, value in changes.items():
-        setattr(options, name, value)
+    options.update(changes)
 

@@ -7,6 +7,7 @@ from telegram.constants import ChatType
 
 from bot.handlers.common import Context, remember_chat, reply
 from bot.i18n import t
+from bot.options import help_examples
 
 
 async def start(update: Update, context: Context) -> None:
@@ -15,7 +16,8 @@ async def start(update: Update, context: Context) -> None:
 
 
 async def help_command(update: Update, context: Context) -> None:
-    await reply(update, "\n\n".join(t(k) for k in ("help", "help_channels", "help_options")))
+    options = t("help_options", examples=help_examples())  # the /set examples: bot.options
+    await reply(update, "\n\n".join((t("help"), t("help_channels"), options)))
 
 
 async def unknown(update: Update, context: Context) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 
+from bot.errors import OptionError as OptionError  # re-exported: the parsers raise it
 from bot.feeds.filters import parse_terms
 from bot.handlers.common import (
     Context,
@@ -34,41 +34,25 @@ from bot.handlers.common import (
 )
 from bot.i18n import format_time, t
 from bot.models import Feed, SubscriptionOptions
+from bot.options import (
+    OPTIONS,
+    Limits,
+    button_labels,
+    describe_options,
+    flips,
+    toggled,
+    usage_examples,
+)
+from bot.options import format_duration as format_duration
+from bot.options import parse_duration as parse_duration
+from bot.options import parse_option as parse_within
 from bot.pipeline.poller import Resumed
 from bot.pipeline.schedule import MAX_INTERVAL
 from bot.service import ListedSubscription
 
-#: what users type -> SubscriptionOptions field
-OPTION_NAMES = {
-    "silent": "silent",
-    "preview": "link_preview",
-    "style": "style",
-    "pictures": "pictures",
-    "title": "custom_title",
-    "interval": "interval",
-}
-TOGGLES = ("silent", "preview", "style", "pictures")
-STYLES = {"full": "full", "summary": "full", "title": "title", "short": "title", "link": "title"}
-ON_WORDS = frozenset({"on", "yes", "true", "1"})
-OFF_WORDS = frozenset({"off", "no", "false", "0"})
-CLEAR_WORDS = frozenset({"", "off", "default", "auto", "-"})
-MAX_TITLE = 100
 MAX_FILTER_CHARS = 500
 MAX_FILTER_TERMS = 30
 RESUME_CONCURRENCY = 8
-_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 60}  # a bare number means minutes
-
-
-class OptionError(Exception):
-    """A user's value was refused; `key` names the catalogue message explaining why."""
-
-    def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.key, self.values = key, values
-
-    def text(self) -> str:
-        return t(self.key, **self.values)
 
 
 # ----------------------------------------------------------------- pure helpers
@@ -76,68 +60,12 @@ def token_of(url: str) -> str:
     return hashlib.sha1(url.encode("utf-8")).hexdigest()[:10]
 
 
-def parse_duration(text: str) -> int | None:
-    """`90s`, `30m`, `2h`, `1d`, or a bare number of minutes -> seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        return None
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def format_duration(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _switch(raw: str) -> bool:
-    word = raw.strip().lower()
-    if word in ON_WORDS:
-        return True
-    if word in OFF_WORDS:
-        return False
-    raise OptionError("set_bad_switch", value=html.escape(raw))
-
-
 def parse_option(
     name: str, raw: str, *, min_interval: int, for_defaults: bool = False
 ) -> dict[str, Any]:
     """`/set N <name> <raw>` -> {SubscriptionOptions field: value}; OptionError if refused."""
-    field = OPTION_NAMES.get(name.lower())
-    if field is None:
-        raise OptionError("set_unknown_option", name=html.escape(name))
-    value = raw.strip()
-    if field == "custom_title":
-        if for_defaults:
-            raise OptionError("set_title_not_default")
-        title = " ".join(value.split())
-        return {field: "" if title.lower() in CLEAR_WORDS else title[:MAX_TITLE]}
-    if field == "interval":
-        if value.lower() in CLEAR_WORDS:
-            return {field: None}
-        seconds = parse_duration(value)
-        if seconds is None:
-            raise OptionError("set_interval_bad", value=html.escape(value))
-        if seconds < min_interval:
-            raise OptionError("set_interval_min", minimum=format_duration(min_interval))
-        if seconds > MAX_INTERVAL:  # every feed is checked at least daily: say so, don't cap
-            raise OptionError("set_interval_max", maximum=format_duration(MAX_INTERVAL))
-        return {field: seconds}
-    if field == "style":
-        style = STYLES.get(value.lower())
-        if style is None:
-            raise OptionError("set_style_bad", value=html.escape(value))
-        return {field: style}
-    return {field: _switch(value)}
-
-
-def toggled(options: SubscriptionOptions, name: str) -> dict[str, Any]:
-    """The change one keyboard button makes: flip a switch, or swap full/title style."""
-    field = OPTION_NAMES[name]
-    if field == "style":
-        return {field: "title" if options.style == "full" else "full"}
-    return {field: not getattr(options, field)}
+    limits = Limits(min_interval=min_interval, max_interval=MAX_INTERVAL)
+    return parse_within(name, raw, limits, for_defaults=for_defaults)
 
 
 def normalize_filter(text: str) -> str:
@@ -164,42 +92,19 @@ def describe_filter(spec: str) -> str:
     return "\n".join(parts)
 
 
-def _on_off(value: bool) -> str:
-    return t("opt_on") if value else t("opt_off")
-
-
-def describe_options(options: SubscriptionOptions, default_interval: int) -> str:
-    interval = (
-        format_duration(options.interval)
-        if options.interval
-        else t("opt_interval_default", value=format_duration(default_interval))
-    )
-    return t(
-        "set_options",
-        silent=_on_off(options.silent),
-        preview=_on_off(options.link_preview),
-        style=t("opt_style_full") if options.style == "full" else t("opt_style_title"),
-        pictures=_on_off(options.pictures),
-        title=html.escape(options.custom_title) or t("opt_title_feed"),
-        interval=interval,
-    )
-
-
 def options_keyboard(
-    options: SubscriptionOptions, token: str, where: Target | None = None
+    options: SubscriptionOptions,
+    token: str,
+    where: Target | None = None,
+    *,
+    default_interval: int,
 ) -> InlineKeyboardMarkup:
     """`token`: the feed's token_of, or "default"; `where`: the chat the card is about."""
-    labels = {
-        "silent": t("btn_silent", value=_on_off(options.silent)),
-        "preview": t("btn_preview", value=_on_off(options.link_preview)),
-        "style": t("btn_style", value=t(f"opt_style_{options.style}")),
-        "pictures": t("btn_pictures", value=_on_off(options.pictures)),
-    }
     buttons = [
-        InlineKeyboardButton(labels[n], callback_data=callback("opt", token, n, where=where))
-        for n in TOGGLES
+        InlineKeyboardButton(label, callback_data=callback("opt", token, name, where=where))
+        for name, label in button_labels(options, default_interval)
     ]
-    return InlineKeyboardMarkup([buttons[:2], buttons[2:]])
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
 
 
 def callback(*parts: str, where: Target | None) -> str:
@@ -238,14 +143,17 @@ def subscription_card(row: ListedSubscription, default_interval: int, where: Tar
     options = row.subscription.options
     header = t("set_card", n=row.number, title=html.escape(display_title(row)))
     body = describe_options(options, default_interval)
-    markup = options_keyboard(options, token_of(row.feed.url), where)
+    markup = options_keyboard(
+        options, token_of(row.feed.url), where, default_interval=default_interval
+    )
     return Card(framed(where, f"{header}\n{body}"), markup)
 
 
 def defaults_card(options: SubscriptionOptions, default_interval: int, where: Target) -> Card:
     body = describe_options(options, default_interval)
     text = framed(where, f"{t('set_defaults_card')}\n{body}")
-    return Card(text, options_keyboard(options, "default", where))
+    markup = options_keyboard(options, "default", where, default_interval=default_interval)
+    return Card(text, markup)
 
 
 async def show(update: Update, card: Card) -> None:
@@ -307,14 +215,14 @@ async def _edit_card(update: Update, card: Card) -> None:
 # ----------------------------------------------------------------------- /set
 async def set_command(update: Update, context: Context) -> None:
     if not context.args:
-        await reply(update, t("set_usage"))
+        await reply(update, t("set_usage", examples=usage_examples()))
         return
     found = await _where(update, context, list(context.args), manage=True)
     if found is None:
         return
     target, args = found
     if not args:
-        await reply(update, framed(target, t("set_usage")))
+        await reply(update, framed(target, t("set_usage", examples=usage_examples())))
         return
     try:
         if args[0].lower() == "default":
@@ -346,7 +254,7 @@ async def _set_subscription(
 ) -> None:
     runtime = runtime_of(context)
     chat_id = target.chat.id
-    if ref.lower() in OPTION_NAMES:  # `/set preview off`: the feed's number was left out
+    if OPTIONS.get(ref) is not None:  # `/set preview off`: the feed's number was left out
         rows = await runtime.service.listing(chat_id)
         if len(rows) != 1:
             await reply(update, framed(target, which_feed(rows, ref, args, target)))
@@ -360,8 +268,8 @@ async def _set_subscription(
         return
     if args:
         name, value = args[0], " ".join(args[1:])
-        if not value and name.lower() in TOGGLES:
-            change = toggled(row.subscription.options, name.lower())
+        if not value and flips(name):
+            change = toggled(row.subscription.options, name)
         else:
             change = parse_option(name, value, min_interval=runtime.settings.min_interval)
         sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
@@ -388,7 +296,7 @@ async def option_pressed(update: Update, context: Context) -> None:
     if query is None or not query.data:
         return
     _, token, name, channel = fields_of(query.data)
-    if name not in TOGGLES:
+    if not flips(name):
         await query.answer()
         return
     target = await _button_target(update, context, channel)

@@ -95,15 +95,7 @@ class CheckPlan:
 def subscription_render_options(
     sub: Subscription, lang: str = DEFAULT_LANG, media_url_limit: int = MEDIA_URL_LIMIT
 ) -> RenderOptions:
-    o = sub.options
-    return RenderOptions(
-        style=o.style,
-        pictures=o.pictures,
-        link_preview=o.link_preview,
-        custom_title=o.custom_title,
-        lang=lang,
-        media_url_limit=media_url_limit,
-    )
+    return RenderOptions.for_subscription(sub.options, lang, media_url_limit)
 
 
 @dataclass(frozen=True)

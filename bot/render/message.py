@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import ApiCall, Entry, RenderedMessage
+from bot.options import OPTIONS, Effect, SubscriptionOptions
 from bot.render.convert import escape, html_to_telegram
 from bot.render.cut import TRIM, Cut, escape_text, measure, plain_text, truncate, utf16_len
 from bot.render.media import (
@@ -44,6 +45,32 @@ class RenderOptions:
     lang: str = DEFAULT_LANG
     #: audio and video enclosures declared larger than this (bytes) get a link line instead
     media_url_limit: int = MEDIA_URL_LIMIT
+    #: (field, value) of the render options registered at run time without a field here
+    #: (bot.options.OPTIONS.add); read them with `value`
+    added: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def for_subscription(
+        cls,
+        options: SubscriptionOptions,
+        lang: str = DEFAULT_LANG,
+        media_url_limit: int = MEDIA_URL_LIMIT,
+    ) -> RenderOptions:
+        """What a subscription's options that affect rendering (bot.options) make of its posts:
+        each goes to the field of its name, or to `added` when there is none."""
+        chosen = {o.field: options.get(o) for o in OPTIONS.affecting(Effect.RENDER)}
+        own = {name: value for name, value in chosen.items() if name in _RENDER_FIELDS}
+        added = tuple((name, value) for name, value in chosen.items() if name not in own)
+        return cls(**own, lang=lang, media_url_limit=media_url_limit, added=added)
+
+    def value(self, name: str) -> Any:
+        """A render option by field name, its own field or one in `added` (else KeyError)."""
+        if name in _RENDER_FIELDS:
+            return getattr(self, name)
+        return dict(self.added)[name]
+
+
+_RENDER_FIELDS = frozenset(RenderOptions.__dataclass_fields__) - {"added"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,376 @@
+"""The per-subscription options: each declared once, as a field of `SubscriptionOptions`.
+
+A field's metadata (see `option`) says what users type after /set, how the value is read
+(`Kind.parse`, refusing with an `OptionError` whose key names the reason) and shown, the
+catalogue keys of its card line, button and example, and whom it affects (render, delivery,
+schedule). Everything else iterates the registry (`OPTIONS`): /set parsing, the card and its
+buttons, the help and usage examples, storage (`to_dict` / `from_dict`), the render options
+(`bot.render.RenderOptions.for_subscription`) and rescheduling.
+
+The same pattern as bot.config's settings (dataclass fields with metadata).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+from bot.errors import OptionError, Series
+from bot.i18n import t
+
+
+class Effect(Enum):
+    """Whom an option's value matters to."""
+
+    RENDER = "render"  # carried into bot.render.RenderOptions
+    DELIVERY = "delivery"  # read when a post is queued (e.g. Delivery.silent)
+    SCHEDULE = "schedule"  # a change reschedules the feed's next check
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a value may have on this bot (from the settings and the schedule rules)."""
+
+    min_interval: int
+    max_interval: int
+
+
+# ------------------------------------------------------------------------- durations
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 60}  # a bare number means minutes
+
+
+def parse_duration(text: str) -> int | None:
+    """`90s`, `30m`, `2h`, `1d`, or a bare number of minutes -> seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# ----------------------------------------------------------------------------- kinds
+ON_WORDS = frozenset({"on", "yes", "true", "1"})
+OFF_WORDS = frozenset({"off", "no", "false", "0"})
+#: what resets a text or an interval to its default
+CLEAR_WORDS = frozenset({"", "off", "default", "auto", "-"})
+
+
+class Kind:
+    """How one kind of value is read from /set and shown on the card."""
+
+    #: a bare `/set N <name>` and the option's button flip it (see `flipped`)
+    flips = False
+
+    def parse(self, raw: str, limits: Limits) -> Any:
+        raise NotImplementedError
+
+    def show(self, value: Any, default_interval: int) -> str:
+        """The value on the card and its button (Telegram HTML)."""
+        raise NotImplementedError
+
+    def flipped(self, value: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} values are not flipped")
+
+
+class Toggle(Kind):
+    flips = True
+
+    def parse(self, raw: str, limits: Limits) -> bool:
+        word = raw.strip().lower()
+        if word in ON_WORDS:
+            return True
+        if word in OFF_WORDS:
+            return False
+        raise OptionError("set_bad_switch", value=raw)
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return t("opt_on") if value else t("opt_off")
+
+    def flipped(self, value: Any) -> bool:
+        return not value
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    """One of a few values; `words` maps what users may type to the stored value, and each
+    stored value is shown through the catalogue key `shown + value`."""
+
+    words: Mapping[str, str]
+    shown: str
+    refused: str  # catalogue key of the refusal, with {value}
+    flips = True
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        value = self.words.get(raw.strip().lower())
+        if value is None:
+            raise OptionError(self.refused, value=raw.strip())
+        return value
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return t(f"{self.shown}{value}")
+
+    def flipped(self, value: Any) -> str:
+        """The next value, in the order `words` first names them."""
+        values = list(dict.fromkeys(self.words.values()))
+        return values[(values.index(value) + 1) % len(values)] if value in values else values[0]
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    """Free text of at most `limit` characters (spaces collapsed); a clear word empties it,
+    and an empty value is shown through the catalogue key `empty`."""
+
+    limit: int
+    empty: str
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        text = " ".join(raw.split())
+        return "" if text.lower() in CLEAR_WORDS else text[: self.limit]
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return html.escape(value) or t(self.empty)
+
+
+class Interval(Kind):
+    """A duration between the bot's smallest interval and the longest the schedule allows;
+    a clear word gives None: the bot's default."""
+
+    def parse(self, raw: str, limits: Limits) -> int | None:
+        value = raw.strip()
+        if value.lower() in CLEAR_WORDS:
+            return None
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise OptionError("set_interval_bad", value=value)
+        if seconds < limits.min_interval:
+            raise OptionError("set_interval_min", minimum=format_duration(limits.min_interval))
+        if seconds > limits.max_interval:  # every feed is checked at least daily: say so
+            raise OptionError("set_interval_max", maximum=format_duration(limits.max_interval))
+        return seconds
+
+    def show(self, value: Any, default_interval: int) -> str:
+        if value:
+            return format_duration(value)
+        return t("opt_interval_default", value=format_duration(default_interval))
+
+
+# ---------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class Option:
+    """One per-subscription option. `field` and `default` come from its SubscriptionOptions
+    field (or are given to `OPTIONS.add` for an option registered at run time)."""
+
+    name: str  # what users type after /set (and what buttons carry)
+    kind: Kind
+    affects: Effect
+    label: str  # catalogue key of its line on the card, with {value}
+    button: str = ""  # catalogue key of its card button, with {value}; "" = no button
+    example: str = ""  # the value in the /set examples (language-neutral) ...
+    example_key: str = ""  # ... or a catalogue key, for an example made of words
+    #: catalogue key of the refusal when given as a chat default; "" = may be a default
+    not_default: str = ""
+    field: str = ""
+    default: Any = None
+
+    def parse(self, raw: str, limits: Limits, *, for_defaults: bool = False) -> Any:
+        if for_defaults and self.not_default:
+            raise OptionError(self.not_default)
+        return self.kind.parse(raw, limits)
+
+    def shown(self, value: Any, default_interval: int) -> str:
+        return self.kind.show(value, default_interval)
+
+    def example_value(self) -> str:
+        return t(self.example_key) if self.example_key else self.example
+
+
+def option(default: Any, **spec: Any) -> Any:
+    """A SubscriptionOptions field declaring an option (`spec`: Option's fields but `field`)."""
+    return field(default=default, metadata={"option": Option(default=default, **spec)})
+
+
+STYLES = {"full": "full", "summary": "full", "title": "title", "short": "title", "link": "title"}
+MAX_TITLE = 100
+
+
+@dataclass
+class SubscriptionOptions:
+    silent: bool = option(
+        False, name="silent", kind=Toggle(), affects=Effect.DELIVERY,
+        label="opt_line_silent", button="btn_silent", example="on",
+    )
+    link_preview: bool = option(
+        True, name="preview", kind=Toggle(), affects=Effect.RENDER,
+        label="opt_line_preview", button="btn_preview", example="off",
+    )
+    style: str = option(  # "full" | "title"
+        "full", name="style", kind=Choice(STYLES, "opt_style_", "set_style_bad"),
+        affects=Effect.RENDER, label="opt_line_style", button="btn_style", example="title",
+    )
+    pictures: bool = option(
+        True, name="pictures", kind=Toggle(), affects=Effect.RENDER,
+        label="opt_line_pictures", button="btn_pictures", example="off",
+    )
+    custom_title: str = option(
+        "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,
+        label="opt_line_title", example_key="opt_title_example",
+        not_default="set_title_not_default",
+    )
+    interval: int | None = option(  # seconds; None = operator default
+        None, name="interval", kind=Interval(), affects=Effect.SCHEDULE,
+        label="opt_line_interval", example="30m",
+    )
+    filters: str = ""  # comma-separated terms, "!term" excludes: set by /filter, not /set
+    #: values of options registered at run time (OPTIONS.add), which have no field of their own
+    added: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, option: Option) -> Any:
+        if option.field in _STORED:
+            return getattr(self, option.field)
+        return self.added.get(option.field, option.default)
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Set options by field name; ValueError for a name no option has."""
+        unknown = set(changes) - set(_STORED) - {o.field for o in OPTIONS}
+        if unknown:
+            raise ValueError(f"unknown subscription option(s): {', '.join(sorted(unknown))}")
+        for name, value in changes.items():
+            if name in _STORED:
+                setattr(self, name, value)
+            else:
+                self.added[name] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: field name -> value, one flat mapping (as older versions wrote)."""
+        stored = {name: getattr(self, name) for name in _STORED}
+        return {**stored, **{o.field: self.get(o) for o in OPTIONS if o.field not in _STORED}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SubscriptionOptions:
+        """From the stored form; what a record lacks takes its default, keys no option has
+        (left by other versions) are ignored."""
+        options = cls(**{k: v for k, v in data.items() if k in _STORED})
+        options.added = {o.field: data[o.field] for o in OPTIONS.added() if o.field in data}
+        return options
+
+
+#: SubscriptionOptions fields stored under their own name (all but `added`), in field order
+_STORED = tuple(f.name for f in fields(SubscriptionOptions) if f.name != "added")
+
+
+class Registry:
+    """The options in the order the card shows them, found by what users type."""
+
+    def __init__(self, declared: Iterable[Option]) -> None:
+        self._options = {o.name: o for o in declared}
+
+    def __iter__(self) -> Iterator[Option]:
+        return iter(tuple(self._options.values()))
+
+    def get(self, typed: str) -> Option | None:
+        return self._options.get(typed.strip().lower())
+
+    def affecting(self, effect: Effect) -> list[Option]:
+        return [o for o in self if o.affects is effect]
+
+    def changes_affect(self, changes: Iterable[str], effect: Effect) -> bool:
+        """Whether changing these fields (of SubscriptionOptions) matters to `effect`."""
+        return bool({o.field for o in self.affecting(effect)} & set(changes))
+
+    def added(self) -> list[Option]:
+        return [o for o in self if o.field not in _STORED]
+
+    def add(self, option: Option) -> Option:
+        """Register an option without a SubscriptionOptions field (a test's, a plugin's): its
+        value lives in SubscriptionOptions.added. `field` defaults to its name."""
+        if option.name in self._options:
+            raise ValueError(f"option {option.name!r} exists")
+        added = replace(option, field=option.field or option.name)
+        self._options[added.name] = added
+        return added
+
+    def remove(self, name: str) -> None:
+        if self._options[name].field in _STORED:
+            raise ValueError(f"option {name!r} is a SubscriptionOptions field")
+        del self._options[name]
+
+
+OPTIONS = Registry(
+    replace(f.metadata["option"], field=f.name)
+    for f in fields(SubscriptionOptions)
+    if "option" in f.metadata
+)
+
+
+# ------------------------------------------------------------------------------ /set
+def parse_option(
+    name: str, raw: str, limits: Limits, *, for_defaults: bool = False
+) -> dict[str, Any]:
+    """`/set N <name> <raw>` -> {SubscriptionOptions field: value}; OptionError if refused."""
+    found = OPTIONS.get(name)
+    if found is None:
+        raise OptionError("set_unknown_option", name=name, options=option_names())
+    return {found.field: found.parse(raw.strip(), limits, for_defaults=for_defaults)}
+
+
+def toggled(options: SubscriptionOptions, name: str) -> dict[str, Any]:
+    """The change one keyboard button (or a bare `/set N <name>`) makes."""
+    found = OPTIONS.get(name)
+    if found is None or not found.kind.flips:
+        raise ValueError(f"option {name!r} does not flip")
+    return {found.field: found.kind.flipped(options.get(found))}
+
+
+def flips(name: str) -> bool:
+    found = OPTIONS.get(name)
+    return found is not None and found.kind.flips
+
+
+# --------------------------------------------------------------------- descriptions
+def describe_options(options: SubscriptionOptions, default_interval: int) -> str:
+    """The card's lines: one per option, in registry order."""
+    return "\n".join(
+        t(o.label, value=o.shown(options.get(o), default_interval)) for o in OPTIONS
+    )
+
+
+def button_labels(options: SubscriptionOptions, default_interval: int) -> list[tuple[str, str]]:
+    """(option name, button label) for every option with a button, in registry order."""
+    return [
+        (o.name, t(o.button, value=o.shown(options.get(o), default_interval)))
+        for o in OPTIONS
+        if o.button
+    ]
+
+
+def option_names() -> Series:
+    """Every option's name, for "there is no option …"."""
+    return Series("opt_name_listed", tuple(o.name for o in OPTIONS))
+
+
+def _typed(o: Option) -> str:
+    return f"{o.name} {o.example_value()}"
+
+
+def help_examples() -> str:
+    """`/set 2 <name> <example>` for every option, for /help."""
+    sep = t("list_separator")
+    return sep.join(f"<code>/set 2 {html.escape(_typed(o))}</code>" for o in OPTIONS)
+
+
+def usage_examples() -> str:
+    """The same, the first one whole and the others as what follows `/set 2`, for /set."""
+    typed = [html.escape(_typed(o)) for o in OPTIONS]
+    shown = [f"<code>/set 2 {typed[0]}</code>", *(f"<code>{x}</code>" for x in typed[1:])]
+    return t("list_separator").join(shown)
