@@ -9,8 +9,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
+from bot.storage.base import FeedCommit, FeedState, StorageConflict
 from bot.storage.tinydb.backend import TinyDBStorage
 from bot.storage.tinydb.database import Database
 from bot.storage.tinydb.files import atomic_write
@@ -360,3 +364,47 @@ async def test_a_database_written_before_the_storage_protocol_loads(tmp_path: Pa
     assert [d.id for d in await reopened.pending()] == ["d2", "d3", "d1"]
     assert list(tmp_path.glob("feedbot.json.log.*")) == []
     await reopened.close()
+
+
+# ------------------------------- shared trips (what bot/pipeline/store_batch.py used to do)
+async def test_concurrent_reads_and_lazy_writes_share_trips_in_order(tmp_path: Path) -> None:
+    store = await TinyDBStorage.open(tmp_path / "db.json")
+    urls = [f"https://f.test/{i}" for i in range(50)]
+    await asyncio.gather(*(store.save_feed(Feed(url=u, title=f"t{i}")) for i, u in enumerate(urls)))
+    trips: list[object] = []
+    run = store._run
+
+    async def counting(fn: Any, *args: Any) -> Any:
+        trips.append(fn)
+        return await run(fn, *args)
+
+    store._run = counting  # type: ignore[method-assign]
+    states = await asyncio.gather(*(store.load_feed(u) for u in urls))
+    await asyncio.gather(*(store.postpone_check(u, float(i)) for i, u in enumerate(urls)))
+    assert [s.feed.title if s else "" for s in states] == [f"t{i}" for i in range(50)]
+    assert len(trips) <= 4  # not one trip per call
+    store._run = run  # type: ignore[method-assign]
+    assert [(f.url, f.next_check) for f in await store.due_feeds(1e9)] == []  # no subscribers
+    assert [(await store.get_feed(u) or Feed(u)).next_check for u in urls] == [
+        float(i) for i in range(50)]
+    await store.close()
+
+
+async def test_an_error_in_a_shared_trip_stays_with_its_own_call(tmp_path: Path) -> None:
+    store = await TinyDBStorage.open(tmp_path / "db.json")
+    await store.save_feed(Feed(url="u", title="T"))
+    stale = await store.load_feed("u")
+    assert stale is not None
+    await store.save_feed(Feed(url="u", title="changed"))
+    ok, failed, also_ok = await asyncio.gather(
+        store.load_feed("u"),
+        store.record_not_modified(FeedCommit(stale.feed, stale.stamp)),
+        store.postpone_check("u", 5.0),
+        return_exceptions=True,
+    )
+    assert isinstance(ok, FeedState) and ok.feed.title == "changed"
+    assert isinstance(failed, StorageConflict) and also_ok is None
+    assert (await store.get_feed("u") or Feed("x")).next_check == 5.0
+    await store.close()
+    with pytest.raises(RuntimeError):  # a closed store fails every call of the trip
+        await store.load_feed("u")
