@@ -60,9 +60,9 @@ async def drive(
     from bot.delivery.gateway import TelegramGateway
     from bot.delivery.sender import DeliverySettings, Sender
     from bot.models import ApiCall, Delivery, RenderedMessage
-    from bot.storage import Store
+    from bot.storage.tinydb.backend import TinyDBStorage
 
-    store = await Store.open(db)
+    store = await TinyDBStorage.open(db)
     items = []
     for chat_id, count in per_chat.items():
         for k in range(count):

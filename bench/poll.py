@@ -69,7 +69,8 @@ async def bot_cycles(
     from bot.models import Chat, Feed, Subscription
     from bot.pipeline.poller import Poller
     from bot.runtime import fetch_settings
-    from bot.storage import Database, Store
+    from bot.storage.base import NewSubscription, Stamp
+    from bot.storage.tinydb.backend import TinyDBStorage
 
     body = seed_body()
     parsed = parse_bytes(body, "https://bench.example.org/feed")
@@ -77,21 +78,21 @@ async def bot_cycles(
     rows = []
     with FeedServerProcess(body, delay_s=delay_s) as server, tempfile.TemporaryDirectory() as tmp:
         settings = replace(load(environ={}), allow_private=True, db_path=f"{tmp}/db.json")
-        store = await Store.open(settings.db_path)
+        store = await TinyDBStorage.open(settings.db_path)
         urls = [feed_url(server.port, i, hosts) for i in range(n)]
 
-        def populate(db: Database) -> None:
-            for i, url in enumerate(urls):
-                db.save_feed(Feed(url=url, title=parsed.title, seen=list(seen)))
-                db.save_chat(Chat(id=10_000 + i))
-                db.save_subscription(Subscription(chat_id=10_000 + i, feed_url=url, created=1.0))
+        async def make_due() -> None:  # durably, as one group commit, before the cycle
+            feeds = await asyncio.gather(*(store.get_feed(url) for url in urls))
+            await asyncio.gather(*(store.save_feed(replace(f, next_check=0.0)) for f in feeds if f))
 
-        def make_due(db: Database) -> None:
-            for feed in db.all_feeds():
-                feed.next_check = 0.0
-                db.save_feed(feed)
-
-        await store.transaction(populate)
+        await store.add_subscriptions([
+            NewSubscription(
+                Subscription(chat_id=10_000 + i, feed_url=url, created=1.0),
+                Feed(url=url, title=parsed.title, seen=list(seen)),
+                Chat(id=10_000 + i),
+            )
+            for i, url in enumerate(urls)
+        ], Stamp())
         fetcher = Fetcher(fetch_settings(settings), resolver=_stub_resolver)
         pool_t0 = time.perf_counter()
         parse_pool = ParsePool()
@@ -106,7 +107,7 @@ async def bot_cycles(
         assert first.checked == n and first.failed == 0 and first.queued == 0, first
         async with httpx.AsyncClient(trust_env=False) as client:
             for mix in mixes:
-                await store.transaction(make_due)
+                await make_due()
                 if MIXES[mix]:
                     await _control(client, server, f"/_bump?every={MIXES[mix]}&count={n}")
                 before = await _control(client, server, "/_stats")

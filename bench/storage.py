@@ -34,7 +34,7 @@ COLS = ["feeds", "file_mib", "load_s", "write_ms_median", "write_ms_max", "compl
 def build(path: Path, n: int) -> None:
     from bot.feeds.identity import fingerprint
     from bot.models import Chat, Feed, Subscription
-    from bot.storage import Database
+    from bot.storage.tinydb.database import Database
 
     db = Database(path)
     for i in range(n):
@@ -52,7 +52,7 @@ def one_cycle(db: Any, n: int, cycle: int) -> list[str]:
     """What a check cycle commits: 10% of feeds with one new entry each, one delivery each."""
     from bot.feeds.identity import fingerprint
     from bot.models import ApiCall, Delivery, RenderedMessage
-    from bot.storage import merge_recent
+    from bot.storage.tinydb.database import merge_recent
 
     queued = []
     for i in range(cycle % 10, n, 10):
@@ -76,7 +76,7 @@ def disk_mib(folder: Path) -> float:
 
 
 def measure(n: int, cycles: int) -> dict[str, Any]:
-    from bot.storage import Database
+    from bot.storage.tinydb.database import Database
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "db.json"

@@ -12,7 +12,8 @@ from bot.feeds.fetcher import Fetcher, FetchSettings
 from bot.feeds.parse_pool import ParsePool
 from bot.pipeline.poller import Poller, Resumed
 from bot.service import SubscriptionService
-from bot.storage import Store
+from bot.storage import open_storage
+from bot.storage.base import Storage
 
 
 def fetch_settings(settings: Settings) -> FetchSettings:
@@ -27,7 +28,7 @@ def fetch_settings(settings: Settings) -> FetchSettings:
 @dataclass
 class Runtime:
     settings: Settings
-    store: Store
+    store: Storage
     fetcher: Fetcher
     sender: Sender
     poller: Poller
@@ -41,7 +42,7 @@ class Runtime:
         parse_pool = ParsePool()
         await parse_pool.start()
         try:
-            store = await Store.open(settings.db_path)
+            store = await open_storage(settings.db_path)
         except BaseException:
             await parse_pool.close()
             raise

@@ -6,16 +6,17 @@ Handlers parse arguments and format replies; everything they mean is done here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, ParseError, Reason
-from bot.feeds.diff import entry_prints, is_seen, remember, seen_cap
+from bot.feeds.diff import entry_prints, is_seen, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.identity import normalize_link
@@ -31,10 +32,19 @@ from bot.feeds.urls import (
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
 from bot.options import OPTIONS, Effect
+from bot.pipeline.outbox import CHAT_SEEN_CAP
 from bot.pipeline.schedule import effective_interval, rescheduled
-from bot.storage import Database, Store
+from bot.storage.base import (
+    ChatState,
+    FeedState,
+    NewSubscription,
+    Stamp,
+    Storage,
+    SubscriptionRow,
+    retry_on_conflict,
+)
 
-CHAT_SEEN_CAP = 2000
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,10 +133,14 @@ def clean_url(raw: str) -> str:
 
 
 class SubscriptionService:
-    def __init__(self, store: Store, fetcher: Fetcher, settings: Settings) -> None:
+    def __init__(self, store: Storage, fetcher: Fetcher, settings: Settings) -> None:
         self.store = store
         self.fetcher = fetcher
         self.settings = settings
+        #: one subscribing write per chat at a time in this process: concurrent probes of one
+        #: /sub would otherwise keep invalidating each other's read (the storage's stamps still
+        #: catch writers in other processes)
+        self.chat_writes = ChatLocks()
 
     # ------------------------------------------------------------------ probing
     async def probe(self, url: str, *, discover: bool = True) -> Probe:
@@ -198,7 +212,7 @@ class SubscriptionService:
         each one is settled. Addresses the chat follows already are answered without a fetch;
         the chat's room is shared out in the order they were typed, and so is the /list order."""
         addresses = [read_address(raw) for raw in raw_urls]
-        found = await self.store.read(lambda db: _sub_precheck(db, chat.id, addresses))
+        found = _sub_precheck(await self.store.load_chat(chat.id), addresses)
         gate, started = asyncio.Semaphore(max(concurrency, 1)), time.time()
         room = self.settings.max_subscriptions - found.count
         plan: list[SubscribeOutcome | Address] = []
@@ -241,9 +255,18 @@ class SubscriptionService:
         if probe.feed is None:
             return SubscribeOutcome(url=probe.url, status="failed", reason=probe.error)
         parsed, settings = probe.feed, self.settings
-        status, feed = await self.store.transaction(
-            lambda db: _add_subscription(db, chat, probe, parsed, thread_id, settings, created)
-        )
+
+        async def attempt() -> tuple[str, Feed]:
+            state = await self.store.load_chat(chat.id)
+            status, feed, new = _add_subscription(
+                state, chat, probe, parsed, thread_id, settings, created
+            )
+            if new is not None:
+                await self.store.add_subscriptions([new], state.stamp)
+            return status, feed
+
+        async with self.chat_writes.hold(chat.id):
+            status, feed = await retry_on_conflict(attempt, f"subscribe {chat.id}")
         if status == "limit":
             return SubscribeOutcome(url=probe.url, status="limit",
                                     reason=limit_reason(settings.max_subscriptions))
@@ -255,15 +278,7 @@ class SubscriptionService:
         )
 
     async def listing(self, chat_id: int) -> list[ListedSubscription]:
-        def read(db: Database) -> list[ListedSubscription]:
-            rows = []
-            for n, sub in enumerate(db.subscriptions_for_chat(chat_id), start=1):
-                rows.append(
-                    ListedSubscription(n, sub, db.get_feed(sub.feed_url) or Feed(sub.feed_url))
-                )
-            return rows
-
-        return await self.store.read(read)
+        return listed((await self.store.load_chat(chat_id)).rows)
 
     async def resolve(self, chat_id: int, ref: str) -> ListedSubscription | None:
         """A subscription by its /list number, its feed's URL, or the page it was found on."""
@@ -282,12 +297,8 @@ class SubscriptionService:
         found = [(ref, find_row(rows, ref)) for ref in refs]
         urls = list(dict.fromkeys(r.subscription.feed_url for _, r in found if r is not None))
 
-        def run(db: Database) -> None:
-            for url in urls:
-                db.remove_subscription(chat_id, url)
-
         if urls:
-            await self.store.transaction(run)
+            await self.store.remove_subscriptions(chat_id, urls)
         return found
 
     # ------------------------------------------------------------ choice cards
@@ -296,15 +307,15 @@ class SubscriptionService:
         token = secrets.token_urlsafe(6)
         choice.created = choice.created or time.time()
 
-        def run(db: Database) -> None:
-            chat = db.get_chat(chat_id) or Chat(id=chat_id)
+        def change(stored: Chat | None) -> tuple[Chat, None]:
+            chat = stored or Chat(id=chat_id)
             cutoff = time.time() - CHOICE_TTL_S
             kept = {k: v for k, v in chat.choices.items() if v.get("created", 0) >= cutoff}
             kept[token] = choice.to_dict()
             chat.choices = dict(list(kept.items())[-OPEN_CHOICES:])
-            db.save_chat(chat)
+            return chat, None
 
-        await self.store.transaction(run)
+        await self._change_chat(chat_id, change, "open a choice")
         return token
 
     async def peek_choice(self, chat_id: int, token: str) -> PendingChoice | None:
@@ -315,17 +326,15 @@ class SubscriptionService:
     async def take_choice(self, chat_id: int, token: str) -> PendingChoice | None:
         """The open card `token`, closed by this call: a second press finds nothing."""
 
-        def run(db: Database) -> PendingChoice | None:
-            chat = db.get_chat(chat_id)
+        def change(chat: Chat | None) -> tuple[Chat | None, PendingChoice | None]:
             if chat is None or token not in chat.choices:
-                return None
+                return None, None
             choices = dict(chat.choices)
             data = choices.pop(token)
             chat.choices = choices
-            db.save_chat(chat)
-            return PendingChoice.from_dict(data)
+            return chat, PendingChoice.from_dict(data)
 
-        return await self.store.transaction(run)
+        return await self._change_chat(chat_id, change, "take a choice")
 
     async def touch_chat(
         self, chat_id: int, chat_type: str, title: str, *, lang: str | None = None
@@ -333,16 +342,15 @@ class SubscriptionService:
         """Record the chat; a paused chat (bot was blocked or kicked) is resumed. A chat seen
         for the first time starts in `lang` (the language of whoever brought the bot there)."""
 
-        def run(db: Database) -> Chat:
-            chat = db.get_chat(chat_id) or Chat(
+        def change(stored: Chat | None) -> tuple[Chat, Chat]:
+            chat = stored or Chat(
                 id=chat_id, type=chat_type, title=title, lang=lang or DEFAULT_LANG
             )
             chat.type, chat.title = chat_type, title or chat.title
             chat.paused, chat.failures = False, 0
-            db.save_chat(chat)
-            return chat
+            return chat, chat
 
-        return await self.store.transaction(run)
+        return await self._change_chat(chat_id, change, "touch a chat")
 
     # ------------------------------ options, filters, pause, status, stats (issue 6, part B)
     async def update_options(
@@ -351,40 +359,54 @@ class SubscriptionService:
         """Change a subscription's options (SubscriptionOptions field -> value). A changed
         interval (set, lengthened, shortened or reset) reschedules the feed's next check."""
 
-        def run(db: Database) -> Subscription | None:
-            sub = db.get_subscription(chat_id, feed_url)
-            if sub is None:
+        async def attempt() -> Subscription | None:
+            state = await self.store.load_feed(feed_url)
+            sub = _subscription_in(state, chat_id)
+            if state is None or sub is None:
                 return None
             apply_options(sub.options, changes)
-            db.save_subscription(sub)
-            if OPTIONS.changes_affect(changes, Effect.SCHEDULE):
-                self._reschedule(db, feed_url)
+            rescheduled = OPTIONS.changes_affect(changes, Effect.SCHEDULE)
+            feeds = [self._rescheduled(state)] if rescheduled else []
+            await self.store.update_subscriptions([sub], feeds, state.stamp)
             return sub
 
-        return await self.store.transaction(run)
+        return await retry_on_conflict(attempt, f"options of {feed_url}")
 
-    def _reschedule(self, db: Database, feed_url: str) -> None:
-        """The feed's next check, from its subscribers' effective interval as it is now."""
-        feed = db.get_feed(feed_url)
-        if feed is None:
-            return
-        interval = effective_interval(
-            db.subscriptions_for_feed(feed_url), self.settings.poll_interval
-        )
-        feed.next_check = rescheduled(feed, interval, time.time())
-        db.save_feed(feed)
+    def _rescheduled(self, state: FeedState) -> Feed:
+        """The feed with its next check from its subscribers' effective interval, as changed
+        in `state`."""
+        interval = effective_interval(state.subscriptions, self.settings.poll_interval)
+        state.feed.next_check = rescheduled(state.feed, interval, time.time())
+        return state.feed
+
+    async def _change_chat(
+        self,
+        chat_id: int,
+        change: Callable[[Chat | None], tuple[Chat | None, T]],
+        what: str,
+    ) -> T:
+        """`change(stored chat)` -> (chat to save or None, result), decided again when the
+        chat changed before it was saved."""
+
+        async def attempt() -> T:
+            record = await self.store.read_chat(chat_id)
+            chat, result = change(record.chat)
+            if chat is not None:
+                await self.store.save_chat(chat, record.stamp)
+            return result
+
+        return await retry_on_conflict(attempt, f"{what} in {chat_id}")
 
     async def update_defaults(self, chat_id: int, changes: dict[str, Any]) -> SubscriptionOptions:
         """Change the options new subscriptions of this chat start with; None = built-in."""
 
-        def run(db: Database) -> SubscriptionOptions:
-            chat = db.get_chat(chat_id) or Chat(id=chat_id)
+        def change(stored: Chat | None) -> tuple[Chat, SubscriptionOptions]:
+            chat = stored or Chat(id=chat_id)
             merged = {**chat.defaults, **changes}
             chat.defaults = {k: v for k, v in merged.items() if v is not None}
-            db.save_chat(chat)
-            return options_from_defaults(chat.defaults)
+            return chat, options_from_defaults(chat.defaults)
 
-        return await self.store.transaction(run)
+        return await self._change_chat(chat_id, change, "defaults")
 
     async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
         chat = await self.store.get_chat(chat_id)
@@ -393,20 +415,26 @@ class SubscriptionService:
     async def set_filter(self, chat_id: int, feed_url: str | None, spec: str) -> bool:
         """The filter of one subscription, or (feed_url=None) of the whole chat."""
 
-        def run(db: Database) -> bool:
-            if feed_url is None:
-                chat = db.get_chat(chat_id) or Chat(id=chat_id)
+        if feed_url is None:
+
+            def change(stored: Chat | None) -> tuple[Chat, bool]:
+                chat = stored or Chat(id=chat_id)
                 chat.filters = spec
-                db.save_chat(chat)
-                return True
-            sub = db.get_subscription(chat_id, feed_url)
-            if sub is None:
+                return chat, True
+
+            return await self._change_chat(chat_id, change, "chat filter")
+        url = feed_url
+
+        async def attempt() -> bool:
+            state = await self.store.load_feed(url)
+            sub = _subscription_in(state, chat_id)
+            if state is None or sub is None:
                 return False
             sub.options.filters = spec
-            db.save_subscription(sub)
+            await self.store.update_subscriptions([sub], [], state.stamp)
             return True
 
-        return await self.store.transaction(run)
+        return await retry_on_conflict(attempt, f"filter of {url}")
 
     async def chat_filter(self, chat_id: int) -> str:
         chat = await self.store.get_chat(chat_id)
@@ -415,54 +443,47 @@ class SubscriptionService:
     async def pause(self, chat_id: int, feed_urls: Sequence[str]) -> tuple[str, ...]:
         """Pause these subscriptions (not checked, nothing sent); returns the ones newly paused."""
 
-        def run(db: Database) -> tuple[str, ...]:
-            now, changed = time.time(), []
-            for url in feed_urls:
-                sub = db.get_subscription(chat_id, url)
-                if sub is not None and not sub.paused:
+        async def attempt() -> tuple[str, ...]:
+            now, changed, subs, feeds, stamp = time.time(), [], [], [], Stamp()
+            for url in dict.fromkeys(feed_urls):
+                state = await self.store.load_feed(url)
+                sub = _subscription_in(state, chat_id)
+                if state is not None and sub is not None and not sub.paused:
                     sub.paused, sub.paused_at = True, now
-                    db.save_subscription(sub)
+                    subs.append(sub)
+                    feeds.append(self._rescheduled(state))  # others may have relied on it
                     changed.append(url)
-                    self._reschedule(db, url)  # the others may have relied on its interval
+                    stamp |= state.stamp
+            if subs:
+                await self.store.update_subscriptions(subs, feeds, stamp)
             return tuple(changed)
 
-        return await self.store.transaction(run)
+        return await retry_on_conflict(attempt, f"pause in {chat_id}")
 
     async def status(self, chat_id: int) -> ChatStatus:
-        def read(db: Database) -> ChatStatus:
-            rows = [
-                ListedSubscription(n, sub, db.get_feed(sub.feed_url) or Feed(sub.feed_url))
-                for n, sub in enumerate(db.subscriptions_for_chat(chat_id), start=1)
-            ]
-            pending = sum(1 for d in db.pending() if d.chat_id == chat_id)
-            return ChatStatus(rows, pending)
-
-        return await self.store.read(read)
+        rows = listed((await self.store.load_chat(chat_id)).rows)
+        return ChatStatus(rows, await self.store.outbox_depth(chat_id))
 
     async def operator_stats(self) -> OperatorStats:
-        def read(db: Database) -> OperatorStats:
-            feeds, subs = db.all_feeds(), db.all_subscriptions()
-            return OperatorStats(
-                chats=len(db.all_chats()),
-                feeds=len(feeds),
-                subscriptions=len(subs),
-                paused=sum(1 for s in subs if s.paused),
-                outbox=db.outbox_depth(),
-                failing=sum(1 for f in feeds if f.errors and not f.retired),
-                retired=sum(1 for f in feeds if f.retired),
-            )
-
-        return await self.store.read(read)
+        stats = await self.store.stats()
+        return OperatorStats(
+            chats=stats.chats,
+            feeds=stats.feeds,
+            subscriptions=stats.subscriptions,
+            paused=stats.paused,
+            outbox=stats.outbox,
+            failing=stats.failing,
+            retired=stats.retired,
+        )
 
     # ------------------------------------------------ languages, OPML import (issue 6)
     async def set_language(self, chat_id: int, chat_type: str, lang: str) -> Chat:
-        def run(db: Database) -> Chat:
-            chat = db.get_chat(chat_id) or Chat(id=chat_id, type=chat_type)
+        def change(stored: Chat | None) -> tuple[Chat, Chat]:
+            chat = stored or Chat(id=chat_id, type=chat_type)
             chat.lang = lang
-            db.save_chat(chat)
-            return chat
+            return chat, chat
 
-        return await self.store.transaction(run)
+        return await self._change_chat(chat_id, change, "language")
 
     async def import_feeds(
         self,
@@ -494,6 +515,27 @@ class SubscriptionService:
 
 
 IMPORT_BATCH = 25
+
+
+class ChatLocks:
+    """An asyncio lock per chat id, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, chat_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(chat_id, (asyncio.Lock(), 0))
+        self._locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[chat_id]
+            if users <= 1:
+                del self._locks[chat_id]
+            else:
+                self._locks[chat_id] = (lock, users - 1)
 
 
 @dataclass
@@ -566,34 +608,44 @@ class _Import:
         if not taken:
             return
         chat, thread_id, settings = self.chat, self.thread_id, self.service.settings
+        store = self.service.store
 
-        def run(db: Database) -> list[bool]:
-            return [
-                _store_imported(db, chat, probe, parsed, thread_id, settings, item.title)
+        async def attempt() -> list[bool]:
+            state = await store.load_chat(chat.id)
+            news = [
+                _imported(state, chat, probe, parsed, thread_id, settings, item.title)
                 for item, probe, parsed in taken
             ]
+            added = [new for new in news if new is not None]
+            if added:
+                await store.add_subscriptions(added, state.stamp)
+            return [new is not None for new in news]
 
-        results = await self.service.store.transaction(run)
+        async with self.service.chat_writes.hold(chat.id):
+            results = await retry_on_conflict(attempt, f"import into {chat.id}")
         for (item, _, parsed), added in zip(taken, results, strict=True):
             item.status = "added" if added else "exists"
             item.title = item.title or parsed.title
 
 
-def _store_imported(
-    db: Database,
+def _imported(
+    state: ChatState,
     chat: Chat,
     probe: Probe,
     parsed: ParsedFeed,
     thread_id: int | None,
     settings: Settings,
     title: str,
-) -> bool:
-    added = _store_subscription(db, chat, probe, parsed, thread_id, settings)
-    sub = db.get_subscription(chat.id, probe.url)
-    if added and sub is not None and title.strip() and title.strip() != parsed.title:
-        sub.options.custom_title = title.strip()
-        db.save_subscription(sub)
-    return added
+) -> NewSubscription | None:
+    """One imported feed as a new subscription (kept in `state` for the next one), or None
+    when the chat has it already. A title other than the feed's becomes its custom title."""
+    new = _new_subscription(state, chat, probe, parsed, thread_id, settings)
+    if new is None:
+        return None
+    if title.strip() and title.strip() != parsed.title:
+        new.subscription.options.custom_title = title.strip()
+    state.rows.append(SubscriptionRow(new.subscription, new.feed))
+    return new
 
 
 @dataclass(frozen=True)
@@ -608,25 +660,34 @@ class _Precheck:
     known: list[KnownFeed | None]  # per address: the subscription it names already
 
 
-def _sub_precheck(
-    db: Database, chat_id: int, addresses: Sequence[Address | NotAnAddress]
-) -> _Precheck:
+def _sub_precheck(state: ChatState, addresses: Sequence[Address | NotAnAddress]) -> _Precheck:
     known = [
-        _known_subscription(db, chat_id, a) if isinstance(a, Address) else None
+        _known_subscription(state.rows, a) if isinstance(a, Address) else None
         for a in addresses
     ]
-    return _Precheck(len(db.subscriptions_for_chat(chat_id)), known)
+    return _Precheck(len(state.rows), known)
 
 
-def _known_subscription(db: Database, chat_id: int, address: Address) -> KnownFeed | None:
+def _known_subscription(rows: list[SubscriptionRow], address: Address) -> KnownFeed | None:
     """The chat's subscription that `address` names already (its feed or the page it was found
     on), found without any network call."""
     wanted = {canonical(u) for u in address.candidates}
-    for sub in db.subscriptions_for_chat(chat_id):
+    for row in rows:
+        sub = row.subscription
         if canonical(sub.feed_url) in wanted or (sub.page and canonical(sub.page) in wanted):
-            feed = db.get_feed(sub.feed_url)
-            return KnownFeed(sub.feed_url, feed.title if feed else "")
+            return KnownFeed(sub.feed_url, row.feed.title)
     return None
+
+
+def listed(rows: list[SubscriptionRow]) -> list[ListedSubscription]:
+    """A chat's subscriptions numbered as /list shows them."""
+    return [ListedSubscription(n, r.subscription, r.feed) for n, r in enumerate(rows, start=1)]
+
+
+def _subscription_in(state: FeedState | None, chat_id: int) -> Subscription | None:
+    if state is None:
+        return None
+    return next((s for s in state.subscriptions if s.chat_id == chat_id), None)
 
 
 def same_feed(feed: Feed, parsed: ParsedFeed) -> bool:
@@ -639,26 +700,25 @@ def same_feed(feed: Feed, parsed: ParsedFeed) -> bool:
 
 
 def _add_subscription(
-    db: Database,
+    state: ChatState,
     chat: Chat,
     probe: Probe,
     parsed: ParsedFeed,
     thread_id: int | None,
     settings: Settings,
     created: float | None = None,
-) -> tuple[str, Feed]:
-    """("added" | "exists" | "limit", the feed): the chat's feeds are compared by URL, by the
-    page they were found on, and by content, so one feed is never followed twice."""
-    subs = db.subscriptions_for_chat(chat.id)
-    for sub in subs:
-        feed = db.get_feed(sub.feed_url) or Feed(sub.feed_url)
+) -> tuple[str, Feed, NewSubscription | None]:
+    """("added" | "exists" | "limit", the feed, what to store): the chat's feeds are compared by
+    URL, by the page they were found on, and by content, so one feed is never followed twice."""
+    for row in state.rows:
+        sub, feed = row.subscription, row.feed
         found_on_same_page = bool(sub.page) and canonical(sub.page) == probe.discovered_from
         if canonical(sub.feed_url) == probe.url or found_on_same_page or same_feed(feed, parsed):
-            return "exists", feed
-    if len(subs) >= settings.max_subscriptions:
-        return "limit", Feed(probe.url)
-    _store_subscription(db, chat, probe, parsed, thread_id, settings, created)
-    return "added", db.get_feed(probe.url) or Feed(probe.url)
+            return "exists", feed, None
+    if len(state.rows) >= settings.max_subscriptions:
+        return "limit", Feed(probe.url), None
+    new = _new_subscription(state, chat, probe, parsed, thread_id, settings, created)
+    return "added", new.feed if new is not None else Feed(probe.url), new
 
 
 def find_row(rows: Sequence[ListedSubscription], ref: str) -> ListedSubscription | None:
@@ -679,45 +739,37 @@ def find_row(rows: Sequence[ListedSubscription], ref: str) -> ListedSubscription
     return None
 
 
-def _store_subscription(
-    db: Database,
+def _new_subscription(
+    state: ChatState,
     chat: Chat,
     probe: Probe,
     parsed: ParsedFeed,
     thread_id: int | None,
     settings: Settings,
     created: float | None = None,
-) -> bool:
-    """Create the feed (everything in it counts as seen) and the subscription, in one change set.
-    Returns False when the chat already had it."""
+) -> NewSubscription | None:
+    """The feed (everything in it counts as seen, for the feed and the chat) and the
+    subscription to store together; None when the chat already has it."""
     now = time.time()
-    if db.get_subscription(chat.id, probe.url) is not None:
-        return False
-    cap = seen_cap(len(parsed.entries))
-    feed = db.get_feed(probe.url)
-    if feed is None:
-        feed = Feed(url=probe.url, title=parsed.title, link=parsed.link)
-        feed.etag, feed.last_modified = probe.fetch_etag, probe.fetch_last_modified
-        feed.last_check = feed.last_success = now
-        feed.next_check = now + settings.poll_interval
-    feed.retired = False  # it answered just now: a feed once gone (410) is back
-    feed.seen = remember(feed.seen, parsed.entries, cap)
-    db.save_feed(feed)
-    stored_chat = db.get_chat(chat.id) or chat
-    prints = [p for e in parsed.entries for p in entry_prints(e)]
-    stored_chat.seen = list(dict.fromkeys([*stored_chat.seen, *prints]))[-CHAT_SEEN_CAP:]
-    db.save_chat(stored_chat)
-    db.save_subscription(
-        Subscription(
-            chat_id=chat.id,
-            feed_url=probe.url,
-            created=now if created is None else created,
-            thread_id=thread_id,
-            options=options_from_defaults(stored_chat.defaults),
-            page=probe.discovered_from,
-        )
+    if any(row.subscription.feed_url == probe.url for row in state.rows):
+        return None
+    feed = Feed(url=probe.url, title=parsed.title, link=parsed.link)  # if the bot has none
+    feed.etag, feed.last_modified = probe.fetch_etag, probe.fetch_last_modified
+    feed.last_check = feed.last_success = now
+    feed.next_check = now + settings.poll_interval
+    stored_chat = state.chat or chat
+    subscription = Subscription(
+        chat_id=chat.id,
+        feed_url=probe.url,
+        created=now if created is None else created,
+        thread_id=thread_id,
+        options=options_from_defaults(stored_chat.defaults),
+        page=probe.discovered_from,
     )
-    return True
+    prints = [p for e in parsed.entries for p in entry_prints(e)]
+    return NewSubscription(
+        subscription, feed, stored_chat, prints, seen_cap(len(parsed.entries)), CHAT_SEEN_CAP
+    )
 
 
 # ------------------------------------------ options, filters, pause, status (issue 6, part B)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import describe
-from bot.storage import Database
+from bot.storage.tinydb.database import Database
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer

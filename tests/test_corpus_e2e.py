@@ -19,7 +19,7 @@ from bot.models import Chat
 from bot.pipeline.poller import Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
-from bot.storage import Database, Store
+from bot.storage.tinydb.backend import TinyDBStorage
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
 from tests.fakes.telegram_rules import api_call_error
@@ -82,9 +82,9 @@ def reason_kind(reason: str) -> str:
 @pytest.fixture
 async def service_and_poller(
     tmp_path: Path,
-) -> AsyncIterator[tuple[SubscriptionService, Poller, Store]]:
+) -> AsyncIterator[tuple[SubscriptionService, Poller, TinyDBStorage]]:
     settings = replace(load(environ={}), allow_private=True, fetch_timeout=5.0)
-    store = await Store.open(tmp_path / "db.json", lazy_flush_s=3600)
+    store = await TinyDBStorage.open(tmp_path / "db.json", lazy_flush_s=3600)
     fetcher = Fetcher(fetch_settings(settings))
     try:
         yield SubscriptionService(store, fetcher, settings), Poller(store, fetcher, settings), store
@@ -95,7 +95,7 @@ async def service_and_poller(
 
 async def run_one(
     rel: str, chat_id: int, server: FeedServer, service: SubscriptionService,
-    poller: Poller, store: Store,
+    poller: Poller, store: TinyDBStorage,
 ) -> Outcome:
     url = serve(server, rel)
     outcome = await service.subscribe(Chat(id=chat_id), url)
@@ -108,15 +108,12 @@ async def run_one(
     assert probe.feed is not None, (rel, probe.error)
     entries = len(probe.feed.entries)
 
-    def forget(db: Database) -> None:
-        """Make everything new again so the check renders and queues the feed's posts."""
-        stored, chat = db.get_feed(outcome.url), db.get_chat(chat_id)
-        assert stored is not None and chat is not None
-        stored.seen, stored.etag, stored.last_modified, chat.seen = [], None, None, []
-        db.save_feed(stored)
-        db.save_chat(chat)
-
-    await store.transaction(forget, durable=False)
+    # make everything new again so the check renders and queues the feed's posts
+    stored, chat = await store.get_feed(outcome.url), await store.get_chat(chat_id)
+    assert stored is not None and chat is not None
+    stored.seen, stored.etag, stored.last_modified, chat.seen = [], None, None, []
+    await store.save_feed(stored)
+    await store.save_chat(chat)
     await poller.check(outcome.url)
     messages = [d for d in await store.pending() if d.chat_id == chat_id]
     for delivery in messages:
@@ -127,7 +124,7 @@ async def run_one(
 
 async def test_every_corpus_feed_subscribes_or_fails_clearly(
     feed_server: FeedServer,
-    service_and_poller: tuple[SubscriptionService, Poller, Store],
+    service_and_poller: tuple[SubscriptionService, Poller, TinyDBStorage],
 ) -> None:
     files = corpus_files()
     if not files:

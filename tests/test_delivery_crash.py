@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import Store
+from bot.storage.tinydb.backend import TinyDBStorage
 from tests.fakes.botapi import FakeBotApi
 from tests.test_delivery_e2e import assert_complete_with_few_duplicates, delivery
 
@@ -62,7 +62,7 @@ async def test_sigkill_during_delivery_loses_nothing(tmp_path: Path) -> None:
     db, log = tmp_path / "feedbot.json", tmp_path / "bot.log"
     chats = [1000 + i for i in range(50)]
     expected = {c: [f"{c}:{k}" for k in range(4)] for c in chats}
-    store = await Store.open(db)
+    store = await TinyDBStorage.open(db)
     await store.enqueue([delivery(c, expected[c][k]) for k in range(4) for c in chats])
     await store.close()
     with FakeBotApi(enforce_limits=True) as api:
@@ -88,7 +88,7 @@ async def test_sigkill_during_delivery_loses_nothing(tmp_path: Path) -> None:
             proc.terminate()
             proc.wait(timeout=20)
         assert_complete_with_few_duplicates(api, expected, kills)
-    store = await Store.open(db)
+    store = await TinyDBStorage.open(db)
     try:
         assert await store.pending() == []
     finally:

@@ -18,7 +18,8 @@ from telegram.ext import ExtBot
 from bot.delivery.gateway import TelegramGateway
 from bot.delivery.sender import DeliverySettings, Sender
 from bot.models import ApiCall, Chat, Delivery, RenderedMessage
-from bot.storage import Store
+from bot.storage.base import Storage
+from bot.storage.tinydb.backend import TinyDBStorage
 from tests.fakes.botapi import TOKEN, FakeBotApi
 
 _ids = itertools.count(1)
@@ -66,8 +67,8 @@ def api(request: pytest.FixtureRequest) -> Iterator[FakeBotApi]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "db.json")
+async def store(tmp_path: Path) -> AsyncIterator[TinyDBStorage]:
+    st = await TinyDBStorage.open(tmp_path / "db.json")
     yield st
     await st.close()
 
@@ -126,7 +127,7 @@ def add_groups(api: FakeBotApi, ids: list[int]) -> None:
 
 # ---------------------------------------------------------------------------- pacing
 async def test_600_messages_to_60_chats_in_order_fair_and_without_429(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     chats = [(i + 1 if i % 2 else -(i + 1)) for i in range(60)]
     add_groups(api, chats)
@@ -152,7 +153,7 @@ async def test_600_messages_to_60_chats_in_order_fair_and_without_429(
 
 @pytest.mark.parametrize("api", [1.0], indirect=True)
 async def test_429_is_honoured_exactly_and_pauses_only_that_chat(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.fail_next("sendMessage", 429, "Too Many Requests: retry after 2", chat_id=11,
                   retry_after=2)
@@ -171,7 +172,7 @@ async def test_429_is_honoured_exactly_and_pauses_only_that_chat(
 
 
 async def test_real_429s_from_a_stricter_server_lose_nothing(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     # we believe private chats allow bursts of 6; the server allows 3: it answers 429s
     optimistic = DeliverySettings(time_scale=SCALE, private_burst=6)
@@ -186,7 +187,7 @@ async def test_real_429s_from_a_stricter_server_lose_nothing(
 
 # ---------------------------------------------------------------------------- chats
 async def test_blocked_chat_is_paused_others_unaffected_and_resumes(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.add_chat(-13, type="group")
     api.block(12, "blocked")
@@ -219,7 +220,7 @@ async def test_blocked_chat_is_paused_others_unaffected_and_resumes(
         assert texts(api, 12) == ["welcome back"]
 
 
-async def test_a_blip_does_not_pause(api: FakeBotApi, bots: BotFactory, store: Store) -> None:
+async def test_a_blip_does_not_pause(api: FakeBotApi, bots: BotFactory, store: Storage) -> None:
     api.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=31)
     await store.enqueue([delivery(31, f"m{k}") for k in range(2)])
     sender = Sender(await bots(FAST), store, FAST)
@@ -230,7 +231,7 @@ async def test_a_blip_does_not_pause(api: FakeBotApi, bots: BotFactory, store: S
     assert chat is not None and not chat.paused and chat.failures == 0
 
 
-async def test_kicked_pauses_at_once(api: FakeBotApi, bots: BotFactory, store: Store) -> None:
+async def test_kicked_pauses_at_once(api: FakeBotApi, bots: BotFactory, store: Storage) -> None:
     api.add_chat(-33, type="supergroup")
     sender = Sender(await bots(FAST), store, FAST)
     async with Running(sender):
@@ -244,7 +245,7 @@ async def test_kicked_pauses_at_once(api: FakeBotApi, bots: BotFactory, store: S
 
 
 async def test_group_upgraded_to_supergroup_loses_nothing(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.add_chat(-20, type="group")
     await store.save_chat(Chat(id=-20, type="group", title="Club", lang="de"))
@@ -264,7 +265,7 @@ async def test_group_upgraded_to_supergroup_loses_nothing(
 
 
 async def test_migration_announced_before_sending(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.add_chat(-30, type="group")
     await store.enqueue([delivery(-30, f"m{k}") for k in range(2)])
@@ -280,7 +281,7 @@ async def test_migration_announced_before_sending(
 
 # ---------------------------------------------------------------------------- content
 async def test_parse_error_falls_back_to_plain_text(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     message = RenderedMessage((
         ApiCall("sendMessage", {"text": "<p>Hello &rsquo;world&rsquo;</p>", "parse_mode": "HTML"}),
@@ -297,7 +298,7 @@ async def test_parse_error_falls_back_to_plain_text(
 
 
 async def test_rejected_photo_falls_back_to_text(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.reject_photo_urls("bad.example")
     msg = html_message("<b>Title</b> body", photo="https://bad.example/x.png")
@@ -312,7 +313,7 @@ async def test_rejected_photo_falls_back_to_text(
 
 
 async def test_every_form_rejected_still_sends_a_cut_text(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     huge = "Big post https://blog.example/big\n" + "word " * 2000
     message = RenderedMessage((ApiCall("sendMessage", {"text": huge}),))
@@ -327,7 +328,7 @@ async def test_every_form_rejected_still_sends_a_cut_text(
 
 
 async def test_deleted_forum_topic_posts_to_the_main_thread(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.add_chat(-44, type="supergroup", is_forum=True)
     api.delete_topic(-44, 7)
@@ -342,7 +343,7 @@ async def test_deleted_forum_topic_posts_to_the_main_thread(
 
 # ---------------------------------------------------------------------------- network
 async def test_server_errors_are_retried_while_other_chats_go_on(
-    api: FakeBotApi, bots: BotFactory, store: Store
+    api: FakeBotApi, bots: BotFactory, store: Storage
 ) -> None:
     api.fail_next("sendMessage", 502, "Bad Gateway", times=3, chat_id=50)
     await store.enqueue([delivery(c, f"m{k}") for c in (50, 51) for k in range(2)])
@@ -355,7 +356,7 @@ async def test_server_errors_are_retried_while_other_chats_go_on(
     assert api.count_429 == 0
 
 
-async def test_timeout_is_retried(api: FakeBotApi, store: Store) -> None:
+async def test_timeout_is_retried(api: FakeBotApi, store: Storage) -> None:
     api.fail_next("sendMessage", None, delay=1.0, chat_id=52)  # answers after our timeout
     request = telegram.request.HTTPXRequest(read_timeout=0.3)
     async with gateway_bot(api, FAST, request=request) as bot:
@@ -396,7 +397,7 @@ async def test_cancelled_at_random_points_loses_nothing(
     chats = [101 + i for i in range(8)] + [-201, -202]
     add_groups(api, chats)
     expected = {c: [f"{c}:{k}" for k in range(20)] for c in chats}
-    store = await Store.open(path)
+    store = await TinyDBStorage.open(path)
     await store.enqueue([delivery(c, expected[c][k]) for k in range(20) for c in chats])
     settings = DeliverySettings(time_scale=20.0)
     interruptions = 0
@@ -409,7 +410,7 @@ async def test_cancelled_at_random_points_loses_nothing(
             await task
         interruptions += 1
         await store.close()  # as after a crash: only what reached the disk counts
-        store = await Store.open(path)
+        store = await TinyDBStorage.open(path)
     assert len(api.delivered()) < 200  # the interruptions did cut the work short
     sender = Sender(await bots(settings), store, settings)
     async with Running(sender):
@@ -422,7 +423,7 @@ async def test_cancelled_at_random_points_loses_nothing(
 
 # ---------------------------------------------------------------------------- throughput
 async def test_with_a_round_trip_several_chats_are_served_at_once_each_in_order(
-    make_fake_api: Callable[..., FakeBotApi], store: Store
+    make_fake_api: Callable[..., FakeBotApi], store: Storage
 ) -> None:
     api = make_fake_api(enforce_limits=True, latency=0.15)
     chats = list(range(301, 321))
@@ -439,7 +440,7 @@ async def test_with_a_round_trip_several_chats_are_served_at_once_each_in_order(
 
 
 async def test_refused_forms_do_not_use_up_a_groups_minute(
-    bots: BotFactory, api: FakeBotApi, store: Store
+    bots: BotFactory, api: FakeBotApi, store: Storage
 ) -> None:
     """Each post's photo is refused and its text form sent: the group still gets 19 posts in
     its first minute (one slot is left to replies), not half as many."""
@@ -459,7 +460,7 @@ async def test_refused_forms_do_not_use_up_a_groups_minute(
 
 
 async def test_two_chats_flooded_do_not_stall_the_others(
-    bots: BotFactory, api: FakeBotApi, store: Store
+    bots: BotFactory, api: FakeBotApi, store: Storage
 ) -> None:
     """Issue 13: a second chat's 429 during the first one's pause is still about that chat."""
     for chat in (11, 12):

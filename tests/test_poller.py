@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from bot.models import Chat, Delivery, Feed, FetchResult
 from bot.pipeline.poller import DAY, Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
-from bot.storage import Database, Store
+from bot.storage.tinydb.backend import TinyDBStorage
 from tests.fakes.feeds import hugo_feed, hugo_item, item, rss
 from tests.fakes.feedserver import FeedServer
 from tests.fakes.telegram_rules import api_call_error
@@ -38,7 +38,7 @@ class FakeClock:
 
 @dataclass
 class Rig:
-    store: Store
+    store: TinyDBStorage
     poller: Poller
     service: SubscriptionService
     server: FeedServer
@@ -81,7 +81,7 @@ async def rig(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Rig]:
     settings: Settings = replace(
         load(environ={}), poll_interval=INTERVAL, allow_private=True, fetch_timeout=2.0
     )
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     fetcher = Fetcher(fetch_settings(settings))
     poller = Poller(store, fetcher, settings)
     clock = FakeClock()
@@ -376,14 +376,11 @@ async def test_next_check_counts_from_the_start_of_the_check(
 
 
 # ------------------------------------------- only changed items parsed (bot.feeds.parse_delta)
-def _forget_seen(url: str) -> Callable[[Database], None]:
-    def change(db: Database) -> None:
-        feed = db.get_feed(url)
-        assert feed is not None
-        feed.seen = []
-        db.save_feed(feed)
-
-    return change
+async def _forget_seen(store: TinyDBStorage, url: str) -> None:
+    feed = await store.get_feed(url)
+    assert feed is not None
+    feed.seen = []
+    await store.save_feed(feed)
 
 
 def _serve(server: FeedServer, newest: int) -> None:
@@ -406,7 +403,7 @@ async def test_poller_parses_only_the_new_item_and_never_queues_a_stub(rig: Rig)
     (text,) = await rig.drain()
     assert "ML Math Derivations (21)" in text
 
-    await rig.store.transaction(_forget_seen(url))  # the seen-set lost the known items
+    await _forget_seen(rig.store, url)  # the seen-set lost the known items
     _serve(rig.server, 22)
     await rig.poller.check(url)
     stats = rig.poller.stats.take()

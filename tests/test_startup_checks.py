@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import Feed, Subscription
-from bot.storage import Database
+from bot.storage.tinydb.database import Database
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.tmpfs import mounted_tmpfs
 from tests.test_cli import REPO, feedbot

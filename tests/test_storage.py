@@ -2,15 +2,22 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
-from bot.storage import Database, Store, atomic_write
+from bot.storage.base import FeedCommit, FeedState, StorageConflict
+from bot.storage.tinydb.backend import TinyDBStorage
+from bot.storage.tinydb.database import Database
+from bot.storage.tinydb.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +49,7 @@ def log_lines(folder: Path) -> list[bytes]:
 
 
 async def test_round_trip_and_one_small_write_per_change_set(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     await store.save_feed(Feed(url="https://f.test/other", seen=[f"k{i}" for i in range(500)]))
     before = store.bytes_written
 
@@ -52,7 +59,7 @@ async def test_round_trip_and_one_small_write_per_change_set(tmp_path: Path) -> 
         db.save_subscription(Subscription(chat_id=5, feed_url="https://f.test/"))
         db.enqueue([delivery(1, 5), delivery(2, 5)])
 
-    await store.transaction(change)
+    await store._durable(change)  # one change set, as a check commits
     lines = log_lines(tmp_path)
     assert len(lines) == 2  # one line per change set
     assert store.bytes_written - before == len(lines[-1]) + 1  # that line, nothing else
@@ -60,7 +67,7 @@ async def test_round_trip_and_one_small_write_per_change_set(tmp_path: Path) -> 
     await store.close()
     assert log_lines(tmp_path) == []  # a clean close folds the log into the snapshot
 
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     feed = await store.get_feed("https://f.test/")
     assert feed is not None and feed.seen == ["a", "b"]
     assert [d.entry_key for d in await store.pending()] == ["k1", "k2"]
@@ -70,14 +77,14 @@ async def test_round_trip_and_one_small_write_per_change_set(tmp_path: Path) -> 
 
 async def test_changes_survive_a_crash_through_the_log(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
-    store = await Store.open(path)
+    store = await TinyDBStorage.open(path)
     await store.enqueue([delivery(i) for i in range(3)])
     await store.complete("d0")
     await store.save_feed(Feed(url="u", title="T", seen=["a"]))
     # crash: no close, so the snapshot still holds the empty database
     store._executor.shutdown(wait=True)
     assert json.loads(path.read_bytes())["outbox"] == {}
-    reopened = await Store.open(path)
+    reopened = await TinyDBStorage.open(path)
     assert [d.id for d in await reopened.pending()] == ["d1", "d2"]
     feed = await reopened.get_feed("u")
     assert feed is not None and feed.title == "T"
@@ -119,7 +126,7 @@ def test_the_log_is_folded_in_once_it_outgrows_the_snapshot(tmp_path: Path) -> N
 
 
 async def test_unsubscribing_last_chat_removes_feed(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     await store.save_feed(Feed(url="u"))
     await store.save_subscription(Subscription(chat_id=1, feed_url="u"))
     await store.save_subscription(Subscription(chat_id=2, feed_url="u"))
@@ -132,7 +139,7 @@ async def test_unsubscribing_last_chat_removes_feed(tmp_path: Path) -> None:
 
 
 async def test_migrate_chat_rewrites_everything(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     await store.save_chat(Chat(id=-5, type="group", title="G"))
     await store.save_subscription(Subscription(chat_id=-5, feed_url="u"))
     await store.enqueue([delivery(1, -5)])
@@ -146,7 +153,7 @@ async def test_migrate_chat_rewrites_everything(tmp_path: Path) -> None:
 
 
 async def test_move_feed_keeps_seen_and_merges_duplicates(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
 
     def setup(db: Database) -> None:
         db.save_feed(Feed(url="old", seen=["a", "b"]))
@@ -155,8 +162,8 @@ async def test_move_feed_keeps_seen_and_merges_duplicates(tmp_path: Path) -> Non
         db.save_subscription(Subscription(chat_id=1, feed_url="new"))
         db.save_subscription(Subscription(chat_id=2, feed_url="old"))
 
-    await store.transaction(setup)
-    await store.transaction(lambda db: db.move_feed("old", "new"))
+    await store._durable(setup)
+    await store._durable(lambda db: db.move_feed("old", "new"))
     assert await store.get_feed("old") is None
     moved = await store.get_feed("new")
     assert moved is not None and set(moved.seen) == {"a", "b", "c"}
@@ -177,7 +184,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from bot.models import Feed, Delivery, RenderedMessage, ApiCall
-    from bot.storage import Database
+    from bot.storage.tinydb.database import Database
     db = Database(sys.argv[1])
     start = int(db.get_feed("counter").title) + 1 if db.get_feed("counter") else 0
     for left in db.pending():  # like the sender after a restart: finish what was in flight
@@ -222,8 +229,8 @@ def test_sigkill_at_any_moment_never_leaves_an_unreadable_database(tmp_path: Pat
 
 def test_store_runs_off_the_event_loop(tmp_path: Path) -> None:
     async def main() -> str:
-        store = await Store.open(tmp_path / "db.json")
-        name = await store.read(lambda db: __import__("threading").current_thread().name)
+        store = await TinyDBStorage.open(tmp_path / "db.json")
+        name = await store._shared(lambda db: __import__("threading").current_thread().name)
         await store.close()
         return name
 
@@ -315,3 +322,89 @@ def test_random_changes_then_a_crash_reopen_as_last_committed(tmp_path: Path) ->
 
 def state(db: Database) -> str:
     return json.dumps({name: table.docs for name, table in db._tables.items()}, sort_keys=True)
+
+
+BEFORE_PROTOCOL = REPO / "tests" / "db_files" / "before_storage_protocol"
+
+
+def _holds(loaded: dict[str, object], written: dict[str, object]) -> bool:
+    """Every field as written (fields added since have their defaults beside them)."""
+    return {k: loaded.get(k) for k in written} == written
+
+
+async def test_a_database_written_before_the_storage_protocol_loads(tmp_path: Path) -> None:
+    """tests/db_files/before_storage_protocol was written by the code at 04f5a03, before
+    bot/storage/ (make_before_storage_protocol.py.txt: a snapshot, then log lines not folded in,
+    then a crash); expected.json is what that code read back. The new backend reads the same."""
+    for file in BEFORE_PROTOCOL.glob("feedbot.json*"):
+        shutil.copy(file, tmp_path / file.name)
+    expected = json.loads((BEFORE_PROTOCOL / "expected.json").read_text())
+    store = await TinyDBStorage.open(tmp_path / "feedbot.json")
+    for written in expected["feeds"]:
+        feed = await store.get_feed(written["url"])
+        assert feed is not None and _holds(feed.to_dict(), written), written["url"]
+    for written in expected["chats"]:
+        chat = await store.get_chat(written["id"])
+        assert chat is not None and _holds(chat.to_dict(), written), written["id"]
+    chats = sorted({s["chat_id"] for s in expected["subscriptions"]} | {-1002, 303})
+    subs = [s for c in chats for s in await store.subscriptions_for_chat(c)]
+    assert len(subs) == len(expected["subscriptions"]) == 4
+    by_key = {(s.chat_id, s.feed_url): s.to_dict() for s in subs}
+    for written in expected["subscriptions"]:
+        loaded = by_key[written["chat_id"], written["feed_url"]]
+        options = written.pop("options")
+        assert _holds(loaded, written) and _holds(loaded["options"], options), written
+    pending = await store.pending()
+    assert [d.to_dict() for d in pending] == expected["pending"]
+    assert [(d.id, d.attempts, d.reply_to_previous) for d in pending] == [
+        ("d2", 0, False), ("d3", 0, True), ("d1", 2, False)]
+    assert list(tmp_path.glob("*.damaged-*")) == []
+    await store.close()
+    reopened = await TinyDBStorage.open(tmp_path / "feedbot.json")  # folded: one file again
+    assert [d.id for d in await reopened.pending()] == ["d2", "d3", "d1"]
+    assert list(tmp_path.glob("feedbot.json.log.*")) == []
+    await reopened.close()
+
+
+# ------------------------------- shared trips (what bot/pipeline/store_batch.py used to do)
+async def test_concurrent_reads_and_lazy_writes_share_trips_in_order(tmp_path: Path) -> None:
+    store = await TinyDBStorage.open(tmp_path / "db.json")
+    urls = [f"https://f.test/{i}" for i in range(50)]
+    await asyncio.gather(*(store.save_feed(Feed(url=u, title=f"t{i}")) for i, u in enumerate(urls)))
+    trips: list[object] = []
+    run = store._run
+
+    async def counting(fn: Any, *args: Any) -> Any:
+        trips.append(fn)
+        return await run(fn, *args)
+
+    store._run = counting  # type: ignore[method-assign]
+    states = await asyncio.gather(*(store.load_feed(u) for u in urls))
+    await asyncio.gather(*(store.postpone_check(u, float(i)) for i, u in enumerate(urls)))
+    assert [s.feed.title if s else "" for s in states] == [f"t{i}" for i in range(50)]
+    assert len(trips) <= 4  # not one trip per call
+    store._run = run  # type: ignore[method-assign]
+    assert [(f.url, f.next_check) for f in await store.due_feeds(1e9)] == []  # no subscribers
+    assert [(await store.get_feed(u) or Feed(u)).next_check for u in urls] == [
+        float(i) for i in range(50)]
+    await store.close()
+
+
+async def test_an_error_in_a_shared_trip_stays_with_its_own_call(tmp_path: Path) -> None:
+    store = await TinyDBStorage.open(tmp_path / "db.json")
+    await store.save_feed(Feed(url="u", title="T"))
+    stale = await store.load_feed("u")
+    assert stale is not None
+    await store.save_feed(Feed(url="u", title="changed"))
+    ok, failed, also_ok = await asyncio.gather(
+        store.load_feed("u"),
+        store.record_not_modified(FeedCommit(stale.feed, stale.stamp)),
+        store.postpone_check("u", 5.0),
+        return_exceptions=True,
+    )
+    assert isinstance(ok, FeedState) and ok.feed.title == "changed"
+    assert isinstance(failed, StorageConflict) and also_ok is None
+    assert (await store.get_feed("u") or Feed("x")).next_check == 5.0
+    await store.close()
+    with pytest.raises(RuntimeError):  # a closed store fails every call of the trip
+        await store.load_feed("u")

@@ -23,7 +23,8 @@ import pytest
 
 from bot.errors import StorageWriteError
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
-from bot.storage import Database, Store
+from bot.storage.tinydb.backend import TinyDBStorage
+from bot.storage.tinydb.database import Database
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
@@ -66,12 +67,12 @@ def full_after(budget: int) -> Callable[[int, memoryview], int]:
 
 # ------------------------------------------------------------- byte-exact injector
 async def test_a_failed_append_at_any_byte_is_cut_back_and_undone(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json", lazy_flush_s=3600)
+    store = await TinyDBStorage.open(tmp_path / "db.json", lazy_flush_s=3600)
     db = store._db
     await store.save_feed(Feed(url="u", title="kept", seen=["a"]))
     await store.save_subscription(Subscription(chat_id=1, feed_url="u"))
     # a lazy change waits for the next line; it must survive the failures below
-    await store.transaction(lambda d: d.save_feed(Feed(url="lazy", title="L")), durable=False)
+    await store._shared(lambda d: d.save_feed(Feed(url="lazy", title="L")))  # a lazy change set
     log_file = db.log.path(db.log.generation)
     good_bytes, committed = log_file.read_bytes(), state(db)
 
@@ -89,7 +90,7 @@ async def test_a_failed_append_at_any_byte_is_cut_back_and_undone(tmp_path: Path
     for budget in range(100_000):
         db.log.write = full_after(budget)
         try:
-            await store.transaction(change)
+            await store._durable(change)
         except StorageWriteError as exc:
             assert exc.kind == "disk_full"
             assert "cannot write" in str(exc) and str(log_file) in str(exc)
@@ -113,7 +114,7 @@ async def test_a_failed_append_at_any_byte_is_cut_back_and_undone(tmp_path: Path
 
 
 async def test_a_completion_that_cannot_be_written_is_kept_for_a_retry(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.json")
+    store = await TinyDBStorage.open(tmp_path / "db.json")
     await store.enqueue([delivery(1)])
     store._db.log.write = full_after(5)
     with pytest.raises(StorageWriteError):
@@ -262,7 +263,7 @@ WRITER = textwrap.dedent(
     """
     import random, sys, time
     from bot.models import Feed, Subscription
-    from bot.storage import Database
+    from bot.storage.tinydb.database import Database
     db = Database(sys.argv[1], log_floor=60_000)
     rng = random.Random(int(sys.argv[2]))
     print("ready", flush=True)

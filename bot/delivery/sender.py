@@ -1,7 +1,7 @@
 """The sender: drains the persistent outbox into Telegram, at Telegram's limits, losing nothing.
 
 Design
-- The outbox in the Store is the truth. The sender mirrors it into one in-memory lane per chat
+- The outbox in the storage is the truth. The sender mirrors it into one in-memory lane per chat
   (rebuilt from `store.pending()` whenever `wake()` is called) and serves lanes fairly
   (`FairScheduler`), each lane in `seq` order.
 - Telegram's limits belong to the gateway (`bot.delivery.gateway.TelegramGateway`, PTB's rate
@@ -33,7 +33,7 @@ from bot.delivery.gateway import POST_CALL, GatewayLimits, TelegramGateway
 from bot.delivery.outcome import Outcome, Verdict, api_kwargs, call_for_stage, classify
 from bot.delivery.pacing import FairScheduler, Lane, backoff_delay
 from bot.models import Chat, Delivery
-from bot.storage import Store
+from bot.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _GatewayView:
 
 class Sender:
     def __init__(
-        self, bot: telegram.Bot, store: Store, settings: DeliverySettings | None = None
+        self, bot: telegram.Bot, store: Storage, settings: DeliverySettings | None = None
     ) -> None:
         _silence_endpoint_warning()  # pytest resets warning filters per test
         gateway = getattr(bot, "rate_limiter", None)
@@ -458,7 +458,7 @@ class Sender:
             self.wake()
 
 
-async def migrate_once(store: Store, sender: Sender, old_id: int, new_id: int) -> bool:
+async def migrate_once(store: Storage, sender: Sender, old_id: int, new_id: int) -> bool:
     """Move a chat to its new id once, whoever notices first (update handler or a send)."""
     if sender._migrated.get(old_id) == new_id or old_id == new_id:
         return False

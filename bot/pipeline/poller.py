@@ -2,25 +2,25 @@
 
 One check: fetch -> parse -> diff -> render -> commit. The commit stores the feed's new seen-set
 and every resulting delivery in a single durable write, so a crash can neither lose a post (seen
-but never queued) nor queue it twice.
+but never queued) nor queue it twice. What a check commits is decided by pure functions
+(bot.pipeline.outbox, bot.pipeline.health) on the state read before it (`Storage.load_feed`);
+when that state changed meanwhile the storage refuses the commit and the check decides again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import random
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 from bot.config import Settings
-from bot.errors import FeedbotError, FetchError, Reason, StorageWriteError
+from bot.errors import FeedbotError, FetchError, StorageWriteError
 from bot.feeds.diff import entry_prints, new_entries, oldest_first, remember, seen_cap
 from bot.feeds.fetcher import Fetcher
-from bot.feeds.filters import matches
 from bot.feeds.parse_delta import (
     ChangedItems,
     ItemMemory,
@@ -30,11 +30,9 @@ from bot.feeds.parse_delta import (
     stub_is_new,
 )
 from bot.feeds.parse_pool import ParsePool, parse_feed
-from bot.i18n import DEFAULT_LANG, format_time, t
+from bot.i18n import DEFAULT_LANG
 from bot.models import (
-    ApiCall,
     Chat,
-    Delivery,
     Entry,
     Feed,
     FetchResult,
@@ -42,19 +40,27 @@ from bot.models import (
     RenderedMessage,
     Subscription,
 )
+from bot.pipeline.health import (
+    FAILURES_BEFORE_NOTICE,
+    NOTIFY_FAILING_AFTER,
+    PAUSE_FAILING_AFTER,
+    HealthPolicy,
+    mark_healthy,
+)
+from bot.pipeline.outbox import (
+    merge_chat_seen,
+    notice_delivery,
+    notify_subscribers,
+    post_deliveries,
+)
 from bot.pipeline.schedule import DAY, effective_interval, owed_on_resume
-from bot.pipeline.store_batch import Coalescer
 from bot.render import RenderOptions, render_entry
 from bot.render.message import MEDIA_URL_LIMIT
-from bot.service import CHAT_SEEN_CAP
-from bot.storage import Database, Store
+from bot.storage.base import FeedCommit, FeedState, Storage, retry_on_conflict
 
 log = logging.getLogger(__name__)
 
-NOTIFY_FAILING_AFTER = DAY
-PAUSE_FAILING_AFTER = 7 * DAY
-#: consecutive failures needed (besides time) before subscribers hear a feed is failing
-FAILURES_BEFORE_NOTICE = 3
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,7 +86,7 @@ class CycleStats:
 
 @dataclass
 class CheckPlan:
-    """What one successful check changes, applied inside one storage transaction."""
+    """What one successful check found: the posts that are new, rendered per subscriber."""
 
     url: str
     result: FetchResult
@@ -98,51 +104,10 @@ def subscription_render_options(
     return RenderOptions.for_subscription(sub.options, lang, media_url_limit)
 
 
-@dataclass(frozen=True)
-class Moment:
-    """A notice value shown as a date in the receiving chat's language."""
-
-    stamp: float
-
-
-def localized(value: object, lang: str) -> str:
-    """A notice value as Telegram HTML in `lang`: reasons and moments translated, the rest
-    escaped."""
-    if isinstance(value, Reason):
-        return value.text(lang)
-    if isinstance(value, Moment):
-        return html.escape(format_time(value.stamp, lang, "long"))
-    return html.escape(str(value))
-
-
-def chat_languages(db: Database, subs: list[Subscription]) -> dict[int, str]:
-    langs = {}
-    for sub in subs:
-        chat = db.get_chat(sub.chat_id)
-        langs[sub.chat_id] = chat.lang if chat else DEFAULT_LANG
-    return langs
-
-
-def notice(text_html: str) -> RenderedMessage:
-    """A message from the bot itself (not a post): HTML text, no preview."""
-    return RenderedMessage(
-        attempts=(
-            ApiCall(
-                "sendMessage",
-                {
-                    "text": text_html,
-                    "parse_mode": "HTML",
-                    "link_preview_options": {"is_disabled": True},
-                },
-            ),
-        )
-    )
-
-
 class Poller:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         fetcher: Fetcher,
         settings: Settings,
         *,
@@ -163,9 +128,6 @@ class Poller:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
-        # Concurrent checks share store trips for their first read and their 304 updates.
-        self._reads = Coalescer(store.read)
-        self._lazy_writes = Coalescer(lambda fn: store.transaction(fn, durable=False))
         # Feed-health thresholds and the clock are attributes so tests can shrink a day to seconds.
         self.clock: Callable[[], float] = time.time
         self.notify_after = NOTIFY_FAILING_AFTER
@@ -207,8 +169,6 @@ class Poller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._reads.close()
-        await self._lazy_writes.close()
 
     async def _guarded(self, url: str, wait: float = 0.0) -> None:
         try:
@@ -231,11 +191,10 @@ class Poller:
 
     # ------------------------------------------------------------------ check
     async def check(self, url: str) -> None:
-        feed, subs = await self._reads.run(
-            lambda db: (db.get_feed(url), db.subscriptions_for_feed(url))
-        )
-        if feed is None:
+        state = await self.store.load_feed(url)
+        if state is None:
             return
+        feed = state.feed
         self.stats.checked += 1
         # the next check counts from this one's start: a slow fetch must not stretch the period
         started = self.clock()
@@ -243,18 +202,17 @@ class Poller:
             result = await self.fetcher.fetch(url, etag=feed.etag, last_modified=feed.last_modified)
             if result.not_modified:
                 self.stats.not_modified += 1
-                await self._record_not_modified(feed, subs, result, started)
+                await self._record_not_modified(state, result, started)
                 return
             parsed, records = await self._parse(feed, result)
         except FeedbotError as exc:
             self.stats.failed += 1
-            await self._record_failure(feed, exc, subs)
+            await self._record_failure(state, exc)
             return
-        plan = await self._plan(feed, result, parsed, started)
-        queued = await self.store.transaction(lambda db: self._commit(db, plan))
+        fresh, queued = await self._commit_check(state, result, parsed, started)
         # only now: an item is skipped next time because this commit stored what it means
         self.items.remember(result.permanent_url or feed.url, records)
-        self.stats.new_entries += len(plan.fresh)
+        self.stats.new_entries += fresh
         self.stats.queued += queued
         if queued:
             self.on_queued()
@@ -285,26 +243,75 @@ class Poller:
         jitter = random.uniform(0, min(wait * 0.1, 60.0))
         return now + min(wait + jitter, DAY)
 
+    def _health(self) -> HealthPolicy:
+        return HealthPolicy(
+            self.notify_after, self.pause_after, self.max_backoff, self.failures_before_notice
+        )
+
+    async def _decided(
+        self,
+        url: str,
+        state: FeedState,
+        decide: Callable[[FeedState], Awaitable[T]],
+        what: str,
+    ) -> T | None:
+        """`decide(state)`: decide on the state read and commit. When the storage reports that
+        the state changed meanwhile, read the feed again and decide again; None when the feed
+        is gone by then."""
+        current: FeedState | None = state
+
+        async def attempt() -> T | None:
+            nonlocal current
+            if current is None:
+                current = await self.store.load_feed(url)
+                if current is None:  # unsubscribed meanwhile
+                    return None
+            taken, current = current, None  # a retry reads afresh
+            return await decide(taken)
+
+        return await retry_on_conflict(attempt, f"{what} of {url}")
+
+    async def _commit_check(
+        self, state: FeedState, result: FetchResult, parsed: ParsedFeed, started: float
+    ) -> tuple[int, int]:
+        """Commit a successful check; returns (new posts, deliveries queued). What is new is
+        decided on the feed as it was fetched; who gets it (chat dedup, filters, pauses) on the
+        state at the commit, decided again if that changed meanwhile."""
+        plan = await self._plan(state, result, parsed, started)
+
+        async def decide(current: FeedState) -> int:
+            commit = self._check_commit(current, plan)
+            await self.store.commit_check(commit)
+            return len(commit.deliveries)
+
+        queued = await self._decided(state.feed.url, state, decide, "check")
+        return len(plan.fresh), queued or 0
+
     async def _plan(
-        self, feed: Feed, result: FetchResult, parsed: ParsedFeed, started: float
+        self, state: FeedState, result: FetchResult, parsed: ParsedFeed, started: float
     ) -> CheckPlan:
-        # read again: a chat may have subscribed, paused or left while the feed was fetched
-        current = await self._reads.run(lambda db: db.subscriptions_for_feed(feed.url))
-        subs = [s for s in current if not s.paused]
+        feed = state.feed
+        subs = [s for s in state.subscriptions if not s.paused]
         fresh = new_entries(parsed.entries, feed.seen)
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
         )
         plan.next_check = self._next_check(started, subs, parsed.ttl_minutes, result.max_age)
         if fresh and subs:
-            plan.messages = await self._render_all(feed, parsed, fresh, subs)
+            plan.messages = await self._render_all(feed, parsed, fresh, subs, state.chats)
         return plan
 
     async def _render_all(
-        self, feed: Feed, parsed: ParsedFeed, fresh: list[Entry], subs: list[Subscription]
+        self,
+        feed: Feed,
+        parsed: ParsedFeed,
+        fresh: list[Entry],
+        subs: list[Subscription],
+        chats: dict[int, Chat],
     ) -> dict[tuple[int, str], RenderedMessage]:
         """Each post for each subscriber, in the subscriber's chat language (in a thread)."""
-        langs = await self._reads.run(lambda db: chat_languages(db, subs))
+        langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
+                 for s in subs}
         return await asyncio.to_thread(self._render_for, feed, parsed, fresh, subs, langs)
 
     def _render_for(
@@ -329,10 +336,9 @@ class Poller:
         return out
 
     # ---------------------------------------------------------------- commits
-    def _commit(self, db: Database, plan: CheckPlan) -> int:
-        feed = db.get_feed(plan.url)
-        if feed is None:  # unsubscribed meanwhile
-            return 0
+    def _check_commit(self, state: FeedState, plan: CheckPlan) -> FeedCommit:
+        """What a successful check stores (pure, on the state it read)."""
+        feed = state.feed
         now = self.clock()
         recovered = mark_healthy(feed, now)
         feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
@@ -344,206 +350,74 @@ class Poller:
         feed.next_check = plan.next_check
         if plan.fresh:
             feed.last_new_entry = now
-        queued = 0
-        for sub in plan.subscriptions:
-            chat = db.get_chat(sub.chat_id) or Chat(id=sub.chat_id)
-            if chat.paused:
+        commit = FeedCommit(feed, state.stamp, moved_to=moved_to(plan.url, plan.result))
+        active = {s.chat_id: s for s in state.subscriptions if not s.paused}
+        for planned in plan.subscriptions:
+            sub = active.get(planned.chat_id)
+            chat = state.chats.get(planned.chat_id) or Chat(id=planned.chat_id)
+            if sub is None or chat.paused:  # left, or paused, since the feed was fetched
                 continue
-            deliveries = self._deliveries_for(chat, sub, feed, plan, now)
+            deliveries = post_deliveries(
+                chat, sub, feed, plan.fresh, plan.messages, now, self.settings.backlog_limit
+            )
             if recovered:
                 deliveries.insert(
-                    0, self._notice(sub, "feed_recovered", now, chat.lang, title=feed.title)
+                    0, notice_delivery(sub, "feed_recovered", now, chat.lang, title=feed.title)
                 )
-            db.enqueue(deliveries)
-            db.save_chat(chat)
-            queued += len(deliveries)
-        db.save_feed(feed)
-        follow_move(db, plan.url, plan.result)
-        return queued
-
-    def _deliveries_for(
-        self, chat: Chat, sub: Subscription, feed: Feed, plan: CheckPlan, now: float
-    ) -> list[Delivery]:
-        seen = set(chat.seen)
-        wanted = [
-            e
-            for e in plan.fresh
-            if not any(p in seen for p in entry_prints(e))
-            and matches(e, sub.options.filters, chat.filters)
-        ]
-        for entry in plan.fresh:  # every fresh post counts as seen in the chat, sent or filtered
-            chat.seen.extend(entry_prints(entry))
-        chat.seen = list(dict.fromkeys(chat.seen))[-CHAT_SEEN_CAP:]
-        limit = max(self.settings.backlog_limit, 1)
-        skipped = max(len(wanted) - limit, 0)
-        out: list[Delivery] = []
-        if skipped:
-            text = t(
-                "backlog_skipped",
-                chat.lang,
-                count=skipped,
-                link=html.escape(feed.link or feed.url, quote=True),
-                title=html.escape(feed.title or feed.url),
-            )
-            out.append(self._delivery(sub, f"backlog:{now}", notice(text), now))
-        for entry in wanted[skipped:]:
-            message = plan.messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
-            out.append(self._delivery(sub, entry.key, message, now))
-            if message.follow_up is not None:  # next in the chat's order: nothing comes between
-                follow_up = self._delivery(sub, entry.key, message.follow_up, now)
-                out.append(replace(follow_up, reply_to_previous=True))
-        return out
-
-    def _delivery(
-        self, sub: Subscription, key: str, message: RenderedMessage, now: float
-    ) -> Delivery:
-        return Delivery(
-            id=uuid.uuid4().hex,
-            chat_id=sub.chat_id,
-            feed_url=sub.feed_url,
-            entry_key=key,
-            message=message,
-            created=now,
-            thread_id=sub.thread_id,
-            silent=sub.options.silent,
-        )
-
-    def _notice(
-        self, sub: Subscription, key: str, now: float, lang: str = "en", **values: object
-    ) -> Delivery:
-        shown = {k: localized(v, lang) for k, v in values.items()}
-        return self._delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **shown)), now)
+            commit.deliveries += deliveries
+            commit.chats.append(chat)
+        return commit
 
     async def _record_not_modified(
-        self, feed: Feed, subs: list[Subscription], result: FetchResult, started: float
+        self, state: FeedState, result: FetchResult, started: float
     ) -> None:
-        next_check = self._next_check(started, subs, None, result.max_age)
+        next_check = self._next_check(started, state.subscriptions, None, result.max_age)
 
-        def update(db: Database) -> int:
-            current = db.get_feed(feed.url)
-            if current is None:
-                return 0
-            now = self.clock()
-            queued = 0
-            if mark_healthy(current, now):
-                queued = self._tell(db, current, "feed_recovered", now, {"title": current.title})
-            current.next_check = next_check
-            db.save_feed(current)
-            follow_move(db, feed.url, result)
-            return queued
+        async def decide(current: FeedState) -> int:
+            feed, now = current.feed, self.clock()
+            commit = FeedCommit(feed, current.stamp, moved_to=moved_to(feed.url, result))
+            if mark_healthy(feed, now):
+                commit.deliveries, _ = notify_subscribers(
+                    current.subscriptions, current.chats, "feed_recovered", now,
+                    {"title": feed.title},
+                )
+            feed.next_check = next_check
+            await self.store.record_not_modified(commit)
+            return len(commit.deliveries)
 
-        # durable only when something user-visible (a notice, a move) changed
-        if feed.failure_notified or result.permanent_url:
-            queued = await self.store.transaction(update)
-        else:
-            queued = await self._lazy_writes.run(update)
-        if queued:
+        if await self._decided(state.feed.url, state, decide, "not-modified"):
             self.on_queued()
 
-    async def _record_failure(
-        self, feed: Feed, exc: FeedbotError, subs: list[Subscription]
-    ) -> None:
-        log.info("check of %s failed: %s", feed.url, exc)
+    async def _record_failure(self, state: FeedState, exc: FeedbotError) -> None:
+        log.info("check of %s failed: %s", state.feed.url, exc)
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        interval = self._interval(subs)
-        queued = await self.store.transaction(
-            lambda db: self._commit_failure(db, feed.url, exc, interval, retry_after)
-        )
-        if queued:
+        interval = self._interval(state.subscriptions)
+
+        async def decide(current: FeedState) -> int:
+            feed, now = current.feed, self.clock()
+            feed.errors += 1
+            feed.last_check = now
+            feed.last_error, feed.last_error_kind = str(exc), exc.kind
+            feed.last_reason = exc.reason.to_dict()
+            feed.failing_since = feed.failing_since or now
+            health = self._health()
+            feed.next_check = now + health.backoff(feed.errors, interval, retry_after)
+            commit = FeedCommit(feed, current.stamp)
+            told = health.failure_notice(feed, exc.kind, now)
+            if told is not None:
+                commit.deliveries, commit.subscriptions = notify_subscribers(
+                    current.subscriptions, current.chats, told.key, now, told.values,
+                    pause=told.pause,
+                )
+            await self.store.record_failure(commit)
+            return len(commit.deliveries)
+
+        if await self._decided(state.feed.url, state, decide, "failure"):
             self.on_queued()
-
-    def _commit_failure(
-        self,
-        db: Database,
-        url: str,
-        exc: FeedbotError,
-        interval: float,
-        retry_after: float | None,
-    ) -> int:
-        feed = db.get_feed(url)
-        if feed is None:
-            return 0
-        now = self.clock()
-        feed.errors += 1
-        feed.last_check = now
-        feed.last_error, feed.last_error_kind = str(exc), exc.kind
-        feed.last_reason = exc.reason.to_dict()
-        feed.failing_since = feed.failing_since or now
-        feed.next_check = now + self._backoff(feed.errors, interval, retry_after)
-        queued = self._failure_notices(db, feed, exc, now)
-        db.save_feed(feed)
-        return queued
-
-    def _backoff(self, errors: int, interval: float, retry_after: float | None) -> float:
-        """Exponential in consecutive errors, capped; a server's Retry-After (itself capped at a
-        day, the longest a feed ever waits) is a floor."""
-        backoff = min(interval * 2 ** min(errors - 1, 32), self.max_backoff)
-        return max(backoff, min(retry_after or 0.0, DAY))
-
-    def _failure_notices(self, db: Database, feed: Feed, exc: FeedbotError, now: float) -> int:
-        """Tell subscribers what they need to know about this failure; updates the feed's flags.
-
-        410 Gone retires the feed at once. Otherwise: one "failing" notice after `notify_after`
-        of consecutive failures, then the subscriptions pause after `pause_after` (counted again
-        from the last pause, so a resumed feed gets a fresh window)."""
-        if exc.kind == "gone":
-            if feed.retired:
-                return 0
-            feed.retired = True
-            title = feed.title or feed.url
-            return self._tell(db, feed, "feed_gone", now, {"title": title, "url": feed.url})
-        failing_since = feed.failing_since or now
-        window_start = max(failing_since, feed.last_paused or 0.0)
-        values: dict[str, object] = {
-            "title": feed.title or feed.url,
-            "since": Moment(failing_since),
-            "reason": feed.failure_reason(),
-        }
-        if now - window_start >= self.pause_after:
-            feed.last_paused, feed.failure_notified = now, True
-            return self._tell(db, feed, "feed_paused", now, values, pause=True)
-        if (
-            now - failing_since >= self.notify_after
-            and feed.errors >= self.failures_before_notice
-            and not feed.failure_notified
-        ):
-            feed.failure_notified = True
-            return self._tell(db, feed, "feed_failing", now, values)
-        return 0
-
-    def _tell(
-        self,
-        db: Database,
-        feed: Feed,
-        key: str,
-        now: float,
-        values: dict[str, object],
-        *,
-        pause: bool = False,
-    ) -> int:
-        """Queue notice `key` for every active subscriber of `feed`; with pause=True their
-        subscriptions are paused too. Returns how many notices were queued."""
-        queued = 0
-        for sub in db.subscriptions_for_feed(feed.url):
-            chat = db.get_chat(sub.chat_id)
-            if sub.paused or (chat is not None and chat.paused):
-                continue
-            db.enqueue([self._notice(sub, key, now, lang=chat.lang if chat else "en", **values)])
-            queued += 1
-            if pause:
-                sub.paused, sub.paused_at = True, now
-                db.save_subscription(sub)
-        return queued
 
     async def _reschedule_after_crash(self, url: str) -> None:
-        def update(db: Database) -> None:
-            feed = db.get_feed(url)
-            if feed is not None:
-                feed.next_check = self.clock() + self.settings.poll_interval
-                db.save_feed(feed)
-
         try:
-            await self.store.transaction(update, durable=False)
+            await self.store.postpone_check(url, self.clock() + self.settings.poll_interval)
         except Exception:
             log.exception("could not reschedule %s", url)
 
@@ -554,9 +428,8 @@ class Poller:
         from the pause (see bot.pipeline.schedule.owed_on_resume; filters and backlog limit apply).
         Everything else in the feed now counts as seen in the chat. None when the feed could
         not be read (resumed all the same)."""
-        sub = await self.store.read(lambda db: db.get_subscription(chat_id, feed_url))
-        feed = await self.store.get_feed(feed_url)
-        if sub is None or feed is None:
+        state = await self.store.load_feed(feed_url)
+        if state is None or _subscription(state, chat_id) is None:
             return Resumed()
         try:
             result = await self.fetcher.fetch(feed_url)
@@ -565,41 +438,49 @@ class Poller:
             )
         except FeedbotError as exc:
             log.info("resume of %s: feed not readable now: %s", feed_url, exc)
-            await self.store.transaction(lambda db: self._commit_resume(db, chat_id, feed_url))
+            await self._decided(
+                feed_url, state, lambda current: self._commit_resume(current, chat_id), "resume"
+            )
             return None
-        chat = await self.store.get_chat(chat_id) or Chat(id=chat_id)
-        since = sub.paused_at or feed.last_success
-        owed = owed_on_resume(parsed.entries, chat.seen, feed.seen, since, catch_up=catch_up)
+
+        # what is owed is decided on the state before the fetch (a check committing meanwhile
+        # must not make the missed posts look known); the chat's dedup at the commit
+        sub = _subscription(state, chat_id) or Subscription(chat_id, feed_url)
+        chat = state.chats.get(chat_id) or Chat(id=chat_id)
+        since = sub.paused_at or state.feed.last_success
+        owed = owed_on_resume(parsed.entries, chat.seen, state.feed.seen, since, catch_up=catch_up)
         plan = CheckPlan(feed_url, result, parsed, owed.send, subscriptions=[sub])
         if owed.send:
-            plan.messages = await self._render_all(feed, parsed, owed.send, [sub])
-        queued = await self.store.transaction(
-            lambda db: self._commit_resume(db, chat_id, feed_url, plan)
+            plan.messages = await self._render_all(state.feed, parsed, owed.send, [sub],
+                                                   state.chats)
+        queued = await self._decided(
+            feed_url, state, lambda current: self._commit_resume(current, chat_id, plan), "resume"
         )
         if queued:
             self.on_queued()
-        return Resumed(queued, owed.too_old)
+        return Resumed(queued or 0, owed.too_old)
 
-    def _commit_resume(
-        self, db: Database, chat_id: int, feed_url: str, plan: CheckPlan | None = None
+    async def _commit_resume(
+        self, state: FeedState, chat_id: int, plan: CheckPlan | None = None
     ) -> int:
-        sub, feed = db.get_subscription(chat_id, feed_url), db.get_feed(feed_url)
-        if sub is None or feed is None:
+        sub, feed = _subscription(state, chat_id), state.feed
+        if sub is None:
             return 0
         sub.paused, sub.paused_at = False, None
-        db.save_subscription(sub)
         feed.next_check = min(feed.next_check, self.clock())
-        db.save_feed(feed)
-        if plan is None:
-            return 0
-        chat = db.get_chat(chat_id) or Chat(id=chat_id)
-        deliveries = self._deliveries_for(chat, sub, feed, plan, self.clock()) if plan.fresh else []
-        current = [p for e in plan.parsed.entries for p in entry_prints(e)]
-        chat.seen = list(dict.fromkeys([*chat.seen, *current]))[-CHAT_SEEN_CAP:]
-        db.enqueue(deliveries)
-        db.save_chat(chat)
-        return len(deliveries)
-
+        commit = FeedCommit(feed, state.stamp, subscriptions=[sub])
+        if plan is not None:
+            chat = state.chats.get(chat_id) or Chat(id=chat_id)
+            if plan.fresh:
+                commit.deliveries = post_deliveries(
+                    chat, sub, feed, plan.fresh, plan.messages, self.clock(),
+                    self.settings.backlog_limit,
+                )
+            current = [p for e in plan.parsed.entries for p in entry_prints(e)]
+            chat.seen = merge_chat_seen(chat.seen, current)
+            commit.chats.append(chat)
+        await self.store.resume_subscription(commit)
+        return len(commit.deliveries)
 
 @dataclass(frozen=True)
 class Resumed:
@@ -619,18 +500,14 @@ async def parse_changed(
     return await asyncio.to_thread(parse_changed_items, *args)
 
 
-def mark_healthy(feed: Feed, now: float) -> bool:
-    """Clear a feed's failure state after a good check (200 or 304). True when its subscribers
-    were told it was failing, and so should now hear it is back."""
-    recovered = feed.failure_notified
-    feed.errors, feed.last_error, feed.last_error_kind, feed.last_reason = 0, "", "", {}
-    feed.failing_since, feed.failure_notified, feed.last_paused = None, False, None
-    feed.last_check = feed.last_success = now
-    return recovered
-
-
-def follow_move(db: Database, url: str, result: FetchResult) -> None:
-    """Every redirect hop was permanent: the feed (state, seen-set, subscriptions) moves."""
+def moved_to(url: str, result: FetchResult) -> str | None:
+    """Where the feed moved, when every redirect hop was permanent (its state, seen-set and
+    subscriptions follow it there)."""
     if result.permanent_url and result.permanent_url != url:
         log.info("feed moved permanently: %s -> %s", url, result.permanent_url)
-        db.move_feed(url, result.permanent_url)
+        return result.permanent_url
+    return None
+
+
+def _subscription(state: FeedState, chat_id: int) -> Subscription | None:
+    return next((s for s in state.subscriptions if s.chat_id == chat_id), None)

@@ -1,0 +1,141 @@
+"""From rendered posts to deliveries (pure): chat dedup, filters, the backlog cap, follow-ups,
+and the bot's own notices."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass, replace
+
+from bot.errors import Reason
+from bot.feeds.diff import entry_prints
+from bot.feeds.filters import matches
+from bot.i18n import format_time, t
+from bot.models import ApiCall, Chat, Delivery, Entry, Feed, RenderedMessage, Subscription
+
+#: entry prints a chat remembers (a post reaching it through two feeds is sent once)
+CHAT_SEEN_CAP = 2000
+
+
+def merge_chat_seen(seen: list[str], prints: list[str]) -> list[str]:
+    """A chat's seen-set with `prints` added (newest last), bounded by CHAT_SEEN_CAP."""
+    return list(dict.fromkeys([*seen, *prints]))[-CHAT_SEEN_CAP:]
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A notice value shown as a date in the receiving chat's language."""
+
+    stamp: float
+
+
+def localized(value: object, lang: str) -> str:
+    """A notice value as Telegram HTML in `lang`: reasons and moments translated, the rest
+    escaped."""
+    if isinstance(value, Reason):
+        return value.text(lang)
+    if isinstance(value, Moment):
+        return html.escape(format_time(value.stamp, lang, "long"))
+    return html.escape(str(value))
+
+
+def notice(text_html: str) -> RenderedMessage:
+    """A message from the bot itself (not a post): HTML text, no preview."""
+    return RenderedMessage(
+        attempts=(
+            ApiCall(
+                "sendMessage",
+                {
+                    "text": text_html,
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": True},
+                },
+            ),
+        )
+    )
+
+
+def delivery(sub: Subscription, key: str, message: RenderedMessage, now: float) -> Delivery:
+    return Delivery(
+        id=uuid.uuid4().hex,
+        chat_id=sub.chat_id,
+        feed_url=sub.feed_url,
+        entry_key=key,
+        message=message,
+        created=now,
+        thread_id=sub.thread_id,
+        silent=sub.options.silent,
+    )
+
+
+def notice_delivery(
+    sub: Subscription, key: str, now: float, lang: str = "en", **values: object
+) -> Delivery:
+    """Catalogue notice `key` for one subscriber, in its chat's language."""
+    shown = {k: localized(v, lang) for k, v in values.items()}
+    return delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **shown)), now)
+
+
+def post_deliveries(
+    chat: Chat,
+    sub: Subscription,
+    feed: Feed,
+    fresh: list[Entry],
+    messages: dict[tuple[int, str], RenderedMessage],
+    now: float,
+    backlog_limit: int,
+) -> list[Delivery]:
+    """The deliveries of `fresh` posts for one subscriber: those its chat has not seen and its
+    filters let through, at most `backlog_limit` (the newest; a notice says how many were
+    skipped), each followed by its follow-up. Every fresh post now counts as seen in `chat`
+    (its seen-set is updated in place), sent or filtered."""
+    seen = set(chat.seen)
+    wanted = [
+        e
+        for e in fresh
+        if not any(p in seen for p in entry_prints(e))
+        and matches(e, sub.options.filters, chat.filters)
+    ]
+    chat.seen = merge_chat_seen(chat.seen, [p for e in fresh for p in entry_prints(e)])
+    limit = max(backlog_limit, 1)
+    skipped = max(len(wanted) - limit, 0)
+    out: list[Delivery] = []
+    if skipped:
+        text = t(
+            "backlog_skipped",
+            chat.lang,
+            count=skipped,
+            link=html.escape(feed.link or feed.url, quote=True),
+            title=html.escape(feed.title or feed.url),
+        )
+        out.append(delivery(sub, f"backlog:{now}", notice(text), now))
+    for entry in wanted[skipped:]:
+        message = messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
+        out.append(delivery(sub, entry.key, message, now))
+        if message.follow_up is not None:  # next in the chat's order: nothing comes between
+            follow_up = delivery(sub, entry.key, message.follow_up, now)
+            out.append(replace(follow_up, reply_to_previous=True))
+    return out
+
+
+def notify_subscribers(
+    subs: list[Subscription],
+    chats: dict[int, Chat],
+    key: str,
+    now: float,
+    values: dict[str, object],
+    *,
+    pause: bool = False,
+) -> tuple[list[Delivery], list[Subscription]]:
+    """Notice `key` for every active subscriber (paused ones and paused chats hear nothing);
+    with pause=True their subscriptions are paused too. Returns the notices and the
+    subscriptions that changed."""
+    notices, paused = [], []
+    for sub in subs:
+        chat = chats.get(sub.chat_id)
+        if sub.paused or (chat is not None and chat.paused):
+            continue
+        notices.append(notice_delivery(sub, key, now, lang=chat.lang if chat else "en", **values))
+        if pause:
+            paused.append(replace(sub, paused=True, paused_at=now))
+    return notices, paused

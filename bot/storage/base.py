@@ -1,0 +1,278 @@
+"""The storage protocol: everything the rest of the bot knows about persistence.
+
+Operations are named for what the bot does; none takes a callable, so a backend can be an
+in-process engine (bot.storage.tinydb) or a database server shared by several processes.
+
+Deciding and writing are apart. A use case that decides on stored state (a check deciding what
+each chat is sent, /sub deciding whether a chat follows a feed already, /pause rescheduling a
+feed) reads that state with `load_feed` / `load_chat` / `read_chat`, which return it with a
+`Stamp`: the versions of every record the decision read. It decides with pure functions and hands
+the result, with the stamp, to one write operation. The backend applies the whole result
+atomically, or, when any record named in the stamp changed since the read, applies nothing and
+raises `StorageConflict`; the use case then reads again and decides again (`retry_on_conflict`).
+With SQL this is one transaction per write that checks the version columns of the stamped rows
+(`SELECT ... FOR UPDATE`, compare, write, bump), so it holds across processes; in one process
+with one storage thread it is a comparison of in-memory counters.
+
+Durability is each operation's own business: a check's commit, a delivery's completion and every
+command's change are on disk when the call returns; a 304's next-check time or a delivery's
+attempt count may ride along with the next durable write (losing them is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, TypeVar
+
+from bot.models import Chat, Delivery, Feed, Subscription
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: how often a use case reads and decides again after a conflict before giving up
+CONFLICT_RETRIES = 8
+
+
+class StorageConflict(Exception):
+    """A record the decision was based on changed before the write: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The versions of the records a decision read (opaque to callers: only the backend that
+    issued it reads it). Stamps of several reads combine with `|`."""
+
+    versions: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __or__(self, other: Stamp) -> Stamp:
+        return Stamp(MappingProxyType({**self.versions, **other.versions}))
+
+
+@dataclass
+class FeedState:
+    """A feed with its subscriptions and their chats, as a check or a notice decides on them."""
+
+    feed: Feed
+    #: by chat id
+    subscriptions: list[Subscription]
+    #: the subscribers' chats that exist (a missing one is a fresh `Chat(id)`)
+    chats: dict[int, Chat]
+    stamp: Stamp
+
+
+@dataclass
+class SubscriptionRow:
+    subscription: Subscription
+    feed: Feed
+
+
+@dataclass
+class ChatState:
+    """A chat with its subscriptions (in /list order) and their feeds."""
+
+    chat: Chat | None
+    rows: list[SubscriptionRow]
+    stamp: Stamp
+
+
+@dataclass
+class ChatRecord:
+    chat: Chat | None
+    stamp: Stamp
+
+
+@dataclass
+class FeedCommit:
+    """What a check (or a failure, a 304, a /resume) changes, applied as one atomic write."""
+
+    #: the feed's new state
+    feed: Feed
+    expected: Stamp
+    #: chats whose state changed (their seen-sets)
+    chats: list[Chat] = field(default_factory=list)
+    #: subscriptions whose state changed (paused by a failing feed, resumed)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    #: in each chat's order; the backend numbers them (`Delivery.seq`)
+    deliveries: list[Delivery] = field(default_factory=list)
+    #: every redirect hop was permanent: the feed (state, subscriptions, outbox) moves here
+    moved_to: str | None = None
+
+
+@dataclass
+class NewSubscription:
+    """A subscription to create. Its feed and chat are created as given when the bot has none;
+    either way everything in the feed now (`prints`, oldest first) counts as seen by both: see
+    `remember_in_feed` and `remember_in_chat`. These merges are the backend's, on the stored
+    records, so that chats subscribing to one feed at once do not conflict."""
+
+    subscription: Subscription
+    feed: Feed
+    chat: Chat
+    prints: list[str] = field(default_factory=list)
+    #: how many prints the feed's and the chat's seen-sets keep (0: no bound)
+    feed_cap: int = 0
+    chat_cap: int = 0
+
+
+def remember_in_feed(seen: list[str], prints: list[str], cap: int) -> list[str]:
+    """A feed's seen-set with `prints` as its newest (those already there move up)."""
+    merged = dict.fromkeys(seen)
+    for p in prints:
+        merged.pop(p, None)
+        merged[p] = None
+    return _newest(list(merged), cap)
+
+
+def remember_in_chat(seen: list[str], prints: list[str], cap: int) -> list[str]:
+    """A chat's seen-set with `prints` added after it (those already there stay put)."""
+    return _newest(list(dict.fromkeys([*seen, *prints])), cap)
+
+
+def _newest(items: list[str], cap: int) -> list[str]:
+    return items[-cap:] if cap > 0 else items
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    chats: int
+    feeds: int
+    subscriptions: int
+    paused: int
+    outbox: int
+    failing: int
+    retired: int
+
+
+class Storage(Protocol):
+    # ------------------------------------------------------------------ feeds
+    async def due_feeds(self, now: float) -> list[Feed]:
+        """Feeds with an active subscriber, not retired, due by `now`; soonest first."""
+        ...
+
+    async def get_feed(self, url: str) -> Feed | None: ...
+
+    async def save_feed(self, feed: Feed) -> None: ...
+
+    async def load_feed(self, url: str) -> FeedState | None:
+        """The feed, its subscriptions and their chats, stamped; None when there is no feed."""
+        ...
+
+    async def commit_check(self, commit: FeedCommit) -> None:
+        """A successful check: feed state, seen-sets, deliveries (and a move), durably, in one
+        write; StorageConflict when a stamped record changed."""
+        ...
+
+    async def record_not_modified(self, commit: FeedCommit) -> None:
+        """A 304: like commit_check, but durable only when it tells or moves something."""
+        ...
+
+    async def record_failure(self, commit: FeedCommit) -> None:
+        """A failed check with its notices and pauses: like commit_check."""
+        ...
+
+    async def postpone_check(self, url: str, next_check: float) -> None:
+        """Set a feed's next check (after a crash of its check); harmless to lose."""
+        ...
+
+    async def resume_subscription(self, commit: FeedCommit) -> None:
+        """/resume: the subscription unpaused, the feed due, what the chat is owed; durable."""
+        ...
+
+    # ---------------------------------------------------------- subscriptions
+    async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
+        """In /list order: by creation time, then URL."""
+        ...
+
+    async def subscriptions_for_feed(self, url: str) -> list[Subscription]:
+        """By chat id."""
+        ...
+
+    async def save_subscription(self, sub: Subscription) -> None: ...
+
+    async def remove_subscription(self, chat_id: int, url: str) -> bool:
+        """False when there was none; a feed left without subscribers is removed with it."""
+        ...
+
+    async def remove_subscriptions(self, chat_id: int, urls: Sequence[str]) -> None:
+        """Several of one chat's subscriptions, in one write."""
+        ...
+
+    async def add_subscriptions(self, new: Sequence[NewSubscription], expected: Stamp) -> None:
+        """Create subscriptions with their feeds and chats in one write (StorageConflict)."""
+        ...
+
+    async def update_subscriptions(
+        self, subs: Sequence[Subscription], feeds: Sequence[Feed], expected: Stamp
+    ) -> None:
+        """Options, filters or pauses changed, and the feeds rescheduled (StorageConflict)."""
+        ...
+
+    # ------------------------------------------------------------------ chats
+    async def get_chat(self, chat_id: int) -> Chat | None: ...
+
+    async def read_chat(self, chat_id: int) -> ChatRecord: ...
+
+    async def load_chat(self, chat_id: int) -> ChatState:
+        """The chat, its subscriptions and their feeds, stamped."""
+        ...
+
+    async def save_chat(self, chat: Chat, expected: Stamp | None = None) -> None:
+        """Durable; with `expected`, StorageConflict when the chat changed since the read."""
+        ...
+
+    async def migrate_chat(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup: the chat, its subscriptions and its outbox move."""
+        ...
+
+    # ----------------------------------------------------------------- outbox
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue deliveries (numbered in order) durably."""
+        ...
+
+    async def pending(self) -> list[Delivery]:
+        """Every delivery not yet completed, by chat, then seq."""
+        ...
+
+    async def outbox_depth(self, chat_id: int | None = None) -> int:
+        """Deliveries waiting, in all or in one chat."""
+        ...
+
+    async def complete(self, delivery_id: str) -> None:
+        """Telegram accepted it: removed durably before the chat's next message goes out."""
+        ...
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        """A delivery's attempt count; harmless to lose."""
+        ...
+
+    async def drop_chat_deliveries(self, chat_id: int) -> int:
+        """Remove a chat's whole queue; returns how many went."""
+        ...
+
+    # ------------------------------------------------------------ the whole
+    async def stats(self) -> StorageStats: ...
+
+    async def flush_due(self) -> None:
+        """Housekeeping the bot runs now and then (write changes that may wait)."""
+        ...
+
+    async def close(self) -> None:
+        """Everything on disk; the storage is not used after."""
+        ...
+
+
+async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run a read-decide-write `attempt` again while its write meets a conflict (bounded)."""
+    for tries in range(CONFLICT_RETRIES):
+        try:
+            return await attempt()
+        except StorageConflict:
+            log.debug("%s: stored state changed meanwhile (try %d); deciding again", what,
+                      tries + 1)
+            await asyncio.sleep(random.uniform(0, 0.005 * 2**tries))  # writers drift apart
+    return await attempt()

@@ -1,0 +1,268 @@
+"""The queries: feeds, subscriptions, chats and the outbox, on top of the engine's tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bot.models import Chat, Delivery, Feed, Subscription
+from bot.storage.base import Stamp, StorageConflict
+from bot.storage.tinydb.doctable import DocTable
+from bot.storage.tinydb.engine import Engine
+from bot.storage.tinydb.index import SubscriptionIndex
+
+
+class Database(Engine):
+    """Synchronous database; call it only from the backend's worker thread.
+
+    Every record (a feed by URL, a chat by id, a subscription, the set of a chat's
+    subscriptions) has a version, bumped by each write to it: what `Stamp`s are made of. They
+    live in memory only, since one process owns the file."""
+
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        self._versions: dict[str, int] = {}
+        self._clock = 0
+        super().__init__(path, **options)
+
+    # --------------------------------------------------------------- versions
+    def _bump(self, *keys: str) -> None:
+        self._clock += 1
+        for key in keys:
+            self._versions[key] = self._clock
+
+    def stamp(self, keys: list[str]) -> Stamp:
+        return Stamp(MappingProxyType({key: self._versions.get(key, 0) for key in keys}))
+
+    def check(self, expected: Stamp) -> None:
+        """StorageConflict unless every stamped record is as it was read."""
+        for key, version in expected.versions.items():
+            if self._versions.get(key, 0) != version:
+                raise StorageConflict(key)
+
+    def _build_indexes(self) -> None:
+        self._feed_ids = {d["url"]: i for i, d in self.feeds.items()}
+        self._chat_ids = {int(d["id"]): i for i, d in self.chats.items()}
+        self._sub_ids = SubscriptionIndex()
+        for doc_id, doc in self.subs.items():
+            self._sub_ids[int(doc["chat_id"]), doc["feed_url"]] = doc_id
+        self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
+
+
+    def _upsert(
+        self,
+        table: DocTable,
+        index: dict[Any, str] | SubscriptionIndex,
+        key: Any,
+        data: dict[str, Any],
+    ) -> None:
+        doc_id = index.get(key)
+        if doc_id is None:
+            index[key] = table.insert(data)
+        else:
+            table.put(doc_id, data)
+
+    # --------------------------------------------------------------------- feeds
+    def get_feed(self, url: str) -> Feed | None:
+        doc = self.feeds.get(self._feed_ids.get(url))
+        return _feed(doc) if doc is not None else None
+
+    def all_feeds(self) -> list[Feed]:
+        return [_feed(d) for _, d in self.feeds.items()]
+
+    def save_feed(self, feed: Feed) -> None:
+        doc = feed.to_dict()
+        doc["seen"] = list(feed.seen)  # stored documents are never changed in place
+        self._bump(feed_key(feed.url))
+        self._upsert(self.feeds, self._feed_ids, feed.url, doc)
+
+    def due_feeds(self, now: float) -> list[Feed]:
+        active = {url for (_, url), doc_id in self._sub_ids.items() if self._sub_active(doc_id)}
+        due = [
+            _feed(d)
+            for _, d in self.feeds.items()
+            if d["url"] in active and not d.get("retired") and d.get("next_check", 0.0) <= now
+        ]
+        return sorted(due, key=lambda f: f.next_check)
+
+    def _sub_active(self, doc_id: str) -> bool:
+        doc = self.subs.get(doc_id)
+        if doc is None or doc.get("paused"):
+            return False
+        chat = self.chats.get(self._chat_ids.get(int(doc["chat_id"])))
+        return chat is None or not chat.get("paused")
+
+    def delete_feed(self, url: str) -> None:
+        doc_id = self._feed_ids.pop(url, None)
+        if doc_id is not None:
+            self._bump(feed_key(url))
+            self.feeds.remove(doc_id)
+
+    def move_feed(self, old_url: str, new_url: str) -> None:
+        """A feed moved permanently: its state and subscriptions follow; duplicates merge."""
+        feed = self.get_feed(old_url)
+        if feed is None or old_url == new_url:
+            return
+        target = self.get_feed(new_url)
+        if target is not None:
+            # the next successful check trims this back to the feed's cap
+            target.seen = merge_recent(feed.seen, target.seen, len(target.seen) + len(feed.seen))
+            feed = target
+        feed.url = new_url
+        self.delete_feed(old_url)
+        self.save_feed(feed)
+        for sub in self.subscriptions_for_feed(old_url):
+            self.remove_subscription(sub.chat_id, old_url)
+            if (sub.chat_id, new_url) not in self._sub_ids:
+                sub.feed_url = new_url
+                self.save_subscription(sub)
+        for doc_id, doc in self.outbox.items():
+            if doc["feed_url"] == old_url:
+                self.outbox.update(doc_id, {"feed_url": new_url})
+
+    # ------------------------------------------------------------- subscriptions
+    def save_subscription(self, sub: Subscription) -> None:
+        self._bump(sub_key(sub.chat_id, sub.feed_url), chat_subs_key(sub.chat_id))
+        self._upsert(self.subs, self._sub_ids, (sub.chat_id, sub.feed_url), sub.to_dict())
+
+    def get_subscription(self, chat_id: int, url: str) -> Subscription | None:
+        doc = self.subs.get(self._sub_ids.get((chat_id, url)))
+        return Subscription.from_dict(doc) if doc is not None else None
+
+    def remove_subscription(self, chat_id: int, url: str) -> bool:
+        doc_id = self._sub_ids.pop((chat_id, url))
+        if doc_id is None:
+            return False
+        self._bump(sub_key(chat_id, url), chat_subs_key(chat_id))
+        self.subs.remove(doc_id)
+        if not self._sub_ids.chats_of(url):
+            self.delete_feed(url)
+        return True
+
+    def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
+        subs = [self.get_subscription(chat_id, u) for u in self._sub_ids.feeds_of(chat_id)]
+        return sorted((s for s in subs if s), key=lambda s: (s.created, s.feed_url))
+
+    def subscriptions_for_feed(self, url: str) -> list[Subscription]:
+        subs = [self.get_subscription(c, url) for c in self._sub_ids.chats_of(url)]
+        return sorted((s for s in subs if s), key=lambda s: s.chat_id)
+
+    def all_subscriptions(self) -> list[Subscription]:
+        return [Subscription.from_dict(d) for _, d in self.subs.items()]
+
+    # --------------------------------------------------------------------- chats
+    def get_chat(self, chat_id: int) -> Chat | None:
+        doc = self.chats.get(self._chat_ids.get(chat_id))
+        return _chat(doc) if doc is not None else None
+
+    def save_chat(self, chat: Chat) -> None:
+        doc = chat.to_dict()
+        doc["seen"], doc["defaults"] = list(chat.seen), dict(chat.defaults)  # never shared
+        self._bump(chat_key(chat.id))
+        self._upsert(self.chats, self._chat_ids, chat.id, doc)
+
+    def all_chats(self) -> list[Chat]:
+        return [_chat(d) for _, d in self.chats.items()]
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        chat = self.get_chat(old_id) or Chat(id=old_id)
+        doc_id = self._chat_ids.pop(old_id, None)
+        if doc_id is not None:
+            self.chats.remove(doc_id)
+        self._bump(chat_key(old_id), chat_subs_key(old_id))
+        chat.id = new_id
+        chat.type = "supergroup"
+        self.save_chat(chat)
+        for sub_id, doc in self.subs.items():
+            if int(doc["chat_id"]) == old_id:
+                self._sub_ids.pop((old_id, doc["feed_url"]))
+                self._bump(sub_key(old_id, doc["feed_url"]))
+                self.subs.remove(sub_id)
+                sub = Subscription.from_dict(doc)
+                sub.chat_id = new_id
+                if (new_id, sub.feed_url) not in self._sub_ids:
+                    self.save_subscription(sub)
+        for out_id, doc in self.outbox.items():
+            if int(doc["chat_id"]) == old_id:
+                self.outbox.update(out_id, {"chat_id": new_id})
+
+    # -------------------------------------------------------------------- outbox
+    def _next_seq(self) -> int:
+        doc = self.meta.get("1")
+        seq = int(doc["seq"]) + 1 if doc is not None else 1
+        if doc is not None:
+            self.meta.update("1", {"seq": seq})
+        else:
+            self.meta.put("1", {"seq": seq})
+            self.meta.next_id = max(self.meta.next_id, 2)
+        return seq
+
+    def enqueue(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            delivery.seq = self._next_seq()
+            self._outbox_ids[delivery.id] = self.outbox.insert(delivery.to_dict())
+
+    def pending(self) -> list[Delivery]:
+        items = [Delivery.from_dict(d) for _, d in self.outbox.items()]
+        return sorted(items, key=lambda d: (d.chat_id, d.seq))
+
+    def outbox_depth(self, chat_id: int | None = None) -> int:
+        if chat_id is None:
+            return len(self._outbox_ids)
+        return sum(1 for _, d in self.outbox.items() if int(d["chat_id"]) == chat_id)
+
+    def complete(self, delivery_id: str) -> None:
+        """A delivery went out: durable at once, as one small log line."""
+        if delivery_id not in self._outbox_ids:
+            return
+        self.savepoint()
+        self.outbox.remove(self._outbox_ids.pop(delivery_id))
+        self.commit(durable=True)
+
+    def record_attempt(self, delivery: Delivery) -> None:
+        doc_id = self._outbox_ids.get(delivery.id)
+        if doc_id is not None:
+            self.outbox.update(doc_id, {"attempts": delivery.attempts})
+
+    def drop_chat_deliveries(self, chat_id: int) -> int:
+        ids = [(d["id"], i) for i, d in self.outbox.items() if int(d["chat_id"]) == chat_id]
+        for delivery_id, doc_id in ids:
+            self._outbox_ids.pop(delivery_id, None)
+            self.outbox.remove(doc_id)
+        return len(ids)
+
+
+def _feed(doc: dict[str, Any]) -> Feed:
+    feed = Feed.from_dict(doc)
+    feed.seen = list(feed.seen)  # the caller may change it in place; the stored copy must not
+    return feed
+
+
+def _chat(doc: dict[str, Any]) -> Chat:
+    chat = Chat.from_dict(doc)
+    chat.seen, chat.defaults = list(chat.seen), dict(chat.defaults)
+    return chat
+
+
+def merge_recent(first: list[str], second: list[str], cap: int) -> list[str]:
+    """Union of two recency lists (oldest first), keeping order and the newest `cap` items."""
+    merged = list(dict.fromkeys([*first, *second]))
+    return merged[-cap:] if cap > 0 else merged
+
+
+
+def feed_key(url: str) -> str:
+    return f"feed:{url}"
+
+
+def chat_key(chat_id: int) -> str:
+    return f"chat:{chat_id}"
+
+
+def sub_key(chat_id: int, url: str) -> str:
+    return f"sub:{chat_id}:{url}"
+
+
+def chat_subs_key(chat_id: int) -> str:
+    """The set of a chat's subscriptions (a new one, or one gone, changes it)."""
+    return f"subs-of:{chat_id}"

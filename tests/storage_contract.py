@@ -1,0 +1,431 @@
+"""The storage contract: what every backend of bot.storage.base.Storage must do.
+
+Written against the protocol only. Each case takes an `Opener` (opens the backend's storage at
+one place; opening again after `close()` must find everything) and closes what it opens.
+tests/test_storage_contract.py runs every case against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+
+from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
+from bot.models import SubscriptionOptions as Options
+from bot.storage.base import FeedCommit, NewSubscription, Stamp, Storage, StorageConflict
+
+Opener = Callable[[], Awaitable[Storage]]
+Case = Callable[[Opener], Awaitable[None]]
+CASES: list[Case] = []
+
+A, B, C = "https://a.test/feed", "https://b.test/feed", "https://c.test/feed"
+
+
+def case(fn: Case) -> Case:
+    CASES.append(fn)
+    return fn
+
+
+def post(n: int, chat: int = 1, url: str = A, **fields: object) -> Delivery:
+    message = RenderedMessage((ApiCall("sendMessage", {"text": f"post {n}"}),))
+    made = Delivery(id=f"d{n}", chat_id=chat, feed_url=url, entry_key=f"k{n}", message=message,
+                    created=float(n))
+    return replace(made, **fields)  # type: ignore[arg-type]
+
+
+async def subscribed(store: Storage, chat: int, url: str, **sub: object) -> None:
+    new = NewSubscription(
+        Subscription(chat_id=chat, feed_url=url, **sub),  # type: ignore[arg-type]
+        await store.get_feed(url) or Feed(url=url, title=url),
+        await store.get_chat(chat) or Chat(id=chat),
+    )
+    await store.add_subscriptions([new], Stamp())
+
+
+# --------------------------------------------------------------------- feeds
+@case
+async def feeds_round_trip_and_survive_a_reopen(open_storage: Opener) -> None:
+    store = await open_storage()
+    feed = Feed(url=A, title="A — 一", link="https://a.test/", etag='"e"', seen=["p1", "p2"],
+                next_check=5.0, errors=2, last_reason={"key": "error_timeout", "args": {}})
+    await store.save_feed(feed)
+    assert await store.get_feed(A) == feed
+    assert await store.get_feed(B) is None
+    got = await store.get_feed(A)
+    assert got is not None
+    got.seen.append("p3")  # a read is a copy
+    assert (await store.get_feed(A)) == feed
+    await store.close()
+    store = await open_storage()
+    assert await store.get_feed(A) == feed
+    await store.close()
+
+
+@case
+async def due_feeds_are_those_with_an_active_subscriber(open_storage: Opener) -> None:
+    store = await open_storage()
+    for url, next_check in ((A, 30.0), (B, 10.0), (C, 20.0)):
+        await store.save_feed(Feed(url=url, next_check=next_check))
+    await subscribed(store, 1, A)
+    await subscribed(store, 1, B)
+    await subscribed(store, 2, C, paused=True)
+    assert [f.url for f in await store.due_feeds(100.0)] == [B, A]  # soonest first
+    assert [f.url for f in await store.due_feeds(15.0)] == [B]
+    await store.save_chat(Chat(id=1, paused=True))  # a paused chat's feeds wait
+    assert await store.due_feeds(100.0) == []
+    await store.save_chat(Chat(id=1))
+    retired = await store.get_feed(B)
+    assert retired is not None
+    await store.save_feed(replace(retired, retired=True))
+    assert [f.url for f in await store.due_feeds(100.0)] == [A]
+    await store.close()
+
+
+@case
+async def postpone_check_is_kept_after_a_clean_close(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.save_feed(Feed(url=A, next_check=1.0))
+    await store.postpone_check(A, 99.0)
+    await store.postpone_check(B, 99.0)  # no such feed: nothing happens
+    assert (await store.get_feed(A) or Feed(B)).next_check == 99.0
+    await store.close()
+    store = await open_storage()
+    assert (await store.get_feed(A) or Feed(B)).next_check == 99.0
+    assert await store.get_feed(B) is None
+    await store.close()
+
+
+# ------------------------------------------------------------- subscriptions
+@case
+async def subscription_queries_by_chat_and_by_feed(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 7, B, created=1.0)
+    await subscribed(store, 7, A, created=2.0, options=Options(silent=True, filters="x"))
+    await subscribed(store, 3, A, created=3.0, thread_id=9)
+    mine = await store.subscriptions_for_chat(7)
+    assert [(s.feed_url, s.created) for s in mine] == [(B, 1.0), (A, 2.0)]  # /list order
+    assert mine[1].options == Options(silent=True, filters="x")
+    assert [(s.chat_id, s.thread_id) for s in await store.subscriptions_for_feed(A)] == [
+        (3, 9), (7, None)]  # by chat id
+    assert await store.subscriptions_for_chat(8) == []
+    await store.save_subscription(replace(mine[0], paused=True, paused_at=4.0))
+    (b,) = await store.subscriptions_for_feed(B)
+    assert b.paused and b.paused_at == 4.0
+    await store.close()
+
+
+@case
+async def a_feed_goes_with_its_last_subscription(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 1, A)
+    await subscribed(store, 2, A)
+    await subscribed(store, 1, B)
+    assert await store.remove_subscription(1, A)
+    assert await store.get_feed(A) is not None  # chat 2 still follows it
+    assert not await store.remove_subscription(1, A)
+    await store.remove_subscriptions(2, [A, C])
+    assert await store.get_feed(A) is None
+    assert [s.feed_url for s in await store.subscriptions_for_chat(1)] == [B]
+    await store.close()
+
+
+@case
+async def add_subscriptions_stores_feed_chat_and_subscription_at_once(open_storage: Opener) -> None:
+    store = await open_storage()
+    state = await store.load_chat(5)
+    assert state.chat is None and state.rows == []
+    chat = Chat(id=5, type="group", seen=["p1"], defaults={"silent": True})
+    await store.add_subscriptions([
+        NewSubscription(Subscription(chat_id=5, feed_url=A, created=1.0), Feed(A, seen=["p1"]),
+                        chat),
+        NewSubscription(Subscription(chat_id=5, feed_url=B, created=2.0), Feed(B), chat),
+    ], state.stamp)
+    state = await store.load_chat(5)
+    assert state.chat == chat
+    assert [(r.subscription.feed_url, r.feed.seen) for r in state.rows] == [(A, ["p1"]), (B, [])]
+    await store.close()
+
+
+@case
+async def a_new_subscription_marks_the_feed_seen_in_the_stored_feed_and_chat(
+    open_storage: Opener,
+) -> None:
+    store = await open_storage()
+    await store.save_feed(Feed(url=A, title="stored", etag='"1"', seen=["p1", "p2", "p3"],
+                               retired=True))
+    await store.save_chat(Chat(id=5, seen=["p2", "q"], lang="zh"))
+    state = await store.load_chat(5)
+    await store.add_subscriptions([NewSubscription(
+        Subscription(5, A), Feed(url=A, title="template"), Chat(id=5),
+        prints=["p2", "p4"], feed_cap=3, chat_cap=3,
+    )], state.stamp)
+    feed = await store.get_feed(A)
+    assert feed is not None and (feed.title, feed.etag, feed.retired) == ("stored", '"1"', False)
+    assert feed.seen == ["p3", "p2", "p4"]  # those seen again are the newest
+    chat = await store.get_chat(5)
+    assert chat is not None and chat.lang == "zh" and chat.seen == ["p2", "q", "p4"]  # stay put
+    await store.close()
+
+
+@case
+async def chats_subscribing_to_one_feed_at_once_do_not_conflict(open_storage: Opener) -> None:
+    store = await open_storage()
+    states = [await store.load_chat(c) for c in range(1, 6)]
+    for chat_id, state in enumerate(states, start=1):
+        await store.add_subscriptions([NewSubscription(
+            Subscription(chat_id, A), Feed(url=A), Chat(id=chat_id), prints=[f"p{chat_id}"]
+        )], state.stamp)
+    assert [s.chat_id for s in await store.subscriptions_for_feed(A)] == [1, 2, 3, 4, 5]
+    assert (await store.get_feed(A) or Feed(B)).seen == ["p1", "p2", "p3", "p4", "p5"]
+    await store.close()
+
+
+@case
+async def add_subscriptions_conflicts_when_the_chat_changed(open_storage: Opener) -> None:
+    store = await open_storage()
+    state = await store.load_chat(5)
+    await subscribed(store, 5, B)  # meanwhile (another /sub): the chat's set changed
+    with pytest.raises(StorageConflict):
+        await store.add_subscriptions(
+            [NewSubscription(Subscription(5, A), Feed(A), Chat(id=5))], state.stamp
+        )
+    assert await store.get_feed(A) is None  # nothing of it was written
+    assert [s.feed_url for s in await store.subscriptions_for_chat(5)] == [B]
+    state = await store.load_chat(5)
+    feed = await store.get_feed(B)
+    assert feed is not None
+    await store.save_feed(replace(feed, title="renamed"))  # a feed the decision read changed
+    with pytest.raises(StorageConflict):
+        await store.add_subscriptions(
+            [NewSubscription(Subscription(5, A), Feed(A), Chat(id=5))], state.stamp
+        )
+    await store.close()
+
+
+@case
+async def update_subscriptions_checks_the_feed_it_read(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 1, A)
+    await subscribed(store, 2, A)
+    state = await store.load_feed(A)
+    assert state is not None
+    sub = replace(state.subscriptions[0], options=Options(interval=60))
+    await store.update_subscriptions([sub], [replace(state.feed, next_check=7.0)], state.stamp)
+    (first, _) = await store.subscriptions_for_feed(A)
+    assert first.options.interval == 60
+    assert (await store.get_feed(A) or Feed(B)).next_check == 7.0
+    with pytest.raises(StorageConflict):  # the stamp was used up by that write
+        await store.update_subscriptions([replace(sub, paused=True)], [], state.stamp)
+    assert not (await store.subscriptions_for_feed(A))[0].paused
+    await store.close()
+
+
+# --------------------------------------------------------------------- chats
+@case
+async def chats_round_trip_and_conflict_on_a_stale_read(open_storage: Opener) -> None:
+    store = await open_storage()
+    chat = Chat(id=-100, type="supergroup", title="群", lang="zh", seen=["p"], filters="!ads",
+                defaults={"style": "title"}, choices={"t": {"target": -100, "page": "p"}})
+    await store.save_chat(chat)
+    assert await store.get_chat(-100) == chat
+    record = await store.read_chat(-100)
+    assert record.chat == chat
+    await store.save_chat(replace(chat, title="renamed"))  # someone else, meanwhile
+    with pytest.raises(StorageConflict):
+        await store.save_chat(replace(chat, lang="en"), record.stamp)
+    assert (await store.get_chat(-100) or Chat(0)).lang == "zh"
+    fresh = await store.read_chat(-100)
+    await store.save_chat(replace(chat, lang="en"), fresh.stamp)
+    assert (await store.get_chat(-100) or Chat(0)).lang == "en"
+    unknown = await store.read_chat(42)
+    assert unknown.chat is None
+    await store.save_chat(Chat(id=42), unknown.stamp)  # creating it counts as a change too
+    with pytest.raises(StorageConflict):
+        await store.save_chat(Chat(id=42, title="x"), unknown.stamp)
+    await store.close()
+
+
+@case
+async def a_migrated_chat_takes_its_subscriptions_and_outbox(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.save_chat(Chat(id=-5, type="group", title="G", lang="zh"))
+    await subscribed(store, -5, A)
+    await store.enqueue([post(1, -5), post(2, 9)])
+    await store.migrate_chat(-5, -1005)
+    assert await store.get_chat(-5) is None
+    moved = await store.get_chat(-1005)
+    assert moved is not None and moved.type == "supergroup" and moved.lang == "zh"
+    assert [s.chat_id for s in await store.subscriptions_for_chat(-1005)] == [-1005]
+    assert await store.subscriptions_for_chat(-5) == []
+    assert [(d.id, d.chat_id) for d in await store.pending()] == [("d1", -1005), ("d2", 9)]
+    await store.close()
+
+
+# -------------------------------------------------------------------- outbox
+@case
+async def the_outbox_keeps_each_chats_order(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.enqueue([post(1, 2), post(2, 1), post(3, 2)])
+    await store.enqueue([post(4, 1, reply_to_previous=True, thread_id=3, silent=True)])
+    pending = await store.pending()
+    assert [d.id for d in pending] == ["d2", "d4", "d1", "d3"]  # by chat, then seq
+    seqs = {d.id: d.seq for d in pending}
+    assert seqs["d1"] < seqs["d2"] < seqs["d3"] < seqs["d4"]  # numbered as queued
+    last = pending[1]
+    assert last.reply_to_previous and last.thread_id == 3 and last.silent
+    assert await store.outbox_depth() == 4
+    assert await store.outbox_depth(2) == 2
+    await store.complete("d2")
+    await store.complete("d2")  # twice is once
+    await store.record_attempt(replace(pending[2], attempts=3))
+    await store.close()
+    store = await open_storage()
+    pending = await store.pending()
+    assert [(d.id, d.attempts) for d in pending] == [("d4", 0), ("d1", 3), ("d3", 0)]
+    assert await store.drop_chat_deliveries(2) == 2
+    assert await store.drop_chat_deliveries(2) == 0
+    assert [d.id for d in await store.pending()] == ["d4"]
+    await store.enqueue([post(5, 1)])
+    assert [d.id for d in await store.pending()] == ["d4", "d5"]  # seq goes on after a reopen
+    await store.close()
+
+
+# --------------------------------------------------------------- a check
+async def _two_subscribers(store: Storage) -> None:
+    await store.save_feed(Feed(url=A, title="A", seen=["old"]))
+    await subscribed(store, 1, A, created=1.0)
+    await subscribed(store, 2, A, created=2.0)
+    await store.save_chat(Chat(id=1, seen=["x"], lang="zh"))
+
+
+@case
+async def load_feed_reads_what_a_check_decides_on(open_storage: Opener) -> None:
+    store = await open_storage()
+    assert await store.load_feed(A) is None
+    await _two_subscribers(store)
+    state = await store.load_feed(A)
+    assert state is not None and state.feed.seen == ["old"]
+    assert [s.chat_id for s in state.subscriptions] == [1, 2]
+    assert state.chats[1].lang == "zh" and state.chats[1].seen == ["x"]
+    await store.close()
+
+
+@case
+async def commit_check_writes_everything_at_once(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    state = await store.load_feed(A)
+    assert state is not None
+    feed = replace(state.feed, seen=["old", "new"], etag='"2"', next_check=50.0)
+    chats = [replace(state.chats[1], seen=["x", "new"]), Chat(id=2, seen=["new"])]
+    await store.commit_check(FeedCommit(
+        feed, state.stamp, chats=chats, deliveries=[post(1, 1), post(2, 2), post(3, 2)]
+    ))
+    await store.close()
+    store = await open_storage()
+    assert await store.get_feed(A) == feed
+    assert [(await store.get_chat(c) or Chat(0)).seen for c in (1, 2)] == [["x", "new"], ["new"]]
+    assert [d.id for d in await store.pending()] == ["d1", "d2", "d3"]
+    await store.close()
+
+
+@case
+async def commit_check_reports_a_conflict_and_writes_nothing(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    meanwhile = {
+        "a chat changed": lambda s: s.save_chat(Chat(id=2, title="renamed")),
+        "a subscription paused": lambda s: s.save_subscription(Subscription(1, A, paused=True)),
+        "the feed changed": lambda s: s.save_feed(Feed(url=A, title="A", seen=["old", "o2"])),
+        "a chat left": lambda s: s.remove_subscription(2, A),
+    }
+    for what, change in meanwhile.items():
+        state = await store.load_feed(A)
+        assert state is not None, what
+        before = (await store.get_feed(A), await store.get_chat(1), await store.pending())
+        await change(store)
+        after_change = (await store.get_feed(A), await store.get_chat(1))
+        commit = FeedCommit(replace(state.feed, seen=["new"]), state.stamp,
+                            chats=[Chat(id=1, seen=["new"])], deliveries=[post(1, 1)])
+        with pytest.raises(StorageConflict):
+            await store.commit_check(commit)
+        assert (await store.get_feed(A), await store.get_chat(1)) == after_change, what
+        assert await store.pending() == before[2] == [], what
+    await store.close()
+
+
+@case
+async def a_permanent_move_takes_state_subscriptions_and_outbox(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    await store.enqueue([post(1, 1)])
+    state = await store.load_feed(A)
+    assert state is not None
+    await store.commit_check(FeedCommit(
+        replace(state.feed, seen=["old", "n"]), state.stamp, deliveries=[post(2, 2)], moved_to=B
+    ))
+    assert await store.get_feed(A) is None
+    moved = await store.get_feed(B)
+    assert moved is not None and moved.seen == ["old", "n"]
+    assert [s.chat_id for s in await store.subscriptions_for_feed(B)] == [1, 2]
+    assert {d.feed_url for d in await store.pending()} == {B}
+    await store.close()
+
+
+@case
+async def not_modified_failure_and_resume_are_commits_too(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    state = await store.load_feed(A)
+    assert state is not None
+    await store.record_not_modified(FeedCommit(replace(state.feed, next_check=11.0), state.stamp))
+    with pytest.raises(StorageConflict):
+        await store.record_failure(FeedCommit(replace(state.feed, errors=1), state.stamp))
+    state = await store.load_feed(A)
+    assert state is not None and state.feed.next_check == 11.0
+    paused = [replace(s, paused=True, paused_at=3.0) for s in state.subscriptions]
+    await store.record_failure(FeedCommit(
+        replace(state.feed, errors=9, failure_notified=True), state.stamp,
+        subscriptions=paused, deliveries=[post(1, 1), post(2, 2)],
+    ))
+    assert await store.due_feeds(1e12) == []  # every subscriber paused
+    state = await store.load_feed(A)
+    assert state is not None and state.feed.errors == 9
+    sub = replace(state.subscriptions[0], paused=False, paused_at=None)
+    await store.resume_subscription(FeedCommit(
+        replace(state.feed, next_check=0.0), state.stamp, subscriptions=[sub],
+        chats=[replace(state.chats[1], seen=["x", "y"])], deliveries=[post(3, 1)],
+    ))
+    state = await store.load_feed(A)
+    assert state is not None and state.feed.failure_notified  # as that commit left it
+    await store.record_not_modified(FeedCommit(replace(state.feed, failure_notified=False),
+                                               state.stamp, deliveries=[post(4, 1)]))
+    await store.close()
+    store = await open_storage()
+    assert [f.url for f in await store.due_feeds(1e12)] == [A]
+    feed = await store.get_feed(A)
+    assert feed is not None and not feed.failure_notified and feed.errors == 9
+    assert (await store.get_chat(1) or Chat(0)).seen == ["x", "y"]
+    assert [d.id for d in await store.pending()] == ["d1", "d3", "d4", "d2"]
+    await store.close()
+
+
+# ------------------------------------------------------------------ the whole
+@case
+async def stats_count_what_is_stored(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    await subscribed(store, 3, B, paused=True)
+    await subscribed(store, 3, C)
+    for url, fields in ((B, {"errors": 2}), (C, {"errors": 1, "retired": True})):
+        feed = await store.get_feed(url)
+        assert feed is not None
+        await store.save_feed(replace(feed, **fields))  # type: ignore[arg-type]
+    await store.enqueue([post(1), post(2)])
+    stats = await store.stats()
+    assert (stats.chats, stats.feeds, stats.subscriptions, stats.paused) == (3, 3, 4, 1)
+    assert (stats.outbox, stats.failing, stats.retired) == (2, 1, 1)
+    await store.flush_due()
+    await store.close()
