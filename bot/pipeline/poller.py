@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, StorageWriteError
-from bot.feeds.diff import entry_prints, new_entries, oldest_first, remember, seen_cap
+from bot.feeds.diff import entry_prints, new_entries
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_delta import (
     ChangedItems,
@@ -40,6 +39,13 @@ from bot.models import (
     RenderedMessage,
     Subscription,
 )
+from bot.pipeline.check import (
+    CheckPlan,
+    check_commit,
+    moved_to,
+    next_check_after,
+    render_for,
+)
 from bot.pipeline.health import (
     FAILURES_BEFORE_NOTICE,
     NOTIFY_FAILING_AFTER,
@@ -49,13 +55,10 @@ from bot.pipeline.health import (
 )
 from bot.pipeline.outbox import (
     merge_chat_seen,
-    notice_delivery,
     notify_subscribers,
     post_deliveries,
 )
 from bot.pipeline.schedule import DAY, effective_interval, owed_on_resume
-from bot.render import RenderOptions, render_entry
-from bot.render.message import MEDIA_URL_LIMIT
 from bot.storage.base import FeedCommit, FeedState, Storage, retry_on_conflict
 
 log = logging.getLogger(__name__)
@@ -82,26 +85,6 @@ class CycleStats:
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
-
-
-@dataclass
-class CheckPlan:
-    """What one successful check found: the posts that are new, rendered per subscriber."""
-
-    url: str
-    result: FetchResult
-    parsed: ParsedFeed
-    fresh: list[Entry]
-    #: rendered message per (subscription, entry key)
-    messages: dict[tuple[int, str], RenderedMessage] = field(default_factory=dict)
-    subscriptions: list[Subscription] = field(default_factory=list)
-    next_check: float = 0.0
-
-
-def subscription_render_options(
-    sub: Subscription, lang: str = DEFAULT_LANG, media_url_limit: int = MEDIA_URL_LIMIT
-) -> RenderOptions:
-    return RenderOptions.for_subscription(sub.options, lang, media_url_limit)
 
 
 class Poller:
@@ -232,17 +215,6 @@ class Poller:
     def _interval(self, subs: list[Subscription]) -> float:
         return effective_interval(subs, self.settings.poll_interval)
 
-    def _next_check(
-        self, now: float, subs: list[Subscription], ttl_min: int | None, max_age: int | None
-    ) -> float:
-        """The chat's interval, raised to the feed's <ttl> / the server's max-age, never past a
-        day; plus jitter so feeds on one host, subscribed together, drift apart."""
-        interval = self._interval(subs)
-        floor = max(max(ttl_min or 0, 0) * 60, max(max_age or 0, 0))
-        wait = min(max(interval, floor), DAY)
-        jitter = random.uniform(0, min(wait * 0.1, 60.0))
-        return now + min(wait + jitter, DAY)
-
     def _health(self) -> HealthPolicy:
         return HealthPolicy(
             self.notify_after, self.pause_after, self.max_backoff, self.failures_before_notice
@@ -280,7 +252,7 @@ class Poller:
         plan = await self._plan(state, result, parsed, started)
 
         async def decide(current: FeedState) -> int:
-            commit = self._check_commit(current, plan)
+            commit = check_commit(current, plan, self.clock(), self.settings.backlog_limit)
             await self.store.commit_check(commit)
             return len(commit.deliveries)
 
@@ -296,7 +268,9 @@ class Poller:
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
         )
-        plan.next_check = self._next_check(started, subs, parsed.ttl_minutes, result.max_age)
+        plan.next_check = next_check_after(
+            started, self._interval(subs), parsed.ttl_minutes, result.max_age
+        )
         if fresh and subs:
             plan.messages = await self._render_all(feed, parsed, fresh, subs, state.chats)
         return plan
@@ -312,66 +286,17 @@ class Poller:
         """Each post for each subscriber, in the subscriber's chat language (in a thread)."""
         langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
                  for s in subs}
-        return await asyncio.to_thread(self._render_for, feed, parsed, fresh, subs, langs)
-
-    def _render_for(
-        self,
-        feed: Feed,
-        parsed: ParsedFeed,
-        fresh: list[Entry],
-        subs: list[Subscription],
-        langs: dict[int, str],
-    ) -> dict[tuple[int, str], RenderedMessage]:
-        title = parsed.title or feed.title or feed.url
-        cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
-        out: dict[tuple[int, str], RenderedMessage] = {}
-        for sub in subs:
-            lang = langs.get(sub.chat_id, DEFAULT_LANG)
-            options = subscription_render_options(sub, lang, self.settings.media_url_limit)
-            for entry in fresh:
-                key = (options, entry.key)
-                if key not in cache:
-                    cache[key] = render_entry(entry, title, options)
-                out[(sub.chat_id, entry.key)] = cache[key]
-        return out
+        return await asyncio.to_thread(
+            render_for, feed, parsed, fresh, subs, langs, self.settings.media_url_limit
+        )
 
     # ---------------------------------------------------------------- commits
-    def _check_commit(self, state: FeedState, plan: CheckPlan) -> FeedCommit:
-        """What a successful check stores (pure, on the state it read)."""
-        feed = state.feed
-        now = self.clock()
-        recovered = mark_healthy(feed, now)
-        feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
-        feed.link = plan.parsed.link or feed.link
-        feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
-        feed.seen = remember(
-            feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
-        )
-        feed.next_check = plan.next_check
-        if plan.fresh:
-            feed.last_new_entry = now
-        commit = FeedCommit(feed, state.stamp, moved_to=moved_to(plan.url, plan.result))
-        active = {s.chat_id: s for s in state.subscriptions if not s.paused}
-        for planned in plan.subscriptions:
-            sub = active.get(planned.chat_id)
-            chat = state.chats.get(planned.chat_id) or Chat(id=planned.chat_id)
-            if sub is None or chat.paused:  # left, or paused, since the feed was fetched
-                continue
-            deliveries = post_deliveries(
-                chat, sub, feed, plan.fresh, plan.messages, now, self.settings.backlog_limit
-            )
-            if recovered:
-                deliveries.insert(
-                    0, notice_delivery(sub, "feed_recovered", now, chat.lang, title=feed.title)
-                )
-            commit.deliveries += deliveries
-            commit.chats.append(chat)
-        return commit
-
     async def _record_not_modified(
         self, state: FeedState, result: FetchResult, started: float
     ) -> None:
-        next_check = self._next_check(started, state.subscriptions, None, result.max_age)
+        next_check = next_check_after(
+            started, self._interval(state.subscriptions), None, result.max_age
+        )
 
         async def decide(current: FeedState) -> int:
             feed, now = current.feed, self.clock()
@@ -498,15 +423,6 @@ async def parse_changed(
     if pool is not None:
         return await pool.parse_changed_items(*args)
     return await asyncio.to_thread(parse_changed_items, *args)
-
-
-def moved_to(url: str, result: FetchResult) -> str | None:
-    """Where the feed moved, when every redirect hop was permanent (its state, seen-set and
-    subscriptions follow it there)."""
-    if result.permanent_url and result.permanent_url != url:
-        log.info("feed moved permanently: %s -> %s", url, result.permanent_url)
-        return result.permanent_url
-    return None
 
 
 def _subscription(state: FeedState, chat_id: int) -> Subscription | None:

@@ -1,0 +1,115 @@
+"""What one check decides, as pure functions: the plan of a successful check (what is new,
+rendered per subscriber), the commit it makes (feed state, seen-sets, deliveries), and when the
+feed is checked next. The poller (bot.pipeline.poller) does the I/O around them."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from bot.feeds.diff import oldest_first, remember, seen_cap
+from bot.i18n import DEFAULT_LANG
+from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
+from bot.pipeline.health import mark_healthy
+from bot.pipeline.outbox import notice_delivery, post_deliveries
+from bot.pipeline.schedule import DAY
+from bot.render import RenderOptions, render_entry
+from bot.render.message import MEDIA_URL_LIMIT
+from bot.storage.base import FeedCommit, FeedState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckPlan:
+    """What one successful check found: the posts that are new, rendered per subscriber."""
+
+    url: str
+    result: FetchResult
+    parsed: ParsedFeed
+    fresh: list[Entry]
+    #: rendered message per (subscription, entry key)
+    messages: dict[tuple[int, str], RenderedMessage] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    next_check: float = 0.0
+
+
+def subscription_render_options(
+    sub: Subscription, lang: str = DEFAULT_LANG, media_url_limit: int = MEDIA_URL_LIMIT
+) -> RenderOptions:
+    return RenderOptions.for_subscription(sub.options, lang, media_url_limit)
+
+
+def next_check_after(
+    now: float, interval: float, ttl_min: int | None, max_age: int | None
+) -> float:
+    """The subscribers' interval, raised to the feed's <ttl> / the server's max-age, never past a
+    day; plus jitter so feeds on one host, subscribed together, drift apart."""
+    floor = max(max(ttl_min or 0, 0) * 60, max(max_age or 0, 0))
+    wait = min(max(interval, floor), DAY)
+    jitter = random.uniform(0, min(wait * 0.1, 60.0))
+    return now + min(wait + jitter, DAY)
+
+
+def render_for(
+    feed: Feed,
+    parsed: ParsedFeed,
+    fresh: list[Entry],
+    subs: list[Subscription],
+    langs: dict[int, str],
+    media_url_limit: int = MEDIA_URL_LIMIT,
+) -> dict[tuple[int, str], RenderedMessage]:
+    title = parsed.title or feed.title or feed.url
+    cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
+    out: dict[tuple[int, str], RenderedMessage] = {}
+    for sub in subs:
+        lang = langs.get(sub.chat_id, DEFAULT_LANG)
+        options = subscription_render_options(sub, lang, media_url_limit)
+        for entry in fresh:
+            key = (options, entry.key)
+            if key not in cache:
+                cache[key] = render_entry(entry, title, options)
+            out[(sub.chat_id, entry.key)] = cache[key]
+    return out
+
+
+def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: int) -> FeedCommit:
+    """What a successful check stores (pure, on the state it read)."""
+    feed = state.feed
+    recovered = mark_healthy(feed, now)
+    feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
+    feed.link = plan.parsed.link or feed.link
+    feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
+    feed.seen = remember(
+        feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
+    )
+    feed.next_check = plan.next_check
+    if plan.fresh:
+        feed.last_new_entry = now
+    commit = FeedCommit(feed, state.stamp, moved_to=moved_to(plan.url, plan.result))
+    active = {s.chat_id: s for s in state.subscriptions if not s.paused}
+    for planned in plan.subscriptions:
+        sub = active.get(planned.chat_id)
+        chat = state.chats.get(planned.chat_id) or Chat(id=planned.chat_id)
+        if sub is None or chat.paused:  # left, or paused, since the feed was fetched
+            continue
+        deliveries = post_deliveries(
+            chat, sub, feed, plan.fresh, plan.messages, now, backlog_limit
+        )
+        if recovered:
+            deliveries.insert(
+                0, notice_delivery(sub, "feed_recovered", now, chat.lang, title=feed.title)
+            )
+        commit.deliveries += deliveries
+        commit.chats.append(chat)
+    return commit
+
+
+def moved_to(url: str, result: FetchResult) -> str | None:
+    """Where the feed moved, when every redirect hop was permanent (its state, seen-set and
+    subscriptions follow it there)."""
+    if result.permanent_url and result.permanent_url != url:
+        log.info("feed moved permanently: %s -> %s", url, result.permanent_url)
+        return result.permanent_url
+    return None
