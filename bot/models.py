@@ -130,6 +130,12 @@ class Feed:
     retired: bool = False  # 410 Gone
     #: when the subscriptions were last paused for failing (a resumed feed gets a fresh window)
     last_paused: float | None = None
+    #: digest of the last document a check committed: the same bytes again (a server that
+    #: ignores conditional GET) are handled like a 304, with nothing parsed
+    body_digest: str = ""
+    #: the feed's own <ttl> in minutes at its last committed check (a floor for the next check,
+    #: kept for the checks that parse nothing: 304s and unchanged bodies)
+    ttl_minutes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

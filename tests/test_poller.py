@@ -412,3 +412,31 @@ async def test_poller_parses_only_the_new_item_and_never_queues_a_stub(rig: Rig)
     assert texts and stats.queued == len(texts)
     assert all(re.search(r"ML Math Derivations \(\d+\): Topic \d+", t) for t in texts), texts
     assert any("ML Math Derivations (22)" in t for t in texts)
+
+
+async def test_an_unchanged_body_from_a_server_without_validators_is_not_parsed(rig: Rig) -> None:
+    """A server that ignores conditional GET answers 200 with the same bytes: after a restart
+    (no item memory) that costs no parse, and the feed's own <ttl> still spaces the checks."""
+    headers = {"Content-Type": "application/rss+xml"}
+    body = hugo_feed(range(1, 6)).replace("<channel>", "<channel><ttl>30</ttl>", 1)
+    rig.server.set_response("/plain.xml", 200, body, headers=headers)
+    url = await rig.subscribe("/plain.xml")
+    await rig.poller.check(url)  # the first check commits the document
+    rig.poller.stats.take()
+    rig.poller = Poller(rig.store, rig.poller.fetcher, rig.poller.settings)  # a restart
+    rig.poller.clock = rig.clock
+
+    before = rig.clock.now
+    feed = await rig.check_when_due(url)
+    stats = rig.poller.stats.take()
+    assert (stats.items_parsed, stats.same_body, stats.new_entries) == (0, 1, 0)
+    assert feed.next_check >= rig.clock.now + 30 * 60 > before + INTERVAL
+    assert await rig.drain() == []
+
+    changed = hugo_feed(range(1, 7)).replace("<channel>", "<channel><ttl>30</ttl>", 1)
+    rig.server.set_response("/plain.xml", 200, changed, headers=headers)
+    await rig.check_when_due(url)
+    stats = rig.poller.stats.take()
+    assert (stats.same_body, stats.new_entries) == (0, 1)
+    (text,) = await rig.drain()
+    assert "ML Math Derivations (6)" in text

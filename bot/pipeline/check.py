@@ -4,6 +4,7 @@ feed is checked next. The poller (bot.pipeline.poller) does the I/O around them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
     feed.link = plan.parsed.link or feed.link
     feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
+    feed.body_digest = body_digest(plan.result.body)
+    feed.ttl_minutes = plan.parsed.ttl_minutes
     feed.seen = remember(
         feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
     )
@@ -104,6 +107,15 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
         commit.deliveries += deliveries
         commit.chats.append(chat)
     return commit
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def same_document(feed: Feed, result: FetchResult) -> bool:
+    """A 200 with exactly the bytes the last committed check had: nothing in it can be new."""
+    return bool(feed.body_digest) and body_digest(result.body) == feed.body_digest
 
 
 def moved_to(url: str, result: FetchResult) -> str | None:
