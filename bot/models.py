@@ -6,8 +6,10 @@ Each stage takes and returns these types; none of them does I/O.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from bot.errors import Reason
@@ -102,6 +104,11 @@ class FetchResult:
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+    @cached_property
+    def body_digest(self) -> str:
+        """What `Feed.body_digest` compares: computed once per fetch."""
+        return hashlib.blake2b(self.body, digest_size=16).hexdigest()
 
 
 @dataclass

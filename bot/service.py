@@ -40,6 +40,7 @@ from bot.storage.base import (
     NewSubscription,
     Stamp,
     Storage,
+    StorageStats,
     SubscriptionRow,
     retry_on_conflict,
 )
@@ -364,7 +365,7 @@ class SubscriptionService:
             sub = _subscription_in(state, chat_id)
             if state is None or sub is None:
                 return None
-            apply_options(sub.options, changes)
+            sub.options.update(changes)
             rescheduled = OPTIONS.changes_affect(changes, Effect.SCHEDULE)
             feeds = [self._rescheduled(state)] if rescheduled else []
             await self.store.update_subscriptions([sub], feeds, state.stamp)
@@ -404,13 +405,13 @@ class SubscriptionService:
             chat = stored or Chat(id=chat_id)
             merged = {**chat.defaults, **changes}
             chat.defaults = {k: v for k, v in merged.items() if v is not None}
-            return chat, options_from_defaults(chat.defaults)
+            return chat, SubscriptionOptions.from_dict(chat.defaults)
 
         return await self._change_chat(chat_id, change, "defaults")
 
     async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
         chat = await self.store.get_chat(chat_id)
-        return options_from_defaults(chat.defaults if chat else {})
+        return SubscriptionOptions.from_dict(chat.defaults if chat else {})
 
     async def set_filter(self, chat_id: int, feed_url: str | None, spec: str) -> bool:
         """The filter of one subscription, or (feed_url=None) of the whole chat."""
@@ -464,17 +465,8 @@ class SubscriptionService:
         rows = listed((await self.store.load_chat(chat_id)).rows)
         return ChatStatus(rows, await self.store.outbox_depth(chat_id))
 
-    async def operator_stats(self) -> OperatorStats:
-        stats = await self.store.stats()
-        return OperatorStats(
-            chats=stats.chats,
-            feeds=stats.feeds,
-            subscriptions=stats.subscriptions,
-            paused=stats.paused,
-            outbox=stats.outbox,
-            failing=stats.failing,
-            retired=stats.retired,
-        )
+    async def operator_stats(self) -> StorageStats:
+        return await self.store.stats()
 
     # ------------------------------------------------ languages, OPML import (issue 6)
     async def set_language(self, chat_id: int, chat_type: str, lang: str) -> Chat:
@@ -763,7 +755,7 @@ def _new_subscription(
         feed_url=probe.url,
         created=now if created is None else created,
         thread_id=thread_id,
-        options=options_from_defaults(stored_chat.defaults),
+        options=SubscriptionOptions.from_dict(stored_chat.defaults),
         page=probe.discovered_from,
     )
     prints = [p for e in parsed.entries for p in entry_prints(e)]
@@ -779,23 +771,4 @@ class ChatStatus:
     pending: int  # deliveries waiting in the outbox for this chat
 
 
-@dataclass
-class OperatorStats:
-    chats: int
-    feeds: int
-    subscriptions: int
-    paused: int
-    outbox: int
-    failing: int
-    retired: int
-
-
-def options_from_defaults(defaults: dict[str, Any]) -> SubscriptionOptions:
-    """A chat's stored defaults (SubscriptionOptions field -> value) as options; unknown keys,
-    left by older versions, are ignored."""
-    return SubscriptionOptions.from_dict(defaults)
-
-
-def apply_options(options: SubscriptionOptions, changes: dict[str, Any]) -> None:
-    options.update(changes)
 

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
@@ -25,7 +25,7 @@ from typing import TypeVar, TypeVarTuple
 from bot.errors import ParseError
 from bot.feeds.parse_delta import ChangedItems, parse_changed_items
 from bot.feeds.parser import parse_bytes
-from bot.models import ParsedFeed
+from bot.models import FetchResult, ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +188,14 @@ async def parse_feed(
     if pool is not None:
         return await pool.parse(body, url, content_type)
     return await asyncio.to_thread(parse_bytes, body, url, content_type)
+
+
+async def parse_changed(
+    result: FetchResult, known: Mapping[bytes, object], pool: ParsePool | None
+) -> ChangedItems:
+    """`parse_changed_items` of a fetched document against the item digests `known`, off the
+    event loop like `parse_feed`."""
+    args = (result.body, result.url, result.content_type, frozenset(known))
+    if pool is not None:
+        return await pool.parse_changed_items(*args)
+    return await asyncio.to_thread(parse_changed_items, *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 
 from telegram import Update
 
@@ -24,13 +25,7 @@ async def stats_command(update: Update, context: Context) -> None:
         update,
         t(
             "stats",
-            chats=stats.chats,
-            feeds=stats.feeds,
-            subscriptions=stats.subscriptions,
-            paused=stats.paused,
-            outbox=stats.outbox,
-            failing=stats.failing,
-            retired=stats.retired,
+            **asdict(stats),
             sent_today=counter.count(total),
             sent_total=total,
         ),

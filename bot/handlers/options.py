@@ -428,14 +428,24 @@ async def _targets(
     return [row]
 
 
-async def pause_command(update: Update, context: Context) -> None:
+async def _managed_rows(
+    update: Update, context: Context
+) -> tuple[Target, list[str], list[ListedSubscription]] | None:
+    """The chat a /pause or /resume acts on (its admins only), the command's arguments after
+    it, and the subscriptions they name (all when none); None when the answer was given."""
     found = await _where(update, context, list(context.args or []), manage=True)
     if found is None:
-        return
+        return None
     target, args = found
     rows = await _targets(update, context, target, args)
-    if rows is None:
+    return None if rows is None else (target, args, rows)
+
+
+async def pause_command(update: Update, context: Context) -> None:
+    chosen = await _managed_rows(update, context)
+    if chosen is None:
         return
+    target, _, rows = chosen
     service = runtime_of(context).service
     changed = await service.pause(target.chat.id, [r.subscription.feed_url for r in rows])
     if len(rows) == 1:
@@ -447,13 +457,10 @@ async def pause_command(update: Update, context: Context) -> None:
 
 
 async def resume_command(update: Update, context: Context) -> None:
-    found = await _where(update, context, list(context.args or []), manage=True)
-    if found is None:
+    chosen = await _managed_rows(update, context)
+    if chosen is None:
         return
-    target, args = found
-    rows = await _targets(update, context, target, args)
-    if rows is None:
-        return
+    target, args, rows = chosen
     paused = [r for r in rows if r.subscription.paused]
     if not paused:
         await reply(update, framed(target, t("resume_nothing")))

@@ -4,7 +4,6 @@ feed is checked next. The poller (bot.pipeline.poller) does the I/O around them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -36,12 +35,6 @@ class CheckPlan:
     next_check: float = 0.0
 
 
-def subscription_render_options(
-    sub: Subscription, lang: str = DEFAULT_LANG, media_url_limit: int = MEDIA_URL_LIMIT
-) -> RenderOptions:
-    return RenderOptions.for_subscription(sub.options, lang, media_url_limit)
-
-
 def next_check_after(
     now: float, interval: float, ttl_min: int | None, max_age: int | None
 ) -> float:
@@ -66,7 +59,7 @@ def render_for(
     out: dict[tuple[int, str], RenderedMessage] = {}
     for sub in subs:
         lang = langs.get(sub.chat_id, DEFAULT_LANG)
-        options = subscription_render_options(sub, lang, media_url_limit)
+        options = RenderOptions.for_subscription(sub.options, lang, media_url_limit)
         for entry in fresh:
             key = (options, entry.key)
             if key not in cache:
@@ -82,7 +75,7 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     feed.title = plan.parsed.title or feed.title  # a renamed feed is followed quietly
     feed.link = plan.parsed.link or feed.link
     feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
-    feed.body_digest = body_digest(plan.result.body)
+    feed.body_digest = plan.result.body_digest
     feed.ttl_minutes = plan.parsed.ttl_minutes
     feed.seen = remember(
         feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
@@ -109,13 +102,9 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     return commit
 
 
-def body_digest(body: bytes) -> str:
-    return hashlib.blake2b(body, digest_size=16).hexdigest()
-
-
 def same_document(feed: Feed, result: FetchResult) -> bool:
     """A 200 with exactly the bytes the last committed check had: nothing in it can be new."""
-    return bool(feed.body_digest) and body_digest(result.body) == feed.body_digest
+    return bool(feed.body_digest) and result.body_digest == feed.body_digest
 
 
 def moved_to(url: str, result: FetchResult) -> str | None:

@@ -21,14 +21,11 @@ from bot.errors import FeedbotError, FetchError, StorageWriteError
 from bot.feeds.diff import entry_prints, new_entries
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_delta import (
-    ChangedItems,
     ItemMemory,
-    ItemRecord,
     merge,
-    parse_changed_items,
     stub_is_new,
 )
-from bot.feeds.parse_pool import ParsePool, parse_feed
+from bot.feeds.parse_pool import ParsePool, parse_changed, parse_feed
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
     Chat,
@@ -420,16 +417,6 @@ class Resumed:
 
     queued: int = 0
     too_old: int = 0
-
-
-async def parse_changed(
-    result: FetchResult, known: dict[bytes, ItemRecord], pool: ParsePool | None
-) -> ChangedItems:
-    """`parse_changed_items` in the pool's worker processes, else in a thread."""
-    args = (result.body, result.url, result.content_type, frozenset(known))
-    if pool is not None:
-        return await pool.parse_changed_items(*args)
-    return await asyncio.to_thread(parse_changed_items, *args)
 
 
 def _subscription(state: FeedState, chat_id: int) -> Subscription | None:

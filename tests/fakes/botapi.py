@@ -679,12 +679,7 @@ class FakeBotApi:
         self._check_content(method, params)
         replied = self._reply_target(chat, params)
         plain, entities = message_content(method, params)
-        if self.enforce_limits:
-            wait = self._limiter.acquire(chat.id, chat.type == "private")
-            if wait is not None:
-                raise ApiError(
-                    429, f"Too Many Requests: retry after {wait}", {"retry_after": wait}
-                )
+        self._admit(chat)
         thread_id = _as_int(params.get("message_thread_id"))
         msg = self._bot_message(chat, method, params, plain, entities, thread_id)
         if replied is not None:
@@ -695,6 +690,14 @@ class FakeBotApi:
                         msg["message_id"], thread_id, self.clock(), plain, entities)
         )
         return msg
+
+    def _admit(self, chat: ChatState) -> None:
+        """Telegram's flood control, when this fake enforces it: a 429 with retry_after."""
+        if not self.enforce_limits:
+            return
+        wait = self._limiter.acquire(chat.id, chat.type == "private")
+        if wait is not None:
+            raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
 
     def _reply_target(self, chat: ChatState, params: dict[str, Any]) -> dict[str, Any] | None:
         """The message a send replies to (reply_parameters), as Telegram checks it: a missing
@@ -838,12 +841,7 @@ class FakeBotApi:
         self._check_content("sendMediaGroup", params)
         items: list[dict[str, Any]] = params["media"]
         plain, entities = album_caption(items)
-        if self.enforce_limits:
-            wait = self._limiter.acquire(chat.id, chat.type == "private")
-            if wait is not None:
-                raise ApiError(
-                    429, f"Too Many Requests: retry after {wait}", {"retry_after": wait}
-                )
+        self._admit(chat)
         thread_id = _as_int(params.get("message_thread_id"))
         group_id = f"album{len(self._delivered)}"
         out = []
