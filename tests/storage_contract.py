@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot.feeds.identity import fingerprint as P
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
 from bot.models import SubscriptionOptions as Options
 from bot.storage.base import FeedCommit, NewSubscription, Stamp, Storage, StorageConflict
@@ -48,14 +49,14 @@ async def subscribed(store: Storage, chat: int, url: str, **sub: object) -> None
 @case
 async def feeds_round_trip_and_survive_a_reopen(open_storage: Opener) -> None:
     store = await open_storage()
-    feed = Feed(url=A, title="A — 一", link="https://a.test/", etag='"e"', seen=["p1", "p2"],
+    feed = Feed(url=A, title="A — 一", link="https://a.test/", etag='"e"', seen=[P("p1"), P("p2")],
                 next_check=5.0, errors=2, last_reason={"key": "error_timeout", "args": {}})
     await store.save_feed(feed)
     assert await store.get_feed(A) == feed
     assert await store.get_feed(B) is None
     got = await store.get_feed(A)
     assert got is not None
-    got.seen.append("p3")  # a read is a copy
+    got.seen = [*got.seen, P("p3")]  # a read is a copy
     assert (await store.get_feed(A)) == feed
     await store.close()
     store = await open_storage()
@@ -136,15 +137,15 @@ async def add_subscriptions_stores_feed_chat_and_subscription_at_once(open_stora
     store = await open_storage()
     state = await store.load_chat(5)
     assert state.chat is None and state.rows == []
-    chat = Chat(id=5, type="group", seen=["p1"], defaults={"silent": True})
+    chat = Chat(id=5, type="group", seen=[P("p1")], defaults={"silent": True})
     await store.add_subscriptions([
-        NewSubscription(Subscription(chat_id=5, feed_url=A, created=1.0), Feed(A, seen=["p1"]),
+        NewSubscription(Subscription(chat_id=5, feed_url=A, created=1.0), Feed(A, seen=[P("p1")]),
                         chat),
         NewSubscription(Subscription(chat_id=5, feed_url=B, created=2.0), Feed(B), chat),
     ], state.stamp)
     state = await store.load_chat(5)
     assert state.chat == chat
-    assert [(r.subscription.feed_url, r.feed.seen) for r in state.rows] == [(A, ["p1"]), (B, [])]
+    assert [(r.subscription.feed_url, r.feed.seen) for r in state.rows] == [(A, [P("p1")]), (B, [])]
     await store.close()
 
 
@@ -153,19 +154,20 @@ async def a_new_subscription_marks_the_feed_seen_in_the_stored_feed_and_chat(
     open_storage: Opener,
 ) -> None:
     store = await open_storage()
-    await store.save_feed(Feed(url=A, title="stored", etag='"1"', seen=["p1", "p2", "p3"],
+    await store.save_feed(Feed(url=A, title="stored", etag='"1"', seen=[P("p1"), P("p2"), P("p3")],
                                retired=True))
-    await store.save_chat(Chat(id=5, seen=["p2", "q"], lang="zh"))
+    await store.save_chat(Chat(id=5, seen=[P("p2"), P("q")], lang="zh"))
     state = await store.load_chat(5)
     await store.add_subscriptions([NewSubscription(
         Subscription(5, A), Feed(url=A, title="template"), Chat(id=5),
-        prints=["p2", "p4"], feed_cap=3, chat_cap=3,
+        prints=[P("p2"), P("p4")], feed_cap=3, chat_cap=3,
     )], state.stamp)
     feed = await store.get_feed(A)
     assert feed is not None and (feed.title, feed.etag, feed.retired) == ("stored", '"1"', False)
-    assert feed.seen == ["p3", "p2", "p4"]  # those seen again are the newest
+    assert feed.seen == [P("p3"), P("p2"), P("p4")]  # those seen again are the newest
     chat = await store.get_chat(5)
-    assert chat is not None and chat.lang == "zh" and chat.seen == ["p2", "q", "p4"]  # stay put
+    assert chat is not None and chat.lang == "zh"
+    assert chat.seen == [P("p2"), P("q"), P("p4")]  # those there stay put
     await store.close()
 
 
@@ -175,10 +177,10 @@ async def chats_subscribing_to_one_feed_at_once_do_not_conflict(open_storage: Op
     states = [await store.load_chat(c) for c in range(1, 6)]
     for chat_id, state in enumerate(states, start=1):
         await store.add_subscriptions([NewSubscription(
-            Subscription(chat_id, A), Feed(url=A), Chat(id=chat_id), prints=[f"p{chat_id}"]
+            Subscription(chat_id, A), Feed(url=A), Chat(id=chat_id), prints=[P(f"p{chat_id}")]
         )], state.stamp)
     assert [s.chat_id for s in await store.subscriptions_for_feed(A)] == [1, 2, 3, 4, 5]
-    assert (await store.get_feed(A) or Feed(B)).seen == ["p1", "p2", "p3", "p4", "p5"]
+    assert (await store.get_feed(A) or Feed(B)).seen == [P(f"p{n}") for n in range(1, 6)]
     await store.close()
 
 
@@ -226,7 +228,7 @@ async def update_subscriptions_checks_the_feed_it_read(open_storage: Opener) -> 
 @case
 async def chats_round_trip_and_conflict_on_a_stale_read(open_storage: Opener) -> None:
     store = await open_storage()
-    chat = Chat(id=-100, type="supergroup", title="群", lang="zh", seen=["p"], filters="!ads",
+    chat = Chat(id=-100, type="supergroup", title="群", lang="zh", seen=[P("p")], filters="!ads",
                 defaults={"style": "title"}, choices={"t": {"target": -100, "page": "p"}})
     await store.save_chat(chat)
     assert await store.get_chat(-100) == chat
@@ -294,10 +296,10 @@ async def the_outbox_keeps_each_chats_order(open_storage: Opener) -> None:
 
 # --------------------------------------------------------------- a check
 async def _two_subscribers(store: Storage) -> None:
-    await store.save_feed(Feed(url=A, title="A", seen=["old"]))
+    await store.save_feed(Feed(url=A, title="A", seen=[P("old")]))
     await subscribed(store, 1, A, created=1.0)
     await subscribed(store, 2, A, created=2.0)
-    await store.save_chat(Chat(id=1, seen=["x"], lang="zh"))
+    await store.save_chat(Chat(id=1, seen=[P("x")], lang="zh"))
 
 
 @case
@@ -306,9 +308,9 @@ async def load_feed_reads_what_a_check_decides_on(open_storage: Opener) -> None:
     assert await store.load_feed(A) is None
     await _two_subscribers(store)
     state = await store.load_feed(A)
-    assert state is not None and state.feed.seen == ["old"]
+    assert state is not None and state.feed.seen == [P("old")]
     assert [s.chat_id for s in state.subscriptions] == [1, 2]
-    assert state.chats[1].lang == "zh" and state.chats[1].seen == ["x"]
+    assert state.chats[1].lang == "zh" and state.chats[1].seen == [P("x")]
     await store.close()
 
 
@@ -318,8 +320,8 @@ async def commit_check_writes_everything_at_once(open_storage: Opener) -> None:
     await _two_subscribers(store)
     state = await store.load_feed(A)
     assert state is not None
-    feed = replace(state.feed, seen=["old", "new"], etag='"2"', next_check=50.0)
-    chats = [replace(state.chats[1], seen=["x", "new"]), Chat(id=2, seen=["new"])]
+    feed = replace(state.feed, seen=[P("old"), P("new")], etag='"2"', next_check=50.0)
+    chats = [replace(state.chats[1], seen=[P("x"), P("new")]), Chat(id=2, seen=[P("new")])]
     await store.commit_check(FeedCommit(
         feed, state.stamp, chats=chats, deliveries=[post(1, 1), post(2, 2), post(3, 2)]
     ))
@@ -338,7 +340,7 @@ async def commit_check_reports_a_conflict_and_writes_nothing(open_storage: Opene
     meanwhile = {
         "a chat changed": lambda s: s.save_chat(Chat(id=2, title="renamed")),
         "a subscription paused": lambda s: s.save_subscription(Subscription(1, A, paused=True)),
-        "the feed changed": lambda s: s.save_feed(Feed(url=A, title="A", seen=["old", "o2"])),
+        "the feed changed": lambda s: s.save_feed(Feed(url=A, title="A", seen=[P("old"), P("o2")])),
         "a chat left": lambda s: s.remove_subscription(2, A),
     }
     for what, change in meanwhile.items():
@@ -347,8 +349,8 @@ async def commit_check_reports_a_conflict_and_writes_nothing(open_storage: Opene
         before = (await store.get_feed(A), await store.get_chat(1), await store.pending())
         await change(store)
         after_change = (await store.get_feed(A), await store.get_chat(1))
-        commit = FeedCommit(replace(state.feed, seen=["new"]), state.stamp,
-                            chats=[Chat(id=1, seen=["new"])], deliveries=[post(1, 1)])
+        commit = FeedCommit(replace(state.feed, seen=[P("new")]), state.stamp,
+                            chats=[Chat(id=1, seen=[P("new")])], deliveries=[post(1, 1)])
         with pytest.raises(StorageConflict):
             await store.commit_check(commit)
         assert (await store.get_feed(A), await store.get_chat(1)) == after_change, what
@@ -364,11 +366,12 @@ async def a_permanent_move_takes_state_subscriptions_and_outbox(open_storage: Op
     state = await store.load_feed(A)
     assert state is not None
     await store.commit_check(FeedCommit(
-        replace(state.feed, seen=["old", "n"]), state.stamp, deliveries=[post(2, 2)], moved_to=B
+        replace(state.feed, seen=[P("old"), P("n")]), state.stamp, deliveries=[post(2, 2)],
+        moved_to=B,
     ))
     assert await store.get_feed(A) is None
     moved = await store.get_feed(B)
-    assert moved is not None and moved.seen == ["old", "n"]
+    assert moved is not None and moved.seen == [P("old"), P("n")]
     assert [s.chat_id for s in await store.subscriptions_for_feed(B)] == [1, 2]
     assert {d.feed_url for d in await store.pending()} == {B}
     await store.close()
@@ -396,7 +399,7 @@ async def not_modified_failure_and_resume_are_commits_too(open_storage: Opener) 
     sub = replace(state.subscriptions[0], paused=False, paused_at=None)
     await store.resume_subscription(FeedCommit(
         replace(state.feed, next_check=0.0), state.stamp, subscriptions=[sub],
-        chats=[replace(state.chats[1], seen=["x", "y"])], deliveries=[post(3, 1)],
+        chats=[replace(state.chats[1], seen=[P("x"), P("y")])], deliveries=[post(3, 1)],
     ))
     state = await store.load_feed(A)
     assert state is not None and state.feed.failure_notified  # as that commit left it
@@ -407,7 +410,7 @@ async def not_modified_failure_and_resume_are_commits_too(open_storage: Opener) 
     assert [f.url for f in await store.due_feeds(1e12)] == [A]
     feed = await store.get_feed(A)
     assert feed is not None and not feed.failure_notified and feed.errors == 9
-    assert (await store.get_chat(1) or Chat(0)).seen == ["x", "y"]
+    assert (await store.get_chat(1) or Chat(0)).seen == [P("x"), P("y")]
     assert [d.id for d in await store.pending()] == ["d1", "d3", "d4", "d2"]
     await store.close()
 

@@ -25,7 +25,6 @@ from bot.feeds.diff import entry_prints, new_entries, remember, seen_cap
 from bot.feeds.identity import normalize_link
 from bot.feeds.parse_delta import (
     ChangedItems,
-    ItemMemory,
     ItemRecord,
     merge,
     parse_changed_items,
@@ -567,20 +566,6 @@ def test_stub_is_new_only_when_its_print_left_the_seen_set() -> None:
     assert stub_is_new(parsed, []) is True
 
 
-def test_item_memory_is_bounded_and_forgets_least_recently_used() -> None:
-    _, known = first_check(hugo_feed(range(1, 3)).encode())
-    blob = b"".join(r.pack() for r in known.values())
-    memory = ItemMemory(max_feeds=2)
-    memory.remember("a", blob)
-    memory.remember("b", blob)
-    assert memory.known("a") == known  # "a" is now the most recently used
-    memory.remember("c", blob)
-    assert len(memory) == 2 and memory.known("b") == {}  # "b" went
-    assert memory.known("a") == known and memory.known("c") == known
-    memory.remember("a", b"")  # a document that could not be split: nothing to remember
-    assert memory.known("a") == {} and len(memory) == 1
-
-
 def test_records_pack_and_unpack_without_loss() -> None:
     records = [
         ItemRecord(b"\x01" * 8, "00" * 8, "", False, None),
@@ -593,7 +578,7 @@ def test_records_pack_and_unpack_without_loss() -> None:
 # --------------------------------------------- cases review found breaking the promise (fixed)
 def test_known_items_fetched_from_another_url_resolve_relative_links_again() -> None:
     """A feed answered once at its URL, then through a temporary redirect (result.url differs,
-    ItemMemory is keyed by the feed URL): its relative links now resolve elsewhere."""
+    the records are kept with the feed, under its URL): its relative links now resolve elsewhere."""
     items = [item("", f"Post {n}", f"/posts/{n}/", BASE_DATE, "<p>x</p>") for n in (1, 2)]
     old = _rss_doc(_PLAIN, items)
     new = _rss_doc(_PLAIN, [item("", "Post 3", "/posts/3/", BASE_DATE, "<p>y</p>"), *items])

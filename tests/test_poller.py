@@ -414,6 +414,29 @@ async def test_poller_parses_only_the_new_item_and_never_queues_a_stub(rig: Rig)
     assert any("ML Math Derivations (22)" in t for t in texts)
 
 
+async def test_item_records_survive_a_restart_so_only_the_new_item_is_parsed(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """The records of a document's items are stored with the feed: a restarted bot (a fresh
+    store and poller on the same file) parses only the item that changed."""
+    _serve(rig.server, 20)
+    url = await rig.subscribe("/f.xml")
+    await rig.poller.check(url)
+    assert rig.poller.stats.take().items_parsed == 20
+    await rig.store.close()
+    rig.store = await TinyDBStorage.open(tmp_path / "db.json")  # a restart
+    rig.poller = Poller(rig.store, rig.poller.fetcher, rig.poller.settings)
+    rig.poller.clock = rig.clock
+
+    _serve(rig.server, 21)
+    await rig.run_when_due(url)
+    stats = rig.poller.stats.take()
+    assert (stats.items_parsed, stats.new_entries) == (1, 1)
+    (text,) = await rig.drain()
+    assert "ML Math Derivations (21)" in text
+    await rig.store.close()
+
+
 async def test_an_unchanged_body_from_a_server_without_validators_is_not_parsed(rig: Rig) -> None:
     """A server that ignores conditional GET answers 200 with the same bytes: after a restart
     (no item memory) that costs no parse, and the feed's own <ttl> still spaces the checks."""

@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
-from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
+from bot.feeds.identity import fingerprint
+from bot.models import ApiCall, Chat, Delivery, Feed, Prints, RenderedMessage, Subscription
+from bot.pipeline.outbox import CHAT_SEEN_CAP, merge_chat_seen
 from bot.storage.base import FeedCommit, FeedState, StorageConflict
 from bot.storage.tinydb.backend import TinyDBStorage
 from bot.storage.tinydb.database import Database
 from bot.storage.tinydb.files import atomic_write
+from bot.storage.tinydb.layout import dumps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,7 +169,7 @@ async def test_move_feed_keeps_seen_and_merges_duplicates(tmp_path: Path) -> Non
     await store._durable(lambda db: db.move_feed("old", "new"))
     assert await store.get_feed("old") is None
     moved = await store.get_feed("new")
-    assert moved is not None and set(moved.seen) == {"a", "b", "c"}
+    assert moved is not None and set(moved.seen) == set(Prints(["a", "b", "c"]))
     assert sorted(s.chat_id for s in await store.subscriptions_for_feed("new")) == [1, 2]
     assert await store.subscriptions_for_feed("old") == []
     await store.close()
@@ -321,7 +324,7 @@ def test_random_changes_then_a_crash_reopen_as_last_committed(tmp_path: Path) ->
 
 
 def state(db: Database) -> str:
-    return json.dumps({name: table.docs for name, table in db._tables.items()}, sort_keys=True)
+    return dumps({name: dict(sorted(table.docs.items())) for name, table in db._tables.items()})
 
 
 BEFORE_PROTOCOL = REPO / "tests" / "db_files" / "before_storage_protocol"
@@ -408,3 +411,81 @@ async def test_an_error_in_a_shared_trip_stays_with_its_own_call(tmp_path: Path)
     await store.close()
     with pytest.raises(RuntimeError):  # a closed store fails every call of the trip
         await store.load_feed("u")
+
+
+# ------------------------------------- compact seen-sets and shared messages (issue 16)
+BEFORE_COMPACT = REPO / "tests" / "db_files" / "before_compact_seen"
+
+
+async def test_a_database_with_seen_lists_and_inline_messages_migrates(tmp_path: Path) -> None:
+    """tests/db_files/before_compact_seen was written by the code at 3caf761 (seen-sets as
+    lists of hex prints, each delivery holding its message; make_before_compact_seen.py.txt:
+    a snapshot, log lines not folded in, a crash). It reads the same, is stored compactly
+    from the next fold on, and reads the same again."""
+    for file in BEFORE_COMPACT.glob("feedbot.json*"):
+        shutil.copy(file, tmp_path / file.name)
+    expected = json.loads((BEFORE_COMPACT / "expected.json").read_text())
+
+    async def read_back(store: TinyDBStorage) -> None:
+        for written in expected["feeds"]:
+            feed = await store.get_feed(written["url"])
+            assert feed is not None and _holds(feed.to_dict(), written), written["url"]
+        for written in expected["chats"]:
+            chat = await store.get_chat(written["id"])
+            assert chat is not None and _holds(chat.to_dict(), written), written["id"]
+        assert [d.to_dict() for d in await store.pending()] == expected["pending"]
+
+    store = await TinyDBStorage.open(tmp_path / "feedbot.json")
+    await read_back(store)
+    assert len((await store.get_chat(1) or Chat(0)).seen) == 2000
+    await store.close()
+    snapshot = (tmp_path / "feedbot.json").read_bytes()
+    assert b'"8c4b25f797df8d1d"' not in snapshot  # no print as a hex string any more
+    assert len(snapshot) < 0.6 * (BEFORE_COMPACT / "feedbot.json.log.2").stat().st_size
+    store = await TinyDBStorage.open(tmp_path / "feedbot.json")
+    await read_back(store)
+    await store.close()
+
+
+def _log_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + ".log.*"))
+
+
+async def test_a_chat_seen_set_change_is_logged_as_the_prints_appended(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    full = [fingerprint(f"p{n}") for n in range(CHAT_SEEN_CAP)]
+    store = await TinyDBStorage.open(path)
+    await store.save_chat(Chat(id=7, seen=full))
+    before = _log_bytes(path)
+    chat = await store.get_chat(7)
+    assert chat is not None
+    chat.seen = merge_chat_seen(chat.seen, [fingerprint("new")])  # one in, the oldest out
+    await store.save_chat(chat)
+    assert _log_bytes(path) - before < 150  # not the 16 KB of the whole set
+    crash(store._db)
+    store._executor.shutdown(wait=True)
+    reopened = await TinyDBStorage.open(path)  # replayed from the log
+    again = await reopened.get_chat(7)
+    assert again is not None and again.seen == [*full[1:], fingerprint("new")]
+    await reopened.close()
+
+
+async def test_one_post_to_many_chats_stores_its_message_once(tmp_path: Path) -> None:
+    path = tmp_path / "db.json"
+    store = await TinyDBStorage.open(path)
+    text = "<b>One post</b> " + "x" * 2000
+    message = RenderedMessage((ApiCall("sendMessage", {"text": text, "parse_mode": "HTML"}),))
+    before = _log_bytes(path)
+    await store.enqueue([
+        Delivery(id=f"d{c}", chat_id=c, feed_url="u", entry_key="k", message=message, created=1)
+        for c in range(200)
+    ])
+    assert _log_bytes(path) - before < 200 * 300  # 2 KB of text once, not 200 times
+    pending = await store.pending()
+    assert len(pending) == 200 and all(d.message == message for d in pending)
+    for delivery in pending[:-1]:
+        await store.complete(delivery.id)
+    assert [d.message for d in await store.pending()] == [message]  # still there for the last
+    await store.complete(pending[-1].id)
+    await store.close()
+    assert text.encode() not in path.read_bytes()  # gone with the last delivery

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import random
 import shutil
@@ -25,6 +24,7 @@ from bot.errors import StorageWriteError
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
 from bot.storage.tinydb.backend import TinyDBStorage
 from bot.storage.tinydb.database import Database
+from bot.storage.tinydb.layout import dumps
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
@@ -42,7 +42,7 @@ def delivery(i: int, chat: int = 1) -> Delivery:
 
 
 def state(db: Database) -> str:
-    return json.dumps({name: table.docs for name, table in db._tables.items()}, sort_keys=True)
+    return dumps({name: dict(sorted(table.docs.items())) for name, table in db._tables.items()})
 
 
 def crash(db: Database) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from bot.feeds.identity import fingerprint
 from bot.models import Entry
@@ -47,7 +47,7 @@ def new_entries(entries: list[Entry], seen: Collection[str]) -> list[Entry]:
     return fresh
 
 
-def remember(seen: list[str], entries: Iterable[Entry], cap: int) -> list[str]:
+def remember(seen: Sequence[str], entries: Iterable[Entry], cap: int) -> list[str]:
     """`seen` (oldest first) plus the prints of `entries`, newest `cap` kept."""
     merged = dict.fromkeys(seen)
     for entry in entries:

@@ -52,6 +52,9 @@ class FetchSettings:
     allowed_ports: frozenset[int] = frozenset({80, 443, 8080, 8443})  # ignored when allow_private
     max_connections: int = 20  # global concurrency
     per_host_connections: int = 2
+    #: how long an idle connection is kept for the next check on its host: longer than the
+    #: scheduler's tick, so the checks of one host in consecutive ticks share a connection
+    keepalive_s: float = 30.0
 
 
 @dataclass
@@ -348,7 +351,7 @@ class Fetcher:
                 resolver=self._resolver,
                 use_dns_cache=False,
                 ssl=tls_context(),
-                keepalive_timeout=5.0,
+                keepalive_timeout=self.settings.keepalive_s,
             )
             self._client = aiohttp.ClientSession(
                 connector=connector,

@@ -24,8 +24,7 @@ import hashlib
 import math
 import struct
 import xml.parsers.expat
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -71,6 +70,9 @@ class ItemRecord:
 
     @classmethod
     def unpack_all(cls, blob: bytes) -> list[ItemRecord]:
+        """The records of `blob` (none when it is not whole records: they are only a shortcut)."""
+        if len(blob) % _RECORD.size:
+            return []
         return [
             cls(h, key.hex(), "" if link == _NO_LINK else link.hex(), is_link,
                 None if math.isnan(when) else when, "" if tdl == _NO_LINK else tdl.hex())
@@ -198,7 +200,7 @@ def _without(body: bytes, spans: list[tuple[int, int]]) -> bytes:
 # -------------------------------------------------------------------- main side
 def merge(answer: ChangedItems, known: dict[bytes, ItemRecord]) -> tuple[ParsedFeed, bytes]:
     """The whole feed, in document order, from a worker's answer and the records of the known
-    items; and the packed records of this document (for `ItemMemory.remember`)."""
+    items; and the packed records of this document (stored with the feed: `Feed.item_records`)."""
     if answer.hashes is None:
         return answer.parsed, b""
     parsed_entries = iter(answer.parsed.entries)
@@ -250,34 +252,6 @@ def _stub(record: ItemRecord) -> Entry:
     return Entry(key="", title="", link="", published=published, prints=(record.key_print,))
 
 
-def stub_is_new(parsed: ParsedFeed, seen: list[str]) -> bool:
+def stub_is_new(parsed: ParsedFeed, seen: Collection[str]) -> bool:
     """Would the diff call a stub new? Then the document must be parsed whole."""
     return any(e.prints for e in new_entries(parsed.entries, seen))
-
-
-class ItemMemory:
-    """Per feed, the records of the items of its last committed document; bounded (least
-    recently used feeds forgotten, which only costs them a whole parse)."""
-
-    def __init__(self, max_feeds: int = 50_000) -> None:
-        self.max_feeds = max_feeds
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
-
-    def known(self, url: str) -> dict[bytes, ItemRecord]:
-        blob = self._blobs.get(url)
-        if blob is None:
-            return {}
-        self._blobs.move_to_end(url)
-        return {r.item_hash: r for r in ItemRecord.unpack_all(blob)}
-
-    def remember(self, url: str, blob: bytes) -> None:
-        if not blob:
-            self._blobs.pop(url, None)
-            return
-        self._blobs[url] = blob
-        self._blobs.move_to_end(url)
-        while len(self._blobs) > self.max_feeds:
-            self._blobs.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._blobs)

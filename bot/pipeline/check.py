@@ -33,6 +33,8 @@ class CheckPlan:
     messages: dict[tuple[int, str], RenderedMessage] = field(default_factory=dict)
     subscriptions: list[Subscription] = field(default_factory=list)
     next_check: float = 0.0
+    #: the packed records of the document's items (bot.feeds.parse_delta), stored with the feed
+    item_records: bytes = b""
 
 
 def next_check_after(
@@ -76,6 +78,7 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     feed.link = plan.parsed.link or feed.link
     feed.etag, feed.last_modified = plan.result.etag, plan.result.last_modified
     feed.body_digest = plan.result.body_digest
+    feed.item_records = plan.item_records
     feed.ttl_minutes = plan.parsed.ttl_minutes
     feed.seen = remember(
         feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))

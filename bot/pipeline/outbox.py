@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot.errors import Reason
@@ -17,7 +18,7 @@ from bot.models import ApiCall, Chat, Delivery, Entry, Feed, RenderedMessage, Su
 CHAT_SEEN_CAP = 2000
 
 
-def merge_chat_seen(seen: list[str], prints: list[str]) -> list[str]:
+def merge_chat_seen(seen: Sequence[str], prints: list[str]) -> list[str]:
     """A chat's seen-set with `prints` added (newest last), bounded by CHAT_SEEN_CAP."""
     return list(dict.fromkeys([*seen, *prints]))[-CHAT_SEEN_CAP:]
 

@@ -20,11 +20,7 @@ from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, StorageWriteError
 from bot.feeds.diff import entry_prints, new_entries
 from bot.feeds.fetcher import Fetcher
-from bot.feeds.parse_delta import (
-    ItemMemory,
-    merge,
-    stub_is_new,
-)
+from bot.feeds.parse_delta import ItemRecord, merge, stub_is_new
 from bot.feeds.parse_pool import ParsePool, parse_changed, parse_feed
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
@@ -106,8 +102,6 @@ class Poller:
         #: told when a check crashes (a bug, not a feed failure): operator alerts
         self.on_crash: Callable[[str, Exception], None] | None = None
         self.stats = CycleStats()
-        #: per feed, what its last committed document's items mean (to skip parsing them again)
-        self.items = ItemMemory()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
@@ -120,19 +114,19 @@ class Poller:
 
     # ------------------------------------------------------------- scheduling
     async def tick(self, lookahead: float | None = None) -> int:
-        """Start a check of every feed due now or before the next tick (those wait until their
-        time, so a check is not late by up to a whole tick); return how many were started."""
+        """Start a check of every feed due now or before the next tick (at most a tick early,
+        never late); return how many were started. They start together, as one batch: their
+        reads and lazy writes share store trips, and checks of one host reuse its connections
+        (bounded by `max_concurrent_checks`)."""
         if lookahead is None:
             lookahead = self.settings.tick_seconds
-        now = self.clock()
-        due = await self.store.due_feeds(now + lookahead)
+        due = await self.store.due_feeds(self.clock() + lookahead)
         started = 0
         for feed in due:
             if feed.url in self._in_flight:
                 continue
             self._in_flight.add(feed.url)
-            wait = min(max(feed.next_check - now, 0.0), lookahead)
-            task = asyncio.create_task(self._guarded(feed.url, wait), name=f"check {feed.url}")
+            task = asyncio.create_task(self._guarded(feed.url), name=f"check {feed.url}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started += 1
@@ -153,10 +147,8 @@ class Poller:
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _guarded(self, url: str, wait: float = 0.0) -> None:
+    async def _guarded(self, url: str) -> None:
         try:
-            if wait > 0:
-                await asyncio.sleep(wait)
             async with self._slots:
                 await self.check(url)
         except StorageWriteError as exc:  # the check was undone: it runs again later
@@ -196,9 +188,7 @@ class Poller:
             self.stats.failed += 1
             await self._record_failure(state, exc)
             return
-        fresh, queued = await self._commit_check(state, result, parsed, started)
-        # only now: an item is skipped next time because this commit stored what it means
-        self.items.remember(result.permanent_url or feed.url, records)
+        fresh, queued = await self._commit_check(state, result, parsed, records, started)
         self.stats.new_entries += fresh
         self.stats.queued += queued
         if queued:
@@ -206,8 +196,8 @@ class Poller:
 
     async def _parse(self, feed: Feed, result: FetchResult) -> tuple[ParsedFeed, bytes]:
         """The fetched document, parsing only items that changed since the last commit; and
-        the records of its items (see bot.feeds.parse_delta)."""
-        known = self.items.known(feed.url)
+        the records of its items (see bot.feeds.parse_delta), kept with the feed."""
+        known = {r.item_hash: r for r in ItemRecord.unpack_all(feed.item_records)}
         answer = await parse_changed(result, known, self.parse_pool)
         parsed, records = merge(answer, known)
         if known and stub_is_new(parsed, feed.seen):  # the seen-set no longer has a known item
@@ -248,12 +238,18 @@ class Poller:
         return await retry_on_conflict(attempt, f"{what} of {url}")
 
     async def _commit_check(
-        self, state: FeedState, result: FetchResult, parsed: ParsedFeed, started: float
+        self,
+        state: FeedState,
+        result: FetchResult,
+        parsed: ParsedFeed,
+        item_records: bytes,
+        started: float,
     ) -> tuple[int, int]:
         """Commit a successful check; returns (new posts, deliveries queued). What is new is
         decided on the feed as it was fetched; who gets it (chat dedup, filters, pauses) on the
         state at the commit, decided again if that changed meanwhile."""
         plan = await self._plan(state, result, parsed, started)
+        plan.item_records = item_records
 
         async def decide(current: FeedState) -> int:
             commit = check_commit(current, plan, self.clock(), self.settings.backlog_limit)

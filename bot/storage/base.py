@@ -119,7 +119,7 @@ class NewSubscription:
     chat_cap: int = 0
 
 
-def remember_in_feed(seen: list[str], prints: list[str], cap: int) -> list[str]:
+def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> list[str]:
     """A feed's seen-set with `prints` as its newest (those already there move up)."""
     merged = dict.fromkeys(seen)
     for p in prints:
@@ -128,7 +128,7 @@ def remember_in_feed(seen: list[str], prints: list[str], cap: int) -> list[str]:
     return _newest(list(merged), cap)
 
 
-def remember_in_chat(seen: list[str], prints: list[str], cap: int) -> list[str]:
+def remember_in_chat(seen: Sequence[str], prints: list[str], cap: int) -> list[str]:
     """A chat's seen-set with `prints` added after it (those already there stay put)."""
     return _newest(list(dict.fromkeys([*seen, *prints])), cap)
 

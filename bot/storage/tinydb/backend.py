@@ -54,6 +54,7 @@ class TinyDBStorage:
         #: reads and lazy writes waiting for the next shared trip
         self._shared_queue: list[tuple[_Work, asyncio.Future[Any]]] = []
         self._shared_task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str | Path, *, lazy_flush_s: float = 30.0) -> TinyDBStorage:
@@ -152,6 +153,9 @@ class TinyDBStorage:
                 future.set_result(value)
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._shared_task is not None:
             await asyncio.gather(self._shared_task, return_exceptions=True)
         await self._run(self._db.close)

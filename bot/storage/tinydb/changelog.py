@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -15,6 +14,7 @@ from typing import Any
 
 from bot.errors import StorageWriteError
 from bot.storage.tinydb.files import fsync_dir
+from bot.storage.tinydb.layout import loads
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _unframe(piece: bytes) -> list[Any] | None:
     try:
         if int(piece[:8], 16) != zlib.crc32(body):
             return None
-        records = json.loads(body)
+        records = loads(body)
     except ValueError:
         return None
     return records if isinstance(records, list) else None
@@ -55,7 +55,7 @@ def parse_log(data: bytes) -> tuple[list[Any], int]:
             continue
         if RS not in line:
             try:
-                parsed = json.loads(line)
+                parsed = loads(line)
             except ValueError:
                 parsed = None
             if isinstance(parsed, list):

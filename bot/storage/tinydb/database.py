@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bot.models import Chat, Delivery, Feed, Subscription
+from bot.models import (
+    Chat,
+    Delivery,
+    Feed,
+    Prints,
+    Subscription,
+    SubscriptionOptions,
+    pack_prints,
+)
 from bot.storage.base import Stamp, StorageConflict
 from bot.storage.tinydb.doctable import DocTable
 from bot.storage.tinydb.engine import Engine
 from bot.storage.tinydb.index import SubscriptionIndex
+from bot.storage.tinydb.layout import dumps
 
 
 class Database(Engine):
@@ -47,6 +60,15 @@ class Database(Engine):
         for doc_id, doc in self.subs.items():
             self._sub_ids[int(doc["chat_id"]), doc["feed_url"]] = doc_id
         self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
+        self._message_ids = {d["digest"]: i for i, d in self.messages.items()}
+        self._message_refs = Counter(
+            d["message_ref"] for _, d in self.outbox.items() if "message_ref" in d
+        )
+        #: (next check, url) of every feed, soonest first; an entry whose time is no longer
+        #: the feed's is stale and dropped when it comes up (see `due_feeds`)
+        self._next_checks = [(float(d.get("next_check", 0.0)), d["url"]) for _, d in
+                             self.feeds.items()]
+        heapq.heapify(self._next_checks)
 
 
     def _upsert(
@@ -71,21 +93,41 @@ class Database(Engine):
         return [_feed(d) for _, d in self.feeds.items()]
 
     def save_feed(self, feed: Feed) -> None:
-        doc = feed.to_dict()
-        doc["seen"] = list(feed.seen)  # stored documents are never changed in place
+        doc = _without_defaults({**feed.to_dict(), "seen": pack_prints(feed.seen)}, _FEED)
         self._bump(feed_key(feed.url))
         self._upsert(self.feeds, self._feed_ids, feed.url, doc)
+        self._schedule(feed.url)
+
+    def _schedule(self, url: str) -> None:
+        doc = self.feeds.get(self._feed_ids.get(url))
+        if doc is not None:
+            heapq.heappush(self._next_checks, (float(doc.get("next_check", 0.0)), url))
 
     def due_feeds(self, now: float) -> list[Feed]:
-        active = {url for (_, url), doc_id in self._sub_ids.items() if self._sub_active(doc_id)}
-        due = [
-            _feed(d)
-            for _, d in self.feeds.items()
-            if d["url"] in active and not d.get("retired") and d.get("next_check", 0.0) <= now
-        ]
-        return sorted(due, key=lambda f: f.next_check)
+        """Due feeds from the next-check heap: the cost is the number due, not of all feeds.
+        Those due stay in the heap (until a check moves them on); stale entries, and feeds
+        nobody follows actively, leave it (saving a subscription or chat puts them back)."""
+        heap, due, found = self._next_checks, [], set()
+        while heap and heap[0][0] <= now:
+            when, url = heapq.heappop(heap)
+            doc = self.feeds.get(self._feed_ids.get(url))
+            if url in found or doc is None or float(doc.get("next_check", 0.0)) != when:
+                continue
+            if doc.get("retired") or not self._feed_active(url):
+                continue
+            found.add(url)
+            due.append((when, url, doc))
+        for when, url, _ in due:
+            heapq.heappush(heap, (when, url))
+        return [_feed(doc) for _, _, doc in due]
 
-    def _sub_active(self, doc_id: str) -> bool:
+    def _feed_active(self, url: str) -> bool:
+        return any(
+            self._sub_active(self._sub_ids.get((chat_id, url)))
+            for chat_id in self._sub_ids.chats_of(url)
+        )
+
+    def _sub_active(self, doc_id: str | None) -> bool:
         doc = self.subs.get(doc_id)
         if doc is None or doc.get("paused"):
             return False
@@ -123,7 +165,13 @@ class Database(Engine):
     # ------------------------------------------------------------- subscriptions
     def save_subscription(self, sub: Subscription) -> None:
         self._bump(sub_key(sub.chat_id, sub.feed_url), chat_subs_key(sub.chat_id))
-        self._upsert(self.subs, self._sub_ids, (sub.chat_id, sub.feed_url), sub.to_dict())
+        doc = _without_defaults(sub.to_dict(), _SUBSCRIPTION)
+        options = _without_defaults(sub.options.to_dict(), _OPTIONS)
+        doc.pop("options", None)
+        if options:
+            doc["options"] = options
+        self._upsert(self.subs, self._sub_ids, (sub.chat_id, sub.feed_url), doc)
+        self._schedule(sub.feed_url)  # perhaps resumed
 
     def get_subscription(self, chat_id: int, url: str) -> Subscription | None:
         doc = self.subs.get(self._sub_ids.get((chat_id, url)))
@@ -156,10 +204,14 @@ class Database(Engine):
         return _chat(doc) if doc is not None else None
 
     def save_chat(self, chat: Chat) -> None:
-        doc = chat.to_dict()
-        doc["seen"], doc["defaults"] = list(chat.seen), dict(chat.defaults)  # never shared
+        doc = {**chat.to_dict(), "seen": pack_prints(chat.seen), "defaults": dict(chat.defaults)}
+        doc = _without_defaults(doc, _CHAT)
         self._bump(chat_key(chat.id))
+        old = self.chats.get(self._chat_ids.get(chat.id))
         self._upsert(self.chats, self._chat_ids, chat.id, doc)
+        if old is not None and old.get("paused") and not chat.paused:  # its feeds are due again
+            for url in self._sub_ids.feeds_of(chat.id):
+                self._schedule(url)
 
     def all_chats(self) -> list[Chat]:
         return [_chat(d) for _, d in self.chats.items()]
@@ -198,12 +250,50 @@ class Database(Engine):
         return seq
 
     def enqueue(self, deliveries: list[Delivery]) -> None:
+        """Queue deliveries; a message going to many chats (one post, 1,000 subscribers) is
+        stored once, in the messages table, and each delivery names it."""
+        digests: dict[int, str] = {}  # by id(): the same rendered message, encoded once
         for delivery in deliveries:
             delivery.seq = self._next_seq()
-            self._outbox_ids[delivery.id] = self.outbox.insert(delivery.to_dict())
+            doc = delivery.to_dict()
+            message = doc.pop("message")
+            digest = digests.get(id(delivery.message))
+            if digest is None:
+                digest = digests[id(delivery.message)] = self._keep_message(message)
+            self._message_refs[digest] += 1
+            doc["message_ref"] = digest
+            self._outbox_ids[delivery.id] = self.outbox.insert(doc)
+
+    def _keep_message(self, message: list[Any]) -> str:
+        encoded = dumps(message)
+        digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+        if digest not in self._message_ids:
+            self._message_ids[digest] = self.messages.insert(
+                {"digest": digest, "message": message}
+            )
+        return digest
+
+    def _remove_delivery(self, doc_id: str) -> None:
+        doc = self.outbox.get(doc_id)
+        self.outbox.remove(doc_id)
+        digest = doc.get("message_ref") if doc is not None else None
+        if digest is None:
+            return
+        self._message_refs[digest] -= 1
+        if self._message_refs[digest] <= 0:
+            del self._message_refs[digest]
+            message_id = self._message_ids.pop(digest, None)
+            if message_id is not None:
+                self.messages.remove(message_id)
+
+    def _delivery(self, doc: dict[str, Any]) -> Delivery:
+        if "message_ref" in doc:
+            message = self.messages.get(self._message_ids.get(doc["message_ref"]))
+            doc = {**doc, "message": message["message"] if message else []}
+        return Delivery.from_dict(doc)
 
     def pending(self) -> list[Delivery]:
-        items = [Delivery.from_dict(d) for _, d in self.outbox.items()]
+        items = [self._delivery(d) for _, d in self.outbox.items()]
         return sorted(items, key=lambda d: (d.chat_id, d.seq))
 
     def outbox_depth(self, chat_id: int | None = None) -> int:
@@ -216,7 +306,7 @@ class Database(Engine):
         if delivery_id not in self._outbox_ids:
             return
         self.savepoint()
-        self.outbox.remove(self._outbox_ids.pop(delivery_id))
+        self._remove_delivery(self._outbox_ids.pop(delivery_id))
         self.commit(durable=True)
 
     def record_attempt(self, delivery: Delivery) -> None:
@@ -228,23 +318,40 @@ class Database(Engine):
         ids = [(d["id"], i) for i, d in self.outbox.items() if int(d["chat_id"]) == chat_id]
         for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
-            self.outbox.remove(doc_id)
+            self._remove_delivery(doc_id)
         return len(ids)
+
+
+def _without_defaults(doc: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A record as stored: fields at their default are left out (reading fills them in), which
+    halves the size of a typical feed's record in memory and on disk."""
+    return {k: v for k, v in doc.items() if k not in defaults or defaults[k] != v}
+
+
+#: the stored defaults; fields without one (a feed's url, a chat's id) are always stored
+_FEED = {k: v for k, v in Feed(url="").to_dict().items() if k != "url"} | {"seen": b""}
+_CHAT = {k: v for k, v in Chat(id=0).to_dict().items() if k != "id"} | {"seen": b""}
+_SUBSCRIPTION = {
+    k: v
+    for k, v in Subscription(0, "").to_dict().items()
+    if k not in ("chat_id", "feed_url", "options")
+}
+_OPTIONS = SubscriptionOptions().to_dict()
 
 
 def _feed(doc: dict[str, Any]) -> Feed:
     feed = Feed.from_dict(doc)
-    feed.seen = list(feed.seen)  # the caller may change it in place; the stored copy must not
+    feed.seen = Prints(doc.get("seen") or b"")  # immutable: shared with the stored copy
     return feed
 
 
 def _chat(doc: dict[str, Any]) -> Chat:
     chat = Chat.from_dict(doc)
-    chat.seen, chat.defaults = list(chat.seen), dict(chat.defaults)
+    chat.seen, chat.defaults = Prints(doc.get("seen") or b""), dict(chat.defaults)
     return chat
 
 
-def merge_recent(first: list[str], second: list[str], cap: int) -> list[str]:
+def merge_recent(first: Sequence[str], second: Sequence[str], cap: int) -> list[str]:
     """Union of two recency lists (oldest first), keeping order and the newest `cap` items."""
     merged = list(dict.fromkeys([*first, *second]))
     return merged[-cap:] if cap > 0 else merged

@@ -60,7 +60,10 @@ class Engine:
         self.path = Path(path)
         self.storage = AtomicJSONStorage(self.path)
         data = self.storage.read() or {}
-        self._tables = {name: DocTable(name, data.setdefault(name, {})) for name in TABLES}
+        self._tables = {
+            name: DocTable(name, data.setdefault(name, {}), binary=name in ("feeds", "chats"))
+            for name in TABLES
+        }
         #: another program's tables in the same file: kept, written back as they were
         self._foreign = b"".join(
             b"," + dumps(name) + b":" + dumps(docs)
@@ -74,6 +77,7 @@ class Engine:
         self.chats = self._tables["chats"]
         self.outbox = self._tables["outbox"]
         self.meta = self._tables["meta"]
+        self.messages = self._tables["messages"]
         self.lazy_flush_s = lazy_flush_s
         self.log_floor = log_floor
         self._last_flush = time.monotonic()
@@ -111,7 +115,7 @@ class Engine:
 
     def _apply(self, record: Any) -> bool:
         """Replay one log record; False when it cannot be used (and is skipped)."""
-        if not isinstance(record, list) or not 3 <= len(record) <= 4:
+        if not isinstance(record, list) or not 3 <= len(record) <= 5:
             return False
         table, doc_id, *change = record
         target = self._tables.get(table) if isinstance(table, str) else None

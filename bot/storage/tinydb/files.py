@@ -11,7 +11,7 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-from bot.storage.tinydb.layout import LOG_TABLE, MISSING, TABLES
+from bot.storage.tinydb.layout import LOG_TABLE, MISSING, TABLES, loads
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -98,7 +98,7 @@ def load_snapshot(path: Path) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except ValueError as exc:
         raise UnusableDatabase(f"{path} is damaged ({_json_problem(exc)}): {_RESTORE}") from exc
     problem = shape_problem(data)
@@ -128,9 +128,10 @@ _REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
     "chats": (("id", int),),
     "outbox": (
         ("id", str), ("chat_id", int), ("feed_url", str), ("entry_key", str),
-        ("message", list), ("created", (int, float)),
+        ("created", (int, float)),
     ),
     "meta": (("seq", int),),
+    "messages": (("digest", str), ("message", list)),
     "log": (("next", int),),
 }
 
@@ -151,7 +152,14 @@ def shape_problem(data: Any) -> str | None:
                 value = doc.get(field_name, MISSING)
                 if type(value) is bool or not isinstance(value, kind):
                     return _document_problem(name, doc_id, doc)
+            if name == "outbox" and not _has_message(doc):
+                return f"document {doc_id!r} of table 'outbox' has no message"
     return None
+
+
+def _has_message(doc: dict[str, Any]) -> bool:
+    """A delivery holds its message, or (since messages are shared) names it."""
+    return isinstance(doc.get("message"), list) or isinstance(doc.get("message_ref"), str)
 
 
 def _document_problem(table: str, doc_id: str, doc: Any) -> str:
