@@ -54,20 +54,20 @@ class Database(Engine):
                 raise StorageConflict(key)
 
     def _build_indexes(self) -> None:
-        self._feed_ids = {d["url"]: i for i, d in self.feeds.items()}
-        self._chat_ids = {int(d["id"]): i for i, d in self.chats.items()}
+        self._feed_ids = {d["url"]: i for i, d in self.feeds.docs.items()}
+        self._chat_ids = {int(d["id"]): i for i, d in self.chats.docs.items()}
         self._sub_ids = SubscriptionIndex()
-        for doc_id, doc in self.subs.items():
+        for doc_id, doc in self.subs.docs.items():
             self._sub_ids[int(doc["chat_id"]), doc["feed_url"]] = doc_id
-        self._outbox_ids = {d["id"]: i for i, d in self.outbox.items()}
-        self._message_ids = {d["digest"]: i for i, d in self.messages.items()}
+        self._outbox_ids = {d["id"]: i for i, d in self.outbox.docs.items()}
+        self._message_ids = {d["digest"]: i for i, d in self.messages.docs.items()}
         self._message_refs = Counter(
-            d["message_ref"] for _, d in self.outbox.items() if "message_ref" in d
+            d["message_ref"] for _, d in self.outbox.docs.items() if "message_ref" in d
         )
         #: (next check, url) of every feed, soonest first; an entry whose time is no longer
         #: the feed's is stale and dropped when it comes up (see `due_feeds`)
         self._next_checks = [(float(d.get("next_check", 0.0)), d["url"]) for _, d in
-                             self.feeds.items()]
+                             self.feeds.docs.items()]
         heapq.heapify(self._next_checks)
 
 

@@ -33,6 +33,8 @@ Call it only from the backend's worker thread.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +53,19 @@ log = logging.getLogger(__name__)
 LOG_FLOOR_BYTES = 8 * 2**20
 #: after a snapshot could not be written (disk full), the next try waits this long
 SNAPSHOT_RETRY_S = 60.0
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed after reading the file back to the system.
+
+    Reading a large snapshot leaves hundreds of MB of freed parse buffers and base64 text in
+    glibc's heap, which it keeps (RSS 690 MB instead of 600 MB at 100k feeds). glibc only;
+    elsewhere nothing happens."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Engine:
@@ -89,6 +104,8 @@ class Engine:
         self.log = ChangeLog(self.path)
         self._replay(data)
         self._build_indexes()
+        del data
+        release_freed_memory()
 
     # ----------------------------------------------------------------- internals
     def _build_indexes(self) -> None:

@@ -50,7 +50,10 @@ class AtomicJSONStorage(Storage):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._data: dict[str, dict[str, Any]] | None = load_snapshot(self.path) or None
+        data = _checked.take(self.path)
+        if data is None:
+            data = load_snapshot(self.path)
+        self._data: dict[str, dict[str, Any]] | None = data or None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         return self._data
@@ -177,6 +180,35 @@ def _document_problem(table: str, doc_id: str, doc: Any) -> str:
     return f"{where} cannot be read"
 
 
+class _CheckedSnapshot:
+    """The snapshot `check_database` read, kept for the open that follows it in the same
+    process (a 100k-feed file takes seconds to read: start-up would read it twice). Used only
+    while the file is unchanged (same inode, size and mtime), and only once."""
+
+    def __init__(self) -> None:
+        self._kept: tuple[Path, tuple[int, int, int], dict[str, Any]] | None = None
+
+    def keep(self, path: Path, data: dict[str, Any]) -> None:
+        self._kept = (path.resolve(), _identity(path), data) if data else None
+
+    def take(self, path: Path) -> dict[str, Any] | None:
+        kept, self._kept = self._kept, None
+        if kept is None or kept[0] != path.resolve() or kept[1] != _identity(path):
+            return None
+        return kept[2]
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_checked = _CheckedSnapshot()
+
+
 def check_database(path: Path, *, force: bool = False) -> str | None:
     """Start-up check of the data folder and the database file: None when the bot may start,
     else one line naming the file, what is wrong and what to do. Nothing is changed, except
@@ -194,6 +226,7 @@ def check_database(path: Path, *, force: bool = False) -> str | None:
         data = load_snapshot(path)
     except UnusableDatabase as exc:
         return str(exc)
+    _checked.keep(path, data)
     problem = _folder_problem(path)
     if problem is not None:
         return problem
