@@ -113,14 +113,13 @@ class Poller:
         self.failures_before_notice = FAILURES_BEFORE_NOTICE
 
     # ------------------------------------------------------------- scheduling
-    async def tick(self, lookahead: float | None = None) -> int:
-        """Start a check of every feed due now or before the next tick (at most a tick early,
-        never late); return how many were started. They start together, as one batch: their
-        reads and lazy writes share store trips, and checks of one host reuse its connections
-        (bounded by `max_concurrent_checks`)."""
-        if lookahead is None:
-            lookahead = self.settings.tick_seconds
-        due = await self.store.due_feeds(self.clock() + lookahead)
+    async def tick(self) -> int:
+        """Start a check of every feed due now; return how many were started. They start
+        together, as one batch: their reads and lazy writes share store trips, and checks of
+        one host reuse its kept-alive connections (bounded by `max_concurrent_checks`). A check
+        is late by at most a tick and never early (a server's Retry-After is kept to the
+        second)."""
+        due = await self.store.due_feeds(self.clock())
         started = 0
         for feed in due:
             if feed.url in self._in_flight:
@@ -134,7 +133,7 @@ class Poller:
 
     async def run_once(self) -> CycleStats:
         """Check every due feed and wait for all of them (tools and tests)."""
-        await self.tick(lookahead=0.0)
+        await self.tick()
         await self.wait_idle()
         return self.stats.take()
 
