@@ -35,7 +35,7 @@ from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.sanitizer import replace_doctype
-from feedparser.urls import _urljoin, make_safe_absolute_uri
+from feedparser.urls import _urljoin, make_safe_absolute_uri, resolve_relative_uris
 
 from bot.feeds.identity import (
     BY_LINK,
@@ -150,6 +150,8 @@ class _Element:
 @dataclass(eq=False)
 class _Reader:
     base: str
+    #: feedparser resolves relative links in HTML titles (parse_document: where xml:base is used)
+    resolve_in_html: bool = False
     version: str = ""
     depth: int = 0
     infeed: bool = False
@@ -166,6 +168,9 @@ class _Reader:
     sink: _Context = field(default_factory=_Context)  # image, textinput, source: never read
     entries: list[_Context] = field(default_factory=list)
     stack: list[_Element] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+    #: base -> the base a start tag without xml:base leaves (make_safe_absolute_uri of itself)
+    settled: dict[str, str] = field(default_factory=dict)
     namespacemap: dict[str | None, str] = field(default_factory=dict)
     namespaces_in_use: dict[str, str] = field(default_factory=dict)
     decls: dict[str, str] = field(default_factory=dict)
@@ -278,8 +283,7 @@ class _Reader:
         if self.collecting:  # a child of a title, guid, link or ttl: its text is not plain
             raise Declined("markup inside a title, guid, link or ttl")
         attrs_d = self.attributes(names.namespace, names.local, attrs) if attrs or self.decls else {}
-        if "xml:base" in attrs_d or "base" in attrs_d:
-            raise Declined("xml:base")
+        self.enter_base(attrs_d.get("xml:base", attrs_d.get("base")))
         if self.incontent:
             if self.content_xmlish:
                 raise Declined("elements inside XML-typed content")
@@ -297,6 +301,30 @@ class _Reader:
         element = _Element(start)
         self.stack.append(element)
         self.start_element(element, attrs_d)
+
+    def enter_base(self, given: str | None) -> None:
+        """unknown_starttag's xml:base bookkeeping."""
+        if given:
+            base = self.join_base(self.base, given)
+        else:
+            base = self.settled.get(self.base, "")
+            if not base:
+                base = self.settled[self.base] = self.join_base(self.base, self.base)
+        self.base = base
+        self.bases.append(base)
+
+    @staticmethod
+    def join_base(base: str, given: str) -> str:
+        if base:
+            return make_safe_absolute_uri(base, given) or base
+        return _urljoin(base, given)
+
+    def leave_base(self) -> None:
+        """unknown_endtag's: back to the parent's base (when it has one)."""
+        if self.bases:
+            self.bases.pop()
+            if self.bases and self.bases[-1]:
+                self.base = self.bases[-1]
 
     def start_element(self, element: _Element, attrs: dict[str, str]) -> None:
         name = element.start_handler
@@ -316,14 +344,15 @@ class _Reader:
             self.start_item(element, attrs)
         elif name in ("channel", "feed", "rss"):
             self.start_feed(element, attrs)
-        elif name in ("image", "textinput"):
-            if self.inentry:
-                raise Declined(f"{name} inside an entry")
-            if name == "image":
+        elif name == "image":
+            if not self.inentry:
                 self.feed_has_image |= not (self.insource or self.intextinput)
-                self.inimage = True
-            else:
-                self.intextinput = True
+            self.inimage, self.title_depth = True, -1
+            element.kind = name
+        elif name == "textinput":
+            if self.inentry:  # feedparser would look for the feed's textinput (a KeyError)
+                raise Declined("textinput inside an entry")
+            self.intextinput = True
             self.title_depth = -1
             element.kind = name
         elif name in ("itunes_image", "itunes_link"):
@@ -410,6 +439,7 @@ class _Reader:
                 raise Declined(f"{end} ends {element.start_handler}")
         elif element.kind:
             getattr(self, f"end_{element.kind}")(element)
+        self.leave_base()
         self.depth -= 1
 
     def end_content(self, element: _Element) -> None:
@@ -465,6 +495,8 @@ class _Reader:
             if (not self.version.startswith("atom") and kind == "text/plain"
                     and _FeedParserMixin.looks_like_html(value)):
                 kind = "text/html"
+            if self.resolve_in_html and kind == "text/html":
+                value = resolve_relative_uris(value, self.base, "utf-8", kind)
             value = _cleaned(value)
             blocked = -1 < self.title_depth <= self.depth
             if not blocked and not (self.inentry and not self.insource) and (
@@ -496,8 +528,6 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
     """`first_read`, raising Declined (with the reason) instead of returning None."""
     if not body.strip() or _looks_like_json(body, content_type):
         raise Declined("empty or JSON")
-    if b"xml:base" in body:
-        raise Declined("xml:base")
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -506,7 +536,7 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
     if not result.get("encoding"):
         raise Declined("unknown encoding")
     doctype_version, data, _ = replace_doctype(data)
-    reader = _Reader(_document_base(url))
+    reader = _Reader(make_safe_absolute_uri("", url), resolve_in_html=b"xml:base" in body)
     _run_expat(reader, data)
     if not (doctype_version or reader.version) and not reader.entries:
         raise Declined("not a feed")
@@ -523,18 +553,6 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
         ttl_minutes=ttl,
         warning=warning,
     )
-
-
-def _document_base(url: str) -> str:
-    """The base feedparser resolves against where no xml:base says otherwise: the URL as each
-    start tag leaves it (make_safe_absolute_uri of itself, which settles after one step)."""
-    base = make_safe_absolute_uri("", url)
-    for _ in range(2):
-        settled = (make_safe_absolute_uri(base, base) or base) if base else _urljoin(base, base)
-        if settled == base:
-            return base
-        base = settled
-    raise Declined("an unsettled base URL")
 
 
 def _run_expat(reader: _Reader, data: bytes) -> None:
