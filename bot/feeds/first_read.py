@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import xml.parsers.expat
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +105,15 @@ def _content_type(value: str) -> str:
     return _FeedParserMixin.map_content_type(value)
 
 
+def _without_entities(link: str) -> str:
+    """pop's fix for links: "?a=1&amp;b=2" read as "?a=1&b;=2" by loose parsers."""
+    return _ENTITY_IN_LINK.sub(r"&\g<1>", link) if "&" in link else link
+
+
 def _cleaned(text: str) -> str:
     """What `pop` does last to every value (its strict parser's encoding is always utf-8)."""
+    if text.isascii():  # both steps change only what is not ASCII
+        return text
     try:
         text = text.encode("iso-8859-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -138,7 +146,7 @@ class _Names:
     ends_image: bool
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Element:
     start_handler: str
     kind: str = ""  # what this reader does at its end ("" nothing)
@@ -171,11 +179,13 @@ class _Reader:
     bases: list[str] = field(default_factory=list)
     #: base -> the base a start tag without xml:base leaves (make_safe_absolute_uri of itself)
     settled: dict[str, str] = field(default_factory=dict)
+    resolved: dict[tuple[str, str], str] = field(default_factory=dict)
     namespacemap: dict[str | None, str] = field(default_factory=dict)
     namespaces_in_use: dict[str, str] = field(default_factory=dict)
     decls: dict[str, str] = field(default_factory=dict)
     names: dict[str, _Names] = field(default_factory=dict)
     collecting: bool = False
+    parser: Any = None  # the expat parser: text is collected only inside a title, guid, link, ttl
 
     # ------------------------------------------------------------ feedparser's bookkeeping
     def context(self) -> _Context:
@@ -253,7 +263,9 @@ class _Reader:
             )
         return found
 
-    def attributes(self, namespace: str | None, local: str, attrs: dict[str, str]) -> dict[str, str]:
+    def attributes(
+        self, namespace: str | None, local: str, attrs: dict[str, str]
+    ) -> dict[str, str]:
         """The attribute dictionary feedparser's handlers get (keys lower-cased, both the mapped
         and the given prefix, rel and type values lower-cased)."""
         found, self.decls = self.decls, {}
@@ -278,12 +290,18 @@ class _Reader:
     # -------------------------------------------------------------------------- elements
     def on_start(self, name: str, attrs: dict[str, str]) -> None:
         self.depth += 1
-        names = self.element_names(name)
+        names = self.names.get(name) or self.element_names(name)
         start = names.start
         if self.collecting:  # a child of a title, guid, link or ttl: its text is not plain
             raise Declined("markup inside a title, guid, link or ttl")
-        attrs_d = self.attributes(names.namespace, names.local, attrs) if attrs or self.decls else {}
-        self.enter_base(attrs_d.get("xml:base", attrs_d.get("base")))
+        if attrs or self.decls:
+            attrs_d = self.attributes(names.namespace, names.local, attrs)
+            self.enter_base(attrs_d.get("xml:base", attrs_d.get("base")))
+        else:
+            attrs_d = {}
+            base = self.settled.get(self.base) or self.settle(self.base)
+            self.base = base
+            self.bases.append(base)
         if self.incontent:
             if self.content_xmlish:
                 raise Declined("elements inside XML-typed content")
@@ -300,24 +318,36 @@ class _Reader:
             self.inimage = False
         element = _Element(start)
         self.stack.append(element)
-        self.start_element(element, attrs_d)
+        starter = self.starters.get(start)
+        if starter is not None:
+            starter(element, attrs_d)
 
     def enter_base(self, given: str | None) -> None:
         """unknown_starttag's xml:base bookkeeping."""
-        if given:
-            base = self.join_base(self.base, given)
-        else:
-            base = self.settled.get(self.base, "")
-            if not base:
-                base = self.settled[self.base] = self.join_base(self.base, self.base)
+        base = self.join_base(self.base, given) if given else self.settle(self.base)
         self.base = base
         self.bases.append(base)
+
+    def settle(self, base: str) -> str:
+        """The base a start tag without xml:base leaves (feedparser joins it to itself)."""
+        settled = self.settled.get(base)
+        if settled is None:
+            settled = self.settled[base] = self.join_base(base, base)
+        return settled
 
     @staticmethod
     def join_base(base: str, given: str) -> str:
         if base:
             return make_safe_absolute_uri(base, given) or base
         return _urljoin(base, given)
+
+    def resolve(self, uri: str) -> str:
+        """feedparser's resolve_uri (an item's guid and link are often the same URL)."""
+        key = (self.base, uri)
+        resolved = self.resolved.get(key)
+        if resolved is None:
+            resolved = self.resolved[key] = _urljoin(self.base, uri)
+        return resolved
 
     def leave_base(self) -> None:
         """unknown_endtag's: back to the parent's base (when it has one)."""
@@ -326,50 +356,63 @@ class _Reader:
             if self.bases and self.bases[-1]:
                 self.base = self.bases[-1]
 
-    def start_element(self, element: _Element, attrs: dict[str, str]) -> None:
-        name = element.start_handler
-        if name in IDS:
-            self.guidislink = attrs.get("ispermalink", "true") == "true"
-            self.collect(element, "id", expecting_text=True)
-        elif name == "link":
-            self.start_link(element, attrs)
-        elif name in TITLES:
-            self.start_title(element, attrs)
-        elif name in CONTENT:
-            self.incontent += 1
-            kind = _content_type(attrs.get("type", "text/plain"))
-            self.content_xmlish = kind.endswith("xml") and kind != "application/xhtml+xml"
-            element.kind = "content"
-        elif name in ITEMS:
-            self.start_item(element, attrs)
-        elif name in ("channel", "feed", "rss"):
-            self.start_feed(element, attrs)
-        elif name == "image":
-            if not self.inentry:
-                self.feed_has_image |= not (self.insource or self.intextinput)
-            self.inimage, self.title_depth = True, -1
-            element.kind = name
-        elif name == "textinput":
-            if self.inentry:  # feedparser would look for the feed's textinput (a KeyError)
-                raise Declined("textinput inside an entry")
-            self.intextinput = True
-            self.title_depth = -1
-            element.kind = name
-        elif name in ("itunes_image", "itunes_link"):
-            if (attrs.get("href") or attrs.get("url")) and self.context() is self.feed:
-                self.feed_has_image = True
-        elif name == "source":
-            self.insource, self.title_depth = True, -1
-            element.kind = "source"
-        elif name == "ttl":  # no handler: feedparser keeps its text, or its attributes
-            if attrs:
-                self.context().ttl = _NOT_A_NUMBER
-            else:
-                self.collect(element, "ttl", expecting_text=True)
+    def __post_init__(self) -> None:
+        #: handler name -> what this reader does at its start (feedparser's _start_<name>)
+        self.starters: dict[str, Callable[[_Element, dict[str, str]], None]] = {
+            **dict.fromkeys(CONTENT, self.start_content),
+            **dict.fromkeys(TITLES, self.start_title),
+            **dict.fromkeys(IDS, self.start_id),
+            **dict.fromkeys(ITEMS, self.start_item),
+            **dict.fromkeys(("channel", "feed", "rss"), self.start_feed),
+            **dict.fromkeys(("itunes_image", "itunes_link"), self.start_itunes_image),
+            "link": self.start_link,
+            "image": self.start_image,
+            "textinput": self.start_textinput,
+            "source": self.start_source,
+            "ttl": self.start_ttl,
+        }
+
+    def start_id(self, element: _Element, attrs: dict[str, str]) -> None:
+        self.guidislink = attrs.get("ispermalink", "true") == "true"
+        self.collect(element, "id", expecting_text=True)
+
+    def start_content(self, element: _Element, attrs: dict[str, str]) -> None:
+        self.incontent += 1
+        kind = _content_type(attrs.get("type", "text/plain"))
+        self.content_xmlish = kind.endswith("xml") and kind != "application/xhtml+xml"
+        element.kind = "content"
+
+    def start_image(self, element: _Element, attrs: dict[str, str]) -> None:
+        if not self.inentry:
+            self.feed_has_image |= not (self.insource or self.intextinput)
+        self.inimage, self.title_depth = True, -1
+        element.kind = "image"
+
+    def start_textinput(self, element: _Element, attrs: dict[str, str]) -> None:
+        if self.inentry:  # feedparser would look for the feed's textinput (a KeyError)
+            raise Declined("textinput inside an entry")
+        self.intextinput, self.title_depth = True, -1
+        element.kind = "textinput"
+
+    def start_itunes_image(self, element: _Element, attrs: dict[str, str]) -> None:
+        if (attrs.get("href") or attrs.get("url")) and self.context() is self.feed:
+            self.feed_has_image = True
+
+    def start_source(self, element: _Element, attrs: dict[str, str]) -> None:
+        self.insource, self.title_depth = True, -1
+        element.kind = "source"
+
+    def start_ttl(self, element: _Element, attrs: dict[str, str]) -> None:
+        """No handler: feedparser keeps its text, or else its attributes."""
+        if attrs:
+            self.context().ttl = _NOT_A_NUMBER
+        else:
+            self.collect(element, "ttl", expecting_text=True)
 
     def collect(self, element: _Element, kind: str, *, expecting_text: bool) -> None:
         element.kind, element.expecting_text = kind, expecting_text
         self.collecting = True
+        self.parser.CharacterDataHandler = element.text.append
 
     def start_item(self, element: _Element, attrs: dict[str, str]) -> None:
         if self.inentry:
@@ -413,7 +456,7 @@ class _Reader:
             expecting = self.infeed or self.inentry or self.insource
             self.collect(element, "link", expecting_text=expecting)
             return
-        resolved = _urljoin(self.base, attrs["href"])
+        resolved = self.resolve(attrs["href"])
         if rel == "alternate" and _content_type(kind) in _HTML_TYPES:
             self.context().link = resolved
 
@@ -426,14 +469,12 @@ class _Reader:
         element.content_type = kind
         self.collect(element, "title", expecting_text=self.infeed or self.inentry or self.insource)
 
-    def on_text(self, text: str) -> None:
-        if self.collecting:
-            self.stack[-1].text.append(text)
-
     def on_end(self, name: str) -> None:
-        end = self.element_names(name).end
+        end = (self.names.get(name) or self.element_names(name)).end
         element = self.stack.pop()
-        self.collecting = False
+        if self.collecting:
+            self.collecting = False
+            self.parser.CharacterDataHandler = None
         if element.start_handler != end:
             if end in ENDS or element.kind:
                 raise Declined(f"{end} ends {element.start_handler}")
@@ -463,7 +504,7 @@ class _Reader:
     def end_id(self, element: _Element) -> None:
         value = "".join(element.text).strip()
         if value and self.guidislink:
-            value = _urljoin(self.base, value)
+            value = self.resolve(value)
         value = _cleaned(value)
         if self.inentry and not self.insource:
             entry = self.entries[-1]
@@ -480,13 +521,13 @@ class _Reader:
         if not element.expecting_text:
             return
         value = "".join(element.text).strip()
-        value = _cleaned(_urljoin(self.base, value) if value else value)
+        value = _cleaned(self.resolve(value) if value else value)
         if self.inentry and not self.insource:
             if not self.inimage:
-                value = _ENTITY_IN_LINK.sub(r"&\g<1>", value.replace("&amp;", "&"))
+                value = _without_entities(value.replace("&amp;", "&"))
                 self.entries[-1].link = value
         elif self.infeed or self.insource:
-            self.context().link = _ENTITY_IN_LINK.sub(r"&\g<1>", value)
+            self.context().link = _without_entities(value)
 
     def end_title(self, element: _Element) -> None:
         value = "".join(element.text).strip()
@@ -562,7 +603,7 @@ def _run_expat(reader: _Reader, data: bytes) -> None:
     parser.StartNamespaceDeclHandler = reader.on_namespace
     parser.StartElementHandler = reader.on_start
     parser.EndElementHandler = reader.on_end
-    parser.CharacterDataHandler = reader.on_text
+    reader.parser = parser
     parser.ExternalEntityRefHandler = lambda *_: 1
     parser.SkippedEntityHandler = lambda *_: None
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_UNLESS_STANDALONE)
