@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import feedparser
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
@@ -75,6 +76,8 @@ def _reaches(kind: str, name: str, target: str, seen: frozenset[str] = frozenset
     )
 
 
+#: the feedparser releases whose handlers this follows (another one: every document declines)
+FOLLOWED_FEEDPARSER = "6.0."
 STARTS = _handler_names("start")
 ENDS = _handler_names("end")
 #: elements whose start handler begins "content" (push_content): their children are markup
@@ -567,6 +570,8 @@ def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | No
 
 def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """`first_read`, raising Declined (with the reason) instead of returning None."""
+    if not feedparser.__version__.startswith(FOLLOWED_FEEDPARSER):
+        raise Declined(f"feedparser {feedparser.__version__} is not the one followed here")
     if not body.strip() or _looks_like_json(body, content_type):
         raise Declined("empty or JSON")
     headers = {"content-location": url}
