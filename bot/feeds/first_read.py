@@ -272,7 +272,7 @@ class _Reader:
         """The attribute dictionary feedparser's handlers get (keys lower-cased, both the mapped
         and the given prefix, rel and type values lower-cased)."""
         found, self.decls = self.decls, {}
-        if (local, namespace) in _XMLNS_KEPT:
+        if (local.lower(), namespace) in _XMLNS_KEPT:
             found["xmlns"] = namespace or ""
         qnames = {}
         for name, value in attrs.items():
@@ -422,12 +422,11 @@ class _Reader:
             raise Declined("an entry inside an entry")
         if "href" in attrs:
             raise Declined("CDF href on an item")
-        entry = _Context()
+        self.entries.append(_Context())
+        self.inentry, self.guidislink, self.title_depth = True, False, -1
         about = attrs.get(self.standard_prefix("rdf:about"))
         if about:
-            entry.id = about
-        self.entries.append(entry)
-        self.inentry, self.guidislink, self.title_depth = True, False, -1
+            self.context().id = about
         element.kind = "item"
 
     def standard_prefix(self, name: str) -> str:
