@@ -147,6 +147,8 @@ class _Names:
     local: str
     ends_textinput: bool
     ends_image: bool
+    refused: bool  # see REFUSED
+    refused_in_content: bool  # feedparser would run its end handler inside content
 
 
 @dataclass(eq=False, slots=True)
@@ -178,7 +180,8 @@ class _Reader:
     feed: _Context = field(default_factory=_Context)
     sink: _Context = field(default_factory=_Context)  # image, textinput, source: never read
     entries: list[_Context] = field(default_factory=list)
-    stack: list[_Element] = field(default_factory=list)
+    #: open elements: what this reader follows, or just the names of the others
+    stack: list[_Element | _Names] = field(default_factory=list)
     bases: list[str] = field(default_factory=list)
     #: base -> the base a start tag without xml:base leaves (make_safe_absolute_uri of itself)
     settled: dict[str, str] = field(default_factory=dict)
@@ -263,6 +266,8 @@ class _Reader:
                 local,
                 ends_textinput=plain and tag not in ("title", "link", "description", "name"),
                 ends_image=plain and tag not in _IMAGE_PARTS,
+                refused=start in REFUSED or end in REFUSED,
+                refused_in_content=end in ENDS or local.lower() in ("svg", "math"),
             )
         return found
 
@@ -299,37 +304,34 @@ class _Reader:
             raise Declined("markup inside a title, guid, link or ttl")
         if attrs or self.decls:
             attrs_d = self.attributes(names.namespace, names.local, attrs)
-            self.enter_base(attrs_d.get("xml:base", attrs_d.get("base")))
+            given = attrs_d.get("xml:base", attrs_d.get("base"))
+            base = self.join_base(self.base, given) if given else self.settle(self.base)
         else:
             attrs_d = {}
             base = self.settled.get(self.base) or self.settle(self.base)
-            self.base = base
-            self.bases.append(base)
+        self.base = base  # unknown_starttag's xml:base bookkeeping
+        self.bases.append(base)
         if self.incontent:
             if self.content_xmlish:
                 raise Declined("elements inside XML-typed content")
-            if names.end in ENDS or names.local.lower() in ("svg", "math"):
+            if names.refused_in_content:
                 raise Declined(f"{names.end} inside content")
-            self.stack.append(_Element(start))
+            self.stack.append(names)
             return
-        if start in REFUSED or names.end in REFUSED:
+        if names.refused:
             raise Declined(f"element {start}")
         # feedparser's "special hack" for image and textinput elements left open
         if names.ends_textinput:
             self.intextinput = False
         if names.ends_image:
             self.inimage = False
+        starter = self.starters.get(start)
+        if starter is None:
+            self.stack.append(names)
+            return
         element = _Element(start)
         self.stack.append(element)
-        starter = self.starters.get(start)
-        if starter is not None:
-            starter(element, attrs_d)
-
-    def enter_base(self, given: str | None) -> None:
-        """unknown_starttag's xml:base bookkeeping."""
-        base = self.join_base(self.base, given) if given else self.settle(self.base)
-        self.base = base
-        self.bases.append(base)
+        starter(element, attrs_d)
 
     def settle(self, base: str) -> str:
         """The base a start tag without xml:base leaves (feedparser joins it to itself)."""
@@ -351,13 +353,6 @@ class _Reader:
         if resolved is None:
             resolved = self.resolved[key] = _urljoin(self.base, uri)
         return resolved
-
-    def leave_base(self) -> None:
-        """unknown_endtag's: back to the parent's base (when it has one)."""
-        if self.bases:
-            self.bases.pop()
-            if self.bases and self.bases[-1]:
-                self.base = self.bases[-1]
 
     def __post_init__(self) -> None:
         #: handler name -> what this reader does at its start (feedparser's _start_<name>)
@@ -474,6 +469,18 @@ class _Reader:
     def on_end(self, name: str) -> None:
         end = (self.names.get(name) or self.element_names(name)).end
         element = self.stack.pop()
+        if isinstance(element, _Names):
+            if element.start != end and end in ENDS:
+                raise Declined(f"{end} ends {element.start}")
+        else:
+            self.end_element(element, end)
+        bases = self.bases  # unknown_endtag's: back to the parent's base (when it has one)
+        bases.pop()
+        if bases and bases[-1]:
+            self.base = bases[-1]
+        self.depth -= 1
+
+    def end_element(self, element: _Element, end: str) -> None:
         if self.collecting:
             self.collecting = False
             self.parser.CharacterDataHandler = None
@@ -482,8 +489,6 @@ class _Reader:
                 raise Declined(f"{end} ends {element.start_handler}")
         elif element.kind:
             getattr(self, f"end_{element.kind}")(element)
-        self.leave_base()
-        self.depth -= 1
 
     def end_content(self, element: _Element) -> None:
         self.incontent -= 1
