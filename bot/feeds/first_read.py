@@ -15,16 +15,18 @@ document's URL, the text clean-ups of `pop`, the title's depth rule). The values
 the same functions parse_bytes uses (bot.feeds.parser, bot.feeds.identity).
 
 Whatever this does not follow exactly, it declines (returns None) and the caller parses whole as
-before: JSON, xml:base, documents expat or feedparser's encoding detection reject (feedparser's
-loose parser would read them), element children where feedparser keeps markup or runs handlers
-this does not follow, nested or picture-holding items, entries with neither guid nor link (their
-key hashes the body), entries whose second identity needs their title and date (a link shared by
-several entries), titles of odd types. tests/test_first_read.py checks the answers against
+before: JSON; documents expat or feedparser's encoding detection reject (feedparser's loose
+parser reads those); markup inside a title, guid, link or ttl; elements inside content whose
+feedparser handlers would run; nested entries, a textinput inside an entry; entries with neither
+guid nor link (their key hashes the body); entries whose second identity needs their title and
+date (a link shared by several entries); titles of types other than text and HTML; another
+feedparser release than the one followed. tests/test_first_read.py checks the answers against
 parse_bytes on generated feeds, the seeds and the corpora.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.parsers.expat
 from collections import Counter
@@ -48,6 +50,8 @@ from bot.feeds.identity import (
 )
 from bot.feeds.parser import _int, _looks_like_json, encode_spaces, parse_bytes, title_of
 from bot.models import Entry, ParsedFeed
+
+log = logging.getLogger(__name__)
 
 
 class Declined(Exception):
@@ -569,6 +573,9 @@ def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | No
     try:
         return read_identities(body, url, content_type)
     except Declined:
+        return None
+    except Exception:  # a shortcut only: whatever goes wrong here, the whole parse decides
+        log.warning("first read of %s failed; parsing it whole", url, exc_info=True)
         return None
 
 
