@@ -256,10 +256,10 @@ def test_a_clean_feed_is_always_answered() -> None:
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "JSON"),
         (b"   ", "empty"),
         (b"<rss><channel><title>x</title><item><title>a</title></item></channel></rss>",
-         "without guid and link"),
+         "every entry needs its text"),
         (b"<rss><channel><item><link>https://a.test/</link><guid isPermaLink='false'>1</guid>"
          b"</item><item><link>https://a.test/</link><guid isPermaLink='false'>2</guid></item>"
-         b"</channel></rss>", "shared"),
+         b"</channel></rss>", "every entry needs its text"),
         (b"<rss><channel><item><guid>1</guid></item>", "not well-formed"),
         (b"<html><body><p>a page</p></body></html>", "not a feed"),
         (b"<rss><channel><title><b>x</b></title></channel></rss>", "markup inside"),
@@ -273,6 +273,33 @@ def test_what_it_cannot_promise_declines(body: bytes, reason: str) -> None:
     with pytest.raises(Declined, match=reason):
         read_identities(body, URL, "")
     assert first_read(body, URL, "") is None
+
+
+def test_entries_that_need_their_text_are_parsed_alone() -> None:
+    """Entries keyed by a hash of their text, or told apart by title and date (one link shared
+    by several), come from feedparser, the others from the expat pass."""
+    body = (
+        b'<rss version="2.0"><channel><title>T</title>'
+        b"<item><title>keyed by text</title><description>one</description></item>"
+        b"<item><title>a</title><link>https://a.test/same</link><guid isPermaLink='false'>1"
+        b"</guid><pubDate>Sun, 08 Feb 2026 09:00:00 +0000</pubDate></item>"
+        b"<item><title>b</title><link>https://a.test/same</link><guid isPermaLink='false'>2"
+        b"</guid><pubDate>Sun, 08 Feb 2026 10:00:00 +0000</pubDate></item>"
+        b"<item><title>c</title><link>https://a.test/c</link></item>"
+        b"</channel></rss>"
+    )
+    calls = []
+    real = fr.parse_document
+
+    def counting(doc: bytes, *args: object, **kwargs: object) -> ParsedFeed:
+        calls.append(doc.count(b"<item>"))
+        return real(doc, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fr, "parse_document", counting)
+        assert answered(body)
+    assert calls == [3]  # the lone item and the two sharing a link; not the fourth
+    assert len(first_read(body, URL).entries[2].prints) == 2  # type: ignore[union-attr]
 
 
 def test_a_feedparser_it_does_not_follow_declines_everything(

@@ -41,14 +41,25 @@ from feedparser.mixin import _FeedParserMixin
 from feedparser.sanitizer import replace_doctype
 from feedparser.urls import _urljoin, make_safe_absolute_uri, resolve_relative_uris
 
+from bot.errors import ParseError
 from bot.feeds.identity import (
     BY_LINK,
+    NO_SECOND,
     entry_key,
     fingerprint,
     normalize_link,
     second_identities,
 )
-from bot.feeds.parser import _int, _looks_like_json, encode_spaces, parse_bytes, title_of
+from bot.feeds.parse_delta import split_items
+from bot.feeds.parser import (
+    _int,
+    _looks_like_json,
+    encode_spaces,
+    parse_bytes,
+    parse_document,
+    tdl_key,
+    title_of,
+)
 from bot.models import Entry, ParsedFeed
 
 log = logging.getLogger(__name__)
@@ -606,7 +617,7 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
     return ParsedFeed(
         title=shown or url,
         link=link or url,
-        entries=_stubs(reader.entries),
+        entries=_stubs(reader.entries, body, url, content_type),
         ttl_minutes=ttl,
         warning=warning,
     )
@@ -629,30 +640,93 @@ def _run_expat(reader: _Reader, data: bytes) -> None:
         raise Declined(f"not well-formed: {exc}") from None
 
 
-def _stubs(raws: list[_Context]) -> list[Entry]:
-    """Each entry's prints as parse_bytes gives them: its key (parser._entry) and its second
-    identity (parser.add_alt_keys)."""
-    keys: list[str] = []
-    links: list[str] = []
-    for raw in raws:
-        guid = raw.id if raw.id is not _UNSET else None
-        raw_link = str(raw.link or "") if raw.link is not _UNSET else ""
-        if not ((guid and guid.strip()) or raw_link.strip()):
-            raise Declined("an entry without guid and link")
-        keys.append(entry_key(guid, raw_link, "", None, ""))
-        link = encode_spaces(raw_link)
-        links.append(f"link:{normalize_link(link)}" if link else "")
-    is_link = [key == link.removeprefix("link:") for key, link in zip(keys, links, strict=True)]
-    shared = Counter(k for k in links if k)
-    if any(link and shared[link] > 1 and not own for link, own in zip(links, is_link, strict=True)):
-        raise Declined("a link shared by entries (their title and date decide)")
-    choices = second_identities(links, is_link, [""] * len(keys))
+@dataclass
+class _Identity:
+    """What the prints of one entry come from (parser._entry, parser.add_alt_keys)."""
+
+    key: str
+    link: str  # as parse_bytes keeps it (ends trimmed, spaces as %20)
+    tdl: str = ""  # its title-date-link key, known only where feedparser parsed the entry
+
+    @property
+    def link_key(self) -> str:
+        return f"link:{normalize_link(self.link)}" if self.link else ""
+
+
+def _stubs(raws: list[_Context], body: bytes, url: str, content_type: str) -> list[Entry]:
+    """Each entry as a stub with the prints parse_bytes gives it."""
+    found: list[Any] = [_identity(raw) for raw in raws]
+    links = [_Identity("", encode_spaces(_raw_link(raw))).link_key for raw in raws]
+    wanted = _needing_feedparser(found, links)
+    identities = _parse_some(found, wanted, body, url, content_type) if wanted else found
+    is_link = [i.key == i.link_key.removeprefix("link:") for i in identities]
+    tdls = [i.tdl for i in identities]
+    choices = second_identities(links, is_link, tdls)
     return [
         Entry(key="", title="", link="", prints=(
-            fingerprint(key), *((fingerprint(link),) if choice == BY_LINK else ()),
+            fingerprint(i.key),
+            *((fingerprint(link if choice == BY_LINK else i.tdl),) if choice != NO_SECOND else ()),
         ))
-        for key, link, choice in zip(keys, links, choices, strict=True)
+        for i, link, choice in zip(identities, links, choices, strict=True)
     ]
+
+
+def _raw_link(raw: _Context) -> str:
+    return str(raw.link or "") if raw.link is not _UNSET else ""
+
+
+def _identity(raw: _Context) -> _Identity | None:
+    """The entry's key and link; None when its key hashes its text (no guid, no link)."""
+    guid = raw.id if raw.id is not _UNSET else None
+    raw_link = _raw_link(raw)
+    if not ((guid and guid.strip()) or raw_link.strip()):
+        return None
+    return _Identity(entry_key(guid, raw_link, "", None, ""), encode_spaces(raw_link))
+
+
+def _needing_feedparser(found: list[_Identity | None], links: list[str]) -> list[int]:
+    """The entries whose prints need their text: those without guid and link, and every entry
+    of a link several share (unless all of them are keyed by it): their title and date decide."""
+    shared = Counter(k for k in links if k)
+    own_key = [i is not None and i.key == link.removeprefix("link:")
+               for i, link in zip(found, links, strict=True)]
+    mixed = {link for link, own in zip(links, own_key, strict=True)
+             if link and shared[link] > 1 and not own}
+    wanted = [n for n, (i, link) in enumerate(zip(found, links, strict=True))
+              if i is None or link in mixed]
+    if len(wanted) == len(found) and found:
+        raise Declined("every entry needs its text (no guid and link, or a shared link)")
+    return wanted
+
+
+def _parse_some(
+    found: list[_Identity | None], wanted: list[int], body: bytes, url: str, content_type: str
+) -> list[_Identity]:
+    """`found` with the `wanted` entries parsed by feedparser (the others cut out of the
+    document, as bot.feeds.parse_delta does)."""
+    split = split_items(body)
+    if split is None or len(split[1]) != len(found):
+        raise Declined("entries needing their text, in a document that does not split")
+    spans = split[1]
+    kept = set(wanted)
+    cut = [span for n, span in enumerate(spans) if n not in kept]
+    parts, last = [], 0
+    for start, end in cut:
+        parts.append(body[last:start])
+        last = end
+    parts.append(body[last:])
+    try:
+        parsed = parse_document(b"".join(parts), url, content_type, xml_base=b"xml:base" in body)
+    except ParseError:
+        raise Declined("the entries needing their text do not parse alone") from None
+    if len(parsed.entries) != len(wanted):
+        raise Declined("the entries needing their text parse differently alone")
+    for n, entry in zip(wanted, parsed.entries, strict=True):
+        mine = found[n]
+        if mine is not None and (mine.key, mine.link) != (entry.key, entry.link):
+            raise Declined("an entry parsed alone is not the one read here")
+        found[n] = _Identity(entry.key, entry.link, tdl_key(entry))
+    return [i for i in found if i is not None]
 
 
 def first_read_or_parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
