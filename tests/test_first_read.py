@@ -311,6 +311,9 @@ def test_a_feedparser_it_does_not_follow_declines_everything(
     assert first_read(body, URL, RSS_TYPE) is not None
     monkeypatch.setattr(fr.feedparser, "__version__", "7.0.0")
     assert first_read(body, URL, RSS_TYPE) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(fr, "SAX_IS_EXPAT", False)  # feedparser would read with libxml2
+    assert first_read(body, URL, RSS_TYPE) is None
 
 
 def test_the_feedparser_handlers_it_follows_are_the_ones_there() -> None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import re
 import xml.parsers.expat
+import xml.sax
+import xml.sax.expatreader
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +95,11 @@ def _reaches(kind: str, name: str, target: str, seen: frozenset[str] = frozenset
 
 #: the feedparser releases whose handlers this follows (another one: every document declines)
 FOLLOWED_FEEDPARSER = "6.0."
+#: feedparser's SAX parser is expat, set up as `_run_expat` sets it up (were libxml2's Python
+#: binding installed, feedparser would prefer it, and every document would decline)
+SAX_IS_EXPAT = isinstance(
+    xml.sax.make_parser(feedparser.api.PREFERRED_XML_PARSERS), xml.sax.expatreader.ExpatParser
+)
 STARTS = _handler_names("start")
 ENDS = _handler_names("end")
 #: elements whose start handler begins "content" (push_content): their children are markup
@@ -592,7 +599,7 @@ def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | No
 
 def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """`first_read`, raising Declined (with the reason) instead of returning None."""
-    if not feedparser.__version__.startswith(FOLLOWED_FEEDPARSER):
+    if not feedparser.__version__.startswith(FOLLOWED_FEEDPARSER) or not SAX_IS_EXPAT:
         raise Declined(f"feedparser {feedparser.__version__} is not the one followed here")
     if not body.strip() or _looks_like_json(body, content_type):
         raise Declined("empty or JSON")
