@@ -20,7 +20,7 @@ from bot.feeds.diff import entry_prints, is_seen, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.identity import normalize_link
-from bot.feeds.parse_pool import parse_feed
+from bot.feeds.parse_pool import ParsePool, first_read_feed
 from bot.feeds.urls import (
     Address,
     NotAnAddress,
@@ -50,7 +50,8 @@ T = TypeVar("T")
 
 @dataclass
 class Probe:
-    """A URL fetched and parsed (or not) on behalf of /sub."""
+    """A URL fetched and parsed (or not) on behalf of /sub. `feed` may hold identity-only
+    entries (bot.feeds.first_read): its title, link and prints are those of the whole parse."""
 
     url: str
     feed: ParsedFeed | None = None
@@ -134,10 +135,18 @@ def clean_url(raw: str) -> str:
 
 
 class SubscriptionService:
-    def __init__(self, store: Storage, fetcher: Fetcher, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Storage,
+        fetcher: Fetcher,
+        settings: Settings,
+        parse_pool: ParsePool | None = None,
+    ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.settings = settings
+        #: where a probe reads the feed (None: in a thread)
+        self.parse_pool = parse_pool
         #: one subscribing write per chat at a time in this process: concurrent probes of one
         #: /sub would otherwise keep invalidating each other's read (the storage's stamps still
         #: catch writers in other processes)
@@ -157,7 +166,10 @@ class SubscriptionService:
             return probe
         probe.url = canonical(result.permanent_url or url)
         try:
-            probe.feed = await parse_feed(result.body, result.url, result.content_type)
+            # a new subscription delivers nothing: the entries' identities are enough
+            probe.feed = await first_read_feed(
+                result.body, result.url, result.content_type, pool=self.parse_pool
+            )
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
                 return await self._discover(url, result.body, result.url)

@@ -23,6 +23,7 @@ from multiprocessing.connection import wait
 from typing import TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
+from bot.feeds.first_read import first_read_or_parse
 from bot.feeds.parse_delta import ChangedItems, parse_changed_items
 from bot.feeds.parser import parse_bytes
 from bot.models import FetchResult, ParsedFeed
@@ -42,7 +43,9 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         # Imported once in the forkserver, so each worker starts without importing feedparser.
-        ctx.set_forkserver_preload(["bot.feeds.parser", "bot.feeds.parse_delta"])
+        ctx.set_forkserver_preload(
+            ["bot.feeds.parser", "bot.feeds.parse_delta", "bot.feeds.first_read"]
+        )
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -75,7 +78,7 @@ def _exit_with(sentinel: int) -> None:
 
 class ParsePool:
     """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process; and
-    `parse_changed_items` likewise."""
+    `parse_changed_items` and `first_read_or_parse` likewise."""
 
     def __init__(self, workers: int | None = None, *, inline_below: int = INLINE_BELOW) -> None:
         self.workers = max(workers or os.cpu_count() or 1, 1)
@@ -93,6 +96,10 @@ class ParsePool:
     async def parse(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         """Parse like `parse_bytes`; raises ParseError for a document that is not a feed."""
         return await self._run(parse_bytes, body, url, content_type)
+
+    async def first_read(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
+        """`bot.feeds.first_read.first_read_or_parse` in a worker: a new feed's identities."""
+        return await self._run(first_read_or_parse, body, url, content_type)
 
     async def parse_changed_items(
         self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
@@ -188,6 +195,17 @@ async def parse_feed(
     if pool is not None:
         return await pool.parse(body, url, content_type)
     return await asyncio.to_thread(parse_bytes, body, url, content_type)
+
+
+async def first_read_feed(
+    body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
+) -> ParsedFeed:
+    """A new feed's first read off the event loop, like `parse_feed`: title, link, ttl and its
+    entries' identity prints (stubs, see bot.feeds.first_read), else the whole parse. For what
+    only marks the feed's entries seen; never for entries to deliver."""
+    if pool is not None:
+        return await pool.first_read(body, url, content_type)
+    return await asyncio.to_thread(first_read_or_parse, body, url, content_type)
 
 
 async def parse_changed(
