@@ -49,7 +49,7 @@ class Runtime:
         fetcher = Fetcher(fetch_settings(settings))
         sender = Sender(bot, store, delivery or DeliverySettings())
         poller = Poller(store, fetcher, settings, on_queued=sender.wake, parse_pool=parse_pool)
-        service = SubscriptionService(store, fetcher, settings)
+        service = SubscriptionService(store, fetcher, settings, parse_pool=parse_pool)
         return cls(settings, store, fetcher, sender, poller, service, parse_pool)
 
     def messages_sent(self) -> int:

@@ -57,6 +57,8 @@ class Probe:
     feed: ParsedFeed | None = None
     fetch_etag: str | None = None
     fetch_last_modified: str | None = None
+    #: FetchResult.body_digest of the fetch: the same bytes at the first check parse nothing
+    fetch_digest: str = ""
     error: Reason | None = None
     error_kind: str = ""  # FeedbotError.kind of `error`
     error_status: int | None = None  # the HTTP status of an HTTP error
@@ -176,6 +178,7 @@ class SubscriptionService:
             probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
+        probe.fetch_digest = result.body_digest
         return probe
 
     async def probe_address(self, address: Address) -> Probe:
@@ -759,6 +762,7 @@ def _new_subscription(
         return None
     feed = Feed(url=probe.url, title=parsed.title, link=parsed.link)  # if the bot has none
     feed.etag, feed.last_modified = probe.fetch_etag, probe.fetch_last_modified
+    feed.body_digest, feed.ttl_minutes = probe.fetch_digest, parsed.ttl_minutes
     feed.last_check = feed.last_success = now
     feed.next_check = now + settings.poll_interval
     stored_chat = state.chat or chat
