@@ -49,6 +49,9 @@ postgres_start() {
 }
 
 postgres_stop() {
+    if [ -z "${POSTGRES_PID:-}" ] && [ -f "${POSTGRES_DIR:-/nonexistent}/data/postmaster.pid" ]; then
+        POSTGRES_PID=$(head -n 1 "$POSTGRES_DIR/data/postmaster.pid")  # start was cut short
+    fi
     if [ -n "${POSTGRES_PID:-}" ]; then
         kill -INT "$POSTGRES_PID" 2>/dev/null || true  # fast shutdown: clients are cut off
         for _ in $(seq 100); do
