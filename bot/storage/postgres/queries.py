@@ -133,14 +133,14 @@ class Tx:
                 " USING (chat_id, feed_url) ORDER BY s.chat_id, s.feed_url FOR UPDATE OF s",
                 [int(c) for c, _ in pairs], [u for _, u in pairs])
             found.update((sub_key(r["chat_id"], r["feed_url"]), r["version"]) for r in rows)
-        for kind, table, column, key in (("chat", "chats", "id", chat_key),
-                                         ("subs-of", "subscription_sets", "chat_id", set_key)):
+        for kind, table, column, key_of in (("chat", "chats", "id", chat_key),
+                                            ("subs-of", "subscription_sets", "chat_id", set_key)):
             if wanted[kind]:
                 rows = await self.conn.fetch(
                     f"SELECT {column} AS id, version FROM {table}"
                     f" WHERE {column} = ANY($1::bigint[]) ORDER BY {column} FOR UPDATE",
                     [int(i) for i in wanted[kind]])
-                found.update((key(r["id"]), r["version"]) for r in rows)
+                found.update((key_of(r["id"]), r["version"]) for r in rows)
         for key, version in expected.versions.items():
             if found.get(key, 0) != version:
                 raise StorageConflict(key)
