@@ -158,3 +158,25 @@ async def test_a_message_for_many_chats_is_stored_once_and_goes_with_its_last_de
             assert await store._pool.fetchval("SELECT count(*) FROM messages") == 0
         finally:
             await store.close()
+
+
+async def test_nul_characters_a_feed_may_send_are_dropped_not_refused() -> None:
+    from dataclasses import replace
+
+    from bot.models import ApiCall, RenderedMessage
+    from tests.storage_contract import post
+
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            await store.save_feed(Feed(url=A, title="T\x00itle", last_reason={"a": "b\x00"}))
+            feed = await store.get_feed(A)
+            assert feed is not None and (feed.title, feed.last_reason) == ("Title", {"a": "b"})
+            text = "x\x00y, and a backslash and u0000 as written: \\u0000"
+            message = RenderedMessage((ApiCall("sendMessage", {"text": text}),))
+            await store.enqueue([replace(post(1), entry_key="k\x001", message=message)])
+            (delivery,) = await store.pending()
+            assert delivery.entry_key == "k1"
+            assert delivery.message.attempts[0].params["text"] == text.replace("\x00", "")
+        finally:
+            await store.close()

@@ -1,10 +1,14 @@
 """Rows and models: each record table's columns are its model's fields (see schema.py), plus a
 `version`. Seen-sets and item records are bytea, option and reason mappings jsonb (the codec is
-set on every connection: `set_codecs`)."""
+set on every connection: `set_codecs`).
+
+PostgreSQL's text and jsonb cannot hold the character NUL, which a feed may send (a JSON Feed's
+title or item id): it is dropped on the way in (TinyDB would keep it; nothing shows it)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,19 +36,33 @@ DELIVERY_COLUMNS = (
 _DEFAULT_OPTIONS = SubscriptionOptions().to_dict()
 
 
+#: a JSON \u0000 escape: one whose backslash is not itself escaped (an even run before it)
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 async def set_codecs(conn: Any) -> None:
     """jsonb in and out as Python values, through orjson (run on each new connection)."""
     await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", format="text",
-        encoder=lambda value: orjson.dumps(value).decode(), decoder=orjson.loads,
+        "jsonb", schema="pg_catalog", format="text", encoder=encode_json, decoder=orjson.loads
     )
+
+
+def encode_json(value: Any) -> str:
+    data = orjson.dumps(value)
+    if b"\\u0000" in data:
+        data = _JSON_NUL.sub(rb"\1", data)
+    return data.decode()
+
+
+def _without_nul(values: list[Any]) -> list[Any]:
+    return [v.replace("\x00", "") if isinstance(v, str) and "\x00" in v else v for v in values]
 
 
 # ---------------------------------------------------------------------- feeds
 def feed_values(feed: Feed) -> list[Any]:
     row = feed.to_dict()
     row["seen"] = pack_prints(feed.seen)
-    return [row[name] for name in FEED_COLUMNS]
+    return _without_nul([row[name] for name in FEED_COLUMNS])
 
 
 def feed_from(row: Mapping[str, Any]) -> Feed:
@@ -57,7 +75,7 @@ def feed_from(row: Mapping[str, Any]) -> Feed:
 def chat_values(chat: Chat) -> list[Any]:
     row = chat.to_dict()
     row["seen"] = pack_prints(chat.seen)
-    return [row[name] for name in CHAT_COLUMNS]
+    return _without_nul([row[name] for name in CHAT_COLUMNS])
 
 
 def chat_from(row: Mapping[str, Any]) -> Chat:
@@ -71,7 +89,7 @@ def subscription_values(sub: Subscription) -> list[Any]:
     row = sub.to_dict()
     # only the options not at their default: a new option's default reaches old records
     row["options"] = {k: v for k, v in row["options"].items() if _DEFAULT_OPTIONS.get(k) != v}
-    return [row[name] for name in SUBSCRIPTION_COLUMNS]
+    return _without_nul([row[name] for name in SUBSCRIPTION_COLUMNS])
 
 
 def subscription_from(row: Mapping[str, Any]) -> Subscription:
@@ -88,7 +106,7 @@ def message_form(message: RenderedMessage) -> tuple[bytes, list[dict[str, Any]]]
 
 def delivery_values(delivery: Delivery, digest: bytes) -> list[Any]:
     row = {**delivery.to_dict(), "message_digest": digest}
-    return [row[name] for name in DELIVERY_COLUMNS]
+    return _without_nul([row[name] for name in DELIVERY_COLUMNS])
 
 
 def delivery_from(row: Mapping[str, Any]) -> Delivery:
