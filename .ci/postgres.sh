@@ -40,9 +40,11 @@ postgres_start() {
     settings="-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c fsync=off"
     settings+=" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     postgres_as_owner "$bindir/initdb" -D "$POSTGRES_DIR/data" -U postgres --auth=trust \
-        --encoding=UTF8 --locale=C --no-sync >"$POSTGRES_DIR/initdb.log"
+        --encoding=UTF8 --locale=C --no-sync >"$POSTGRES_DIR/initdb.log" 2>&1 \
+        || { cat "$POSTGRES_DIR/initdb.log" >&2; return 1; }
     postgres_as_owner "$bindir/pg_ctl" start -D "$POSTGRES_DIR/data" -l "$POSTGRES_DIR/server.log" \
-        -w -t 30 -o "$settings" >/dev/null
+        -w -t 30 -o "$settings" >/dev/null \
+        || { cat "$POSTGRES_DIR/server.log" >&2; return 1; }
     POSTGRES_PID=$(head -n 1 "$POSTGRES_DIR/data/postmaster.pid")
     export FEEDBOT_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
     echo "postgres: PID $POSTGRES_PID at $FEEDBOT_TEST_DATABASE_URL" >&2
@@ -58,7 +60,9 @@ postgres_stop() {
             kill -0 "$POSTGRES_PID" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$POSTGRES_PID" 2>/dev/null || true
+        if kill -0 "$POSTGRES_PID" 2>/dev/null; then
+            kill -KILL "$POSTGRES_PID"
+        fi
         POSTGRES_PID=
     fi
     if [ -n "${POSTGRES_DIR:-}" ]; then
