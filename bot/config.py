@@ -38,6 +38,12 @@ class Settings:
         "Bot API server base URL (self-hosted telegram-bot-api or a test fake)",
     )
     db_path: str = _setting("data/feedbot.json", "FEEDBOT_DB", "path of the TinyDB database file")
+    database_url: str = _setting(
+        "",
+        "FEEDBOT_DATABASE_URL",
+        "postgresql://user:password@host:port/database (query parameters such as sslmode "
+        "allowed): keep the state in PostgreSQL instead of the TinyDB file at FEEDBOT_DB",
+    )
     poll_interval: int = _setting(300, "FEEDBOT_POLL_INTERVAL", "default seconds between checks")
     allow_private: bool = _setting(
         False, "FEEDBOT_ALLOW_PRIVATE", "1 allows feeds on loopback/private addresses"

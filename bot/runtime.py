@@ -42,7 +42,7 @@ class Runtime:
         parse_pool = ParsePool()
         await parse_pool.start()
         try:
-            store = await open_storage(settings.db_path)
+            store = await open_storage(settings.db_path, database_url=settings.database_url)
         except BaseException:
             await parse_pool.close()
             raise

@@ -1,5 +1,6 @@
 """The package's shape, read from the code: no import cycles (lazy and TYPE_CHECKING imports
-included) and tinydb only under bot/storage/. Pure: parses the source, imports nothing."""
+included), tinydb only under bot/storage/ and the PostgreSQL driver only under
+bot/storage/postgres/. Pure: parses the source, imports nothing."""
 
 from __future__ import annotations
 
@@ -103,9 +104,25 @@ def test_no_import_cycles_in_bot() -> None:
     assert cycles(import_graph()) == []
 
 
-def test_only_storage_imports_tinydb() -> None:
-    users = sorted(
+def importers_of(top_level: str) -> list[str]:
+    """The bot's modules that import the package `top_level` (or a module of it)."""
+    return sorted(
         name for name, path in modules().items()
-        if any(n.split(".")[0] == "tinydb" for n in imported_names(path))
+        if any(n.split(".")[0] == top_level for n in imported_names(path))
     )
-    assert users and all(u == "bot.storage" or u.startswith("bot.storage.") for u in users), users
+
+
+def within(package: str, name: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+def test_only_storage_imports_tinydb() -> None:
+    users = importers_of("tinydb")
+    assert users and all(within("bot.storage", u) for u in users), users
+
+
+def test_only_the_postgres_backend_imports_its_driver() -> None:
+    for driver in ("asyncpg", "psycopg", "psycopg2"):
+        users = importers_of(driver)
+        assert all(within("bot.storage.postgres", u) for u in users), (driver, users)
+    assert importers_of("asyncpg"), "the postgres backend's driver is asyncpg"

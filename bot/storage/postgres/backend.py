@@ -1,0 +1,321 @@
+"""`PostgresStorage`: the storage protocol on a PostgreSQL server, for any number of processes.
+
+Each write operation is one transaction on a pooled connection (queries.Tx): stamped ones lock
+and compare the stamped rows first. A deadlock or serialization failure between two writers is
+a `StorageConflict` for a stamped write (its use case reads and decides again); an unstamped
+write, which decided nothing, is simply run again. Writes the protocol allows to lose (a 304's
+next check, a delivery's attempt count) commit with `synchronous_commit = off`: PostgreSQL
+applies them whole or not at all, it only does not wait for their WAL flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from bot.errors import FeedbotError
+from bot.models import Chat, Delivery, Feed, Subscription
+from bot.storage.base import (
+    ChatRecord,
+    ChatState,
+    FeedCommit,
+    FeedState,
+    NewSubscription,
+    Stamp,
+    StorageConflict,
+    StorageStats,
+    remember_in_chat,
+    remember_in_feed,
+)
+from bot.storage.postgres.queries import Tx
+from bot.storage.postgres.records import set_codecs
+from bot.storage.postgres.schema import migrate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: how long start-up waits for an unreachable server before giving up
+CONNECT_WAIT_S = 30.0
+#: how often an unstamped write runs again after a deadlock with another writer
+_RERUNS = 5
+_CONTENTION = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+#: failures that may pass (the server is starting, restarting, or the network is back soon)
+_TRANSIENT = (OSError, TimeoutError, asyncpg.CannotConnectNowError,
+              asyncpg.TooManyConnectionsError, asyncpg.ConnectionDoesNotExistError)
+
+
+class StorageUnavailable(FeedbotError):
+    """The database cannot be used: unreachable at start, refused the login, or no such one."""
+
+    kind = "storage"
+
+
+def describe_url(url: str) -> str:
+    """Where a database URL points, for logs and errors: no user name, no password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 5432
+    return f"{host}:{port}{parts.path or '/'}"
+
+
+class PostgresStorage:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls, url: str, *, connect_wait_s: float = CONNECT_WAIT_S, max_connections: int = 10
+    ) -> PostgresStorage:
+        """Connect (retrying an unreachable server for `connect_wait_s`), create or migrate
+        the schema, and return the storage. StorageUnavailable when it cannot be used."""
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise StorageUnavailable(
+                f"FEEDBOT_DATABASE_URL must start with postgresql:// or postgres:// "
+                f"(got {urlsplit(url).scheme or 'no scheme'})"
+            )
+        pool = await _connect(url, connect_wait_s, max_connections)
+        try:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        if applied:
+            log.info("PostgreSQL at %s: schema steps applied: %d", describe_url(url), applied)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def flush_due(self) -> None:
+        """Nothing waits: every write is committed when its call returns."""
+
+    # ---------------------------------------------------------- transactions
+    @asynccontextmanager
+    async def _tx(self, *, durable: bool = True, snapshot: bool = False) -> AsyncIterator[Tx]:
+        async with self._pool.acquire() as conn:
+            isolation = "repeatable_read" if snapshot else "read_committed"
+            async with conn.transaction(isolation=isolation, readonly=snapshot):
+                if not durable:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                yield Tx(conn)
+
+    async def _stamped(self, work: Callable[[Tx], Awaitable[T]], *, durable: bool = True) -> T:
+        """A write decided on stamped reads: contention with another writer is a conflict."""
+        try:
+            async with self._tx(durable=durable) as tx:
+                return await work(tx)
+        except _CONTENTION as exc:
+            raise StorageConflict(type(exc).__name__) from exc
+
+    async def _write(self, work: Callable[[Tx], Awaitable[T]], *, durable: bool = True) -> T:
+        """A write that decided nothing: run again after contention with another writer."""
+        for _ in range(_RERUNS):
+            try:
+                async with self._tx(durable=durable) as tx:
+                    return await work(tx)
+            except _CONTENTION:
+                await asyncio.sleep(0.01)
+        async with self._tx(durable=durable) as tx:
+            return await work(tx)
+
+    async def _read(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._pool.acquire() as conn:
+            return await work(Tx(conn))
+
+    async def _snapshot(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Reads a decision is made on: one consistent snapshot."""
+        async with self._tx(snapshot=True) as tx:
+            return await work(tx)
+
+    # ------------------------------------------------------------------ feeds
+    async def due_feeds(self, now: float) -> list[Feed]:
+        return await self._read(lambda tx: tx.due_feeds(now))
+
+    async def get_feed(self, url: str) -> Feed | None:
+        return await self._read(lambda tx: tx.get_feed(url))
+
+    async def save_feed(self, feed: Feed) -> None:
+        await self._write(lambda tx: tx.save_feed(feed))
+
+    async def load_feed(self, url: str) -> FeedState | None:
+        return await self._snapshot(lambda tx: tx.load_feed(url))
+
+    async def commit_check(self, commit: FeedCommit) -> None:
+        await self._stamped(lambda tx: _apply(tx, commit))
+
+    async def record_failure(self, commit: FeedCommit) -> None:
+        await self._stamped(lambda tx: _apply(tx, commit))
+
+    async def resume_subscription(self, commit: FeedCommit) -> None:
+        await self._stamped(lambda tx: _apply(tx, commit))
+
+    async def record_not_modified(self, commit: FeedCommit) -> None:
+        # durable only when something a user sees changes: a notice, a move, a failure cleared
+        # that subscribers were told of; a next-check time alone is harmless to lose
+        async def not_modified(tx: Tx) -> None:
+            await tx.check(commit.expected)
+            durable = bool(commit.deliveries or commit.moved_to) or await tx.conn.fetchval(
+                "SELECT failure_notified FROM feeds WHERE url = $1", commit.feed.url)
+            if durable:
+                await tx.conn.execute("SET LOCAL synchronous_commit = on")
+            await _apply(tx, commit, checked=True)
+
+        await self._stamped(not_modified, durable=False)
+
+    async def postpone_check(self, url: str, next_check: float) -> None:
+        await self._write(lambda tx: tx.conn.execute(
+            "UPDATE feeds SET next_check = $2, version = nextval('record_versions')"
+            " WHERE url = $1", url, next_check), durable=False)
+
+    # ---------------------------------------------------------- subscriptions
+    async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
+        return await self._read(lambda tx: tx.subscriptions_for_chat(chat_id))
+
+    async def subscriptions_for_feed(self, url: str) -> list[Subscription]:
+        return await self._read(lambda tx: tx.subscriptions_for_feed(url))
+
+    async def save_subscription(self, sub: Subscription) -> None:
+        await self._write(lambda tx: tx.save_subscriptions([sub]))
+
+    async def remove_subscription(self, chat_id: int, url: str) -> bool:
+        return await self._write(lambda tx: tx.remove_subscription(chat_id, url))
+
+    async def remove_subscriptions(self, chat_id: int, urls: Sequence[str]) -> None:
+        async def remove(tx: Tx) -> None:
+            for url in sorted(set(urls)):
+                await tx.remove_subscription(chat_id, url)
+
+        await self._write(remove)
+
+    async def add_subscriptions(self, new: Sequence[NewSubscription], expected: Stamp) -> None:
+        async def add(tx: Tx) -> None:
+            await tx.check(expected)
+            for item in new:
+                feed = await tx.lock_feed_or_create(item.feed)
+                feed.retired = False  # it answered just now: a feed once gone (410) is back
+                feed.seen = remember_in_feed(feed.seen, item.prints, item.feed_cap)
+                await tx.save_feed(feed)
+                chat = await tx.lock_chat_or_create(item.chat)
+                chat.seen = remember_in_chat(chat.seen, item.prints, item.chat_cap)
+                await tx.save_chats([chat])
+                await tx.save_subscriptions([item.subscription])
+
+        await self._stamped(add)
+
+    async def update_subscriptions(
+        self, subs: Sequence[Subscription], feeds: Sequence[Feed], expected: Stamp
+    ) -> None:
+        async def update(tx: Tx) -> None:
+            await tx.check(expected)
+            await tx.save_subscriptions(subs)
+            for feed in feeds:
+                await tx.save_feed(feed)
+
+        await self._stamped(update)
+
+    # ------------------------------------------------------------------ chats
+    async def get_chat(self, chat_id: int) -> Chat | None:
+        return await self._read(lambda tx: tx.get_chat(chat_id))
+
+    async def read_chat(self, chat_id: int) -> ChatRecord:
+        return await self._read(lambda tx: tx.read_chat(chat_id))
+
+    async def load_chat(self, chat_id: int) -> ChatState:
+        return await self._snapshot(lambda tx: tx.load_chat(chat_id))
+
+    async def save_chat(self, chat: Chat, expected: Stamp | None = None) -> None:
+        async def save(tx: Tx) -> None:
+            if expected is not None:
+                await tx.check(expected)
+            await tx.save_chats([chat])
+
+        if expected is None:
+            await self._write(save)
+        else:
+            await self._stamped(save)
+
+    async def migrate_chat(self, old_id: int, new_id: int) -> None:
+        await self._write(lambda tx: tx.migrate_chat(old_id, new_id))
+
+    # ----------------------------------------------------------------- outbox
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        await self._write(lambda tx: tx.enqueue(deliveries))
+
+    async def pending(self) -> list[Delivery]:
+        return await self._read(lambda tx: tx.pending())
+
+    async def outbox_depth(self, chat_id: int | None = None) -> int:
+        if chat_id is None:
+            return await self._read(lambda tx: tx.conn.fetchval(
+                "SELECT count(*) FROM deliveries"))
+        return await self._read(lambda tx: tx.conn.fetchval(
+            "SELECT count(*) FROM deliveries WHERE chat_id = $1", chat_id))
+
+    async def complete(self, delivery_id: str) -> None:
+        await self._write(lambda tx: tx.remove_deliveries("id = $1", delivery_id))
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        await self._write(lambda tx: tx.conn.execute(
+            "UPDATE deliveries SET attempts = $2 WHERE id = $1", delivery.id, delivery.attempts,
+        ), durable=False)
+
+    async def drop_chat_deliveries(self, chat_id: int) -> int:
+        return await self._write(lambda tx: tx.remove_deliveries("chat_id = $1", chat_id))
+
+    # ------------------------------------------------------------- the whole
+    async def stats(self) -> StorageStats:
+        return await self._read(lambda tx: tx.stats())
+
+
+async def _apply(tx: Tx, commit: FeedCommit, *, checked: bool = False) -> None:
+    if not checked:
+        await tx.check(commit.expected)
+    await tx.enqueue(commit.deliveries)
+    await tx.save_chats(commit.chats)
+    await tx.save_subscriptions(commit.subscriptions)
+    await tx.save_feed(commit.feed)
+    if commit.moved_to and commit.moved_to != commit.feed.url:
+        await tx.move_feed(commit.feed.url, commit.moved_to)
+
+
+async def _connect(url: str, wait_s: float, max_connections: int) -> asyncpg.Pool:
+    """A connection pool; an unreachable server is tried again until `wait_s` has passed."""
+    loop = asyncio.get_running_loop()
+    where = describe_url(url)
+    deadline = loop.time() + wait_s
+    delay = 0.5
+    while True:
+        left = deadline - loop.time()
+        try:
+            return await asyncpg.create_pool(
+                url, min_size=1, max_size=max_connections, init=set_codecs,
+                timeout=max(1.0, min(10.0, left)),
+            )
+        except _TRANSIENT as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise StorageUnavailable(
+                    f"PostgreSQL at {where} could not be reached for {wait_s:g} s "
+                    f"({_reason(exc)}): is the server running, and FEEDBOT_DATABASE_URL right?"
+                ) from exc
+            log.warning("PostgreSQL at %s cannot be reached (%s); trying again for %.0f s",
+                        where, _reason(exc), left)
+            await asyncio.sleep(min(delay, left))
+            delay = min(2 * delay, 5.0)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise StorageUnavailable(f"PostgreSQL at {where}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+__all__ = ["PostgresStorage", "StorageUnavailable", "describe_url"]

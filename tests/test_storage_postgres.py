@@ -1,0 +1,182 @@
+"""What the PostgreSQL backend adds to the contract: start-up (an unreachable server, several
+processes creating the schema at once, a newer schema) and writers on separate connections at
+the same time. Cases needing a server skip without FEEDBOT_TEST_DATABASE_URL (see
+tests/test_storage_contract.py); the unreachable-server ones need none."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+
+from bot.errors import FeedbotError
+from bot.feeds.identity import fingerprint as P
+from bot.models import Chat, Feed, Subscription
+from bot.storage import open_storage
+from bot.storage.base import NewSubscription, StorageConflict, retry_on_conflict
+from bot.storage.postgres import PostgresStorage, StorageUnavailable
+from bot.storage.postgres.schema import SCHEMA_VERSION
+from tests.test_storage_contract import postgres_schema
+
+A = "https://a.test/feed"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_server_is_retried_then_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"postgresql://bot:secret@127.0.0.1:{closed_port()}/feedbot"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING), pytest.raises(StorageUnavailable) as raised:
+        await PostgresStorage.open(url, connect_wait_s=1.5)
+    assert 1.5 <= loop.time() - started < 5
+    message = str(raised.value)
+    assert isinstance(raised.value, FeedbotError) and "\n" not in message
+    assert "could not be reached for 1.5 s" in message and "127.0.0.1" in message
+    assert "secret" not in message and "secret" not in caplog.text
+    assert "trying again" in caplog.text  # the retries are logged
+
+
+async def test_a_url_that_is_not_postgresql_is_refused_at_once() -> None:
+    with pytest.raises(StorageUnavailable, match="must start with postgresql://"):
+        await PostgresStorage.open("mysql://127.0.0.1/feedbot")
+
+
+async def test_open_storage_with_a_url_uses_postgresql_and_leaves_the_file_alone(
+    tmp_path: Path,
+) -> None:
+    async with postgres_schema() as url:
+        store = await open_storage(tmp_path / "db.json", database_url=url)
+        try:
+            assert isinstance(store, PostgresStorage)
+            await store.save_feed(Feed(url=A))
+        finally:
+            await store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_processes_starting_at_once_create_the_schema_once() -> None:
+    async with postgres_schema() as url:
+        stores = await asyncio.gather(*(PostgresStorage.open(url) for _ in range(4)))
+        try:
+            conn = stores[0]._pool
+            assert await conn.fetchval("SELECT count(*) FROM feedbot_schema") == SCHEMA_VERSION
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_schema_newer_than_the_code_is_refused() -> None:
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        await store._pool.execute("INSERT INTO feedbot_schema (version) VALUES (999)")
+        await store.close()
+        with pytest.raises(FeedbotError, match="newer than this feedbot"):
+            await PostgresStorage.open(url)
+
+
+async def test_a_record_created_by_a_transaction_still_open_at_the_check_is_a_conflict() -> None:
+    """The stamp says "no chat 5"; another writer creates it and commits only after this
+    write's check: the write must not take it over."""
+    import asyncpg
+
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            state = await store.load_chat(5)
+            other = await asyncpg.connect(url)
+            try:
+                tx = other.transaction()
+                await tx.start()
+                await other.execute(
+                    "INSERT INTO chats (id, version, title)"
+                    " VALUES (5, nextval('record_versions'), 'theirs')")
+                write = asyncio.create_task(store.add_subscriptions(
+                    [NewSubscription(Subscription(5, A), Feed(A), Chat(id=5))], state.stamp))
+                await asyncio.sleep(0.3)  # the write has checked and now waits on the row
+                assert not write.done()
+                await tx.commit()
+                with pytest.raises(StorageConflict):
+                    await write
+            finally:
+                await other.close()
+            assert (await store.get_chat(5) or Chat(0)).title == "theirs"
+            assert await store.subscriptions_for_chat(5) == []
+        finally:
+            await store.close()
+
+
+async def test_chats_subscribing_from_several_processes_at_once_all_get_in() -> None:
+    async with postgres_schema() as url:
+        stores = [await PostgresStorage.open(url) for _ in range(3)]
+        try:
+            async def subscribe(chat_id: int) -> None:
+                store = stores[chat_id % len(stores)]
+
+                async def attempt() -> None:
+                    state = await store.load_chat(chat_id)
+                    await store.add_subscriptions([NewSubscription(
+                        Subscription(chat_id, A), Feed(A), Chat(id=chat_id),
+                        prints=[P(f"p{chat_id}")],
+                    )], state.stamp)
+
+                await retry_on_conflict(attempt, "subscribe")
+
+            await asyncio.gather(*(subscribe(c) for c in range(1, 13)))
+            subs = await stores[0].subscriptions_for_feed(A)
+            assert [s.chat_id for s in subs] == list(range(1, 13))
+            feed = await stores[1].get_feed(A)
+            assert feed is not None
+            assert sorted(feed.seen) == sorted(P(f"p{c}") for c in range(1, 13))
+        finally:
+            for store in stores:
+                await store.close()
+
+
+async def test_a_message_for_many_chats_is_stored_once_and_goes_with_its_last_delivery() -> None:
+    from tests.storage_contract import post
+
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            shared = post(1).message
+            await store.enqueue([post(n, chat=n, message=shared) for n in range(1, 6)])
+            assert await store._pool.fetchval("SELECT count(*) FROM messages") == 1
+            for n in range(1, 5):
+                await store.complete(f"d{n}")
+            assert await store._pool.fetchval("SELECT count(*) FROM messages") == 1
+            assert [d.message for d in await store.pending()] == [shared]
+            await store.drop_chat_deliveries(5)
+            assert await store._pool.fetchval("SELECT count(*) FROM messages") == 0
+        finally:
+            await store.close()
+
+
+async def test_nul_characters_a_feed_may_send_are_dropped_not_refused() -> None:
+    from dataclasses import replace
+
+    from bot.models import ApiCall, RenderedMessage
+    from tests.storage_contract import post
+
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            await store.save_feed(Feed(url=A, title="T\x00itle", last_reason={"a": "b\x00"}))
+            feed = await store.get_feed(A)
+            assert feed is not None and (feed.title, feed.last_reason) == ("Title", {"a": "b"})
+            text = "x\x00y, and a backslash and u0000 as written: \\u0000"
+            message = RenderedMessage((ApiCall("sendMessage", {"text": text}),))
+            await store.enqueue([replace(post(1), entry_key="k\x001", message=message)])
+            (delivery,) = await store.pending()
+            assert delivery.entry_key == "k1"
+            assert delivery.message.attempts[0].params["text"] == text.replace("\x00", "")
+        finally:
+            await store.close()
