@@ -86,14 +86,19 @@ def run(settings: config.Settings, *, force: bool = False) -> int:
     if not settings.token:
         print(TOKEN_HELP, file=sys.stderr)
         return 2
-    problem = check_database(Path(settings.db_path), force=force)
-    if problem is not None:
-        print(f"feedbot: {problem}", file=sys.stderr)
-        return 2
+    if not settings.database_url:  # PostgreSQL checks itself when the storage opens
+        problem = check_database(Path(settings.db_path), force=force)
+        if problem is not None:
+            print(f"feedbot: {problem}", file=sys.stderr)
+            return 2
     from bot.app import build_application
 
     updates = ["message", "callback_query", "my_chat_member", "channel_post"]
-    build_application(settings).run_polling(allowed_updates=updates)
+    try:
+        build_application(settings).run_polling(allowed_updates=updates)
+    except FeedbotError as exc:  # e.g. the database cannot be reached
+        print(f"feedbot: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
