@@ -82,6 +82,22 @@ async def test_close_stops_every_worker_and_later_parses_still_work() -> None:
     assert (await pool.parse(BODY, URL)).title  # in a thread now
 
 
+async def test_idle_workers_exit_and_the_next_parse_starts_them_again() -> None:
+    """A bot whose feeds all answer 304 parses nothing: its parser processes do not stay."""
+    pool = ParsePool(2, inline_below=0, idle_stop_s=0.3)
+    try:
+        await pool.start()
+        pids = pool.pids
+        assert (await pool.parse(BODY, URL)).title
+        assert await _gone(pids), "idle workers still running"
+        assert pool.pids == []
+        parsed = await pool.parse(BODY, URL)  # in fresh worker processes
+        assert len(parsed.entries) == 11 and len(pool.pids) == 2
+        assert not set(pool.pids) & set(pids)
+    finally:
+        await pool.close()
+
+
 async def test_a_killed_worker_is_replaced(pool: ParsePool) -> None:
     before = pool.pids
     os.kill(before[0], signal.SIGKILL)

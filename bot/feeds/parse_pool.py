@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +38,9 @@ Ts = TypeVarTuple("Ts")
 INLINE_BELOW = 2048
 #: how long starting the worker processes may take before parsing falls back to threads
 START_TIMEOUT = 30.0
+#: workers left without a parse this long exit (an idle bot, every feed answering 304, does not
+#: keep 2 x 35 MB of parsers); the next parse starts them again, in well under a second
+IDLE_STOP_S = 120.0
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -80,9 +84,19 @@ class ParsePool:
     """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process; and
     `parse_changed_items` and `first_read_or_parse` likewise."""
 
-    def __init__(self, workers: int | None = None, *, inline_below: int = INLINE_BELOW) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        inline_below: int = INLINE_BELOW,
+        idle_stop_s: float = IDLE_STOP_S,
+    ) -> None:
         self.workers = max(workers or os.cpu_count() or 1, 1)
         self.inline_below = inline_below
+        self.idle_stop_s = idle_stop_s
+        self._busy = 0
+        self._last_used = time.monotonic()
+        self._idle_watch: asyncio.Task[None] | None = None
         self._executor: ProcessPoolExecutor | None = None
         self._pids: list[int] = []
         self._lock = asyncio.Lock()
@@ -124,14 +138,32 @@ class ParsePool:
     async def _in_worker(
         self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
     ) -> T:
-        executor = await self._ready()
-        if executor is None:
-            return await asyncio.to_thread(fn, body, url, *args)
+        self._busy += 1
         try:
-            return await asyncio.wrap_future(executor.submit(fn, body, url, *args))
-        except BrokenProcessPool:
-            self._discard(executor)
-            raise
+            executor = await self._ready()
+            if executor is None:
+                return await asyncio.to_thread(fn, body, url, *args)
+            try:
+                return await asyncio.wrap_future(executor.submit(fn, body, url, *args))
+            except BrokenProcessPool:
+                self._discard(executor)
+                raise
+        finally:
+            self._busy -= 1
+            self._last_used = time.monotonic()
+
+    async def _stop_when_idle(self) -> None:
+        """Shut the workers down once no parse ran for `idle_stop_s` (see IDLE_STOP_S)."""
+        while self._executor is not None:
+            idle = time.monotonic() - self._last_used
+            if self._busy == 0 and idle >= self.idle_stop_s:
+                async with self._lock:
+                    executor, self._executor = self._executor, None
+                if executor is not None:
+                    log.debug("parser processes idle for %.0f s: stopping them", idle)
+                    await asyncio.to_thread(executor.shutdown, wait=True)
+                return
+            await asyncio.sleep(max(self.idle_stop_s - idle, self.idle_stop_s / 4, 0.05))
 
     async def _ready(self) -> ProcessPoolExecutor | None:
         if self._executor is not None:
@@ -143,6 +175,11 @@ class ParsePool:
                 except (OSError, BrokenProcessPool) as exc:
                     log.warning("cannot start parser processes (%s); parsing in threads", exc)
                     self._threads_only = True
+                else:
+                    self._last_used = time.monotonic()
+                    self._idle_watch = asyncio.create_task(
+                        self._stop_when_idle(), name="parser idle stop"
+                    )
             return self._executor
 
     def _spawn(self) -> ProcessPoolExecutor:
@@ -183,6 +220,9 @@ class ParsePool:
         async with self._lock:
             self._threads_only = True
             executor, self._executor = self._executor, None
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()
+            await asyncio.gather(self._idle_watch, return_exceptions=True)
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
