@@ -1,0 +1,197 @@
+"""The first read of N new feeds: `python -m bench.first_read [--feeds 10000] [--chats 100]
+[--repeat 2] [--smoke]`.
+
+N feeds, each the ~40 KB seed feed (bench/common.py seed_body, 28 items), on a loopback feed
+server in its own process (bench/procs.py: 127.0.0.1 .. 127.0.0.H, feed i on host 1 + i % H, so
+the fetcher's per-host politeness does not serialise them). `--chats` chats each import N/chats
+of them at once, through the path an OPML import takes in the bot: the runtime built as
+`feedbot run` builds it (bot.app.build_application, then bot.runtime.Runtime.start: storage,
+fetcher, parse pool, service), then `SubscriptionService.import_feeds` per chat with the
+handler's concurrency (bot.handlers.import_export.IMPORT_CONCURRENCY), all chats concurrently.
+The chats' subscription limit (`max_subscriptions`) is raised to N/chats.
+
+Measured, in a fresh child process per repetition (its own database in a temporary directory):
+- wall seconds from the first import call until every import returned;
+- CPU seconds of the child's whole process tree over that time (the child, the forkserver and
+  the parse workers; /proc, utime+stime plus reaped children), split into the main process and
+  the others;
+- feeds per second, CPU ms per feed, and beside it the CPU of one `parse_bytes` of the seed
+  (median of 10, after the run) times N: how much of the bill a full parse per feed explains;
+- the tree's peak RSS and PSS, sampled every second by the parent (not counted in the CPU).
+
+The result is checked through the storage protocol: every import item "added", every chat has
+its N/chats subscriptions, nothing queued for delivery (outbox depth 0), every feed's seen-set
+non-empty, and the feed server was asked for each feed exactly once.
+
+Results: bench/results/first_read.json (first_read-smoke.json for --smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from bench.common import print_table, seed_body, write_results
+from bench.procs import MultiHostFeedServer, feed_url, sample_tree
+
+COLS = ["feeds", "chats", "rep", "wall_s", "cpu_s", "cpu_main_s", "cpu_others_s", "feeds_per_s",
+        "cpu_ms_per_feed", "parse_ms", "parse_share", "rss_mib_max", "pss_mib_max", "ok"]
+FIRST_CHAT = 20_000
+
+
+def chat_feeds(n: int, chats: int) -> list[list[int]]:
+    per = n // chats
+    return [list(range(c * per, (c + 1) * per)) for c in range(chats)]
+
+
+async def first_read(port: int, hosts: int, n: int, chats: int) -> dict[str, Any]:
+    """In the child: build the runtime, import, measure, check, stop."""
+    from bot.app import build_application
+    from bot.config import load
+    from bot.handlers.import_export import IMPORT_CONCURRENCY
+    from bot.models import Chat
+    from bot.runtime import Runtime
+    from tests.fakes.botapi import TOKEN
+
+    plan = chat_feeds(n, chats)
+    with tempfile.TemporaryDirectory() as tmp:
+        # nothing here talks to Telegram; the address is loopback all the same
+        settings = replace(load(environ={}), token=TOKEN, api_url="http://127.0.0.1:9",
+                           db_path=f"{tmp}/db.json", allow_private=True,
+                           max_subscriptions=len(plan[0]))
+        app = build_application(settings)
+        runtime = await Runtime.start(settings, app.bot)
+        try:
+            service = runtime.service
+            imports = [
+                service.import_feeds(Chat(id=FIRST_CHAT + c, type="private"),
+                                     [(feed_url(port, i, hosts), "") for i in feeds],
+                                     concurrency=IMPORT_CONCURRENCY)
+                for c, feeds in enumerate(plan)
+            ]
+            before, t0 = sample_tree(os.getpid()), time.perf_counter()
+            results = await asyncio.gather(*imports)
+            wall = time.perf_counter() - t0
+            after = sample_tree(os.getpid())
+            problems = await check(runtime.store, plan, results)
+        finally:
+            await runtime.stop()
+    main = os.getpid()
+    cpu_main = after.cpu_by_pid.get(main, 0.0) - before.cpu_by_pid.get(main, 0.0)
+    cpu = after.cpu_s - before.cpu_s
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_main_s": cpu_main, "cpu_others_s": cpu - cpu_main,
+            "parse_ms": parse_ms(), "problems": problems[:10], "ok": not problems}
+
+
+async def check(store: Any, plan: list[list[int]], results: list[Any]) -> list[str]:
+    """What is wrong with the imported state, read back through the storage protocol."""
+    problems = [f"chat {FIRST_CHAT + c}: {item.url} {item.status} {item.reason}"
+                for c, items in enumerate(results) for item in items if item.status != "added"]
+    urls: list[str] = []
+    for c, feeds in enumerate(plan):
+        subs = await store.subscriptions_for_chat(FIRST_CHAT + c)
+        if len(subs) != len(feeds):
+            problems.append(f"chat {FIRST_CHAT + c}: {len(subs)} subscriptions, not {len(feeds)}")
+        urls += [s.feed_url for s in subs]
+    depth = await store.outbox_depth()
+    if depth:
+        problems.append(f"{depth} deliveries queued (a first read sends nothing)")
+    for url in urls:
+        feed = await store.get_feed(url)
+        if feed is None or not len(feed.seen):
+            problems.append(f"{url}: {'no feed' if feed is None else 'empty seen-set'}")
+    return problems
+
+
+def parse_ms() -> float:
+    """CPU of one full parse of the seed feed (what the first read did per feed, before #16)."""
+    from bot.feeds.parser import parse_bytes
+
+    body, times = seed_body(), []
+    for _ in range(10):
+        t0 = time.process_time()
+        parse_bytes(body, "https://bench.example.org/feed")
+        times.append(time.process_time() - t0)
+    return 1000 * statistics.median(times)
+
+
+def run_child(server: MultiHostFeedServer, n: int, chats: int) -> dict[str, Any]:
+    """One repetition in a fresh process; its tree's memory sampled from here every second."""
+    args = ["--child", "--port", str(server.port), "--hosts", str(server.hosts),
+            "--feeds", str(n), "--chats", str(chats)]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.first_read", *args],
+                            stdout=subprocess.PIPE)
+    peaks = {"rss": 0.0, "pss": 0.0}
+
+    def watch() -> None:
+        while proc.poll() is None:
+            tree = sample_tree(proc.pid)
+            peaks["rss"], peaks["pss"] = (max(peaks["rss"], tree.rss_mib),
+                                          max(peaks["pss"], tree.pss_mib))
+            time.sleep(1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    requests0 = server.stats()["requests"]
+    out, _ = proc.communicate()
+    watcher.join()
+    if proc.returncode:
+        raise SystemExit(f"first_read child failed ({proc.returncode})")
+    row: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    requests = server.stats()["requests"] - requests0
+    if requests != n:
+        row["problems"].append(f"the feed server was asked {requests} times, not {n}")
+        row["ok"] = False
+    row.update(rss_mib_max=peaks["rss"], pss_mib_max=peaks["pss"], requests=requests)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--feeds", type=int, default=10_000)
+    parser.add_argument("--chats", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--hosts", type=int, default=50, help="loopback addresses 127.0.0.1..H")
+    parser.add_argument("--smoke", action="store_true", help="40 feeds in 4 chats, once")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(first_read(args.port, args.hosts, args.feeds, args.chats))))
+        return
+    if args.smoke:
+        args.feeds, args.chats, args.repeat, args.hosts = 40, 4, 1, 5
+    if args.feeds % args.chats:
+        parser.error("--feeds must be a multiple of --chats")
+    rows = []
+    with MultiHostFeedServer(seed_body(), args.hosts) as server:
+        for rep in range(1, args.repeat + 1):
+            row = run_child(server, args.feeds, args.chats)
+            n = args.feeds
+            row = {"feeds": n, "chats": args.chats, "rep": rep, **row,
+                   "feeds_per_s": n / row["wall_s"], "cpu_ms_per_feed": 1000 * row["cpu_s"] / n,
+                   "parse_share": n * row["parse_ms"] / 1000 / row["cpu_s"]}
+            rows.append(row)
+            print_table([row], COLS)
+            for problem in row["problems"]:
+                print(f"  problem: {problem}")
+    print()
+    print_table(rows, COLS)
+    write_results("first_read-smoke" if args.smoke else "first_read",
+                  {"rows": rows, "hosts": args.hosts})
+    if not all(r["ok"] for r in rows):
+        raise SystemExit("the first read left the wrong state (see the problems above)")
+
+
+if __name__ == "__main__":
+    main()
