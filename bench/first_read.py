@@ -2,8 +2,9 @@
 [--repeat 2] [--smoke]`.
 
 N feeds, each the ~40 KB seed feed (bench/common.py seed_body, 28 items), on a loopback feed
-server in its own process (bench/procs.py: 127.0.0.1 .. 127.0.0.H, feed i on host 1 + i % H, so
-the fetcher's per-host politeness does not serialise them). `--chats` chats each import N/chats
+server in its own process (bench/procs.py: 127.0.0.1 .. 127.0.0.A on P ports each, feed i on
+endpoint i % (A x P), each endpoint a host of its own to the bot, so the fetcher's per-host
+politeness does not serialise them). `--chats` chats each import N/chats
 of them at once, through the path an OPML import takes in the bot: the runtime built as
 `feedbot run` builds it (bot.app.build_application, then bot.runtime.Runtime.start: storage,
 fetcher, parse pool, service), then `SubscriptionService.import_feeds` per chat with the
@@ -42,10 +43,11 @@ from dataclasses import replace
 from typing import Any
 
 from bench.common import print_table, seed_body, write_results
-from bench.procs import MultiHostFeedServer, feed_url, sample_tree
+from bench.procs import Endpoints, MultiHostFeedServer, sample_tree
 
-COLS = ["feeds", "chats", "rep", "wall_s", "cpu_s", "cpu_main_s", "cpu_others_s", "feeds_per_s",
-        "cpu_ms_per_feed", "parse_ms", "parse_share", "rss_mib_max", "pss_mib_max", "ok"]
+COLS = ["feeds", "chats", "endpoints", "rep", "wall_s", "cpu_s", "cpu_main_s", "cpu_others_s",
+        "feeds_per_s", "cpu_ms_per_feed", "parse_ms", "parse_share", "rss_mib_max", "pss_mib_max",
+        "ok"]
 FIRST_CHAT = 20_000
 
 
@@ -54,7 +56,7 @@ def chat_feeds(n: int, chats: int) -> list[list[int]]:
     return [list(range(c * per, (c + 1) * per)) for c in range(chats)]
 
 
-async def first_read(port: int, hosts: int, n: int, chats: int) -> dict[str, Any]:
+async def first_read(endpoints: Endpoints, n: int, chats: int) -> dict[str, Any]:
     """In the child: build the runtime, import, measure, check, stop."""
     from bot.app import build_application
     from bot.config import load
@@ -75,7 +77,7 @@ async def first_read(port: int, hosts: int, n: int, chats: int) -> dict[str, Any
             service = runtime.service
             imports = [
                 service.import_feeds(Chat(id=FIRST_CHAT + c, type="private"),
-                                     [(feed_url(port, i, hosts), "") for i in feeds],
+                                     [(endpoints.url(i), "") for i in feeds],
                                      concurrency=IMPORT_CONCURRENCY)
                 for c, feeds in enumerate(plan)
             ]
@@ -89,7 +91,8 @@ async def first_read(port: int, hosts: int, n: int, chats: int) -> dict[str, Any
     main = os.getpid()
     cpu_main = after.cpu_by_pid.get(main, 0.0) - before.cpu_by_pid.get(main, 0.0)
     cpu = after.cpu_s - before.cpu_s
-    return {"wall_s": wall, "cpu_s": cpu, "cpu_main_s": cpu_main, "cpu_others_s": cpu - cpu_main,
+    others = cpu - cpu_main + 0.0  # + 0.0: no "-0.000" in the table
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_main_s": cpu_main, "cpu_others_s": others,
             "parse_ms": parse_ms(), "problems": problems[:10], "ok": not problems}
 
 
@@ -127,7 +130,7 @@ def parse_ms() -> float:
 
 def run_child(server: MultiHostFeedServer, n: int, chats: int) -> dict[str, Any]:
     """One repetition in a fresh process; its tree's memory sampled from here every second."""
-    args = ["--child", "--port", str(server.port), "--hosts", str(server.hosts),
+    args = ["--child", "--endpoints", server.endpoints.to_arg(),
             "--feeds", str(n), "--chats", str(chats)]
     proc = subprocess.Popen([sys.executable, "-m", "bench.first_read", *args],
                             stdout=subprocess.PIPE)
@@ -161,24 +164,29 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--hosts", type=int, default=50, help="loopback addresses 127.0.0.1..H")
+    parser.add_argument("--addresses", type=int, default=50,
+                        help="feed server addresses 127.0.0.1..A")
+    parser.add_argument("--ports", type=int, default=1,
+                        help="ports per address: A x P endpoints, each a host to the bot")
     parser.add_argument("--smoke", action="store_true", help="40 feeds in 4 chats, once")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--endpoints", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(first_read(args.port, args.hosts, args.feeds, args.chats))))
+        endpoints = Endpoints.from_arg(args.endpoints)
+        print(json.dumps(asyncio.run(first_read(endpoints, args.feeds, args.chats))))
         return
     if args.smoke:
-        args.feeds, args.chats, args.repeat, args.hosts = 40, 4, 1, 5
+        args.feeds, args.chats, args.repeat, args.addresses = 40, 4, 1, 5
     if args.feeds % args.chats:
         parser.error("--feeds must be a multiple of --chats")
     rows = []
-    with MultiHostFeedServer(seed_body(), args.hosts) as server:
+    with MultiHostFeedServer(seed_body(), args.addresses, args.ports) as server:
         for rep in range(1, args.repeat + 1):
             row = run_child(server, args.feeds, args.chats)
             n = args.feeds
-            row = {"feeds": n, "chats": args.chats, "rep": rep, **row,
+            row = {"feeds": n, "chats": args.chats, "endpoints": server.endpoints.count,
+                   "rep": rep, **row,
                    "feeds_per_s": n / row["wall_s"], "cpu_ms_per_feed": 1000 * row["cpu_s"] / n,
                    "parse_share": n * row["parse_ms"] / 1000 / row["cpu_s"]}
             rows.append(row)
@@ -188,7 +196,7 @@ def main() -> None:
     print()
     print_table(rows, COLS)
     write_results("first_read-smoke" if args.smoke else "first_read",
-                  {"rows": rows, "hosts": args.hosts})
+                  {"rows": rows, "addresses": args.addresses, "ports": args.ports})
     if not all(r["ok"] for r in rows):
         raise SystemExit("the first read left the wrong state (see the problems above)")
 

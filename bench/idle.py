@@ -9,19 +9,30 @@ utime+stime plus reaped children), and the checks done (requests the feed server
 
 Set-up, none of it counted:
 - the fake Bot API (tests/fakes/botapi.py) runs in this process; the bot long-polls it;
-- the feed server (bench/procs.py) runs in its own process on 127.0.0.1 .. 127.0.0.H (one port),
-  feed i on host 1 + i % H, so per-host politeness does not serialise the checks;
+- the feed server (bench/procs.py) runs in its own process on 127.0.0.1 .. 127.0.0.A, each
+  listening on `--ports` P ports: A x P endpoints, each a host of its own to the bot (feed i on
+  endpoint i % (A x P)), so per-host politeness does not serialise the checks. The endpoint
+  count decides how often the bot's kept-alive connections (5 s) are reused: at 10k feeds every
+  300 s, 50 endpoints see a check every 1.5 s each (almost always reused), 2,000 endpoints one
+  a minute (never reused: like 10k feeds on thousands of distinct hosts on the internet);
 - the database is built before the bot starts, through the storage protocol only
   (`add_subscriptions`, what /sub stores): one chat per feed, the seed feed's entry prints as
   seen, the server's ETag, and next checks spread evenly over one interval starting `--lead`
   seconds after the build, so the bot runs in steady state from its first tick (no herd).
 
-Warm-up lasts until the feed server has been asked for every feed once (one interval); then
-`--minutes` of samples every `--sample-s`. Each minute is reported on its own (the repetitions:
-the machine is shared and noisy). Before the sizes, an EMPTY bot (no feeds, same fake API) is
-measured the same way for `--baseline-minutes`: its CPU is the floor every bot pays (long polls,
-ticks), and `net_ms_per_check` is (CPU - floor) / checks. At the end the bot gets SIGTERM and
-must exit 0, leave no process behind and log no ERROR or traceback.
+Warm-up lasts until the feed server has been asked for every feed once (one interval), plus
+`--settle` seconds (the bot's jitter delays the second round: without them the first minute
+sampled has 20-25% fewer checks); then `--minutes` of samples every `--sample-s`. Each minute
+is reported on its own (the repetitions: the machine is shared and noisy). The bot adds 0-10%
+(at most 60 s) of jitter to each next check, so the steady rate is about 5% below the nominal
+`expected_per_min` (N per interval).
+
+Baseline, in the same run: before the sizes, an EMPTY bot (no feeds, same fake API) measured
+the same way for `--baseline-minutes`: its CPU is the floor every bot pays (long polls, ticks),
+and `net_ms_per_check` is (CPU - floor) / checks.
+
+At the end the bot gets SIGTERM and must exit 0, leave no process behind and log no ERROR or
+traceback (`clean_exit`).
 
 Results: bench/results/idle.json (idle-smoke.json for --smoke).
 """
@@ -40,11 +51,11 @@ from typing import Any
 from bench.common import print_table, seed_body, write_results
 from bench.procs import BotProcess, MultiHostFeedServer, TreeSample, sample_tree
 
-COLS = ["feeds", "interval_s", "minutes", "checks_per_min", "expected_per_min", "cpu_s_per_min",
-        "cpu_s_per_min_sd", "ms_per_check", "net_ms_per_check", "rss_mib_max", "pss_mib_max",
-        "processes", "startup_s", "clean_exit"]
-MINUTE_COLS = ["feeds", "minute", "cpu_s", "checks", "not_modified", "ms_per_check", "rss_mib",
-               "pss_mib"]
+COLS = ["feeds", "endpoints", "interval_s", "minutes", "checks_per_min", "expected_per_min",
+        "cpu_s_per_min", "cpu_s_per_min_sd", "ms_per_check", "net_ms_per_check", "rss_mib_max",
+        "pss_mib_max", "processes", "startup_s", "clean_exit"]
+MINUTE_COLS = ["feeds", "endpoints", "minute", "cpu_s", "checks", "not_modified", "ms_per_check",
+               "rss_mib", "pss_mib"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,9 @@ class Plan:
     minutes: float
     sample_s: float
     lead_s: float
-    hosts: int
+    addresses: int
+    ports: int
+    settle_s: float = 0.0
 
 
 async def build_database(path: str, server: MultiHostFeedServer, n: int, plan: Plan) -> None:
@@ -108,7 +121,7 @@ def wait_started(api: Any, bot: BotProcess, timeout: float) -> float:
 
 
 def warm_up(server: MultiHostFeedServer, bot: BotProcess, n: int, plan: Plan) -> float:
-    """Until every feed was checked once (an empty bot: two ticks)."""
+    """Until every feed was checked once, then `settle_s` more (an empty bot: two ticks)."""
     t0, timeout = time.monotonic(), plan.lead_s + plan.interval * 2 + 60
     if n == 0:
         time.sleep(2 * min(5, plan.interval))
@@ -120,6 +133,7 @@ def warm_up(server: MultiHostFeedServer, bot: BotProcess, n: int, plan: Plan) ->
             got = server.stats()["distinct_feeds"]
             raise RuntimeError(f"warm-up: only {got}/{n} feeds checked in {timeout:.0f} s")
         time.sleep(1)
+    time.sleep(plan.settle_s)
     return time.monotonic() - t0
 
 
@@ -140,7 +154,7 @@ def sample_window(bot: BotProcess, server: MultiHostFeedServer, plan: Plan) -> l
     return samples
 
 
-def minute_rows(n: int, samples: list[Sample]) -> list[dict[str, Any]]:
+def minute_rows(n: int, endpoints: int, samples: list[Sample]) -> list[dict[str, Any]]:
     """The window cut into whole minutes (the last part, if shorter, scaled to a minute)."""
     rows: list[dict[str, Any]] = []
     start = samples[0]
@@ -153,7 +167,7 @@ def minute_rows(n: int, samples: list[Sample]) -> list[dict[str, Any]]:
         cpu = s.tree.cpu_s - start.tree.cpu_s
         part = samples[samples.index(start): i + 1]
         rows.append({
-            "feeds": n, "minute": len(rows) + 1, "span_s": round(span, 1),
+            "feeds": n, "endpoints": endpoints, "minute": len(rows) + 1, "span_s": round(span, 1),
             "cpu_s": cpu * scale, "checks": round(checks * scale),
             "not_modified": round((s.server["not_modified"] - start.server["not_modified"])
                                   * scale),
@@ -195,7 +209,7 @@ def summary(n: int, plan: Plan, samples: list[Sample], minutes: list[dict[str, A
 async def measure(n: int, plan: Plan, floor: float | None) -> dict[str, Any]:
     from tests.fakes.botapi import FakeBotApi
 
-    with (MultiHostFeedServer(seed_body(), plan.hosts) as server,
+    with (MultiHostFeedServer(seed_body(), plan.addresses, plan.ports) as server,
           tempfile.TemporaryDirectory() as tmp, FakeBotApi() as api):
         db = f"{tmp}/db.json"
         t0 = time.perf_counter()
@@ -212,9 +226,11 @@ async def measure(n: int, plan: Plan, floor: float | None) -> dict[str, Any]:
             stop = bot.stop()
         if not stop.clean:
             print(f"bot did not stop cleanly: {stop}\n{bot.log_tail()}")
-    minutes = minute_rows(n, samples)
+    endpoints = server.endpoints.count
+    minutes = minute_rows(n, endpoints, samples)
     return {
-        **summary(n, plan, samples, minutes, floor), "build_s": build_s, "startup_s": startup_s,
+        **summary(n, plan, samples, minutes, floor), "endpoints": endpoints, "build_s": build_s,
+        "startup_s": startup_s,
         "herd_at_start": late, "warm_up_s": warm_s, "stop_s": stop.stop_s,
         "exit_code": stop.returncode, "clean_exit": stop.clean, "left_behind": stop.left_behind,
         "log_errors": stop.log_errors[:10], "per_minute": minutes,
@@ -232,16 +248,25 @@ def main() -> None:
     parser.add_argument("--lead", type=float, default=30.0,
                         help="seconds from building the database to the first due feed "
                              "(must cover the bot's start-up, or early feeds come as a herd)")
-    parser.add_argument("--hosts", type=int, default=50, help="loopback addresses 127.0.0.1..H")
+    parser.add_argument("--settle", type=float, default=60.0,
+                        help="seconds of warm-up after every feed was checked once: the bot "
+                             "adds up to 10%% (at most 60 s) of jitter to each next check, so "
+                             "the second round starts up to that much later than the first")
+    parser.add_argument("--addresses", type=int, default=50,
+                        help="feed server addresses 127.0.0.1..A")
+    parser.add_argument("--ports", type=int, default=1,
+                        help="ports per address: A x P endpoints, each a host to the bot")
     parser.add_argument("--smoke", action="store_true", help="20 feeds, 2 s interval, seconds")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.minutes, args.interval = "20", 0.15, 2
-        args.baseline_minutes, args.sample_s, args.lead, args.hosts = 0.05, 1.0, 3.0, 5
-    plan = Plan(args.interval, args.minutes, args.sample_s, args.lead, args.hosts)
+        args.baseline_minutes, args.sample_s, args.lead, args.addresses = 0.05, 1.0, 3.0, 5
+        args.settle = 0.0
+    plan = Plan(args.interval, args.minutes, args.sample_s, args.lead, args.addresses, args.ports,
+                args.settle)
     rows, floor = [], None
     if args.baseline_minutes > 0:
-        base_plan = Plan(args.interval, args.baseline_minutes, args.sample_s, 0.0, 1)
+        base_plan = Plan(args.interval, args.baseline_minutes, args.sample_s, 0.0, 1, 1)
         base = asyncio.run(measure(0, base_plan, None))
         floor = base["cpu_s_per_min"]
         rows.append(base)
@@ -257,7 +282,8 @@ def main() -> None:
     print()
     print_table([m for r in rows for m in r["per_minute"]], MINUTE_COLS)
     write_results("idle-smoke" if args.smoke else "idle",
-                  {"rows": rows, "hosts": args.hosts, "sample_s": args.sample_s,
+                  {"rows": rows, "addresses": args.addresses, "ports": args.ports,
+                   "sample_s": args.sample_s,
                    "lead_s": args.lead, "baseline_minutes": args.baseline_minutes})
     if not all(r["clean_exit"] for r in rows):
         raise SystemExit("a bot did not exit cleanly (see above)")

@@ -7,8 +7,10 @@
 - `BotProcess`: `python -m bot run` from this checkout, configured by FEEDBOT_* variables only,
   stopped with SIGTERM and checked for a clean exit.
 - `MultiHostFeedServer`: one process serving `/f/<i>` (the seed feed, ETag `"<i>-0"`, 304 to a
-  matching If-None-Match, HTTP/1.1 keep-alive) on 127.0.0.1 .. 127.0.0.H, all on one port, so
-  the fetcher's per-host politeness (host:port) does not serialise the checks. Loopback only.
+  matching If-None-Match, HTTP/1.1 keep-alive) on 127.0.0.1 .. 127.0.0.A, each on P ports: A x P
+  endpoints, each a host of its own to the fetcher, so its per-host politeness does not
+  serialise the checks, and (with enough endpoints) its kept-alive connections are not reused
+  more than on the internet. Loopback only.
 """
 
 from __future__ import annotations
@@ -189,12 +191,31 @@ class BotProcess:
 
 
 # -------------------------------------------------- feeds on many addresses
-def host_address(feed: int, hosts: int) -> str:
-    return f"127.0.0.{1 + feed % hosts}"
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the feeds are: 127.0.0.1 .. 127.0.0.`addresses`, each listening on every one of
+    `ports`; feed i on endpoint i % (addresses * ports). Each endpoint is a host of its own to
+    the fetcher (politeness slots and kept-alive connections are per host and port)."""
 
+    addresses: int
+    ports: tuple[int, ...]
 
-def feed_url(port: int, feed: int, hosts: int) -> str:
-    return f"http://{host_address(feed, hosts)}:{port}/f/{feed}"
+    @property
+    def count(self) -> int:
+        return self.addresses * len(self.ports)
+
+    def url(self, feed: int) -> str:
+        endpoint = feed % self.count
+        address, port = 1 + endpoint % self.addresses, self.ports[endpoint // self.addresses]
+        return f"http://127.0.0.{address}:{port}/f/{feed}"
+
+    def to_arg(self) -> str:
+        return f"{self.addresses}:{','.join(map(str, self.ports))}"
+
+    @classmethod
+    def from_arg(cls, text: str) -> Endpoints:
+        addresses, _, ports = text.partition(":")
+        return cls(int(addresses), tuple(int(p) for p in ports.split(",")))
 
 
 @dataclass
@@ -248,28 +269,35 @@ def _response(status: str, body: bytes, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _listen(hosts: int, factory: Any) -> tuple[int, list[asyncio.Server]]:
-    """One port on 127.0.0.1 .. 127.0.0.`hosts` (Linux routes all of 127/8 to lo)."""
+async def _listen(addresses: int, ports: int, factory: Any
+                  ) -> tuple[Endpoints, list[asyncio.Server]]:
+    """`ports` ports, each on 127.0.0.1 .. 127.0.0.`addresses` (Linux routes 127/8 to lo)."""
     loop = asyncio.get_running_loop()
-    for _ in range(20):
-        first = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
-        port, servers = first.sockets[0].getsockname()[1], [first]
+    chosen: list[int] = []
+    servers: list[asyncio.Server] = []
+    for _ in range(ports + 20):
+        if len(chosen) == ports:
+            return Endpoints(addresses, tuple(chosen)), servers
+        first = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
+        port, these = first.sockets[0].getsockname()[1], [first]
         try:
-            for k in range(2, hosts + 1):
-                servers.append(await loop.create_server(factory, f"127.0.0.{k}", port,
-                                                        backlog=4096))
-            return port, servers
+            for k in range(2, addresses + 1):
+                these.append(await loop.create_server(factory, f"127.0.0.{k}", port,
+                                                      backlog=1024))
         except OSError:  # that port is taken on some address: try another
-            for server in servers:
+            for server in these:
                 server.close()
-    raise RuntimeError("no port free on every loopback address")
+            continue
+        chosen.append(port)
+        servers += these
+    raise RuntimeError("not enough ports free on every loopback address")
 
 
-def _serve(base: bytes, hosts: int, conn: Any) -> None:
+def _serve(base: bytes, addresses: int, ports: int, conn: Any) -> None:
     async def main() -> None:
         catalogue, counts = FeedCatalogue(base), _Counts()
-        port, servers = await _listen(hosts, lambda: _Protocol(catalogue, counts))
-        conn.send(port)
+        endpoints, servers = await _listen(addresses, ports, lambda: _Protocol(catalogue, counts))
+        conn.send(endpoints)
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
 
@@ -291,20 +319,19 @@ def _serve(base: bytes, hosts: int, conn: Any) -> None:
 class MultiHostFeedServer:
     """The feed server in a child process (its CPU is not the bot's); `stats()` over a pipe."""
 
-    def __init__(self, base: bytes, hosts: int) -> None:
-        if not 1 <= hosts <= 254:
-            raise ValueError("hosts must be 1..254 (127.0.0.1 .. 127.0.0.254)")
-        self.hosts = hosts
+    def __init__(self, base: bytes, addresses: int, ports: int = 1) -> None:
+        if not 1 <= addresses <= 254:
+            raise ValueError("addresses must be 1..254 (127.0.0.1 .. 127.0.0.254)")
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(base, hosts, child), daemon=True)
-        self.port = 0
+        self._proc = ctx.Process(target=_serve, args=(base, addresses, ports, child), daemon=True)
+        self.endpoints = Endpoints(addresses, ())
 
     def __enter__(self) -> MultiHostFeedServer:
         self._proc.start()
         if not self._conn.poll(30):
             raise RuntimeError("feed server did not start")
-        self.port = self._conn.recv()
+        self.endpoints = self._conn.recv()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -315,7 +342,7 @@ class MultiHostFeedServer:
             self._proc.join()
 
     def url(self, feed: int) -> str:
-        return feed_url(self.port, feed, self.hosts)
+        return self.endpoints.url(feed)
 
     def stats(self) -> dict[str, Any]:
         self._conn.send("stats")
