@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -53,9 +54,9 @@ from bench.procs import BotProcess, MultiHostFeedServer, TreeSample, sample_tree
 
 COLS = ["feeds", "endpoints", "interval_s", "minutes", "checks_per_min", "expected_per_min",
         "cpu_s_per_min", "cpu_s_per_min_sd", "ms_per_check", "net_ms_per_check", "rss_mib_max",
-        "pss_mib_max", "processes", "startup_s", "clean_exit"]
+        "pss_mib_max", "processes", "startup_s", "load_mean", "clean_exit"]
 MINUTE_COLS = ["feeds", "endpoints", "minute", "cpu_s", "checks", "not_modified", "ms_per_check",
-               "rss_mib", "pss_mib"]
+               "rss_mib", "pss_mib", "load"]
 
 
 @dataclass(frozen=True)
@@ -141,16 +142,21 @@ def warm_up(server: MultiHostFeedServer, bot: BotProcess, n: int, plan: Plan) ->
 class Sample:
     tree: TreeSample
     server: dict[str, Any]
+    load: float  # the machine's 1-minute load average (2 cores shared with others)
+
+
+def take_sample(bot: BotProcess, server: MultiHostFeedServer) -> Sample:
+    return Sample(sample_tree(bot.pid), server.stats(), os.getloadavg()[0])
 
 
 def sample_window(bot: BotProcess, server: MultiHostFeedServer, plan: Plan) -> list[Sample]:
-    samples = [Sample(sample_tree(bot.pid), server.stats())]
+    samples = [take_sample(bot, server)]
     end = samples[0].tree.at + plan.minutes * 60
     while samples[-1].tree.at < end - 1e-3:
         time.sleep(max(0.0, min(plan.sample_s, end - time.monotonic())))
         if not bot.alive():
             raise RuntimeError(f"the bot exited while sampled:\n{bot.log_tail()}")
-        samples.append(Sample(sample_tree(bot.pid), server.stats()))
+        samples.append(take_sample(bot, server))
     return samples
 
 
@@ -174,6 +180,7 @@ def minute_rows(n: int, endpoints: int, samples: list[Sample]) -> list[dict[str,
             "ms_per_check": 1000 * cpu / checks if checks else None,
             "rss_mib": max(p.tree.rss_mib for p in part),
             "pss_mib": max(p.tree.pss_mib for p in part),
+            "load": statistics.fmean(p.load for p in part),
         })
         start = s
     return rows
@@ -203,6 +210,7 @@ def summary(n: int, plan: Plan, samples: list[Sample], minutes: list[dict[str, A
         "pss_mib_mean": statistics.fmean(s.tree.pss_mib for s in samples),
         "pss_mib_max": max(s.tree.pss_mib for s in samples),
         "processes": max(s.tree.processes for s in samples),
+        "load_mean": statistics.fmean(s.load for s in samples),
     }
 
 
