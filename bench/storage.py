@@ -11,10 +11,13 @@ one database:
 2. run: start-up (`open`, `open_s`) and the process's RSS before and after it (current RSS, not
    only the peak); `due_feeds(now)` as a tick calls it: nothing due (`tick_idle_ms`, median of
    `--ticks` calls), 1/60 of the feeds due (a 5 s tick at a 300 s interval, `tick_some_ms`) and
-   every feed due (`tick_all_ms`); then `cycles` check cycles in which 10% of the feeds get one
-   new entry: `load_feed` each, then each feed's `commit_check` (its seen-set and its chat's
-   updated, one delivery queued) all at once, as concurrent checks do (the backend groups them:
-   `write_ms`), after which the deliveries are completed one by one (`complete`, each durable).
+   every feed due (`tick_all_ms`); the idle tick once more after `gc.freeze()`
+   (`tick_idle_gc_frozen_ms`, a what-if: how much of it is the cyclic GC walking the database's
+   objects, which the bot does not freeze); then `cycles` check cycles in which 10% of the
+   feeds get one new entry: `load_feed` each, then each feed's `commit_check` (its seen-set and
+   its chat's updated, one delivery queued) all at once, as concurrent checks do (the backend
+   groups them: `write_ms`), after which the deliveries are completed one by one (`complete`,
+   each durable).
    Reports bytes written per cycle (`store.bytes_written`: log lines plus any snapshot fold
    settled in that cycle) and disk use (db.json*) after each cycle: it must stay bounded, since
    seen-sets are capped. The process then dies without closing the store (`os._exit`: a crash).
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -54,9 +58,9 @@ TICK = 5.0
 #: the first next-check time: far ahead of any real clock, so only the ticks below make feeds due
 T0 = 4e9
 COLS = ["feeds", "file_mib", "build_s", "open_s", "rss_open_mib", "rss_delta_mib",
-        "tick_idle_ms", "tick_some_ms", "tick_all_ms", "write_ms_median", "write_ms_max",
-        "complete_ms_median", "mib_per_cycle", "disk_first_mib", "disk_max_mib",
-        "reopen_log_mib", "reopen_s", "close_s", "peak_rss_mib"]
+        "tick_idle_ms", "tick_idle_gc_frozen_ms", "tick_some_ms", "tick_all_ms",
+        "write_ms_median", "write_ms_max", "complete_ms_median", "mib_per_cycle",
+        "disk_first_mib", "disk_max_mib", "reopen_log_mib", "reopen_s", "close_s", "peak_rss_mib"]
 
 
 def feed_url(i: int) -> str:
@@ -121,7 +125,12 @@ async def ticks(store: Any, n: int, calls: int) -> dict[str, Any]:
         every.append(ms)
         all_due = len(due)
     assert all_due == n, (all_due, n)
+    # what-if: the same idle tick with every object made so far out of the cyclic GC's reach
+    gc.freeze()
+    frozen = [(await _timed(store.due_feeds(T0 - 1)))[0] for _ in range(calls)]
+    gc.unfreeze()
     return {"tick_idle_ms": round(median(idle), 2), "tick_idle_ms_max": round(max(idle), 2),
+            "tick_idle_gc_frozen_ms": round(median(frozen), 2),
             "tick_some_ms": round(median(some), 2), "tick_some_due": some_due,
             "tick_all_ms": round(median(every), 1), "tick_calls": calls}
 
