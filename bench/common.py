@@ -41,6 +41,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 2**20, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        #: other work on the machine when the results were written (1, 5, 15 minutes)
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
