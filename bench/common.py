@@ -3,7 +3,9 @@
 The feed server runs in its own process (one asyncio loop on raw protocols, HTTP/1.1 keep-alive)
 so that serving 10,000 feeds does not compete with the bot for the GIL. It serves `/f/<i>` as the
 seed feed with `version(i)` extra items on top; ETag `"<i>-<version>"` answers conditional GETs
-with 304. Control endpoints: `/_bump?every=K` (one new item in every K-th feed), `/_stats`.
+with 304, unless the server is started with `conditional=False`: then it sends the ETag but ignores
+If-None-Match, answering 200 with the full body every time (a server without conditional GET).
+Control endpoints: `/_bump?every=K` (one new item in every K-th feed), `/_stats`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 2**20, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        #: other work on the machine when the results were written (1, 5, 15 minutes)
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -49,6 +53,63 @@ def peak_rss_mib() -> float:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def current_rss_mib(pid: int | str = "self") -> float:
+    """Resident memory now (VmRSS), not the peak."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def processes_cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU (user + system) used so far by other running processes, e.g. parse workers, whose
+    time getrusage(RUSAGE_CHILDREN) would count only once they exit. Gone ones count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class IoCounters:
+    """/proc/self/io: bytes handed to write() (`wchar`) and bytes sent to the storage layer."""
+
+    wchar: int
+    write_bytes: int
+
+    @classmethod
+    def now(cls) -> IoCounters:
+        with open("/proc/self/io", encoding="ascii") as fh:
+            values = dict(line.split(": ") for line in fh.read().splitlines())
+        return cls(int(values["wchar"]), int(values["write_bytes"]))
+
+    def __sub__(self, other: IoCounters) -> IoCounters:
+        return IoCounters(self.wchar - other.wchar, self.write_bytes - other.write_bytes)
+
+
+def files_bytes(folder: Path, pattern: str = "db.json*") -> int:
+    """Total size of the files matching `pattern` (a database's snapshot and logs)."""
+    total = 0
+    for path in folder.glob(pattern):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # a log deleted by a fold meanwhile
+            continue
+    return total
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> None:
@@ -159,6 +220,8 @@ class _FeedProtocol(asyncio.Protocol):
 class _ServerState:
     catalogue: FeedCatalogue
     delay_s: float = 0.0
+    #: False: If-None-Match is ignored (always 200 with the full body)
+    conditional: bool = True
     requests: int = 0
     not_modified: int = 0
 
@@ -184,7 +247,7 @@ class _ServerState:
     def _feed(self, feed: int, if_none_match: str | None) -> bytes:
         self.requests += 1
         etag = self.catalogue.etag(feed)
-        if if_none_match == etag:
+        if self.conditional and if_none_match == etag:
             self.not_modified += 1
             return _response(304, b"", "", etag=etag)
         return _response(200, self.catalogue.body(feed), "application/rss+xml", etag=etag)
@@ -200,16 +263,16 @@ def _response(status: int, body: bytes, content_type: str, *, etag: str = "") ->
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def _serve_forever(base: bytes, conn: Any, delay_s: float = 0.0) -> None:
+def _serve_forever(base: bytes, conn: Any, delay_s: float = 0.0, conditional: bool = True) -> None:
     async def main() -> None:
-        state = _ServerState(FeedCatalogue(base), delay_s)
+        state = _ServerState(FeedCatalogue(base), delay_s, conditional)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _FeedProtocol(state), "127.0.0.1", 0,
                                           backlog=4096)
         conn.send(server.sockets[0].getsockname()[1])
-        stop = loop.create_future()
-        loop.add_reader(conn.fileno(), lambda: stop.done() or stop.set_result(None))
-        await stop
+        stop = asyncio.Event()
+        loop.add_reader(conn.fileno(), stop.set)
+        await stop.wait()
         server.close()
 
     asyncio.run(main())
@@ -218,10 +281,12 @@ def _serve_forever(base: bytes, conn: Any, delay_s: float = 0.0) -> None:
 class FeedServerProcess:
     """The feed server in a child process, bound to 127.0.0.1 on an ephemeral port."""
 
-    def __init__(self, base: bytes, *, delay_s: float = 0.0) -> None:
+    def __init__(self, base: bytes, *, delay_s: float = 0.0, conditional: bool = True) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve_forever, args=(base, child, delay_s), daemon=True)
+        self._proc = ctx.Process(
+            target=_serve_forever, args=(base, child, delay_s, conditional), daemon=True
+        )
 
     def __enter__(self) -> FeedServerProcess:
         self._proc.start()

@@ -1,153 +1,275 @@
 """Storage benchmark: `python -m bench.storage [--sizes 1000,10000,100000] [--cycles 20] [--smoke]`.
 
-A database of N feeds, each with a full seen-set (200 fingerprints, as bot.feeds.diff keeps), one
-subscription and one chat per feed. Per size, in a fresh child process: time to open (load) the
-file, then `cycles` check cycles in which 10% of the feeds get one new entry (seen-set updated,
-one delivery queued) committed as ONE durable commit (a change-log append), after which the
-deliveries are completed one by one (each a small durable append). Reports load time, commit time
-and bytes written per cycle (log lines plus any snapshot fold started in that cycle), the time of
-one full fold (it runs in a background thread in the bot), the time to reopen after a crash with
-the log written since the last fold, disk use after each cycle (snapshot + logs: it must stay
-bounded, since seen-sets are capped and the log is folded in once it outgrows the snapshot) and
-peak RSS.
+Drives only the storage protocol (bot.storage.base, `TinyDBStorage.open`), so it measures any
+on-disk format behind it. A database of N feeds, each with a full seen-set (200 fingerprints, as
+bot.feeds.diff keeps) and a running feed's state (title, link, ETag, Last-Modified, body digest,
+check times, next checks spread over a 300 s interval), one subscription and one chat (60 seen
+prints, the feed's newest, as /sub leaves them) per feed. Per size, three child processes on
+one database:
+
+1. build: the database through `add_subscriptions` (1,000 per write), then a clean close.
+2. run: start-up (`open`, `open_s`) and the process's RSS before and after it (current RSS, not
+   only the peak); `due_feeds(now)` as a tick calls it: nothing due (`tick_idle_ms`, median of
+   `--ticks` calls), 1/60 of the feeds due (a 5 s tick at a 300 s interval, `tick_some_ms`) and
+   every feed due (`tick_all_ms`); the idle tick once more after `gc.freeze()`
+   (`tick_idle_gc_frozen_ms`, a what-if: how much of it is the cyclic GC walking the database's
+   objects, which the bot does not freeze); then `cycles` check cycles in which 10% of the
+   feeds get one new entry: `load_feed` each, then each feed's `commit_check` (its seen-set and
+   its chat's updated, one delivery queued) all at once, as concurrent checks do (the backend
+   groups them: `write_ms`), after which the deliveries are completed one by one (`complete`,
+   each durable).
+   Reports bytes written per cycle (`store.bytes_written`: log lines plus any snapshot fold
+   settled in that cycle) and disk use (db.json*) after each cycle: it must stay bounded, since
+   seen-sets are capped. The process then dies without closing the store (`os._exit`: a crash).
+3. reopen: the start-up after that crash (`reopen_s`, replaying whatever was written since the
+   last fold; `reopen_log_mib` is the disk beyond the snapshot before it), one feed saved, and a
+   clean close (`close_s`: a stopping bot folds everything into one file).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from bench.common import peak_rss_mib, print_table, write_results
+from bench.common import (
+    current_rss_mib,
+    files_bytes,
+    median,
+    peak_rss_mib,
+    print_table,
+    write_results,
+)
 
 SEEN = 200
-COLS = ["feeds", "file_mib", "load_s", "write_ms_median", "write_ms_max", "complete_ms_median",
-        "mib_per_cycle", "fold_s", "reopen_log_mib", "reopen_s", "disk_first_mib", "disk_max_mib",
-        "peak_rss_mib"]
+CHAT_SEEN = 60
+BATCH = 1000
+INTERVAL = 300.0
+TICK = 5.0
+#: the first next-check time: far ahead of any real clock, so only the ticks below make feeds due
+T0 = 4e9
+COLS = ["feeds", "file_mib", "build_s", "open_s", "rss_open_mib", "rss_delta_mib",
+        "tick_idle_ms", "tick_idle_gc_frozen_ms", "tick_some_ms", "tick_all_ms",
+        "write_ms_median", "write_ms_max", "complete_ms_median", "mib_per_cycle",
+        "disk_first_mib", "disk_max_mib", "reopen_log_mib", "reopen_s", "close_s", "peak_rss_mib"]
 
 
-def build(path: Path, n: int) -> None:
+def feed_url(i: int) -> str:
+    return f"https://blog{i}.example.org/index.xml"
+
+
+def new_subscription(i: int, n: int) -> Any:
+    """Feed i as a running bot holds it, with its subscription and chat."""
     from bot.feeds.identity import fingerprint
     from bot.models import Chat, Feed, Subscription
-    from bot.storage.tinydb.database import Database
+    from bot.pipeline.outbox import CHAT_SEEN_CAP
+    from bot.storage.base import NewSubscription
 
-    db = Database(path)
-    for i in range(n):
-        url = f"https://blog{i}.example.org/index.xml"
-        seen = [fingerprint(f"{url}#{k}") for k in range(SEEN)]
-        db.save_feed(Feed(url=url, title=f"Blog {i}", etag=f'"{i}"', seen=seen,
-                          next_check=1e9, last_check=1.0, last_success=1.0))
-        db.save_chat(Chat(id=10_000 + i, title=f"chat {i}", seen=seen[-60:]))
-        db.save_subscription(Subscription(chat_id=10_000 + i, feed_url=url, created=1.0))
-    db.commit()
-    db.close()
+    url = feed_url(i)
+    seen = [fingerprint(f"{url}#{k}") for k in range(SEEN)]
+    last = T0 - INTERVAL + (i % 997) * 0.37
+    feed = Feed(
+        url=url, title=f"Blog {i}: notes on things", link=f"https://blog{i}.example.org/",
+        etag=f'W/"{i:08x}-5f3a9c"', last_modified=formatdate(1.7e9 + i, usegmt=True),
+        seen=seen, next_check=T0 + INTERVAL * i / n, last_check=last, last_success=last,
+        last_new_entry=last - 86400, body_digest=fingerprint(f"{url}#body") * 2,
+        ttl_minutes=60 if i % 10 == 0 else None,
+    )
+    chat = Chat(id=10_000 + i, type="private" if i % 3 else "supergroup", title=f"chat {i}")
+    return NewSubscription(
+        Subscription(chat_id=chat.id, feed_url=url, created=1.7e9), feed, chat,
+        prints=seen[-CHAT_SEEN:], feed_cap=SEEN, chat_cap=CHAT_SEEN_CAP,
+    )
 
 
-def one_cycle(db: Any, n: int, cycle: int) -> list[str]:
-    """What a check cycle commits: 10% of feeds with one new entry each, one delivery each."""
+async def build(folder: Path, n: int) -> dict[str, Any]:
+    from bot.storage.base import Stamp
+    from bot.storage.tinydb.backend import TinyDBStorage
+
+    t0 = time.perf_counter()
+    store = await TinyDBStorage.open(folder / "db.json")
+    for start in range(0, n, BATCH):
+        batch = [new_subscription(i, n) for i in range(start, min(start + BATCH, n))]
+        await store.add_subscriptions(batch, Stamp())
+    await store.close()
+    return {"build_s": round(time.perf_counter() - t0, 1),
+            "file_mib": round(files_bytes(folder) / 2**20, 2)}
+
+
+async def _timed(call: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    value = await call
+    return (time.perf_counter() - t0) * 1000, value
+
+
+async def ticks(store: Any, n: int, calls: int) -> dict[str, Any]:
+    """`due_feeds` as a tick calls it, with nothing, 1/60 and everything due."""
+    idle = [(await _timed(store.due_feeds(T0 - 1)))[0] for _ in range(calls)]
+    some, some_due = [], 0
+    for _ in range(max(calls // 4, 1)):
+        ms, due = await _timed(store.due_feeds(T0 + TICK))
+        some.append(ms)
+        some_due = len(due)
+    every, all_due = [], 0
+    for _ in range(1 if n >= 50_000 else 3):
+        ms, due = await _timed(store.due_feeds(T0 + INTERVAL))
+        every.append(ms)
+        all_due = len(due)
+    assert all_due == n, (all_due, n)
+    # what-if: the same idle tick with every object made so far out of the cyclic GC's reach
+    gc.freeze()
+    frozen = [(await _timed(store.due_feeds(T0 - 1)))[0] for _ in range(calls)]
+    gc.unfreeze()
+    return {"tick_idle_ms": round(median(idle), 2), "tick_idle_ms_max": round(max(idle), 2),
+            "tick_idle_gc_frozen_ms": round(median(frozen), 2),
+            "tick_some_ms": round(median(some), 2), "tick_some_due": some_due,
+            "tick_all_ms": round(median(every), 1), "tick_calls": calls}
+
+
+async def one_cycle(store: Any, n: int, cycle: int) -> tuple[float, float, list[str]]:
+    """What concurrent checks commit in a cycle: 10% of the feeds with one new entry each (the
+    feed's and the chat's seen-sets, one delivery). Returns (read ms, write ms, delivery ids)."""
     from bot.feeds.identity import fingerprint
     from bot.models import ApiCall, Delivery, RenderedMessage
-    from bot.storage.tinydb.database import merge_recent
+    from bot.pipeline.outbox import merge_chat_seen
+    from bot.storage.base import FeedCommit, remember_in_feed
 
-    queued = []
-    for i in range(cycle % 10, n, 10):
-        url = f"https://blog{i}.example.org/index.xml"
-        feed = db.get_feed(url)
+    urls = [feed_url(i) for i in range(cycle % 10, n, 10)]
+    read_ms, states = await _timed(asyncio.gather(*(store.load_feed(url) for url in urls)))
+    commits, now = [], time.time()
+    for state in states:
+        url = state.feed.url
         key = f"{url}#new-{cycle}"
-        feed.seen = merge_recent(feed.seen, [fingerprint(key)], SEEN)
-        feed.last_check = feed.last_success = time.time()
-        db.save_feed(feed)
-        message = RenderedMessage((ApiCall("sendMessage", {"text": f"<b>Post {cycle}</b> " * 20,
-                                                           "parse_mode": "HTML"}),))
-        delivery = Delivery(id=f"{cycle}-{i}", chat_id=10_000 + i, feed_url=url, entry_key=key,
-                            message=message, created=time.time())
-        db.enqueue([delivery])
-        queued.append(delivery.id)
-    return queued
+        feed = state.feed
+        feed.seen = remember_in_feed(feed.seen, [fingerprint(key)], SEEN)
+        feed.last_check = feed.last_success = feed.last_new_entry = now
+        feed.next_check = now + INTERVAL
+        chat = state.chats[state.subscriptions[0].chat_id]
+        chat.seen = merge_chat_seen(chat.seen, [fingerprint(key)])
+        text = f"<b>Post {cycle} of {feed.title}</b>\n" + "Some words of the post. " * 16
+        message = RenderedMessage((ApiCall("sendMessage", {"text": text, "parse_mode": "HTML"}),))
+        delivery = Delivery(id=f"{cycle}-{url}", chat_id=chat.id, feed_url=url, entry_key=key,
+                            message=message, created=now)
+        commits.append(FeedCommit(feed, state.stamp, chats=[chat], deliveries=[delivery]))
+    write_ms, _ = await _timed(asyncio.gather(*(store.commit_check(c) for c in commits)))
+    return read_ms, write_ms, [d.id for c in commits for d in c.deliveries]
 
 
-def disk_mib(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.glob("db.json*")) / 2**20
+async def run(folder: Path, n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+    from bot.storage.tinydb.backend import TinyDBStorage
 
-
-def measure(n: int, cycles: int) -> dict[str, Any]:
-    from bot.storage.tinydb.database import Database
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "db.json"
-        build(path, n)
-        file_mib = path.stat().st_size / 2**20
-        t0 = time.perf_counter()
-        db = Database(path)
-        load = time.perf_counter() - t0
-        writes, sizes, written, completes = [], [], [], []
-        for cycle in range(cycles):
-            queued = one_cycle(db, n, cycle)
-            before = db.bytes_written
-            t0 = time.perf_counter()
-            db.commit(durable=True)
-            writes.append((time.perf_counter() - t0) * 1000)
-            for delivery_id in queued:
-                t0 = time.perf_counter()
-                db.complete(delivery_id)
-                completes.append((time.perf_counter() - t0) * 1000)
-            written.append(db.bytes_written - before)
-            sizes.append(disk_mib(Path(tmp)))
-        # a crash now: the next start replays the log since the last fold
-        db._snapshotter.shutdown(wait=True)
-        db.log.close()
-        del db
-        log_mib = sum(p.stat().st_size for p in Path(tmp).glob("db.json.log.*")) / 2**20
-        t0 = time.perf_counter()
-        reopened = Database(path)
-        reopen = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        reopened.snapshot(wait=True)
-        fold = time.perf_counter() - t0
-        reopened.close()
-    ordered, done = sorted(writes), sorted(completes)
-    return {
-        "feeds": n, "file_mib": round(file_mib, 2), "load_s": round(load, 3),
-        "write_ms_median": round(ordered[len(ordered) // 2], 1),
-        "write_ms_max": round(ordered[-1], 1),
-        "complete_ms_median": round(done[len(done) // 2], 2),
+    rss_before = current_rss_mib()
+    t0 = time.perf_counter()
+    store = await TinyDBStorage.open(folder / "db.json")
+    open_s = time.perf_counter() - t0
+    rss_open = current_rss_mib()
+    row: dict[str, Any] = {
+        "feeds": n, "open_s": round(open_s, 3), "rss_before_open_mib": round(rss_before, 1),
+        "rss_open_mib": round(rss_open, 1), "rss_delta_mib": round(rss_open - rss_before, 1),
+        **await ticks(store, n, tick_calls),
+    }
+    reads, writes, sizes, written, completes = [], [], [], [], []
+    for cycle in range(cycles):
+        before = store.bytes_written
+        read_ms, write_ms, queued = await one_cycle(store, n, cycle)
+        reads.append(read_ms)
+        writes.append(write_ms)
+        for delivery_id in queued:
+            completes.append((await _timed(store.complete(delivery_id)))[0])
+        written.append(store.bytes_written - before)
+        sizes.append(files_bytes(folder) / 2**20)
+    ordered = sorted(writes)
+    row.update({
+        "read_ms_median": round(median(reads), 1),
+        "write_ms_median": round(median(writes), 1), "write_ms_max": round(ordered[-1], 1),
+        "complete_ms_median": round(median(completes), 2),
         "mib_per_cycle": round(sum(written) / len(written) / 2**20, 2),
-        "fold_s": round(fold, 3), "reopen_log_mib": round(log_mib, 1),
-        "reopen_s": round(reopen, 3),
         "disk_first_mib": round(sizes[0], 2), "disk_max_mib": round(max(sizes), 2),
         "sizes_mib": [round(s, 3) for s in sizes], "write_ms": [round(w, 1) for w in writes],
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-    }
+        "rss_end_mib": round(current_rss_mib(), 1), "peak_rss_mib": round(peak_rss_mib(), 1),
+    })
+    return row
+
+
+async def reopen(folder: Path) -> dict[str, Any]:
+    from bot.storage.tinydb.backend import TinyDBStorage
+
+    snapshot = (folder / "db.json").stat().st_size
+    log_mib = (files_bytes(folder) - snapshot) / 2**20
+    t0 = time.perf_counter()
+    store = await TinyDBStorage.open(folder / "db.json")
+    reopen_s = time.perf_counter() - t0
+    feed = await store.get_feed(feed_url(0))
+    assert feed is not None
+    await store.save_feed(feed)  # one change, so that closing folds everything into one file
+    t0 = time.perf_counter()
+    await store.close()
+    return {"reopen_log_mib": round(log_mib, 1), "reopen_s": round(reopen_s, 3),
+            "close_s": round(time.perf_counter() - t0, 3),
+            "reopen_peak_rss_mib": round(peak_rss_mib(), 1)}
+
+
+def child(phase: str, folder: Path, n: int, cycles: int, tick_calls: int) -> None:
+    if phase == "build":
+        result = asyncio.run(build(folder, n))
+    elif phase == "reopen":
+        result = asyncio.run(reopen(folder))
+    else:
+        result = asyncio.run(run(folder, n, cycles, tick_calls))
+    print(json.dumps(result), flush=True)
+    if phase == "run":
+        os._exit(0)  # a crash: the store is not closed, the next start replays its log
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.storage", *args], check=True,
+                         stdout=subprocess.PIPE).stdout
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def measure(n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["--dir", tmp, "--n", str(n), "--cycles", str(cycles),
+                  "--ticks", str(tick_calls)]
+        built = run_child(["--child", "build", *common])
+        ran = run_child(["--child", "run", *common])
+        reopened = run_child(["--child", "reopen", *common])
+    return {**ran, **built, **reopened}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--ticks", type=int, default=20, help="due_feeds calls per idle figure")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["build", "run", "reopen"], help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.cycles)))
+        child(args.child, args.dir, args.n, args.cycles, args.ticks)
         return
     sizes = [200] if args.smoke else [int(s) for s in args.sizes.split(",")]
     cycles = 3 if args.smoke else args.cycles
+    tick_calls = 4 if args.smoke else args.ticks
     rows = []
     for n in sizes:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.storage", "--child", str(n), "--cycles", str(cycles)],
-            check=True, stdout=subprocess.PIPE,
-        ).stdout
-        rows.append(json.loads(out.decode().strip().splitlines()[-1]))
+        rows.append(measure(n, cycles, tick_calls))
         print_table(rows[-1:], COLS)
     print()
     print_table(rows, COLS)
-    write_results("storage-smoke" if args.smoke else "storage", {"rows": rows, "cycles": cycles})
+    write_results("storage-smoke" if args.smoke else "storage",
+                  {"rows": rows, "cycles": cycles, "ticks": tick_calls})
 
 
 if __name__ == "__main__":
