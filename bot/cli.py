@@ -1,4 +1,5 @@
-"""The `feedbot` command: `run` the bot, or `preview` what it would send for a feed."""
+"""The `feedbot` command: `run` the bot, `preview` what it would send for a feed, or `migrate`
+a TinyDB database into PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.feeds.diff import oldest_first
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_pool import parse_feed
 from bot.i18n import DEFAULT_LANG, languages
+from bot.migrate import add_migrate_command, migrate
 from bot.models import ParsedFeed, RenderedMessage
 from bot.render import RenderOptions, render_entry
 from bot.render import plain_text as html_to_plain
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", default=DEFAULT_LANG, choices=languages(),
         help=f"the chat language posts are rendered for (default {DEFAULT_LANG})",
     )
+    add_migrate_command(commands)
     return parser
 
 
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
         return run(settings, force=args.force)
+    if args.command == "migrate":
+        return run_migrate(settings, args)
     return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang))
 
 
@@ -100,6 +105,11 @@ def run(settings: config.Settings, *, force: bool = False) -> int:
         print(f"feedbot: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
+    source = Path(args.source or settings.db_path)
+    return asyncio.run(migrate(source, args.to, force=args.force))
 
 
 def read_local(source: str) -> tuple[bytes, str] | None:

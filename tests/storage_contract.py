@@ -15,7 +15,14 @@ import pytest
 from bot.feeds.identity import fingerprint as P
 from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
 from bot.models import SubscriptionOptions as Options
-from bot.storage.base import FeedCommit, NewSubscription, Stamp, Storage, StorageConflict
+from bot.storage.base import (
+    FeedCommit,
+    NewSubscription,
+    Stamp,
+    Storage,
+    StorageConflict,
+    StoredState,
+)
 
 Opener = Callable[[], Awaitable[Storage]]
 Case = Callable[[Opener], Awaitable[None]]
@@ -431,4 +438,77 @@ async def stats_count_what_is_stored(open_storage: Opener) -> None:
     assert (stats.chats, stats.feeds, stats.subscriptions, stats.paused) == (3, 3, 4, 1)
     assert (stats.outbox, stats.failing, stats.retired) == (2, 1, 1)
     await store.flush_due()
+    await store.close()
+
+
+# ------------------------------------------------------------------ the whole
+def everything() -> StoredState:
+    """A state with every kind of record, each field away from its default somewhere."""
+    busy = Feed(url=A, title="A", link="https://a.test/", etag='"e1"',
+                last_modified="Wed, 02 Dec 2026 08:00:00 GMT", seen=[P("a1"), P("a2")],
+                next_check=123.5, last_check=100.0, last_success=90.0, last_new_entry=80.0,
+                errors=2, last_error="timed out", last_error_kind="timeout",
+                last_reason={"key": "error_timeout", "args": {}}, failing_since=95.0,
+                failure_notified=True, last_paused=70.0, body_digest="d" * 32, ttl_minutes=60,
+                item_records=b"\x00\x01records")
+    chats = [
+        Chat(id=-100, type="supergroup", title="G", lang="de", seen=[P("a1")], filters="-ads",
+             defaults={"silent": True}, choices={"t1": {"urls": [B], "page": "https://b.test/"}}),
+        Chat(id=1, failures=1),
+    ]
+    subs = [
+        Subscription(-100, A, created=5.0, thread_id=7, options=Options(silent=True, filters="x"),
+                     page="https://a.test/"),
+        Subscription(-100, B, created=6.0, paused=True, paused_at=60.0),
+        Subscription(1, A, created=4.0),
+    ]
+    deliveries = [post(2, chat=-100, seq=11), post(3, chat=-100, seq=14, attempts=2),
+                  post(1, chat=1, seq=12, thread_id=7, silent=True, reply_to_previous=True)]
+    return StoredState([busy, Feed(url=B, retired=True)], chats, subs, deliveries).sorted()
+
+
+@case
+async def import_all_replaces_everything_and_export_all_reads_it_back(open_storage: Opener) -> None:
+    store = await open_storage()
+    assert (await store.export_all()).empty
+    await subscribed(store, 9, C)  # what was there before goes
+    await store.enqueue([post(99, chat=9, url=C)])
+    state = everything()
+    await store.import_all(state)
+    assert await store.export_all() == state
+    assert await store.pending() == state.deliveries  # by chat, then seq, as imported
+    assert await store.get_chat(9) is None and await store.get_feed(C) is None
+    assert [f.url for f in await store.due_feeds(1000.0)] == [A]  # B is retired
+    await store.enqueue([post(4, chat=1)])  # numbered after the imported ones
+    assert (await store.pending())[-1].seq > 14
+    await store.close()
+    store = await open_storage()
+    after = await store.export_all()
+    assert replace(after, deliveries=after.deliveries[:-1]) == state
+    await store.close()
+
+
+@case
+async def export_all_reads_what_the_operations_wrote(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 1, A, created=1.0)
+    await subscribed(store, 2, A, created=2.0, paused=True)
+    await store.enqueue([post(1, chat=2), post(2, chat=1), post(3, chat=2)])
+    state = await store.export_all()
+    assert [f.url for f in state.feeds] == [A]
+    assert [c.id for c in state.chats] == [1, 2]
+    assert [(s.chat_id, s.paused) for s in state.subscriptions] == [(1, False), (2, True)]
+    assert [d.id for d in state.deliveries] == ["d2", "d1", "d3"]
+    assert state.deliveries == await store.pending()
+    await store.close()
+
+
+@case
+async def an_import_is_conflicting_with_reads_made_before_it(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 1, A)
+    before = await store.load_chat(1)
+    await store.import_all(everything())
+    with pytest.raises(StorageConflict):
+        await store.save_chat(Chat(id=1), before.stamp)
     await store.close()

@@ -148,6 +148,30 @@ class StorageStats:
     retired: int
 
 
+@dataclass
+class StoredState:
+    """Everything a storage holds, as it is (`export_all`, `import_all`: moving a bot's state
+    from one backend to another). Records in a fixed order: feeds by URL, chats by id,
+    subscriptions by chat then URL, deliveries by chat then seq (each keeps its seq)."""
+
+    feeds: list[Feed] = field(default_factory=list)
+    chats: list[Chat] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def sorted(self) -> StoredState:
+        return StoredState(
+            sorted(self.feeds, key=lambda f: f.url),
+            sorted(self.chats, key=lambda c: c.id),
+            sorted(self.subscriptions, key=lambda s: (s.chat_id, s.feed_url)),
+            sorted(self.deliveries, key=lambda d: (d.chat_id, d.seq)),
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.feeds or self.chats or self.subscriptions or self.deliveries)
+
+
 class Storage(Protocol):
     # ------------------------------------------------------------------ feeds
     async def due_feeds(self, now: float) -> list[Feed]:
@@ -256,6 +280,15 @@ class Storage(Protocol):
 
     # ------------------------------------------------------------ the whole
     async def stats(self) -> StorageStats: ...
+
+    async def export_all(self) -> StoredState:
+        """Every record, as stored (one consistent read)."""
+        ...
+
+    async def import_all(self, state: StoredState) -> None:
+        """Replace everything stored with `state`, as it is (deliveries keep their seq; later
+        ones are numbered after them), durably, in one write."""
+        ...
 
     async def flush_due(self) -> None:
         """Housekeeping the bot runs now and then (write changes that may wait)."""

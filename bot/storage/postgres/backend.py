@@ -30,6 +30,7 @@ from bot.storage.base import (
     Stamp,
     StorageConflict,
     StorageStats,
+    StoredState,
     remember_in_chat,
     remember_in_feed,
 )
@@ -272,6 +273,12 @@ class PostgresStorage:
     # ------------------------------------------------------------- the whole
     async def stats(self) -> StorageStats:
         return await self._read(lambda tx: tx.stats())
+
+    async def export_all(self) -> StoredState:
+        return await self._snapshot(lambda tx: tx.export_all())
+
+    async def import_all(self, state: StoredState) -> None:
+        await self._write(lambda tx: tx.replace_all(state))
 
 
 async def _apply(tx: Tx, commit: FeedCommit, *, checked: bool = False) -> None:

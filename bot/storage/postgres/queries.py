@@ -25,6 +25,7 @@ from bot.storage.base import (
     Stamp,
     StorageConflict,
     StorageStats,
+    StoredState,
     SubscriptionRow,
     remember_in_chat,
 )
@@ -417,3 +418,33 @@ class Tx:
             " (SELECT count(*) FROM feeds WHERE errors > 0 AND NOT retired) AS failing,"
             " (SELECT count(*) FROM feeds WHERE retired) AS retired")
         return StorageStats(**dict(row))
+
+    # ------------------------------------------------------------- the whole
+    async def export_all(self) -> StoredState:
+        feeds = await self.conn.fetch("SELECT * FROM feeds ORDER BY url")
+        chats = await self.conn.fetch("SELECT * FROM chats ORDER BY id")
+        subs = await self.conn.fetch("SELECT * FROM subscriptions ORDER BY chat_id, feed_url")
+        return StoredState(
+            [feed_from(r) for r in feeds], [chat_from(r) for r in chats],
+            [subscription_from(r) for r in subs], await self.pending(),
+        )
+
+    async def replace_all(self, state: StoredState) -> None:
+        """Everything replaced by `state` as it is; every record gets a fresh version (a stamp
+        read before never matches), deliveries keep their seq and later ones follow them."""
+        for table in ("deliveries", "messages", "subscriptions", "subscription_sets", "chats",
+                      "feeds"):
+            await self.conn.execute(f"DELETE FROM {table}")
+        await self.conn.executemany(_FEED_UPSERT, [feed_values(f) for f in state.feeds])
+        await self.conn.executemany(_CHAT_UPSERT, [chat_values(c) for c in state.chats])
+        await self.conn.executemany(
+            _SUB_CREATE, [subscription_values(s) for s in state.subscriptions])
+        await self.bump_sets(s.chat_id for s in state.subscriptions)
+        forms = [message_form(d.message) for d in state.deliveries]
+        await self.conn.executemany(_MESSAGE_KEEP, sorted(dict(forms).items()))
+        await self.conn.executemany(_DELIVERY_INSERT, [
+            delivery_values(d, digest) for d, (digest, _) in zip(state.deliveries, forms,
+                                                                  strict=True)])
+        await self.conn.execute(
+            "SELECT setval('delivery_seq', greatest((SELECT max(seq) FROM deliveries),"
+            " (SELECT last_value FROM delivery_seq)))")

@@ -27,6 +27,7 @@ from bot.storage.base import (
     NewSubscription,
     Stamp,
     StorageStats,
+    StoredState,
     SubscriptionRow,
     remember_in_chat,
     remember_in_feed,
@@ -38,6 +39,7 @@ from bot.storage.tinydb.database import (
     feed_key,
     sub_key,
 )
+from bot.storage.tinydb.lock import DatabaseLock
 
 T = TypeVar("T")
 _Work = Callable[[Database], Any]
@@ -45,8 +47,11 @@ _Outcome = tuple[Any, BaseException | None]
 
 
 class TinyDBStorage:
-    def __init__(self, db: Database, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, db: Database, executor: ThreadPoolExecutor, lock: DatabaseLock | None = None
+    ) -> None:
         self._db = db
+        self._lock = lock
         self._executor = executor
         #: durable change sets waiting for the worker, run together and written once
         self._batch: list[tuple[_Work, asyncio.Future[Any]]] = []
@@ -58,12 +63,20 @@ class TinyDBStorage:
 
     @classmethod
     async def open(cls, path: str | Path, *, lazy_flush_s: float = 30.0) -> TinyDBStorage:
+        """DatabaseInUse when another process has the file open (bot.storage.tinydb.lock)."""
+        lock = DatabaseLock(path)
+        lock.acquire()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedbot-store")
         loop = asyncio.get_running_loop()
-        db = await loop.run_in_executor(
-            executor, partial(Database, path, lazy_flush_s=lazy_flush_s)
-        )
-        return cls(db, executor)
+        try:
+            db = await loop.run_in_executor(
+                executor, partial(Database, path, lazy_flush_s=lazy_flush_s)
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            lock.release()
+            raise
+        return cls(db, executor, lock)
 
     @property
     def bytes_written(self) -> int:
@@ -158,8 +171,12 @@ class TinyDBStorage:
         self._closed = True
         if self._shared_task is not None:
             await asyncio.gather(self._shared_task, return_exceptions=True)
-        await self._run(self._db.close)
-        self._executor.shutdown(wait=True)
+        try:
+            await self._run(self._db.close)
+        finally:
+            self._executor.shutdown(wait=True)
+            if self._lock is not None:
+                self._lock.release()
 
     async def flush_due(self) -> None:
         await self._run(self._db.flush_if_due)
@@ -301,6 +318,12 @@ class TinyDBStorage:
     # ------------------------------------------------------------- the whole
     async def stats(self) -> StorageStats:
         return await self._run(_stats, self._db)
+
+    async def export_all(self) -> StoredState:
+        return await self._run(self._db.export_all)
+
+    async def import_all(self, state: StoredState) -> None:
+        await self._durable(lambda db: db.import_all(state))
 
 
 def _feed_state(db: Database, url: str) -> FeedState | None:

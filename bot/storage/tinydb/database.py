@@ -19,7 +19,7 @@ from bot.models import (
     SubscriptionOptions,
     pack_prints,
 )
-from bot.storage.base import Stamp, StorageConflict
+from bot.storage.base import Stamp, StorageConflict, StoredState
 from bot.storage.tinydb.doctable import DocTable
 from bot.storage.tinydb.engine import Engine
 from bot.storage.tinydb.index import SubscriptionIndex
@@ -314,12 +314,57 @@ class Database(Engine):
         if doc_id is not None:
             self.outbox.update(doc_id, {"attempts": delivery.attempts})
 
+    def _raise_seq(self, seq: int) -> None:
+        """Number the deliveries queued from now on after `seq`."""
+        doc = self.meta.get("1")
+        if doc is None:
+            self.meta.put("1", {"seq": seq})
+            self.meta.next_id = max(self.meta.next_id, 2)
+        elif int(doc["seq"]) < seq:
+            self.meta.update("1", {"seq": seq})
+
     def drop_chat_deliveries(self, chat_id: int) -> int:
         ids = [(d["id"], i) for i, d in self.outbox.items() if int(d["chat_id"]) == chat_id]
         for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
             self._remove_delivery(doc_id)
         return len(ids)
+
+
+    # ------------------------------------------------------------------ the whole
+    def export_all(self) -> StoredState:
+        return StoredState(
+            self.all_feeds(), self.all_chats(), self.all_subscriptions(), self.pending()
+        ).sorted()
+
+    def import_all(self, state: StoredState) -> None:
+        """Replace everything with `state` as it is (one change set: the caller commits)."""
+        for _, doc in list(self.subs.items()):
+            self.remove_subscription(int(doc["chat_id"]), doc["feed_url"])
+        for url in list(self._feed_ids):
+            self.delete_feed(url)
+        for chat_id in list(self._chat_ids):
+            self._bump(chat_key(chat_id))
+            self.chats.remove(self._chat_ids.pop(chat_id))
+        self.drop_deliveries()
+        for feed in state.feeds:
+            self.save_feed(feed)
+        for chat in state.chats:
+            self.save_chat(chat)
+        for sub in state.subscriptions:
+            self.save_subscription(sub)
+        for delivery in state.deliveries:
+            doc = delivery.to_dict()
+            digest = self._keep_message(doc.pop("message"))
+            self._message_refs[digest] += 1
+            doc["message_ref"] = digest
+            self._outbox_ids[delivery.id] = self.outbox.insert(doc)
+        self._raise_seq(max((d.seq for d in state.deliveries), default=0))
+
+    def drop_deliveries(self) -> None:
+        for delivery_id, doc_id in list(self._outbox_ids.items()):
+            del self._outbox_ids[delivery_id]
+            self._remove_delivery(doc_id)
 
 
 def _without_defaults(doc: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from tinydb.storages import Storage
 
 from bot.storage.tinydb.layout import LOG_TABLE, MISSING, TABLES, loads
+from bot.storage.tinydb.lock import holder_of, in_use_message
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -213,7 +214,8 @@ def check_database(path: Path, *, force: bool = False) -> str | None:
     """Start-up check of the data folder and the database file: None when the bot may start,
     else one line naming the file, what is wrong and what to do. Nothing is changed, except
     that a missing data folder is created. Without `force` an empty file or one holding only
-    another program's tables is refused rather than taken over."""
+    another program's tables is refused rather than taken over; so is a file another running
+    feedbot holds (bot.storage.tinydb.lock), `force` or not."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -222,6 +224,9 @@ def check_database(path: Path, *, force: bool = False) -> str | None:
             f"{path}: its data folder {folder} cannot be created ({exc.strerror}): create it, "
             "or point FEEDBOT_DB at a file in a writable folder"
         )
+    holder = holder_of(path)
+    if holder is not None:
+        return in_use_message(path, holder)
     try:
         data = load_snapshot(path)
     except UnusableDatabase as exc:
