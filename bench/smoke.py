@@ -9,7 +9,9 @@ import importlib.util
 import subprocess
 import sys
 
-BENCHMARKS = ("poll", "delivery", "storage", "latency", "fetch_memory")
+BENCHMARKS = (
+    "poll", "delivery", "storage", "latency", "fetch_memory", "fanout", "idle", "first_read",
+)
 
 
 def main() -> int:

@@ -43,6 +43,14 @@ def crash(db: Database) -> None:
     db.log.close()
 
 
+def crash_store(store: TinyDBStorage) -> None:
+    """A killed bot: no final fold, and its lock on the file goes with the process."""
+    crash(store._db)
+    store._executor.shutdown(wait=True)
+    if store._lock is not None:
+        store._lock.release()
+
+
 def log_lines(folder: Path) -> list[bytes]:
     return [
         line
@@ -84,8 +92,7 @@ async def test_changes_survive_a_crash_through_the_log(tmp_path: Path) -> None:
     await store.enqueue([delivery(i) for i in range(3)])
     await store.complete("d0")
     await store.save_feed(Feed(url="u", title="T", seen=["a"]))
-    # crash: no close, so the snapshot still holds the empty database
-    store._executor.shutdown(wait=True)
+    crash_store(store)  # no close, so the snapshot still holds the empty database
     assert json.loads(path.read_bytes())["outbox"] == {}
     reopened = await TinyDBStorage.open(path)
     assert [d.id for d in await reopened.pending()] == ["d1", "d2"]
@@ -462,8 +469,7 @@ async def test_a_chat_seen_set_change_is_logged_as_the_prints_appended(tmp_path:
     chat.seen = merge_chat_seen(chat.seen, [fingerprint("new")])  # one in, the oldest out
     await store.save_chat(chat)
     assert _log_bytes(path) - before < 150  # not the 16 KB of the whole set
-    crash(store._db)
-    store._executor.shutdown(wait=True)
+    crash_store(store)
     reopened = await TinyDBStorage.open(path)  # replayed from the log
     again = await reopened.get_chat(7)
     assert again is not None and again.seen == [*full[1:], fingerprint("new")]
