@@ -191,9 +191,11 @@ class FeedCatalogue:
         return count
 
 
-class _FeedProtocol(asyncio.Protocol):
-    def __init__(self, server: _ServerState) -> None:
-        self.server = server
+class HeadProtocol(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 server connection for bodiless requests: `on_head` gets each
+    request's head (request line and headers) and writes the answer to `self.transport`."""
+
+    def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -205,15 +207,27 @@ class _FeedProtocol(asyncio.Protocol):
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            assert self.transport is not None
-            answer = self.server.answer(head)
-            if self.server.delay_s and head.split(b" ", 2)[1].startswith(b"/f/"):
-                # a remote server's think time + round trip; control requests answer at once
-                asyncio.get_running_loop().call_later(
-                    self.server.delay_s, self.transport.write, answer
-                )
-            else:
-                self.transport.write(answer)
+            self.on_head(head)
+
+    def on_head(self, head: bytes) -> None:
+        raise NotImplementedError
+
+
+class _FeedProtocol(HeadProtocol):
+    def __init__(self, server: _ServerState) -> None:
+        super().__init__()
+        self.server = server
+
+    def on_head(self, head: bytes) -> None:
+        assert self.transport is not None
+        answer = self.server.answer(head)
+        if self.server.delay_s and head.split(b" ", 2)[1].startswith(b"/f/"):
+            # a remote server's think time + round trip; control requests answer at once
+            asyncio.get_running_loop().call_later(
+                self.server.delay_s, self.transport.write, answer
+            )
+        else:
+            self.transport.write(answer)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import FeedCatalogue, cpu_seconds
+from bench.common import FeedCatalogue, HeadProtocol, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -229,22 +229,14 @@ class _Counts:
                 "distinct_feeds": len(self.feeds), "cpu_seconds": cpu_seconds()}
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(HeadProtocol):
     def __init__(self, catalogue: FeedCatalogue, counts: _Counts) -> None:
+        super().__init__()
         self.catalogue, self.counts = catalogue, counts
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            assert self.transport is not None
-            self.transport.write(self.answer(head.decode("latin-1")))
+    def on_head(self, head: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(self.answer(head.decode("latin-1")))
 
     def answer(self, head: str) -> bytes:
         request, *lines = head.split("\r\n")

@@ -342,6 +342,15 @@ def _holds(loaded: dict[str, object], written: dict[str, object]) -> bool:
     return {k: loaded.get(k) for k in written} == written
 
 
+async def _feeds_and_chats_as_written(store: TinyDBStorage, expected: dict[str, Any]) -> None:
+    for written in expected["feeds"]:
+        feed = await store.get_feed(written["url"])
+        assert feed is not None and _holds(feed.to_dict(), written), written["url"]
+    for written in expected["chats"]:
+        chat = await store.get_chat(written["id"])
+        assert chat is not None and _holds(chat.to_dict(), written), written["id"]
+
+
 async def test_a_database_written_before_the_storage_protocol_loads(tmp_path: Path) -> None:
     """tests/db_files/before_storage_protocol was written by the code at 04f5a03, before
     bot/storage/ (make_before_storage_protocol.py.txt: a snapshot, then log lines not folded in,
@@ -350,12 +359,7 @@ async def test_a_database_written_before_the_storage_protocol_loads(tmp_path: Pa
         shutil.copy(file, tmp_path / file.name)
     expected = json.loads((BEFORE_PROTOCOL / "expected.json").read_text())
     store = await TinyDBStorage.open(tmp_path / "feedbot.json")
-    for written in expected["feeds"]:
-        feed = await store.get_feed(written["url"])
-        assert feed is not None and _holds(feed.to_dict(), written), written["url"]
-    for written in expected["chats"]:
-        chat = await store.get_chat(written["id"])
-        assert chat is not None and _holds(chat.to_dict(), written), written["id"]
+    await _feeds_and_chats_as_written(store, expected)
     chats = sorted({s["chat_id"] for s in expected["subscriptions"]} | {-1002, 303})
     subs = [s for c in chats for s in await store.subscriptions_for_chat(c)]
     assert len(subs) == len(expected["subscriptions"]) == 4
@@ -434,12 +438,7 @@ async def test_a_database_with_seen_lists_and_inline_messages_migrates(tmp_path:
     expected = json.loads((BEFORE_COMPACT / "expected.json").read_text())
 
     async def read_back(store: TinyDBStorage) -> None:
-        for written in expected["feeds"]:
-            feed = await store.get_feed(written["url"])
-            assert feed is not None and _holds(feed.to_dict(), written), written["url"]
-        for written in expected["chats"]:
-            chat = await store.get_chat(written["id"])
-            assert chat is not None and _holds(chat.to_dict(), written), written["id"]
+        await _feeds_and_chats_as_written(store, expected)
         assert [d.to_dict() for d in await store.pending()] == expected["pending"]
 
     store = await TinyDBStorage.open(tmp_path / "feedbot.json")

@@ -53,6 +53,24 @@ class Stamp:
         return Stamp(MappingProxyType({**self.versions, **other.versions}))
 
 
+# The records a stamp names, the same in every backend.
+def feed_key(url: str) -> str:
+    return f"feed:{url}"
+
+
+def chat_key(chat_id: int) -> str:
+    return f"chat:{chat_id}"
+
+
+def sub_key(chat_id: int, url: str) -> str:
+    return f"sub:{chat_id}:{url}"
+
+
+def chat_subs_key(chat_id: int) -> str:
+    """The set of a chat's subscriptions (a new one, or one gone, changes it)."""
+    return f"subs-of:{chat_id}"
+
+
 @dataclass
 class FeedState:
     """A feed with its subscriptions and their chats, as a check or a notice decides on them."""

@@ -27,7 +27,11 @@ from bot.storage.base import (
     StorageStats,
     StoredState,
     SubscriptionRow,
+    chat_key,
+    chat_subs_key,
+    feed_key,
     remember_in_chat,
+    sub_key,
 )
 from bot.storage.postgres.records import (
     CHAT_COLUMNS,
@@ -85,23 +89,6 @@ _PENDING = (
 
 
 # ---------------------------------------------------------------- stamp keys
-def feed_key(url: str) -> str:
-    return f"feed:{url}"
-
-
-def chat_key(chat_id: int) -> str:
-    return f"chat:{chat_id}"
-
-
-def sub_key(chat_id: int, url: str) -> str:
-    return f"sub:{chat_id}:{url}"
-
-
-def set_key(chat_id: int) -> str:
-    """The set of a chat's subscriptions."""
-    return f"subs-of:{chat_id}"
-
-
 def stamp(versions: dict[str, int]) -> Stamp:
     return Stamp(MappingProxyType(versions))
 
@@ -134,8 +121,9 @@ class Tx:
                 " USING (chat_id, feed_url) ORDER BY s.chat_id, s.feed_url FOR UPDATE OF s",
                 [int(c) for c, _ in pairs], [u for _, u in pairs])
             found.update((sub_key(r["chat_id"], r["feed_url"]), r["version"]) for r in rows)
-        for kind, table, column, key_of in (("chat", "chats", "id", chat_key),
-                                            ("subs-of", "subscription_sets", "chat_id", set_key)):
+        tables = (("chat", "chats", "id", chat_key),
+                  ("subs-of", "subscription_sets", "chat_id", chat_subs_key))
+        for kind, table, column, key_of in tables:
             if wanted[kind]:
                 rows = await self.conn.fetch(
                     f"SELECT {column} AS id, version FROM {table}"
@@ -197,15 +185,8 @@ class Tx:
         feed.url = new_url
         await self.delete_feed(old_url)
         await self.save_feed(feed)
-        rows = await self.conn.fetch(
-            "DELETE FROM subscriptions WHERE feed_url = $1 RETURNING *", old_url)
-        moved = [subscription_from(row) for row in rows]
-        for sub in moved:
-            sub.feed_url = new_url
-        await self.conn.executemany(_SUB_CREATE, [subscription_values(s) for s in moved])
+        moved = await self._move_subscriptions("feed_url", old_url, new_url)
         await self.bump_sets(s.chat_id for s in moved)
-        await self.conn.execute(
-            "UPDATE deliveries SET feed_url = $2 WHERE feed_url = $1", old_url, new_url)
 
     async def due_feeds(self, now: float) -> list[Feed]:
         """From the next-check index; an active subscriber is looked up per due feed (a
@@ -257,15 +238,23 @@ class Tx:
         await self.conn.execute("DELETE FROM chats WHERE id = $1", old_id)
         chat.id, chat.type = new_id, "supergroup"
         await self.save_chats([chat])
-        rows = await self.conn.fetch(
-            "DELETE FROM subscriptions WHERE chat_id = $1 RETURNING *", old_id)
-        moved = [subscription_from(row) for row in rows]
-        for sub in moved:
-            sub.chat_id = new_id
-        await self.conn.executemany(_SUB_CREATE, [subscription_values(s) for s in moved])
+        moved = await self._move_subscriptions("chat_id", old_id, new_id)
         await self.bump_sets([old_id, new_id] if moved else [old_id])
+
+    async def _move_subscriptions(
+        self, column: str, old: int | str, new: int | str
+    ) -> list[Subscription]:
+        """The subscriptions and deliveries whose `column` (chat_id or feed_url) is `old`
+        now have `new` there; returns the subscriptions moved."""
+        rows = await self.conn.fetch(
+            f"DELETE FROM subscriptions WHERE {column} = $1 RETURNING *", old)
+        moved = [subscription_from(row) for row in rows]
+        for moving in moved:
+            setattr(moving, column, new)
+        await self.conn.executemany(_SUB_CREATE, [subscription_values(s) for s in moved])
         await self.conn.execute(
-            "UPDATE deliveries SET chat_id = $2 WHERE chat_id = $1", old_id, new_id)
+            f"UPDATE deliveries SET {column} = $2 WHERE {column} = $1", old, new)
+        return moved
 
     # ---------------------------------------------------------- subscriptions
     async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
@@ -308,7 +297,7 @@ class Tx:
     async def bump_sets(self, chat_ids: Iterable[int]) -> None:
         """The sets of these chats' subscriptions changed: a new version for each."""
         for chat_id in sorted(set(chat_ids)):
-            key = set_key(chat_id)
+            key = chat_subs_key(chat_id)
             if key in self.absent:
                 status = await self.conn.execute(
                     "INSERT INTO subscription_sets (chat_id, version)"
@@ -392,7 +381,7 @@ class Tx:
         feeds = await self.conn.fetch(
             "SELECT * FROM feeds WHERE url = ANY($1::text[])", [s["feed_url"] for s in subs])
         versions = {chat_key(chat_id): chat["version"] if chat else 0,
-                    set_key(chat_id): subs_version or 0}
+                    chat_subs_key(chat_id): subs_version or 0}
         by_url = {f["url"]: f for f in feeds}
         rows = []
         for sub in subs:

@@ -29,16 +29,14 @@ from bot.storage.base import (
     StorageStats,
     StoredState,
     SubscriptionRow,
-    remember_in_chat,
-    remember_in_feed,
-)
-from bot.storage.tinydb.database import (
-    Database,
     chat_key,
     chat_subs_key,
     feed_key,
+    remember_in_chat,
+    remember_in_feed,
     sub_key,
 )
+from bot.storage.tinydb.database import Database
 from bot.storage.tinydb.lock import DatabaseLock
 
 T = TypeVar("T")

@@ -19,7 +19,15 @@ from bot.models import (
     SubscriptionOptions,
     pack_prints,
 )
-from bot.storage.base import Stamp, StorageConflict, StoredState
+from bot.storage.base import (
+    Stamp,
+    StorageConflict,
+    StoredState,
+    chat_key,
+    chat_subs_key,
+    feed_key,
+    sub_key,
+)
 from bot.storage.tinydb.doctable import DocTable
 from bot.storage.tinydb.engine import Engine
 from bot.storage.tinydb.index import SubscriptionIndex
@@ -400,21 +408,3 @@ def merge_recent(first: Sequence[str], second: Sequence[str], cap: int) -> list[
     """Union of two recency lists (oldest first), keeping order and the newest `cap` items."""
     merged = list(dict.fromkeys([*first, *second]))
     return merged[-cap:] if cap > 0 else merged
-
-
-
-def feed_key(url: str) -> str:
-    return f"feed:{url}"
-
-
-def chat_key(chat_id: int) -> str:
-    return f"chat:{chat_id}"
-
-
-def sub_key(chat_id: int, url: str) -> str:
-    return f"sub:{chat_id}:{url}"
-
-
-def chat_subs_key(chat_id: int) -> str:
-    """The set of a chat's subscriptions (a new one, or one gone, changes it)."""
-    return f"subs-of:{chat_id}"
