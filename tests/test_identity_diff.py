@@ -127,3 +127,26 @@ async def test_a_wobbling_feed_checked_20_times_sends_only_its_one_new_post(rig:
         sent += await rig.drain()
     assert rig.server.hits("/n.xml") == 21
     assert len(sent) == 1 and "Notice 11" in sent[0]
+
+
+def test_a_chat_seen_set_grows_packed_keeping_known_prints_in_place() -> None:
+    from bot.models import Prints
+    from bot.pipeline.outbox import merge_chat_seen
+
+    seen = Prints([f"{i:016x}" for i in range(5)])
+    merged = merge_chat_seen(seen, [f"{3:016x}", f"{9:016x}", f"{9:016x}", "not-a-print"])
+    assert isinstance(merged, Prints)
+    assert list(merged)[:6] == [f"{i:016x}" for i in (0, 1, 2, 3, 4, 9)]  # 3 stays put
+    assert len(merged) == 7 and "not-a-print" in merged
+    assert merge_chat_seen(seen, [f"{1:016x}"]) is seen  # nothing new: the same packed set
+    many = [f"{i:016x}" for i in range(100, 2100)]
+    capped = merge_chat_seen(merged, many)
+    assert len(capped) == 2000 and list(capped)[-1] == many[-1] and f"{9:016x}" not in capped
+
+
+def test_a_packed_print_is_only_found_on_a_print_boundary() -> None:
+    from bot.models import Prints
+
+    seen = Prints(bytes(range(16)))  # 0001..07, 0809..0f
+    assert seen.holds(bytes(range(8))) and seen.holds(bytes(range(8, 16)))
+    assert not seen.holds(bytes(range(4, 12)))  # straddles two prints

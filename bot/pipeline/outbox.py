@@ -12,15 +12,29 @@ from bot.errors import Reason
 from bot.feeds.diff import entry_prints
 from bot.feeds.filters import matches
 from bot.i18n import format_time, t
-from bot.models import ApiCall, Chat, Delivery, Entry, Feed, RenderedMessage, Subscription
+from bot.models import (
+    ApiCall,
+    Chat,
+    Delivery,
+    Entry,
+    Feed,
+    Prints,
+    RenderedMessage,
+    Subscription,
+    pack_print,
+)
 
 #: entry prints a chat remembers (a post reaching it through two feeds is sent once)
 CHAT_SEEN_CAP = 2000
 
 
-def merge_chat_seen(seen: Sequence[str], prints: list[str]) -> list[str]:
+def merge_chat_seen(seen: Sequence[str], prints: list[str]) -> Prints:
     """A chat's seen-set with `prints` added (newest last), bounded by CHAT_SEEN_CAP."""
-    return list(dict.fromkeys([*seen, *prints]))[-CHAT_SEEN_CAP:]
+    return as_prints(seen).with_added(prints, CHAT_SEEN_CAP)
+
+
+def as_prints(seen: Sequence[str]) -> Prints:
+    return seen if isinstance(seen, Prints) else Prints(seen)
 
 
 @dataclass(frozen=True)
@@ -90,11 +104,11 @@ def post_deliveries(
     filters let through, at most `backlog_limit` (the newest; a notice says how many were
     skipped), each followed by its follow-up. Every fresh post now counts as seen in `chat`
     (its seen-set is updated in place), sent or filtered."""
-    seen = set(chat.seen)
+    seen = as_prints(chat.seen)
     wanted = [
         e
         for e in fresh
-        if not any(p in seen for p in entry_prints(e))
+        if not any(seen.holds(pack_print(p)) for p in entry_prints(e))
         and matches(e, sub.options.filters, chat.filters)
     ]
     chat.seen = merge_chat_seen(chat.seen, [p for e in fresh for p in entry_prints(e)])

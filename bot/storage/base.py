@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from bot.models import Chat, Delivery, Feed, Subscription
+from bot.models import Chat, Delivery, Feed, Prints, Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,9 +146,9 @@ def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> list[s
     return _newest(list(merged), cap)
 
 
-def remember_in_chat(seen: Sequence[str], prints: list[str], cap: int) -> list[str]:
+def remember_in_chat(seen: Sequence[str], prints: list[str], cap: int) -> Prints:
     """A chat's seen-set with `prints` added after it (those already there stay put)."""
-    return _newest(list(dict.fromkeys([*seen, *prints])), cap)
+    return (seen if isinstance(seen, Prints) else Prints(seen)).with_added(prints, cap)
 
 
 def _newest(items: list[str], cap: int) -> list[str]:
@@ -323,7 +323,8 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], what: str) -> T
         try:
             return await attempt()
         except StorageConflict:
-            log.debug("%s: stored state changed meanwhile (try %d); deciding again", what,
-                      tries + 1)
+            log.debug(
+                "%s: stored state changed meanwhile (try %d); deciding again", what, tries + 1
+            )
             await asyncio.sleep(random.uniform(0, 0.005 * 2**tries))  # writers drift apart
     return await attempt()
