@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.config import Settings
@@ -129,6 +130,14 @@ def serve(settings: Settings) -> None:
         return
     try:
         app.run_webhook(**webhook_options(settings), allowed_updates=UPDATE_KINDS)
+    except BadRequest as exc:
+        if "webhook" not in exc.message.lower():
+            raise
+        raise FeedbotError(
+            f"Telegram refused the webhook {settings.webhook_url}: {exc.message}",
+            key="error_webhook_refused",
+            args={"url": settings.webhook_url, "detail": exc.message},
+        ) from exc
     except OSError as exc:
         if not isinstance(exc, socket.gaierror) and exc.errno not in _LISTEN_ERRORS:
             raise

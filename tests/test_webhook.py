@@ -242,3 +242,14 @@ def test_a_taken_listen_port_is_one_line_and_exit_1(
         .splitlines()[-1]
         .startswith(f"feedbot: cannot listen on 127.0.0.1:{port} for the webhook: ")
     ), log
+
+
+def test_a_webhook_telegram_refuses_is_one_line_and_exit_1(
+    tmp_path: Path, fake_api: FakeBotApi, run_bot: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    # the fake refuses anything but loopback http:// (nothing dials the address)
+    proc = run_bot("--webhook", "https://bot.example.org/hook")
+    assert proc.wait(timeout=60) == 1
+    last = log_of(tmp_path).strip().splitlines()[-1]
+    assert last.startswith("feedbot: Telegram refused the webhook https://bot.example.org/hook: ")
+    assert "bad webhook" in last.lower()
