@@ -122,8 +122,8 @@ def serve(settings: Settings) -> None:
     """`feedbot run`: build the application and receive updates until a stop signal.
 
     On stop the webhook stays registered: other `updates` processes may share it, and Telegram
-    keeps the updates that arrive meanwhile for the next start (a process that starts long
-    polling deletes it; PTB's polling start-up does)."""
+    retries what arrives meanwhile, where a deleted webhook would leave updates queued for a
+    getUpdates nobody calls. Starting with long polling deletes it (PTB's polling start-up)."""
     app = build_application(settings)
     if not settings.webhook_url:
         app.run_polling(allowed_updates=UPDATE_KINDS)
