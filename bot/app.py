@@ -121,9 +121,9 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
 def serve(settings: Settings) -> None:
     """`feedbot run`: build the application and receive updates until a stop signal.
 
-    On stop the webhook stays registered: other `updates` processes may share it, and Telegram
-    retries what arrives meanwhile, where a deleted webhook would leave updates queued for a
-    getUpdates nobody calls. Starting with long polling deletes it (PTB's polling start-up)."""
+    On stop the webhook stays registered: other `updates` processes may still serve it, and
+    deleting it would stop updates for all of them (a lone process's are retried by Telegram).
+    Starting with long polling deletes it (PTB's polling start-up does)."""
     app = build_application(settings)
     if not settings.webhook_url:
         app.run_polling(allowed_updates=UPDATE_KINDS)
