@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import logging
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.config import Settings
 from bot.delivery.gateway import TelegramGateway
 from bot.delivery.sender import DeliverySettings
+from bot.errors import FeedbotError
 from bot.handlers import menu, register
 from bot.handlers.common import BotData, Context, runtime_of, shared
 from bot.handlers.owners import OwnerAlerts
@@ -24,6 +30,11 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 App = Application[Any, Any, Any, Any, BotData, Any]
+
+#: the updates `feedbot run` asks Telegram for
+UPDATE_KINDS = ("message", "callback_query", "my_chat_member", "channel_post")
+#: why binding the webhook's listener fails: taken, not this host's address, not allowed, no host
+_LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
 def build_application(settings: Settings, delivery: DeliverySettings | None = None) -> App:
@@ -77,6 +88,65 @@ async def _started(app: App) -> None:
         settings.db_path,
         settings.poll_interval,
     )
+    log.info("%s", updates_line(settings))
+
+
+def updates_line(settings: Settings) -> str:
+    """The start-up line that says how this process receives updates."""
+    if not settings.webhook_url:
+        return "updates: long polling"
+    host, port = settings.webhook_address
+    secret = (
+        "secret from FEEDBOT_WEBHOOK_SECRET"
+        if settings.webhook_secret
+        else "a random secret for this process (processes sharing this URL need "
+        "FEEDBOT_WEBHOOK_SECRET)"
+    )
+    return f"updates: webhook {settings.webhook_url}, listening on {host}:{port}, {secret}"
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """PTB's start_webhook/run_webhook arguments. The local path is the URL's path (a reverse
+    proxy forwards it as it is). setWebhook leaves through app.bot, so through the gateway."""
+    host, port = settings.webhook_address
+    return {
+        "listen": host,
+        "port": port,
+        "url_path": urlsplit(settings.webhook_url).path or "/",
+        "webhook_url": settings.webhook_url,
+        "secret_token": settings.webhook_secret or secrets.token_urlsafe(32),
+    }
+
+
+def serve(settings: Settings) -> None:
+    """`feedbot run`: build the application and receive updates until a stop signal.
+
+    On stop the webhook stays registered: other `updates` processes may still serve it, and
+    deleting it would stop updates for all of them (a lone process's are retried by Telegram).
+    Starting with long polling deletes it (PTB's polling start-up does)."""
+    app = build_application(settings)
+    if not settings.webhook_url:
+        app.run_polling(allowed_updates=UPDATE_KINDS)
+        return
+    try:
+        app.run_webhook(**webhook_options(settings), allowed_updates=UPDATE_KINDS)
+    except BadRequest as exc:
+        if "webhook" not in exc.message.lower():
+            raise
+        raise FeedbotError(
+            f"Telegram refused the webhook {settings.webhook_url}: {exc.message}",
+            key="error_webhook_refused",
+            args={"url": settings.webhook_url, "detail": exc.message},
+        ) from exc
+    except OSError as exc:
+        if not isinstance(exc, socket.gaierror) and exc.errno not in _LISTEN_ERRORS:
+            raise
+        detail = exc.strerror or str(exc)
+        raise FeedbotError(
+            f"cannot listen on {settings.webhook_listen} for the webhook: {detail}",
+            key="error_webhook_listen",
+            args={"address": settings.webhook_listen, "detail": detail},
+        ) from exc
 
 
 async def _stopped(app: App) -> None:
@@ -129,9 +199,14 @@ async def running(
     if app.post_init is not None:
         await app.post_init(app)
     assert app.updater is not None
-    await app.updater.start_polling(
-        poll_interval=poll_interval, timeout=1, allowed_updates=Update.ALL_TYPES
-    )
+    if settings.webhook_url:
+        await app.updater.start_webhook(
+            **webhook_options(settings), allowed_updates=Update.ALL_TYPES
+        )
+    else:
+        await app.updater.start_polling(
+            poll_interval=poll_interval, timeout=1, allowed_updates=Update.ALL_TYPES
+        )
     await app.start()
     try:
         yield app

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bot import config
@@ -42,11 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
-        help="start the bot (long polling)",
+        help="start the bot (long polling, or a webhook with --webhook)",
         epilog=settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", help="TOML settings file (or FEEDBOT_CONFIG)")
+    run.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="receive updates by webhook at this https:// URL instead of long polling "
+        "(or FEEDBOT_WEBHOOK_URL)",
+    )
+    run.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where the webhook's HTTP server listens (or FEEDBOT_WEBHOOK_LISTEN; "
+        "default 127.0.0.1:8443)",
+    )
     run.add_argument(
         "--force",
         action="store_true",
@@ -72,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = config.load(args.config)
+        if args.command == "run":
+            settings = run_overrides(settings, args)
     except FeedbotError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang))
 
 
+def run_overrides(settings: config.Settings, args: argparse.Namespace) -> config.Settings:
+    """`run`'s options over the settings (an option wins over its variable), validated."""
+    changes = {
+        name: value
+        for name, value in (("webhook_url", args.webhook), ("webhook_listen", args.listen))
+        if value is not None
+    }
+    settings = config.validate(replace(settings, **changes))
+    if args.listen is not None and not settings.webhook_url:
+        raise config.ConfigError(
+            "--listen is for a webhook: give --webhook URL (or FEEDBOT_WEBHOOK_URL) too",
+            key="error_config_listen_alone",
+        )
+    return settings
+
+
 def run(settings: config.Settings, *, force: bool = False) -> int:
     if not settings.token:
         print(TOKEN_HELP, file=sys.stderr)
@@ -96,12 +127,11 @@ def run(settings: config.Settings, *, force: bool = False) -> int:
         if problem is not None:
             print(f"feedbot: {problem}", file=sys.stderr)
             return 2
-    from bot.app import build_application
+    from bot.app import serve
 
-    updates = ["message", "callback_query", "my_chat_member", "channel_post"]
     try:
-        build_application(settings).run_polling(allowed_updates=updates)
-    except FeedbotError as exc:  # e.g. the database cannot be reached
+        serve(settings)
+    except FeedbotError as exc:  # e.g. the database cannot be reached, the port is taken
         print(f"feedbot: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -5,18 +5,25 @@ The environment variable names are a public contract (README, Docker, outside to
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.errors import FeedbotError
 
 PUBLIC_API_URL = "https://api.telegram.org"
 #: what the public Bot API fetches by URL; what a self-hosted server may take
 PUBLIC_FILE_LIMIT_MB, LARGE_FILE_LIMIT_MB = 20, 2000
+#: the ports Telegram's public Bot API posts webhooks to (a self-hosted server takes any)
+PUBLIC_WEBHOOK_PORTS = (443, 80, 88, 8443)
+#: what setWebhook accepts as secret_token
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class ConfigError(FeedbotError):
@@ -79,11 +86,35 @@ class Settings:
         "1 sends podcast and video files up to 2000 MB by URL (a self-hosted Bot API server at "
         "FEEDBOT_API_URL only; the public API fetches at most 20 MB)",
     )
+    webhook_url: str = _setting(
+        "",
+        "FEEDBOT_WEBHOOK_URL",
+        "receive updates by webhook at this https:// URL (http:// only on loopback) instead of "
+        "long polling; its path is also the path served locally",
+    )
+    webhook_listen: str = _setting(
+        "127.0.0.1:8443",
+        "FEEDBOT_WEBHOOK_LISTEN",
+        "HOST:PORT of the webhook's plain-HTTP server (behind a TLS reverse proxy)",
+    )
+    webhook_secret: str = _setting(
+        "",
+        "FEEDBOT_WEBHOOK_SECRET",
+        "the secret Telegram sends with each webhook request (1-256 of A-Z a-z 0-9 _ -); unset: "
+        "a random one per process, so processes sharing one URL must set the same one",
+    )
 
     @property
     def media_url_limit(self) -> int:
         """The largest declared file size sent as audio/video by URL, in bytes."""
         return (LARGE_FILE_LIMIT_MB if self.large_files else PUBLIC_FILE_LIMIT_MB) * 1024 * 1024
+
+    @property
+    def webhook_address(self) -> tuple[str, int]:
+        """FEEDBOT_WEBHOOK_LISTEN as (host, port); validate() has checked it."""
+        address = parse_listen(self.webhook_listen)
+        assert address is not None
+        return address
 
     @property
     def tick_seconds(self) -> float:
@@ -181,4 +212,66 @@ def validate(settings: Settings) -> Settings:
             "the public API fetches at most 20 MB by URL",
             key="error_config_large_files",
         )
-    return replace(settings, api_url=settings.api_url.rstrip("/"))
+    settings = replace(settings, api_url=settings.api_url.rstrip("/"))
+    _validate_webhook(settings)
+    return settings
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """HOST:PORT ("[::1]:8443" for IPv6) as (host, port), or None when it is not that."""
+    host, _, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_webhook(settings: Settings) -> None:
+    if parse_listen(settings.webhook_listen) is None:
+        raise ConfigError(
+            f"FEEDBOT_WEBHOOK_LISTEN (--listen) must be HOST:PORT, such as 127.0.0.1:8443, "
+            f"not {settings.webhook_listen!r}",
+            key="error_config_webhook_listen",
+            args={"value": repr(settings.webhook_listen)},
+        )
+    if settings.webhook_secret and not WEBHOOK_SECRET.fullmatch(settings.webhook_secret):
+        raise ConfigError(
+            "FEEDBOT_WEBHOOK_SECRET must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -",
+            key="error_config_webhook_secret",
+        )
+    if settings.webhook_url:
+        _validate_webhook_url(settings.webhook_url, settings.api_url == PUBLIC_API_URL)
+
+
+def _validate_webhook_url(url: str, public_api: bool) -> None:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is not a number
+        host, port = "", None
+    secure = parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
+    if not host or not secure:
+        raise ConfigError(
+            f"the webhook URL (--webhook or FEEDBOT_WEBHOOK_URL) must be https://HOST/PATH "
+            f"(http:// only on a loopback address), not {url!r}",
+            key="error_config_webhook_url",
+            args={"url": repr(url)},
+        )
+    effective = port or (443 if parts.scheme == "https" else 80)
+    if public_api and effective not in PUBLIC_WEBHOOK_PORTS:
+        ports = ", ".join(map(str, PUBLIC_WEBHOOK_PORTS))
+        raise ConfigError(
+            f"the webhook URL {url!r} uses port {effective}: Telegram posts webhooks only to "
+            f"ports {ports}",
+            key="error_config_webhook_port",
+            args={"url": repr(url), "port": effective, "ports": ports},
+        )

@@ -5,6 +5,8 @@
 
 Requests arrive as POST /bot{token}/{method} (urlencoded, multipart or JSON). Every call is
 recorded; sends are validated with telegram_rules and, with enforce_limits=True, rate limited.
+Updates wait for getUpdates, or, once setWebhook registered a loopback URL, are posted to it in
+order (getUpdates then answers 409, as Telegram's does).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fakes._http import LoopbackServer, QuietHandler
 from tests.fakes.telegram_rules import album_caption, api_call_error, message_content
+from tests.fakes.webhook import Push, Webhook, WebhookRefused, post_update
 
 TOKEN = "123456789:TEST-feedbot-token"
 ANONYMOUS_ADMIN_ID = 1087968824  # Telegram's "GroupAnonymousBot"
@@ -220,6 +223,9 @@ class FakeBotApi:
         self._user_languages: dict[int, str] = {}
         self._calls: list[CallRecord] = []
         self._delivered: list[SentMessage] = []
+        self._webhook: Webhook | None = None
+        self._pushes: list[Push] = []
+        self._pusher = threading.Thread(target=self._push_loop, name="webhook-pusher", daemon=True)
         self._server = LoopbackServer(_BotApiHandler, self)
 
     # ---------------------------------------------------------------- lifecycle
@@ -229,6 +235,7 @@ class FakeBotApi:
 
     def start(self) -> FakeBotApi:
         self._server.start()
+        self._pusher.start()
         return self
 
     def stop(self) -> None:
@@ -236,6 +243,8 @@ class FakeBotApi:
             self._server.stopping.set()
             self._cond.notify_all()
         self._server.stop()
+        if self._pusher.is_alive():
+            self._pusher.join(timeout=15)
 
     def __enter__(self) -> FakeBotApi:
         return self.start()
@@ -310,11 +319,22 @@ class FakeBotApi:
         reply_to: int | None = None,
     ) -> dict[str, Any]:
         """A user (or channel / anonymous admin) writes `text`; queues the update."""
-        extra: dict[str, Any] = {"text": text}
-        if text.startswith("/"):
-            command = text.split(maxsplit=1)[0]
-            extra["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        extra = _text_message(text)
         return self._user_message(chat_id, extra, user_id, thread_id, sender_chat_id, reply_to)
+
+    def push_text(self, chat_id: int, text: str, *, secret: str | None) -> int:
+        """What a stranger posts to the registered webhook: a text message update sent with
+        `secret` in the secret header (None: no header). Nothing is queued; the HTTP status."""
+        with self._cond:
+            hook = self._webhook
+            if hook is None:
+                raise AssertionError("no webhook is set")
+            chat = self._chat(chat_id)
+            update = {
+                "update_id": next(self._update_ids),
+                **self._message_payload(chat, _text_message(text), None),
+            }
+        return post_update(hook.url, update, secret)
 
     def send_document(
         self,
@@ -419,6 +439,16 @@ class FakeBotApi:
     def pending_updates(self) -> list[dict[str, Any]]:
         with self._cond:
             return list(self._updates)
+
+    def webhook(self) -> Webhook | None:
+        """What setWebhook registered (None: updates wait for getUpdates)."""
+        with self._cond:
+            return self._webhook
+
+    def pushes(self) -> list[Push]:
+        """Every post of a queued update to the webhook, with the status it got."""
+        with self._cond:
+            return list(self._pushes)
 
     def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """Current state of a message (after edits), None once deleted."""
@@ -615,6 +645,15 @@ class FakeBotApi:
         self, chat: ChatState, extra: dict[str, Any], user_id: int | None,
         thread_id: int | None = None, sender_chat_id: int | None = None,
     ) -> dict[str, Any]:
+        payload = self._message_payload(chat, extra, user_id, thread_id, sender_chat_id)
+        self._queue_update(payload)
+        return next(iter(payload.values()))
+
+    def _message_payload(
+        self, chat: ChatState, extra: dict[str, Any], user_id: int | None,
+        thread_id: int | None = None, sender_chat_id: int | None = None,
+    ) -> dict[str, Any]:
+        """{"message" or "channel_post": the message}; the message is stored, not queued."""
         msg: dict[str, Any] = {
             "message_id": self._new_message_id(chat.id),
             "date": int(time.time()),
@@ -633,8 +672,7 @@ class FakeBotApi:
             msg["is_topic_message"] = chat.is_forum
         msg.update(extra)
         self._messages[(chat.id, msg["message_id"])] = msg
-        self._queue_update({kind: msg})
-        return msg
+        return {kind: msg}
 
     def _user_message(
         self, chat_id: int, extra: dict[str, Any], user_id: int | None,
@@ -789,6 +827,7 @@ class FakeBotApi:
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         allowed = params.get("allowed_updates") or None
         with self._cond:
+            self._refuse_while_webhook_is_set()
             if offset > 0:
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
             elif offset < 0:
@@ -798,18 +837,71 @@ class FakeBotApi:
                 if remaining <= 0:
                     break
                 self._cond.wait(min(remaining, 0.5))
+                if self._webhook is not None:
+                    raise ApiError(409, "Conflict: terminated by setWebhook request")
             updates = self._updates[:limit]
         if allowed:
             updates = [u for u in updates if set(u) & set(allowed)]
         return updates
 
+    def _refuse_while_webhook_is_set(self) -> None:
+        if self._webhook is not None:
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use "
+                "deleteWebhook to delete the webhook first",
+            )
+
+    def _m_setWebhook(self, params: dict[str, Any]) -> Any:
+        if not params.get("url"):  # an empty URL removes the webhook
+            return self._m_deleteWebhook(params)
+        try:
+            self._webhook = Webhook.from_params(params)
+        except WebhookRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        return True
+
     def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self._webhook = None
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     def _m_getWebhookInfo(self, params: dict[str, Any]) -> Any:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        if self._webhook is None:
+            pending = len(self._updates)
+            return {"url": "", "has_custom_certificate": False, "pending_update_count": pending}
+        last = self._pushes[-1] if self._pushes else None
+        error = None if last is None or last.accepted else f"Wrong response: {last.status}"
+        return self._webhook.info(len(self._updates), error)
+
+    # ---------------------------------------------------------------- webhook delivery
+    def _push_loop(self) -> None:
+        """Post queued updates to the webhook one at a time, oldest first; an update leaves the
+        queue once the webhook answers 2xx, and is tried again after a pause otherwise."""
+        stopping = self._server.stopping
+        while True:
+            with self._cond:
+                while not stopping.is_set() and not (self._webhook and self._updates):
+                    self._cond.wait(0.5)
+                if stopping.is_set():
+                    return
+                hook, update = self._webhook, self._updates[0]
+                assert hook is not None
+                if not hook.wants(update):
+                    self._updates.pop(0)
+                    continue
+            status = post_update(hook.url, update, hook.secret)
+            with self._cond:
+                push = Push(update["update_id"], status, hook.secret)
+                self._pushes.append(push)
+                if push.accepted:
+                    self._updates = [u for u in self._updates if u is not update]
+                self._cond.notify_all()
+            if not push.accepted:
+                stopping.wait(0.1)
 
     def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
         self._commands[_commands_key(params)] = list(params.get("commands") or [])
@@ -997,6 +1089,15 @@ def _as_int(value: Any) -> int | None:
         return int(str(value))
     except ValueError:
         return None
+
+
+def _text_message(text: str) -> dict[str, Any]:
+    """A text message's own fields; a leading /command is marked as Telegram marks it."""
+    extra: dict[str, Any] = {"text": text}
+    if text.startswith("/"):
+        command = text.split(maxsplit=1)[0]
+        extra["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return extra
 
 
 def _commands_key(params: dict[str, Any]) -> str:
