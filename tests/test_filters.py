@@ -44,7 +44,11 @@ def post(
     link: str = "https://blog.test/p",
 ) -> Entry:
     return Entry(
-        key=title or "k", title=title, link=link, author=author, content_html=body,
+        key=title or "k",
+        title=title,
+        link=link,
+        author=author,
+        content_html=body,
         categories=categories,
     )
 
@@ -75,12 +79,15 @@ def old_matches(entry: Entry, spec: str) -> bool:
     return not include or any(term in text for term in include)
 
 
-OLD_WORDS = st.text(alphabet="abc !,:/()\"AND OR", max_size=12)
+OLD_WORDS = st.text(alphabet='abc !,:/()"AND OR', max_size=12)
 
 
 @settings(max_examples=200, deadline=None)
-@given(spec=OLD_WORDS, title=st.text(alphabet="abc !:/()", max_size=10),
-       body=st.text(alphabet="abc <>&;!", max_size=10))
+@given(
+    spec=OLD_WORDS,
+    title=st.text(alphabet="abc !:/()", max_size=10),
+    body=st.text(alphabet="abc <>&;!", max_size=10),
+)
 def test_stored_older_filters_mean_what_they_meant(spec: str, title: str, body: str) -> None:
     entry = post(title=title, body=body)
     assert matches(entry, spec) is old_matches(entry, spec) or not spec.strip()
@@ -89,9 +96,14 @@ def test_stored_older_filters_mean_what_they_meant(spec: str, title: str, body: 
 def test_stored_older_filters_of_real_databases() -> None:
     news = post("Python 3.14 released", "<p>Faster <b>start-up</b></p>")
     java = post("Python and Java", "")
-    for spec, expected in (("python,!java", (True, False)), ("rust", (False, False)),
-                           ("!ads", (True, True)), ("title:python", (False, False)),
-                           ("/python/", (False, False)), ("(python)", (False, False))):
+    for spec, expected in (
+        ("python,!java", (True, False)),
+        ("rust", (False, False)),
+        ("!ads", (True, True)),
+        ("title:python", (False, False)),
+        ("/python/", (False, False)),
+        ("(python)", (False, False)),
+    ):
         assert (matches(news, spec), matches(java, spec)) == expected, spec
         assert (old_matches(news, spec), old_matches(java, spec)) == expected, spec
 
@@ -108,8 +120,13 @@ def test_word_filters_are_stored_in_the_older_form() -> None:
 
 # ----------------------------------------------------------------------------- the syntax
 def test_fields() -> None:
-    entry = post("Rust 1.80", "<p>Generic <b>associated</b> types</p>", "Alice Smith",
-                 ("Programming", "Rust"), "https://blog.test/2024/rust-180")
+    entry = post(
+        "Rust 1.80",
+        "<p>Generic <b>associated</b> types</p>",
+        "Alice Smith",
+        ("Programming", "Rust"),
+        "https://blog.test/2024/rust-180",
+    )
     assert passes(entry, "title:rust") and not passes(entry, "title:generic")
     assert passes(entry, "summary:associated types") and not passes(entry, "summary:1.80")
     assert passes(entry, "author:alice") and not passes(entry, "author:bob")
@@ -133,8 +150,9 @@ def test_and_or_not_and_parts() -> None:
     assert passes(other, "title:weekly OR title:release AND author:bob")
     assert not passes(other, "(title:weekly OR title:release) AND author:bob")
     # commas: any part keeps a post, any ! part drops it
-    assert [passes(p, "title:weekly, author:alice, !title:notes") for p in
-            (bot_post, human, other)] == [False, False, True]
+    assert [
+        passes(p, "title:weekly, author:alice, !title:notes") for p in (bot_post, human, other)
+    ] == [False, False, True]
     assert passes(human, "!author:bot") and not passes(bot_post, "!author:bot")
     assert passes(human, "NOT NOT author:alice")
 
@@ -156,17 +174,25 @@ def test_a_pathological_pattern_runs_in_linear_time() -> None:
 
 
 def test_round_trip_examples() -> None:
-    for typed in ("rust, python, !sponsored", "title:/rust|go/ AND NOT author:bot",
-                  '(a OR b) AND c, !tag:/^ads?$/', 'x OR /a\\/b/', '"AND" OR "x,y"',
-                  "NOT (a AND b)", "a AND (b OR c AND d)"):
+    for typed in (
+        "rust, python, !sponsored",
+        "title:/rust|go/ AND NOT author:bot",
+        "(a OR b) AND c, !tag:/^ads?$/",
+        "x OR /a\\/b/",
+        '"AND" OR "x,y"',
+        "NOT (a AND b)",
+        "a AND (b OR c AND d)",
+    ):
         rules = parse_filter(typed)
         assert parse_filter(render_filter(rules)) == rules, typed
         assert read_filter(normalize_filter(typed)) == rules, typed
 
 
-PHRASES = st.text(alphabet='ab :/!"\\,()', min_size=1, max_size=6).map(
-    lambda s: " ".join(s.split()).casefold()
-).filter(bool)
+PHRASES = (
+    st.text(alphabet='ab :/!"\\,()', min_size=1, max_size=6)
+    .map(lambda s: " ".join(s.split()).casefold())
+    .filter(bool)
+)
 SOURCES = st.sampled_from(["a", "a/b", "\\\\/", "\\\\", "x|y", "^a b$", "[/]", "\\d+"])
 FIELDS = st.sampled_from(list(Field))
 LEAVES = st.one_of(
@@ -278,5 +304,8 @@ def test_trial_marks_what_the_chat_wide_filter_decides() -> None:
     posts = [post("Rust 1"), post("Rust ads"), post("Go")]
     verdicts = trial(posts, normalize_filter("rust"), normalize_filter("!ads"))
     assert [(v.verdict.passed, v.by_chat) for v in verdicts] == [
-        (True, False), (False, True), (False, False)]
+        (True, False),
+        (False, True),
+        (False, False),
+    ]
     assert [v.verdict.passed for v in trial(posts, "", "")] == [True, True, True]

@@ -28,8 +28,8 @@ def team_feed(posts: dict[int, tuple[str, str, str]], title: str = FEED_TITLE) -
             title=post_title,
             link=f"https://team.test/{n}",
             pub_date=now - timedelta(minutes=100 - n),
-            html=f"<p>Post {n} by {author}.</p>" + ("<p>Sponsored.</p>" if "roundup" in post_title
-                                                    else ""),
+            html=f"<p>Post {n} by {author}.</p>"
+            + ("<p>Sponsored.</p>" if "roundup" in post_title else ""),
             author=author,
             categories=[category] if category else [],
         )
@@ -94,13 +94,16 @@ async def test_filter_test_lists_each_post_with_why(
         assert len(feed_server.requests("/team.xml")) > requests_before  # fetched now
         assert f"{FEED_TITLE}: 2 of its 5 current posts would be sent" in answer.plain
         assert line_about(answer, "Rust 1.80 released") == (
-            "✅ Rust 1.80 released — kept by title:/rust|go/")
+            "✅ Rust 1.80 released — kept by title:/rust|go/"
+        )
         assert line_about(answer, "Go 1.23 is out").startswith("✅")
         assert line_about(answer, "Weekly links") == "❌ Weekly links — matches no part"
         assert line_about(answer, "Rust merchandise") == (
-            "❌ Rust merchandise — dropped by categories:ads")
+            "❌ Rust merchandise — dropped by categories:ads"
+        )
         assert line_about(answer, "Rust and Go roundup") == (
-            "❌ Rust and Go roundup — dropped by sponsored (the filter for every feed here)")
+            "❌ Rust and Go roundup — dropped by sponsored (the filter for every feed here)"
+        )
 
         # a filter tried, not saved
         (tried,) = await chat.say(USER, "/filter 1 test author:carol OR author:links-bot")
