@@ -46,8 +46,9 @@ MAX_DEPTH = 8  # nested parentheses and NOTs
 MAX_PATTERN_CHARS = 200
 #: RE2 instructions of one compiled pattern; `.{1000}` is about 8000
 MAX_PROGRAM_SIZE = 3000
-#: RE2's memory budget for one pattern (its program and the DFA cache it falls back from)
-REGEX_MAX_MEM = 1 << 20
+#: RE2's memory for one pattern: its program, then its DFA cache (when that is full RE2 goes on
+#: with its NFA, slower but still linear)
+REGEX_MAX_MEM = 256 << 10
 OPERATORS = frozenset({"AND", "OR", "NOT"})
 
 _TAG = re.compile(r"<[^>]*>")
@@ -377,7 +378,7 @@ def legacy_filter(spec: str) -> Filter:
     )
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def read_filter(stored: str) -> Filter:
     """A stored filter (either form). One that no longer reads (it was checked when it was set)
     lets everything through rather than stopping a feed's posts; the log says so."""
