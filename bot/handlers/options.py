@@ -57,6 +57,7 @@ from bot.options import parse_duration as parse_duration
 from bot.options import parse_option as parse_within
 from bot.pipeline.poller import Resumed
 from bot.pipeline.schedule import MAX_INTERVAL
+from bot.render.cut import utf16_len
 from bot.service import FilterTrial, ListedSubscription
 
 #: /filter N test: the posts listed at most, and the visible characters of the answer
@@ -431,7 +432,8 @@ def test_report(trial: FilterTrial, label: str, *, tried: bool) -> str:
 
 
 def _visible(line: str) -> int:
-    return len(html.unescape(re.sub(r"<[^>]+>", "", line)))
+    """Telegram's measure of a message: UTF-16 code units of its text without the tags."""
+    return utf16_len(html.unescape(re.sub(r"<[^>]+>", "", line)))
 
 
 def _test_line(post: PostVerdict) -> str:
