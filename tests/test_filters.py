@@ -279,6 +279,9 @@ def test_the_invalid_pattern_is_named_in_its_error() -> None:
     with pytest.raises(OptionError) as refused:
         normalize_filter("author:/(bot/")
     assert "(bot" in refused.value.text() and "missing )" in refused.value.text()
+    with pytest.raises(OptionError) as inside:
+        normalize_filter("rust AND !go")
+    assert "<code>NOT go</code>" in inside.value.text()
 
 
 def test_a_stored_filter_that_no_longer_reads_lets_posts_through() -> None:

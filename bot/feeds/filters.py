@@ -482,7 +482,8 @@ def _token_at(text: str, i: int, at_rule_start: bool) -> _Token:
         return _Token(char, i, i + 1)
     if char == "!":
         if not at_rule_start:
-            raise OptionError("filter_bang_inside", part=_fragment(text, i, _word_end(text, i)))
+            negated = text[i + 1 : _word_end(text, i + 1)] or "…"
+            raise OptionError("filter_bang_inside", part=_fragment(negated, 0))
         return _Token("!", i, i + 1)
     if char == '"':
         found = _closing(text, i + 1, '"')
