@@ -19,8 +19,9 @@ from bot.errors import FeedbotError, FetchError, ParseError, Reason
 from bot.feeds.diff import entry_prints, is_seen, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
+from bot.feeds.filters import PostVerdict, trial
 from bot.feeds.identity import normalize_link
-from bot.feeds.parse_pool import ParsePool, first_read_feed
+from bot.feeds.parse_pool import ParsePool, first_read_feed, parse_feed
 from bot.feeds.urls import (
     Address,
     NotAnAddress,
@@ -456,6 +457,25 @@ class SubscriptionService:
         chat = await self.store.get_chat(chat_id)
         return chat.filters if chat else ""
 
+    async def try_filter(
+        self, chat_id: int, feed_url: str, feed_spec: str | None = None
+    ) -> FilterTrial:
+        """The feed's current posts, fetched now, each with what the subscription's filter (or
+        `feed_spec`, a stored form not saved) and the chat's filter say of it."""
+        if feed_spec is None:
+            state = await self.store.load_feed(feed_url)
+            sub = _subscription_in(state, chat_id)
+            feed_spec = sub.options.filters if sub else ""
+        chat_spec = await self.chat_filter(chat_id)
+        try:
+            result = await self.fetcher.fetch(feed_url)
+            parsed = await parse_feed(
+                result.body, result.url, result.content_type, pool=self.parse_pool
+            )
+        except FeedbotError as exc:
+            return FilterTrial(feed_spec, chat_spec, error=exc.reason)
+        return FilterTrial(feed_spec, chat_spec, trial(parsed.entries, feed_spec, chat_spec))
+
     async def pause(self, chat_id: int, feed_urls: Sequence[str]) -> tuple[str, ...]:
         """Pause these subscriptions (not checked, nothing sent); returns the ones newly paused."""
 
@@ -781,6 +801,17 @@ def _new_subscription(
 
 
 # ------------------------------------------ options, filters, pause, status (issue 6, part B)
+@dataclass
+class FilterTrial:
+    """/filter N test: the filters tried (stored forms) and the verdict on each current post,
+    or why the feed could not be read."""
+
+    feed_spec: str
+    chat_spec: str
+    posts: list[PostVerdict] = field(default_factory=list)
+    error: Reason | None = None
+
+
 @dataclass
 class ChatStatus:
     rows: list[ListedSubscription]

@@ -124,6 +124,23 @@ async def subscription_queries_by_chat_and_by_feed(open_storage: Opener) -> None
     await store.close()
 
 
+#: a filter in the full syntax (issue 18): quotes, backslashes, slashes and CJK, stored as text
+FULL_FILTER = 'V2:title:/\\brust\\b|go\\// AND NOT author:"bot \\" x", !categories:广告'
+
+
+@case
+async def filters_in_the_full_syntax_are_stored_verbatim(open_storage: Opener) -> None:
+    store = await open_storage()
+    await subscribed(store, 7, A, options=Options(filters=FULL_FILTER))
+    await store.save_chat(Chat(id=8, filters=FULL_FILTER))
+    await store.close()
+    store = await open_storage()
+    (sub,) = await store.subscriptions_for_chat(7)
+    assert sub.options.filters == FULL_FILTER
+    assert (await store.get_chat(8) or Chat(0)).filters == FULL_FILTER
+    await store.close()
+
+
 @case
 async def a_feed_goes_with_its_last_subscription(open_storage: Opener) -> None:
     store = await open_storage()

@@ -115,9 +115,9 @@ def test_parse_duration_and_option_values() -> None:
         parse_option("title", "x", min_interval=60, for_defaults=True)
 
 
-def test_filters_are_words_not_patterns() -> None:
+def test_filters_of_words_are_stored_as_before() -> None:
     assert normalize_filter(" Rust ,  PYTHON, !Sponsored ") == "rust, python, !sponsored"
-    assert normalize_filter(".*(a+)+$") == ".*(a+)+$"  # kept as a literal word, never compiled
+    assert normalize_filter('".*(a+)+$"') == ".*(a+)+$"  # quoted: a literal word, never compiled
     for bad in (",,", "x" * 501, ",".join(f"w{i}" for i in range(31))):
         with pytest.raises(OptionError):
             normalize_filter(bad)

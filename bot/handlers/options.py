@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,15 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ParseMode
 
 from bot.errors import OptionError as OptionError  # re-exported: the parsers raise it
-from bot.feeds.filters import parse_terms
+from bot.feeds.filters import (
+    PostVerdict,
+    Words,
+    normalize_filter,
+    read_filter,
+    render_expr,
+    render_rule,
+    render_term,
+)
 from bot.handlers.common import (
     Context,
     Target,
@@ -48,10 +57,13 @@ from bot.options import parse_duration as parse_duration
 from bot.options import parse_option as parse_within
 from bot.pipeline.poller import Resumed
 from bot.pipeline.schedule import MAX_INTERVAL
-from bot.service import ListedSubscription
+from bot.render.cut import utf16_len
+from bot.service import FilterTrial, ListedSubscription
 
-MAX_FILTER_CHARS = 500
-MAX_FILTER_TERMS = 30
+#: /filter N test: the posts listed at most, and the visible characters of the answer
+TEST_MAX_POSTS = 25
+TEST_BUDGET = 3500
+TEST_TITLE_CHARS = 80
 RESUME_CONCURRENCY = 8
 
 
@@ -68,28 +80,30 @@ def parse_option(
     return parse_within(name, raw, limits, for_defaults=for_defaults)
 
 
-def normalize_filter(text: str) -> str:
-    """Validated filter spec: comma-separated words, `!word` excludes. No regexes."""
-    if len(text) > MAX_FILTER_CHARS:
-        raise OptionError("filter_too_long", limit=MAX_FILTER_CHARS)
-    include, exclude = parse_terms(text)
-    if not include and not exclude:
-        raise OptionError("filter_empty")
-    if len(include) + len(exclude) > MAX_FILTER_TERMS:
-        raise OptionError("filter_too_many", limit=MAX_FILTER_TERMS)
-    return ", ".join([*include, *(f"!{term}" for term in exclude)])
-
-
 def describe_filter(spec: str) -> str:
-    include, exclude = parse_terms(spec)
-    if not include and not exclude:
+    """A stored filter as the chat reads it: the older word lists, or each part written out."""
+    rules = read_filter(spec)
+    if not rules.rules:
         return t("filter_none")
+    plain = rules.words_only
     parts = []
-    if include:
-        parts.append(t("filter_include", terms=html.escape(", ".join(include))))
-    if exclude:
-        parts.append(t("filter_exclude", terms=html.escape(", ".join(exclude))))
+    for veto, group in ((False, rules.keeps), (True, rules.vetoes)):
+        if not group:
+            continue
+        if plain:
+            words = ", ".join(r.expr.phrase for r in group if isinstance(r.expr, Words))
+            key = "filter_exclude" if veto else "filter_include"
+            parts.append(t(key, terms=html.escape(words)))
+        else:
+            shown = ", ".join(_code(render_expr(r.expr)) for r in group)
+            key = "filter_exclude_parts" if veto else "filter_include_parts"
+            parts.append(t(key, parts=shown))
     return "\n".join(parts)
+
+
+def _code(text: str, limit: int = 120) -> str:
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"<code>{html.escape(cut)}</code>"
 
 
 def options_keyboard(
@@ -324,14 +338,23 @@ async def option_pressed(update: Update, context: Context) -> None:
 
 
 # -------------------------------------------------------------------- /filter
+def after_words(text: str, count: int) -> str:
+    """`text` without its first `count` words, the rest exactly as typed (a regular
+    expression's spaces matter)."""
+    words = text.split(None, count)
+    return words[count].strip() if len(words) > count else ""
+
+
 async def filter_command(update: Update, context: Context) -> None:
     if not context.args:
         await reply(update, t("filter_usage"))
         return
     ref, args = split_target(list(context.args))
-    text = " ".join(args[1:]).strip()
-    # showing a filter is for everyone in a group; a channel's is for its administrators
-    target = await resolve_target(update, context, ref, manage=bool(text))
+    testing = len(args) > 1 and args[1].lower() == "test"
+    typed = update.effective_message.text if update.effective_message else None
+    text = after_words(typed or "", 2 + (ref is not None) + testing)
+    # showing or testing a filter is for everyone in a group; a channel's is for its admins
+    target = await resolve_target(update, context, ref, manage=bool(text) and not testing)
     if target is None:
         return
     if not args:
@@ -341,6 +364,9 @@ async def filter_command(update: Update, context: Context) -> None:
     chat_id = target.chat.id
     url: str | None = None
     if args[0].lower() == "global":
+        if testing:
+            await reply(update, framed(target, t("filter_test_global")))
+            return
         label, current = t("filter_global"), await runtime.service.chat_filter(chat_id)
     else:
         row = await runtime.service.resolve(chat_id, args[0])
@@ -349,6 +375,9 @@ async def filter_command(update: Update, context: Context) -> None:
             return
         url, current = row.subscription.feed_url, row.subscription.options.filters
         label = html.escape(display_title(row))
+    if testing and url is not None:
+        await _test_filter(update, context, target, url, label, text)
+        return
     if not text:
         await reply(
             update, framed(target, t("filter_show", label=label, filter=describe_filter(current)))
@@ -362,6 +391,67 @@ async def filter_command(update: Update, context: Context) -> None:
     await runtime.service.set_filter(chat_id, url, spec)
     key = "filter_set" if spec else "filter_off"
     await reply(update, framed(target, t(key, label=label, filter=describe_filter(spec))))
+
+
+async def _test_filter(
+    update: Update, context: Context, target: Target, url: str, label: str, text: str
+) -> None:
+    """/filter N test [filter]: the feed's current posts against its filter (or the one given,
+    not saved) and the chat's."""
+    try:
+        candidate = normalize_filter(text) if text else None
+    except OptionError as exc:
+        await reply(update, framed(target, exc.text()))
+        return
+    trial = await runtime_of(context).service.try_filter(target.chat.id, url, candidate)
+    await reply(update, framed(target, test_report(trial, label, tried=candidate is not None)))
+
+
+def test_report(trial: FilterTrial, label: str, *, tried: bool) -> str:
+    """The answer to /filter N test, within one message: at most TEST_MAX_POSTS posts and
+    TEST_BUDGET visible characters, then how many more there were."""
+    if trial.error is not None:
+        return t("filter_test_failed", label=label, reason=trial.error.text())
+    if not trial.posts:
+        return t("filter_test_empty", label=label)
+    passed = sum(p.verdict.passed for p in trial.posts)
+    head = [t("filter_test_header", label=label, passed=passed, total=len(trial.posts))]
+    if tried:
+        head.append(t("filter_test_tried", filter=describe_filter(trial.feed_spec)))
+    elif not trial.feed_spec and not trial.chat_spec:
+        head.append(t("filter_test_no_filter"))
+    lines, used = [], sum(_visible(line) for line in head)
+    for n, post in enumerate(trial.posts):
+        line = _test_line(post)
+        if n >= TEST_MAX_POSTS or used + _visible(line) > TEST_BUDGET:
+            lines.append(t("filter_test_more", count=len(trial.posts) - n))
+            break
+        lines.append(line)
+        used += _visible(line) + 1
+    return "\n\n".join(head) + "\n\n" + "\n".join(lines)
+
+
+def _visible(line: str) -> int:
+    """Telegram's measure of a message: UTF-16 code units of its text without the tags."""
+    return utf16_len(html.unescape(re.sub(r"<[^>]+>", "", line)))
+
+
+def _test_line(post: PostVerdict) -> str:
+    entry, verdict = post.entry, post.verdict
+    title = entry.title or entry.link or "…"
+    if len(title) > TEST_TITLE_CHARS:
+        title = title[: TEST_TITLE_CHARS - 1] + "…"
+    shown = html.escape(title)
+    if entry.link:
+        shown = f'<a href="{html.escape(entry.link, quote=True)}">{shown}</a>'
+    scope = t("filter_test_chat_wide") if post.by_chat else ""
+    if verdict.rule is None:
+        key = "filter_test_pass_unfiltered" if verdict.passed else "filter_test_fail_none"
+        return t(key, title=shown, scope=scope)
+    terms = [render_term(term) for term in verdict.hits] or [render_rule(verdict.rule)]
+    why = ", ".join(_code(term, 60) for term in terms[:3]) + (" …" if len(terms) > 3 else "")
+    key = "filter_test_pass" if verdict.passed else "filter_test_fail_veto"
+    return t(key, title=shown, why=why, scope=scope)
 
 
 # -------------------------------------------------------------------- /status

@@ -34,12 +34,14 @@ def item(
     html: str,
     categories: Iterable[str] = (),
     enclosure: Enclosure | None = None,
+    author: str = "",
 ) -> str:
     parts = [
         f"<title>{escape(title)}</title>",
         f"<link>{escape(link)}</link>",
         f"<pubDate>{_rfc822(pub_date)}</pubDate>",
         f"<guid>{escape(guid)}</guid>",
+        *([f"<author>{escape(author)}</author>"] if author else []),
         *(f"<category>{escape(c)}</category>" for c in categories),
         f"<description>{escape(html)}</description>",
     ]
