@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,21 @@ def parse_option(
     """`/set N <name> <raw>` -> {SubscriptionOptions field: value}; OptionError if refused."""
     limits = Limits(min_interval=min_interval, max_interval=MAX_INTERVAL)
     return parse_within(name, raw, limits, for_defaults=for_defaults)
+
+
+def typed_tail(text: str, words: list[str]) -> str:
+    """The end of a command's text that `words` (its last arguments) came from, as typed: a
+    template's line breaks survive, where joining the arguments would lose them."""
+    if not words:
+        return ""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    tail = text[starts[-len(words)] :].strip() if len(starts) >= len(words) else ""
+    return tail if tail.split() == words else " ".join(words)
+
+
+def message_text(update: Update) -> str:
+    message = update.effective_message
+    return (message.text or "") if message is not None else ""
 
 
 def normalize_filter(text: str) -> str:
@@ -239,7 +255,7 @@ async def _set_defaults(update: Update, context: Context, target: Target, args: 
     if args:
         change = parse_option(
             args[0],
-            " ".join(args[1:]),
+            typed_tail(message_text(update), args[1:]),
             min_interval=runtime.settings.min_interval,
             for_defaults=True,
         )
@@ -267,7 +283,7 @@ async def _set_subscription(
         await reply(update, _unknown(target, ref))
         return
     if args:
-        name, value = args[0], " ".join(args[1:])
+        name, value = args[0], typed_tail(message_text(update), args[1:])
         if not value and flips(name):
             change = toggled(row.subscription.options, name)
         else:

@@ -1,0 +1,73 @@
+"""A Template (bot.template) filled with a post's values, within Telegram's length limit.
+
+The values are safe Telegram HTML already (escaped text; the summary and enclosure lines as
+bot.render makes them). A line whose placeholders are all empty and that has nothing else to
+show is left out. Too long, the summary is cut first (with "…" and the "Read more" link),
+then the tags go, and only then is the whole cut.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from bot.render.cut import TRIM, Cut, measure, truncate
+from bot.template import Line, Slot, Template
+
+_EMPTY_LINK = re.compile(r'<a href="">(.*?)</a>', re.S)
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+#: a tag left with nothing in it (an untitled post's `<b>{title}</b>`)
+_EMPTY_TAG = re.compile(
+    r"<(b|strong|i|em|u|ins|s|strike|del|code|pre|tg-spoiler|span|blockquote|a)"
+    r"(?: [^>]*)?>\s*</\1>"
+)
+
+
+def fill(template: Template, values: Mapping[str, str]) -> str:
+    lines = [_line(line, values) for line in template.lines if _shown(line, values)]
+    text = _EMPTY_LINK.sub(r"\1", "\n".join(lines))
+    previous = None
+    while previous != text:
+        previous, text = text, _EMPTY_TAG.sub("", text)
+    return _BLANK_LINES.sub("\n\n", text).strip(TRIM)
+
+
+def _line(line: Line, values: Mapping[str, str]) -> str:
+    return "".join(values.get(p.name, "") if isinstance(p, Slot) else p for p in line)
+
+
+def _shown(line: Line, values: Mapping[str, str]) -> bool:
+    """False for a line of placeholders that are all empty, with only spaces besides."""
+    slots = [p for p in line if isinstance(p, Slot)]
+    if not slots or any(values.get(s.name, "").strip(TRIM) for s in slots):
+        return True
+    return any(p.strip(TRIM) for p in line if isinstance(p, str))
+
+
+def fill_within(
+    template: Template, values: Mapping[str, str], limit: int, more: str = ""
+) -> tuple[str, Cut | None]:
+    """The filled template within `limit` (Telegram's units); the Cut of the summary, None when
+    it was not cut. `more`: the "Read more" link put after a cut summary."""
+    html = fill(template, values)
+    if measure(html) <= limit:
+        return html, None
+    summary = values.get("summary", "")
+    shown = dict(values)
+    if measure(fill(template, {**values, "summary": more})) > limit * 3 // 4:
+        shown["tags"] = ""  # a summary worth reading comes before the tags
+    if not summary or "summary" not in template.slots:
+        html = fill(template, shown)
+        return (html if measure(html) <= limit else truncate(html, limit).html), None
+    budget = limit - measure(fill(template, {**shown, "summary": "x\n" + more})) + 1
+    cut = truncate(summary, max(budget, 0))
+    for _ in range(5):
+        cut = truncate(summary, max(budget, 0))
+        ending = "…" if cut.boundary in ("word", "hard") else ""
+        body = "\n".join(part for part in (cut.html + ending, more) if part.strip(TRIM))
+        html = fill(template, {**shown, "summary": body})
+        excess = measure(html) - limit
+        if excess <= 0:
+            return html, cut
+        budget -= excess
+    return truncate(html, limit).html, cut
