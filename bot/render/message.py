@@ -98,7 +98,7 @@ def render_entry(
 ) -> RenderedMessage:
     opts = options or RenderOptions()
     parts = _parts(entry, feed_title, opts)
-    media = playable(entry, opts.media_url_limit) if opts.style != "title" else None
+    media = playable(entry, opts.media_url_limit) if not _bodiless(opts) else None
     if media is not None and media.sendable:
         performer = _short(entry.author or opts.custom_title or feed_title, 64)
         return _media_post(media, entry, parts, opts, performer)
@@ -121,15 +121,23 @@ def render_entry(
     return RenderedMessage(attempts=_text_calls(parts, opts, picture=picture))
 
 
+def _bodiless(opts: RenderOptions) -> bool:
+    """The title style, and a template without {summary}: no body, so no pictures or media."""
+    if opts.style == "title":
+        return True
+    template = template_for(opts.style)
+    return template is not None and "summary" not in template.slots
+
+
 def _with_lines(parts: _Parts, entry: Entry, opts: RenderOptions, shown: set[str]) -> _Parts:
     """`parts` with a link line for every enclosure the message does not carry (`shown`)."""
-    pictures = opts.pictures and opts.style != "title"
+    pictures = opts.pictures and not _bodiless(opts)
     return replace(parts, lines=enclosure_lines(entry, opts.lang, shown, pictures=pictures))
 
 
 def _no_link_picture(entry: Entry, parts: _Parts, opts: RenderOptions) -> str:
     """A post without a link has no preview: its episode artwork is shown as one instead."""
-    if parts.link or not opts.pictures or opts.style == "title":
+    if parts.link or not opts.pictures or _bodiless(opts):
         return ""
     return entry.artwork_url or ""
 
@@ -199,7 +207,7 @@ def _album_post(images: tuple[str, ...], parts: _Parts, opts: RenderOptions) -> 
 
 
 def _album(entry: Entry, opts: RenderOptions) -> tuple[str, ...]:
-    if not opts.pictures or opts.style == "title" or is_video_page(entry.link):
+    if not opts.pictures or _bodiless(opts) or is_video_page(entry.link):
         return ()
     return album_images(entry)
 
@@ -335,7 +343,7 @@ def _safe_link(link: str) -> str:
 
 
 def _photo_url(entry: Entry, opts: RenderOptions) -> str:
-    if not opts.pictures or opts.style == "title" or not entry.image_url:
+    if not opts.pictures or _bodiless(opts) or not entry.image_url:
         return ""
     if is_video_page(entry.link):  # its link preview plays the video; a still would not
         return ""
