@@ -58,8 +58,10 @@ async def test_a_template_and_hashtags_shape_the_next_post(
         feed_server.set_feed("/a.xml", tagged_feed([1, 2, 3], "Alpha"))
         feed_server.set_feed("/b.xml", tagged_feed([1, 2, 4], "Beta"))
         await fake_api.await_for(
-            lambda: any("Topic 3" in m.plain for m in fake_api.delivered(USER))
-            and any("Topic 4" in m.plain for m in fake_api.delivered(USER)),
+            lambda: (
+                any("Topic 3" in m.plain for m in fake_api.delivered(USER))
+                and any("Topic 4" in m.plain for m in fake_api.delivered(USER))
+            ),
             timeout=15,
         )
         alpha, beta = post_of(fake_api, USER, "Topic 3"), post_of(fake_api, USER, "Topic 4")
@@ -136,6 +138,5 @@ async def test_style_buttons_pick_a_built_in_style(
         post = post_of(fake_api, USER, "Topic 3")
         assert post.method == "sendMessage"  # no picture, no body: the title and the tags
         assert post.text_or_caption == (
-            '<a href="https://blog.test/Alpha/3/">Topic 3 of Alpha</a>\n'
-            "#Machine_Learning #深度学习"
+            '<a href="https://blog.test/Alpha/3/">Topic 3 of Alpha</a>\n#Machine_Learning #深度学习'
         )
