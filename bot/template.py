@@ -144,6 +144,8 @@ class _Reader:
         if name in ("a", "pre", "code") and set(self.open) & {"a", "pre", "code"}:
             raise OptionError("template_bad_tag", tag=token)  # Telegram refuses these nested
         attrs = _attributes(match.group(3), token)
+        if not set(attrs) <= TAGS[name]:
+            raise OptionError("template_bad_tag", tag=token)
         self.open.append(name)
         if name == "a" and attrs.get("href", "").strip().lower() == "{link}":
             self.seen = True
@@ -173,8 +175,6 @@ def _attributes(text: str, token: str) -> dict[str, str]:
 
 def _open_tag(name: str, attrs: dict[str, str], token: str) -> str:
     """The opening tag as we emit it; `href` is `{link}` or a literal web, tg or mail URL."""
-    if not set(attrs) <= TAGS[name]:
-        raise OptionError("template_bad_tag", tag=token)
     if name == "a":
         href = attrs.get("href", "").strip()
         if not _URL.match(href):
@@ -207,11 +207,16 @@ def known() -> str:
 def template_for(style: str) -> Template | None:
     """The Template a stored style value means: a built-in one's, a custom one's; None for
     the renderer's own forms (`full`, `title`) and for a value that is not a valid template
-    (a record written by another version): that post is rendered in full."""
+    (a record written by another version): that post is rendered in full. The 🎧/▶/📎 lines
+    are how a reader reaches what a post could not carry, so a template without {enclosure}
+    has them at its end."""
     text = BUILT_IN.get(style, style)
     if style in ("full", "title") or not text:
         return None
     try:
-        return parse_template(text)
+        template = parse_template(text)
     except OptionError:
         return None
+    if "enclosure" in template.slots:
+        return template
+    return Template((*template.lines, (Slot("enclosure"),)))

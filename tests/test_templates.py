@@ -16,7 +16,15 @@ from bot.options import OPTIONS, describe_options, help_examples, template_help
 from bot.render import RenderOptions, render_entry
 from bot.render.cut import measure
 from bot.render.template import fill, fill_within
-from bot.template import BUILT_IN, MAX_TEMPLATE, parse_template, template_for, typed_template
+from bot.template import (
+    BUILT_IN,
+    MAX_TEMPLATE,
+    Slot,
+    Template,
+    parse_template,
+    template_for,
+    typed_template,
+)
 from tests.fakes.telegram_rules import api_call_error, message_content
 from tests.test_render_validator import assert_accepted, corpus_files, entries_from
 
@@ -108,8 +116,9 @@ def test_good_templates_read_and_fill() -> None:
         f'<b><a href="{LINK}">T &amp; U</a></b> · {{F}}\n<i>A</i>, D\n\n<i>S</i>\n'
         '<a href="https://example.org/about">about</a> <tg-spoiler>#x</tg-spoiler> 1 &lt; 2 &amp; 3'
     )
-    for name, text in BUILT_IN.items():
-        assert template_for(name) == parse_template(text)
+    assert template_for("compact") == parse_template(BUILT_IN["compact"])
+    link_only = parse_template(BUILT_IN["title-link"])  # the enclosure lines go at the end
+    assert template_for("title-link") == Template((*link_only.lines, (Slot("enclosure"),)))
     assert template_for("full") is None and template_for("title") is None
     assert template_for("{broken") is None  # an unreadable stored value: the usual rendering
 
@@ -183,13 +192,15 @@ def test_templates_carry_media_and_the_plain_fallback() -> None:
     message = render_entry(podcast, "Cast", RenderOptions(style="<b>{title}</b>\n{summary}"))
     assert message.attempts[0].method == "sendAudio"
     assert message.attempts[0].params["caption"] == "<b>Hello &lt;World&gt; &amp; co</b>\nBody."
+    refused = message.attempts[1]  # Telegram refused the audio: the text with its Listen line
+    assert refused.method == "sendMessage" and "🎧" in refused.params["text"]
+    assert refused.params["text"].startswith("<b>Hello &lt;World&gt; &amp; co</b>\nBody.\n")
     plain = message.attempts[-1]
     assert "parse_mode" not in plain.params and plain.params["text"].startswith("Hello <World>")
-    # no {summary}: like the title style, no picture or media, and the Listen line only with
-    # {enclosure}
-    bare = render_entry(podcast, "Cast", RenderOptions(style="{title}\n{enclosure}"))
+    # no {summary}: like the title style, no picture or media: the Listen line where it is put
+    bare = render_entry(podcast, "Cast", RenderOptions(style="🎙 {enclosure}\n{title}"))
     assert bare.attempts[0].method == "sendMessage"
-    assert "Listen" in bare.attempts[0].params["text"] or "🎧" in bare.attempts[0].params["text"]
+    assert bare.attempts[0].params["text"].startswith("🎙 🎧")
     pictured = entry(image_url="https://img.test/a.png")
     assert render_entry(pictured, "F", RenderOptions(style="title-link")).attempts[0].method == (
         "sendMessage"
