@@ -44,9 +44,10 @@ _URL = re.compile(r"^(https?://[^\s\"'<>{}]+|tg://[^\s\"'<>{}]+|mailto:[^\s\"'<>
 
 @dataclass(frozen=True)
 class Slot:
-    """A placeholder in a template."""
+    """A placeholder in a template; `in_tag`: the href of `<a href="{link}">`, not shown."""
 
     name: str
+    in_tag: bool = False
 
 
 #: one line of a template: safe HTML strings and slots, in order
@@ -149,7 +150,8 @@ class _Reader:
         self.open.append(name)
         if name == "a" and attrs.get("href", "").strip().lower() == "{link}":
             self.seen = True
-            return ('<a href="', Slot("link"), '">')  # an empty link drops the tag when filled
+            # filled, an empty link drops the tag (bot.render.template)
+            return ('<a href="', Slot("link", in_tag=True), '">')
         return (_open_tag(name, attrs, token),)
 
     def finish(self) -> Template:

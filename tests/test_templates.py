@@ -131,6 +131,8 @@ def test_lines_of_empty_placeholders_and_empty_links_are_left_out() -> None:
     assert shown == "<b>T</b>\nby \n\nS"  # "by " has words of its own: kept
     untitled = fill(template, {"title": "", "link": LINK, "author": "A", "summary": "S"})
     assert untitled == "by A\n\nS"
+    spanning = parse_template("<i>{author}</i> \n<b>{title}\n{feed}</b>\n{date}")
+    assert fill(spanning, {"title": "", "feed": "F"}) == "<b>\nF</b>"  # the tag stays whole
 
 
 # ------------------------------------------------------------------------- rendering

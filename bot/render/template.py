@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from bot.render.cut import TRIM, Cut, measure, truncate
 from bot.template import Line, Slot, Template
 
+_TAGS = re.compile(r"<(/?)[a-z][^>]*>")
 _EMPTY_LINK = re.compile(r'<a href="">(.*?)</a>', re.S)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
 #: a tag left with nothing in it (an untitled post's `<b>{title}</b>`)
@@ -37,11 +38,18 @@ def _line(line: Line, values: Mapping[str, str]) -> str:
 
 
 def _shown(line: Line, values: Mapping[str, str]) -> bool:
-    """False for a line of placeholders that are all empty, with only spaces besides."""
-    slots = [p for p in line if isinstance(p, Slot)]
+    """False for a line whose shown placeholders are all empty and whose literal text is only
+    spaces and tags opened and closed on the line (`<b>{title}</b>` of an untitled post)."""
+    slots = [p for p in line if isinstance(p, Slot) and not p.in_tag]
     if not slots or any(values.get(s.name, "").strip(TRIM) for s in slots):
         return True
-    return any(p.strip(TRIM) for p in line if isinstance(p, str))
+    literal = "".join(p for p in line if isinstance(p, str))
+    depth = 0
+    for closing in _TAGS.findall(literal):
+        depth += -1 if closing else 1
+        if depth < 0:
+            return True  # closes a tag of an earlier line: the line must stay
+    return depth != 0 or bool(_TAGS.sub("", literal).strip(TRIM))
 
 
 def fill_within(
