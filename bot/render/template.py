@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from bot.render.cut import TRIM, Cut, measure, truncate
 from bot.template import Line, Slot, Template
 
+#: the tags go when they would leave the summary less than this (as bot.render.message does)
+MIN_SUMMARY = 100
 _TAGS = re.compile(r"<(/?)[a-z][^>]*>")
 _EMPTY_LINK = re.compile(r'<a href="">(.*?)</a>', re.S)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
@@ -60,15 +62,14 @@ def fill_within(
     html = fill(template, values)
     if measure(html) <= limit:
         return html, None
-    summary = values.get("summary", "")
-    shown = dict(values)
-    if measure(fill(template, {**values, "summary": more})) > limit * 3 // 4:
-        shown["tags"] = ""  # a summary worth reading comes before the tags
-    if not summary or "summary" not in template.slots:
-        html = fill(template, shown)
+    untagged = {**values, "tags": ""}
+    summary = values.get("summary", "") if "summary" in template.slots else ""
+    if not summary:
+        html = fill(template, untagged)
         return (html if measure(html) <= limit else truncate(html, limit).html), None
-    budget = limit - measure(fill(template, {**shown, "summary": "x\n" + more})) + 1
-    cut = truncate(summary, max(budget, 0))
+    shown = dict(values) if _room(template, values, limit, more) >= MIN_SUMMARY else untagged
+    budget = _room(template, shown, limit, more)
+    cut = None
     for _ in range(5):
         cut = truncate(summary, max(budget, 0))
         ending = "…" if cut.boundary in ("word", "hard") else ""
@@ -79,3 +80,8 @@ def fill_within(
             return html, cut
         budget -= excess
     return truncate(html, limit).html, cut
+
+
+def _room(template: Template, values: Mapping[str, str], limit: int, more: str) -> int:
+    """What the rest of the message leaves of `limit` for the summary's text."""
+    return limit - measure(fill(template, {**values, "summary": "x\n" + more})) + 1
