@@ -159,10 +159,10 @@ class Style(Kind):
     flips = True
 
     def parse(self, raw: str, limits: Limits) -> str:
-        word = raw.strip().lower()
+        text = typed_template(raw)
+        word = text.lower()
         if word in self.words or word in CLEAR_WORDS:
             return self.words.get(word, "full")
-        text = typed_template(raw)
         if not any(c in text for c in "{}<>") and len(text.split()) == 1:
             raise OptionError("set_style_bad", value=text)
         parse_template(text)  # refuses with the first problem

@@ -241,6 +241,7 @@ def test_set_reads_styles_templates_hashtags_and_tags() -> None:
     assert parse_option("style", "compact", min_interval=60) == {"style": "compact"}
     assert parse_option("template", "Title-Link", min_interval=60) == {"style": "title-link"}
     assert parse_option("template", "default", min_interval=60) == {"style": "full"}
+    assert parse_option("template", '"compact"', min_interval=60) == {"style": "compact"}
     assert parse_option("template", '"{title}\\n{link}"', min_interval=60) == {
         "style": "{title}\n{link}"
     }
