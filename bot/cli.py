@@ -12,13 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from bot import config
-from bot.errors import FeedbotError
+from bot.errors import FeedbotError, OptionError
 from bot.feeds.diff import oldest_first
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_pool import parse_feed
 from bot.i18n import DEFAULT_LANG, languages
 from bot.migrate import add_migrate_command, migrate
-from bot.models import ParsedFeed, RenderedMessage
+from bot.models import ParsedFeed, RenderedMessage, SubscriptionOptions
+from bot.options import Limits, parse_option
 from bot.render import RenderOptions, render_entry
 from bot.render import plain_text as html_to_plain
 from bot.runtime import fetch_settings
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", default=DEFAULT_LANG, choices=languages(),
         help=f"the chat language posts are rendered for (default {DEFAULT_LANG})",
     )
+    look = preview.add_argument_group("what /set would change (the same values)")
+    look.add_argument(
+        "--template", metavar="STYLE_OR_TEMPLATE",
+        help='a style (full, title, compact, title-link) or a template, e.g. '
+        '"<b>{title}</b>\\n{summary}\\n{link}"',
+    )
+    look.add_argument("--hashtags", metavar="on|off", help="the posts' categories as hashtags")
+    look.add_argument("--tags", metavar="TAGS", help='hashtags of your own, e.g. "news tech"')
     add_migrate_command(commands)
     return parser
 
@@ -99,7 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         return run(settings, force=args.force)
     if args.command == "migrate":
         return run_migrate(settings, args)
-    return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang))
+    try:
+        options = preview_options(args)
+    except OptionError as exc:
+        print(f"feedbot: {html_to_plain(exc.reason.text(args.lang))}", file=sys.stderr)
+        return 2
+    return asyncio.run(preview(settings, args.source, args.limit, args.json, args.lang, options))
+
+
+def preview_options(args: argparse.Namespace) -> SubscriptionOptions:
+    """The options given to `feedbot preview`, read as /set reads them (OptionError if not)."""
+    options = SubscriptionOptions()
+    limits = Limits(min_interval=0, max_interval=0)  # preview sets no interval
+    for name in ("template", "hashtags", "tags"):
+        value = getattr(args, name)
+        if value is not None:
+            options.update(parse_option(name, value, limits))
+    return options
 
 
 def run_overrides(settings: config.Settings, args: argparse.Namespace) -> config.Settings:
@@ -182,7 +207,12 @@ def sent_forms(message: RenderedMessage) -> list[RenderedMessage]:
 
 
 async def preview(
-    settings: config.Settings, source: str, limit: int, as_json: bool, lang: str = DEFAULT_LANG
+    settings: config.Settings,
+    source: str,
+    limit: int,
+    as_json: bool,
+    lang: str = DEFAULT_LANG,
+    options: SubscriptionOptions | None = None,
 ) -> int:
     try:
         feed = await load_feed(settings, source)
@@ -190,8 +220,9 @@ async def preview(
         print(f"feedbot: {source}: {exc}", file=sys.stderr)
         return 1
     entries = oldest_first(feed.entries)[-max(limit, 0) :] if limit else []
+    look = RenderOptions.for_subscription(options or SubscriptionOptions(), lang)
     for entry in entries:
-        message = render_entry(entry, feed.title, RenderOptions(lang=lang))
+        message = render_entry(entry, feed.title, look)
         if as_json:
             for part in sent_forms(message):
                 print(json.dumps(part.attempts[0].to_dict(), ensure_ascii=False))

@@ -20,7 +20,9 @@ from enum import Enum
 from typing import Any
 
 from bot.errors import OptionError, Series
+from bot.hashtags import hashtag_line, parse_tags
 from bot.i18n import t
+from bot.template import BUILT_IN, PLACEHOLDERS, parse_template, typed_template
 
 
 class Effect(Enum):
@@ -82,6 +84,10 @@ class Kind:
     def flipped(self, value: Any) -> Any:
         raise TypeError(f"{type(self).__name__} values are not flipped")
 
+    def button_values(self) -> tuple[str, ...]:
+        """Values that get a button each on the card (`name=value`), instead of one button."""
+        return ()
+
 
 class Toggle(Kind):
     flips = True
@@ -142,6 +148,56 @@ class Text(Kind):
         return html.escape(value) or t(self.empty)
 
 
+@dataclass(frozen=True)
+class Style(Kind):
+    """A built-in style (`words` maps what users type to it, shown through `shown + value`), or
+    a template of the user's own (bot.template): a value without a placeholder is taken for a
+    mistyped style name. Each built-in style has its own button on the card."""
+
+    words: Mapping[str, str]
+    shown: str
+    flips = True
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        text = typed_template(raw)
+        word = text.lower()
+        if word in self.words or word in CLEAR_WORDS:
+            return self.words.get(word, "full")
+        if not any(c in text for c in "{}<>") and len(text.split()) == 1:
+            raise OptionError("set_style_bad", value=text)
+        parse_template(text)  # refuses with the first problem
+        return text
+
+    def show(self, value: Any, default_interval: int) -> str:
+        if value in self.button_values():
+            return t(f"{self.shown}{value}")
+        shown = value if len(value) <= 120 else value[:119] + "…"
+        return t(f"{self.shown}custom", template=html.escape(shown))
+
+    def button_values(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.words.values()))
+
+    def flipped(self, value: Any) -> str:
+        """The next built-in style (a bare `/set N style`)."""
+        values = self.button_values()
+        return values[(values.index(value) + 1) % len(values)] if value in values else values[0]
+
+
+@dataclass(frozen=True)
+class Tags(Kind):
+    """Hashtags of the subscription's own (bot.hashtags), stored space-separated without `#`."""
+
+    empty: str
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        if raw.strip().lower() in CLEAR_WORDS:
+            return ""
+        return " ".join(parse_tags(raw))
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return html.escape(hashtag_line(value.split())) or t(self.empty)
+
+
 class Interval(Kind):
     """A duration between the bot's smallest interval and the longest the schedule allows;
     a clear word gives None: the bot's default."""
@@ -178,6 +234,8 @@ class Option:
     button: str = ""  # catalogue key of its card button, with {value}; "" = no button
     example: str = ""  # the value in the /set examples (language-neutral) ...
     example_key: str = ""  # ... or a catalogue key, for an example made of words
+    #: other names users may type for it (not listed, not on buttons)
+    aliases: tuple[str, ...] = ()
     #: catalogue key of the refusal when given as a chat default; "" = may be a default
     not_default: str = ""
     field: str = ""
@@ -200,7 +258,10 @@ def option(default: Any, **spec: Any) -> Any:
     return field(default=default, metadata={"option": Option(default=default, **spec)})
 
 
-STYLES = {"full": "full", "summary": "full", "title": "title", "short": "title", "link": "title"}
+STYLES = {
+    "full": "full", "summary": "full", "title": "title", "short": "title", "link": "title",
+    **{name: name for name in BUILT_IN},
+}
 MAX_TITLE = 100
 
 
@@ -214,13 +275,21 @@ class SubscriptionOptions:
         True, name="preview", kind=Toggle(), affects=Effect.RENDER,
         label="opt_line_preview", button="btn_preview", example="off",
     )
-    style: str = option(  # "full" | "title"
-        "full", name="style", kind=Choice(STYLES, "opt_style_", "set_style_bad"),
-        affects=Effect.RENDER, label="opt_line_style", button="btn_style", example="title",
+    style: str = option(  # "full" | "title" | a built-in template's name | a template
+        "full", name="style", kind=Style(STYLES, "opt_style_"), affects=Effect.RENDER,
+        label="opt_line_style", button="btn_style", example="compact", aliases=("template",),
     )
     pictures: bool = option(
         True, name="pictures", kind=Toggle(), affects=Effect.RENDER,
         label="opt_line_pictures", button="btn_pictures", example="off",
+    )
+    hashtags: bool = option(
+        True, name="hashtags", kind=Toggle(), affects=Effect.RENDER,
+        label="opt_line_hashtags", button="btn_hashtags", example="off",
+    )
+    tags: str = option(  # the subscription's own hashtags, space-separated, without "#"
+        "", name="tags", kind=Tags("opt_tags_none"), affects=Effect.RENDER,
+        label="opt_line_tags", example="news tech",
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,
@@ -279,7 +348,9 @@ class Registry:
         return iter(tuple(self._options.values()))
 
     def get(self, typed: str) -> Option | None:
-        return self._options.get(typed.strip().lower())
+        name = typed.strip().lower()
+        found = self._options.get(name)
+        return found or next((o for o in self if name in o.aliases), None)
 
     def affecting(self, effect: Effect) -> list[Option]:
         return [o for o in self if o.affects is effect]
@@ -325,16 +396,24 @@ def parse_option(
 
 
 def toggled(options: SubscriptionOptions, name: str) -> dict[str, Any]:
-    """The change one keyboard button (or a bare `/set N <name>`) makes."""
-    found = OPTIONS.get(name)
-    if found is None or not found.kind.flips:
+    """The change one keyboard button (or a bare `/set N <name>`) makes: a flip, or for a
+    button of one value (`style=compact`), that value."""
+    typed, _, value = name.partition("=")
+    found = OPTIONS.get(typed)
+    if found is not None and value and value in found.kind.button_values():
+        return {found.field: value}
+    if found is None or value or not found.kind.flips:
         raise ValueError(f"option {name!r} does not flip")
     return {found.field: found.kind.flipped(options.get(found))}
 
 
 def flips(name: str) -> bool:
-    found = OPTIONS.get(name)
-    return found is not None and found.kind.flips
+    """Whether `toggled` knows what a button (or a bare `/set N <name>`) named so changes."""
+    typed, _, value = name.partition("=")
+    found = OPTIONS.get(typed)
+    if found is None:
+        return False
+    return value in found.kind.button_values() if value else found.kind.flips
 
 
 # --------------------------------------------------------------------- descriptions
@@ -346,12 +425,22 @@ def describe_options(options: SubscriptionOptions, default_interval: int) -> str
 
 
 def button_labels(options: SubscriptionOptions, default_interval: int) -> list[tuple[str, str]]:
-    """(option name, button label) for every option with a button, in registry order."""
-    return [
-        (o.name, t(o.button, value=o.shown(options.get(o), default_interval)))
-        for o in OPTIONS
-        if o.button
-    ]
+    """(what the button names, its label) for every option with a button, in registry order;
+    an option whose values each have a button gets one per value (`style=compact`), the
+    chosen one marked."""
+    labels: list[tuple[str, str]] = []
+    for o in (o for o in OPTIONS if o.button):
+        current = options.get(o)
+        picks = [
+            (f"{o.name}={v}", t("btn_pick", value=o.shown(v, 0), chosen=mark(v == current)))
+            for v in o.kind.button_values()
+        ]
+        labels += picks or [(o.name, t(o.button, value=o.shown(current, default_interval)))]
+    return labels
+
+
+def mark(chosen: bool) -> str:
+    return "✅ " if chosen else ""
 
 
 def option_names() -> Series:
@@ -374,3 +463,14 @@ def usage_examples() -> str:
     typed = [html.escape(_typed(o)) for o in OPTIONS]
     shown = [f"<code>/set 2 {typed[0]}</code>", *(f"<code>{x}</code>" for x in typed[1:])]
     return t("list_separator").join(shown)
+
+
+#: the custom template /help shows
+TEMPLATE_EXAMPLE = 'template "<b>{title}</b>\\n{summary}\\n{link}"'
+
+
+def template_help() -> str:
+    """The /help line on templates and hashtags."""
+    placeholders = ", ".join(f"<code>{{{name}}}</code>" for name in PLACEHOLDERS)
+    example = html.escape(f"/set 2 {TEMPLATE_EXAMPLE}")
+    return t("help_templates", example=example, placeholders=placeholders)

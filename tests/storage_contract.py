@@ -142,6 +142,21 @@ async def filters_in_the_full_syntax_are_stored_verbatim(open_storage: Opener) -
 
 
 @case
+async def templates_and_hashtags_round_trip_and_survive_a_reopen(open_storage: Opener) -> None:
+    template = '<b>{title}</b> «{feed}»\n{summary}\n<a href="{link}">→</a> {{x}} \\n 深度'
+    options = Options(style=template, hashtags=False, tags="news 深度学习")
+    store = await open_storage()
+    await subscribed(store, 7, A, options=options)
+    await subscribed(store, 7, B, options=Options(style="compact"))
+    await store.close()
+    store = await open_storage()
+    a, b = await store.subscriptions_for_chat(7)
+    assert a.options == options
+    assert (b.options.style, b.options.hashtags, b.options.tags) == ("compact", True, "")
+    await store.close()
+
+
+@case
 async def a_feed_goes_with_its_last_subscription(open_storage: Opener) -> None:
     store = await open_storage()
     await subscribed(store, 1, A)

@@ -139,3 +139,31 @@ def test_real_process_serves_commands_and_survives_sigkill(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_preview_shows_templates_and_hashtags(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Tagged</title>'
+        "<link>https://blog.test/</link><item><title>First &amp; only</title>"
+        "<link>https://blog.test/1/</link><guid>https://blog.test/1/</guid>"
+        "<category>Machine Learning</category><category>深度学习</category>"
+        "<description>&lt;p&gt;The body.&lt;/p&gt;</description></item></channel></rss>",
+        encoding="utf-8",
+    )
+    template = "<i>{feed}</i>: <b>{title}</b>\\n{summary}\\n{tags}"
+    result = feedbot("preview", str(feed), "--json", "--template", template, "--tags", "news tech")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    params = json.loads(line)["params"]
+    assert params["text"] == (
+        "<i>Tagged</i>: <b>First &amp; only</b>\nThe body.\n#news #tech #Machine_Learning #深度学习"
+    )
+    plain = feedbot("preview", str(feed), "--template", "compact", "--hashtags", "off")
+    assert plain.returncode == 0
+    assert "First & only (https://blog.test/1/)\nThe body.\n─" in plain.stdout
+    assert "#Machine_Learning" not in plain.stdout
+    refused = feedbot("preview", str(feed), "--template", "<b>{title}</b>\\n{sumary}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "no placeholder “{sumary}”" in refused.stderr
+    assert feedbot("preview", str(feed), "--tags", "2024").returncode == 2

@@ -178,7 +178,7 @@ async def test_set_buttons_edit_the_same_message_and_change_what_arrives(
         assert "Silent notifications: off" in card.plain and "Link preview: on" in card.plain
         fake_api.press_button(USER, card.message_id, button(card, "🔕"))
         await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 1)
-        fake_api.press_button(USER, card.message_id, button(card, "📝"))
+        fake_api.press_button(USER, card.message_id, button(card, "📝 title and link"))
         await fake_api.await_for(lambda: len(fake_api.calls("editMessageText")) == 2)
         shown = fake_api.message(USER, card.message_id)
         assert shown is not None

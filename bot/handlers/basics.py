@@ -7,7 +7,7 @@ from telegram.constants import ChatType
 
 from bot.handlers.common import Context, remember_chat, reply
 from bot.i18n import t
-from bot.options import help_examples
+from bot.options import help_examples, template_help
 
 
 async def start(update: Update, context: Context) -> None:
@@ -17,7 +17,8 @@ async def start(update: Update, context: Context) -> None:
 
 async def help_command(update: Update, context: Context) -> None:
     options = t("help_options", examples=help_examples())  # the /set examples: bot.options
-    await reply(update, "\n\n".join((t("help"), t("help_channels"), options)))
+    sections = (t("help"), t("help_channels"), options, template_help())
+    await reply(update, "\n\n".join(sections))
 
 
 async def unknown(update: Update, context: Context) -> None:

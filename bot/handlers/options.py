@@ -80,6 +80,21 @@ def parse_option(
     return parse_within(name, raw, limits, for_defaults=for_defaults)
 
 
+def typed_tail(text: str, words: list[str]) -> str:
+    """The end of a command's text that `words` (its last arguments) came from, as typed: a
+    template's line breaks survive, where joining the arguments would lose them."""
+    if not words:
+        return ""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    tail = text[starts[-len(words)] :].strip() if len(starts) >= len(words) else ""
+    return tail if tail.split() == words else " ".join(words)
+
+
+def message_text(update: Update) -> str:
+    message = update.effective_message
+    return (message.text or "") if message is not None else ""
+
+
 def describe_filter(spec: str) -> str:
     """A stored filter as the chat reads it: the older word lists, or each part written out."""
     rules = read_filter(spec)
@@ -253,7 +268,7 @@ async def _set_defaults(update: Update, context: Context, target: Target, args: 
     if args:
         change = parse_option(
             args[0],
-            " ".join(args[1:]),
+            typed_tail(message_text(update), args[1:]),
             min_interval=runtime.settings.min_interval,
             for_defaults=True,
         )
@@ -281,7 +296,7 @@ async def _set_subscription(
         await reply(update, _unknown(target, ref))
         return
     if args:
-        name, value = args[0], " ".join(args[1:])
+        name, value = args[0], typed_tail(message_text(update), args[1:])
         if not value and flips(name):
             change = toggled(row.subscription.options, name)
         else:

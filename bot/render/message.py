@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bot.hashtags import hashtag_line, hashtags
 from bot.i18n import DEFAULT_LANG, format_time, t
 from bot.models import ApiCall, Entry, RenderedMessage
 from bot.options import OPTIONS, Effect, SubscriptionOptions
@@ -20,13 +21,14 @@ from bot.render.media import (
     playable,
     too_big_picture,
 )
+from bot.render.template import fill_within
 from bot.render.tree import clean_text
+from bot.template import Template, template_for
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 TITLE_MAX = 300  # UTF-16 units; hostile feeds send megabyte titles
 NAME_MAX = 80
-MAX_HASHTAGS = 5
 #: a cut caption is worth it only when it keeps at least this share of the body's text; else
 #: the post goes out as a text message with the picture as its large link preview
 MIN_CAPTION_SHARE = 2 / 3
@@ -36,8 +38,11 @@ MEDIA_URL_LIMIT = 20 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RenderOptions:
-    style: str = "full"  # "full" | "title" (title + link only)
+    #: "full" | "title" (title + link only) | a built-in template's name | a template's text
+    style: str = "full"
     pictures: bool = True
+    hashtags: bool = True  # the entry's categories as hashtags
+    tags: str = ""  # the subscription's own hashtags, space-separated, without "#"
     link_preview: bool = True
     custom_title: str = ""  # replaces the feed name in the header when set
     timezone: str = "UTC"
@@ -82,6 +87,10 @@ class _Parts:
     read_more: str  # the "Read more →" link's text
     #: "🎧 Listen" / "▶ Watch" / "📎" lines for enclosures not sent as media (never cut)
     lines: str = ""
+    #: the subscription's template and the values of its plain placeholders (escaped);
+    #: None: the message is the header, body, lines and tags
+    template: Template | None = None
+    values: tuple[tuple[str, str], ...] = ()
 
 
 def render_entry(
@@ -89,7 +98,7 @@ def render_entry(
 ) -> RenderedMessage:
     opts = options or RenderOptions()
     parts = _parts(entry, feed_title, opts)
-    media = playable(entry, opts.media_url_limit) if opts.style != "title" else None
+    media = playable(entry, opts.media_url_limit) if not _bodiless(opts) else None
     if media is not None and media.sendable:
         performer = _short(entry.author or opts.custom_title or feed_title, 64)
         return _media_post(media, entry, parts, opts, performer)
@@ -112,15 +121,23 @@ def render_entry(
     return RenderedMessage(attempts=_text_calls(parts, opts, picture=picture))
 
 
+def _bodiless(opts: RenderOptions) -> bool:
+    """The title style, and a template without {summary}: no body, so no pictures or media."""
+    if opts.style == "title":
+        return True
+    template = template_for(opts.style)
+    return template is not None and "summary" not in template.slots
+
+
 def _with_lines(parts: _Parts, entry: Entry, opts: RenderOptions, shown: set[str]) -> _Parts:
     """`parts` with a link line for every enclosure the message does not carry (`shown`)."""
-    pictures = opts.pictures and opts.style != "title"
+    pictures = opts.pictures and not _bodiless(opts)
     return replace(parts, lines=enclosure_lines(entry, opts.lang, shown, pictures=pictures))
 
 
 def _no_link_picture(entry: Entry, parts: _Parts, opts: RenderOptions) -> str:
     """A post without a link has no preview: its episode artwork is shown as one instead."""
-    if parts.link or not opts.pictures or opts.style == "title":
+    if parts.link or not opts.pictures or _bodiless(opts):
         return ""
     return entry.artwork_url or ""
 
@@ -190,7 +207,7 @@ def _album_post(images: tuple[str, ...], parts: _Parts, opts: RenderOptions) -> 
 
 
 def _album(entry: Entry, opts: RenderOptions) -> tuple[str, ...]:
-    if not opts.pictures or opts.style == "title" or is_video_page(entry.link):
+    if not opts.pictures or _bodiless(opts) or is_video_page(entry.link):
         return ()
     return album_images(entry)
 
@@ -198,19 +215,41 @@ def _album(entry: Entry, opts: RenderOptions) -> tuple[str, ...]:
 def _parts(entry: Entry, feed_title: str, opts: RenderOptions, lines: str = "") -> _Parts:
     link = _safe_link(entry.link)
     header = _header(entry, feed_title, link, opts)
-    if opts.style == "title":
-        return _Parts(header, "", "", link, t("read_more", opts.lang), lines)
+    own = opts.tags.split()
+    if opts.style == "title":  # the post's categories belong with its body
+        return _Parts(header, "", hashtag_line(hashtags(own)), link, t("read_more", opts.lang))
     body = html_to_telegram(entry.content_html or "", base_url=link, lang=opts.lang)
-    tags = _hashtags(entry.categories)
-    return _Parts(header, body, tags, link, t("read_more", opts.lang), lines)
+    tags = hashtag_line(hashtags(own, entry.categories if opts.hashtags else ()))
+    template = template_for(opts.style)
+    values = _template_values(entry, feed_title, link, opts) if template else ()
+    return _Parts(header, body, tags, link, t("read_more", opts.lang), lines, template, values)
+
+
+def _template_values(
+    entry: Entry, feed_title: str, link: str, opts: RenderOptions
+) -> tuple[tuple[str, str], ...]:
+    """The placeholders' values but the summary, tags and enclosure lines (bot.template)."""
+    return (
+        ("title", escape(_short(entry.title, TITLE_MAX))),
+        ("link", escape(link, quote=True)),
+        ("author", escape(_short(entry.author, NAME_MAX))),
+        ("feed", escape(_short(opts.custom_title or feed_title, NAME_MAX))),
+        ("date", escape(format_date(entry.published, opts.timezone, opts.lang))),
+    )
 
 
 def _compose(parts: _Parts, limit: int) -> tuple[str, Cut | None]:
     """The message HTML within `limit`; the Cut is None when the body was not cut."""
+    more = f'<a href="{escape(parts.link, quote=True)}">{parts.read_more}</a>' if parts.link else ""
+    if parts.template is not None:
+        values = {**dict(parts.values), "summary": parts.body, "tags": parts.tags}
+        html, cut = fill_within(parts.template, {**values, "enclosure": parts.lines}, limit, more)
+        if html.strip(TRIM):
+            return html, cut
+        parts = replace(parts, template=None)  # nothing to show for this post: the usual form
     full = _join(parts.header, parts.body, parts.lines, parts.tags)
     if measure(full) <= limit:
         return full, None
-    more = f'<a href="{escape(parts.link, quote=True)}">{parts.read_more}</a>' if parts.link else ""
     budget = limit - measure(_join(parts.header, "x", more, parts.lines, parts.tags)) + 1
     tags = parts.tags
     if budget < 100 and tags:
@@ -297,15 +336,6 @@ def _short(text: str, limit: int) -> str:
     return plain_text(cut.html).rstrip(" ,;:-") + "…"
 
 
-def _hashtags(categories: tuple[str, ...]) -> str:
-    tags: list[str] = []
-    for cat in categories:
-        tag = re.sub(r"\W+", "_", cat).strip("_")[:40]
-        if tag and not tag.isdigit() and tag.lower() not in {t.lower() for t in tags}:
-            tags.append(tag)
-    return " ".join("#" + t for t in tags[:MAX_HASHTAGS])
-
-
 def _safe_link(link: str) -> str:
     link = re.sub(r"[\x00-\x20\x7f]", "", link or "")
     scheme = link.split(":", 1)[0].lower() if ":" in link else ""
@@ -313,7 +343,7 @@ def _safe_link(link: str) -> str:
 
 
 def _photo_url(entry: Entry, opts: RenderOptions) -> str:
-    if not opts.pictures or opts.style == "title" or not entry.image_url:
+    if not opts.pictures or _bodiless(opts) or not entry.image_url:
         return ""
     if is_video_page(entry.link):  # its link preview plays the video; a still would not
         return ""
