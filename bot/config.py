@@ -17,6 +17,8 @@ from bot.errors import FeedbotError
 PUBLIC_API_URL = "https://api.telegram.org"
 #: what the public Bot API fetches by URL; what a self-hosted server may take
 PUBLIC_FILE_LIMIT_MB, LARGE_FILE_LIMIT_MB = 20, 2000
+#: FEEDBOT_TELEGRAPH_URL values that turn Instant View pages off
+TELEGRAPH_OFF = frozenset({"off", "none", "0", "false", "no"})
 
 
 class ConfigError(FeedbotError):
@@ -36,6 +38,12 @@ class Settings:
         "https://api.telegram.org",
         "FEEDBOT_API_URL",
         "Bot API server base URL (self-hosted telegram-bot-api or a test fake)",
+    )
+    telegraph_url: str = _setting(
+        "https://api.telegra.ph",
+        "FEEDBOT_TELEGRAPH_URL",
+        "Telegraph API base URL for Instant View pages of long posts (a test fake, or off: "
+        "long posts are cut as before)",
     )
     db_path: str = _setting("data/feedbot.json", "FEEDBOT_DB", "path of the TinyDB database file")
     database_url: str = _setting(
@@ -181,4 +189,14 @@ def validate(settings: Settings) -> Settings:
             "the public API fetches at most 20 MB by URL",
             key="error_config_large_files",
         )
-    return replace(settings, api_url=settings.api_url.rstrip("/"))
+    telegraph = settings.telegraph_url.strip()
+    if telegraph.lower() not in TELEGRAPH_OFF and not telegraph.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(
+            "FEEDBOT_TELEGRAPH_URL must start with http:// or https://, or be off",
+            key="error_config_telegraph_url",
+        )
+    return replace(
+        settings, api_url=settings.api_url.rstrip("/"), telegraph_url=telegraph.rstrip("/")
+    )

@@ -200,6 +200,8 @@ def option(default: Any, **spec: Any) -> Any:
     return field(default=default, metadata={"option": Option(default=default, **spec)})
 
 
+#: "auto": a page when the post is too long for one message
+INSTANT_VIEW = {"auto": "auto", "always": "always", "on": "always", "off": "off", "never": "off"}
 STYLES = {"full": "full", "summary": "full", "title": "title", "short": "title", "link": "title"}
 MAX_TITLE = 100
 
@@ -221,6 +223,11 @@ class SubscriptionOptions:
     pictures: bool = option(
         True, name="pictures", kind=Toggle(), affects=Effect.RENDER,
         label="opt_line_pictures", button="btn_pictures", example="off",
+    )
+    instant_view: str = option(  # "auto" | "always" | "off"
+        "auto", name="instantview", kind=Choice(INSTANT_VIEW, "opt_iv_", "set_iv_bad"),
+        affects=Effect.RENDER, label="opt_line_instantview", button="btn_instantview",
+        example="always",
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

@@ -340,6 +340,18 @@ class Database(Engine):
 
 
     # ------------------------------------------------------------------ the whole
+    # ------------------------------------------------------------- the bot's own
+    def bot_value(self, name: str) -> str | None:
+        return next((str(d["value"]) for _, d in self.bot.items() if d["name"] == name), None)
+
+    def keep_bot_value(self, name: str, value: str) -> str:
+        """Store `value` under `name` unless a value is stored there; returns the stored one."""
+        stored = self.bot_value(name)
+        if stored is None:
+            self.bot.insert({"name": name, "value": value})
+            return value
+        return stored
+
     def export_all(self) -> StoredState:
         return StoredState(
             self.all_feeds(), self.all_chats(), self.all_subscriptions(), self.pending()
