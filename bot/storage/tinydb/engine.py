@@ -93,8 +93,6 @@ class Engine:
         self.outbox = self._tables["outbox"]
         self.meta = self._tables["meta"]
         self.messages = self._tables["messages"]
-        #: the bot's own few values by name (the Telegraph account's token)
-        self.bot = self._tables["bot"]
         self.lazy_flush_s = lazy_flush_s
         self.log_floor = log_floor
         self._last_flush = time.monotonic()

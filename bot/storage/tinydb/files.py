@@ -136,7 +136,6 @@ _REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
     ),
     "meta": (("seq", int),),
     "messages": (("digest", str), ("message", list)),
-    "bot": (("name", str), ("value", str)),
     "log": (("next", int),),
 }
 
