@@ -148,13 +148,15 @@ class PagePublisher:
         if known is not None:
             self._pages.move_to_end(key)
             return known
-        if self.clock() < self._rest_until:
+        if not self.available():
             return None
         try:
             url = await self._create(draft)
-        except (TelegraphError, aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:  # a page is a nicety: whatever failed, the post still goes out
             rest = getattr(exc, "retry_after", None) or FAILURE_REST_S
             self._rest_until = self.clock() + rest
+            if not isinstance(exc, TelegraphError | aiohttp.ClientError | TimeoutError):
+                log.exception("Instant View page for %s failed unexpectedly", post_key)
             log.warning(
                 "Instant View page for %s not published (%s: %s); posts go out as "
                 "messages for %.0fs",
@@ -169,6 +171,10 @@ class PagePublisher:
             self._pages.popitem(last=False)
         self.published += 1
         return url
+
+    def available(self) -> bool:
+        """False while publishing rests after a failure (see `publish`)."""
+        return self.clock() >= self._rest_until
 
     async def _create(self, draft: PageDraft) -> str:
         token = await self._account()

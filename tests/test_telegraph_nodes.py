@@ -142,3 +142,10 @@ def test_auto_always_and_off() -> None:
     assert not wants_page(long_entry(), "Blog", RenderOptions(instant_view="off"))
     off = render_entry(long_entry(), "Blog", RenderOptions(instant_view="off"), page)
     assert "Read more" in off.attempts[0].params["text"]
+
+
+def test_the_fake_refuses_what_telegraph_refuses() -> None:
+    assert content_problem([{"tag": "div", "children": ["x"]}]) == "TAG_NOT_ALLOWED: div"
+    assert content_problem([{"tag": "a", "attrs": {"class": "x"}}]) == "ATTRIBUTE_NOT_ALLOWED"
+    assert content_problem([{"tag": "p", "children": ["x" * CONTENT_LIMIT]}]) == "CONTENT_TOO_BIG"
+    assert content_problem([]) == "CONTENT_REQUIRED"

@@ -305,7 +305,7 @@ class Poller:
         """The Instant View page of each new post some subscriber gets as a link to one,
         published once for all of them (by entry key); a post whose page failed has none and
         goes out as a message."""
-        if self.publisher is None:
+        if self.publisher is None or not self.publisher.available():
             return {}
         drafts = await asyncio.to_thread(
             page_drafts, feed, parsed, fresh, subs, langs, self.settings.media_url_limit
