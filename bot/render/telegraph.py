@@ -217,7 +217,12 @@ class _Walker:
     def element(self, node: Node) -> Nodes:
         tag = node.tag
         classes = node.classes()
-        if tag in _DROPPED or "katex-html" in classes or node.attrs.get("aria-hidden") == "true":
+        if "figcaption" in classes and tag != "figcaption":
+            # words under a picture are the post's words, even when hidden from screen readers
+            return _element("em", self.children(node))
+        if tag in _DROPPED or "katex-html" in classes or (
+            node.attrs.get("aria-hidden") == "true" and tag != "figcaption"
+        ):
             return []
         if classes & {"math", "math-inline", "math-display", "arithmatex"}:
             tex, _ = strip_delimiters(node.text())
