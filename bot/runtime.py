@@ -58,8 +58,14 @@ class Runtime:
         fetcher = Fetcher(fetch_settings(settings))
         sender = Sender(bot, store, delivery or DeliverySettings())
         publisher = page_publisher(settings, store)
-        poller = Poller(store, fetcher, settings, on_queued=sender.wake, parse_pool=parse_pool,
-                        publisher=publisher)
+        poller = Poller(
+            store,
+            fetcher,
+            settings,
+            on_queued=sender.wake,
+            parse_pool=parse_pool,
+            publisher=publisher,
+        )
         service = SubscriptionService(store, fetcher, settings, parse_pool=parse_pool)
         return cls(settings, store, fetcher, sender, poller, service, parse_pool, publisher)
 

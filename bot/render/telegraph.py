@@ -220,8 +220,10 @@ class _Walker:
         if "figcaption" in classes and tag != "figcaption":
             # words under a picture are the post's words, even when hidden from screen readers
             return _element("em", self.children(node))
-        if tag in _DROPPED or "katex-html" in classes or (
-            node.attrs.get("aria-hidden") == "true" and tag != "figcaption"
+        if (
+            tag in _DROPPED
+            or "katex-html" in classes
+            or (node.attrs.get("aria-hidden") == "true" and tag != "figcaption")
         ):
             return []
         if classes & {"math", "math-inline", "math-display", "arithmatex"}:

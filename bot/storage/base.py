@@ -338,7 +338,8 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], what: str) -> T
         try:
             return await attempt()
         except StorageConflict:
-            log.debug("%s: stored state changed meanwhile (try %d); deciding again", what,
-                      tries + 1)
+            log.debug(
+                "%s: stored state changed meanwhile (try %d); deciding again", what, tries + 1
+            )
             await asyncio.sleep(random.uniform(0, 0.005 * 2**tries))  # writers drift apart
     return await attempt()
