@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.models import Entry
@@ -149,3 +150,28 @@ def test_the_fake_refuses_what_telegraph_refuses() -> None:
     assert content_problem([{"tag": "a", "attrs": {"class": "x"}}]) == "ATTRIBUTE_NOT_ALLOWED"
     assert content_problem([{"tag": "p", "children": ["x" * CONTENT_LIMIT]}]) == "CONTENT_TOO_BIG"
     assert content_problem([]) == "CONTENT_REQUIRED"
+
+
+def test_pages_are_drafted_once_per_post_and_only_for_posts_a_chat_is_sent() -> None:
+    from bot.feeds.diff import entry_prints
+    from bot.models import Chat, Feed, ParsedFeed, Subscription
+    from bot.models import SubscriptionOptions as Options
+    from bot.pipeline.check import page_drafts
+
+    longs = [replace(long_entry(), key=f"k{i}", link=f"{BASE}{i}/") for i in range(4)]
+    short = Entry("s", "Short", BASE + "s/", content_html="<p>Just this.</p>")
+    fresh = [*longs, short]  # oldest first
+    feed = Feed(url="https://blog.test/feed")
+    parsed = ParsedFeed("Blog", BASE, fresh)
+    subs = [
+        Subscription(1, feed.url),  # auto: the long posts, the newest two (backlog cap)
+        Subscription(2, feed.url, options=Options(link_preview=False)),  # the same, once
+        Subscription(3, feed.url, options=Options(instant_view="off")),
+        Subscription(4, feed.url, options=Options(instant_view="always")),  # has seen "s"
+    ]
+    chats = {4: Chat(id=4, seen=list(entry_prints(short)))}
+    drafts = page_drafts(feed, parsed, fresh, subs, chats, backlog_limit=2)
+    assert sorted(drafts) == ["k2", "k3"]
+    assert drafts["k3"].title == "A long read"
+    everyone = page_drafts(feed, parsed, fresh, subs, {}, backlog_limit=10)
+    assert sorted(everyone) == ["k0", "k1", "k2", "k3", "s"]  # "always" takes the short too

@@ -13,7 +13,7 @@ from bot.feeds.diff import oldest_first, remember, seen_cap
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
-from bot.pipeline.outbox import notice_delivery, post_deliveries
+from bot.pipeline.outbox import notice_delivery, post_deliveries, posts_sent
 from bot.pipeline.schedule import DAY
 from bot.render import RenderOptions, render_entry
 from bot.render.message import MEDIA_URL_LIMIT, wants_page
@@ -81,22 +81,26 @@ def page_drafts(
     parsed: ParsedFeed,
     fresh: list[Entry],
     subs: list[Subscription],
-    langs: dict[int, str],
+    chats: Mapping[int, Chat],
+    backlog_limit: int,
     media_url_limit: int = MEDIA_URL_LIMIT,
 ) -> dict[str, PageDraft]:
-    """The Telegraph page of every new post that at least one subscriber gets as an Instant
-    View link (bot.render.message.wants_page), by entry key: each published once for all."""
+    """The Telegraph page of every new post that at least one subscriber is sent as an Instant
+    View link (bot.render.message.wants_page), by entry key: each published once for all.
+    Posts no chat is sent (seen there, filtered out, past the backlog cap) get none."""
     title = feed_title(feed, parsed)
-    kinds = {
-        RenderOptions.for_subscription(s.options, langs.get(s.chat_id, DEFAULT_LANG),
-                                       media_url_limit)
-        for s in subs
-    }
-    return {
-        entry.key: page_draft(entry, title)
-        for entry in fresh
-        if any(wants_page(entry, title, options) for options in kinds)
-    }
+    wanted: dict[str, Entry] = {}
+    decided: set[tuple[RenderOptions, str]] = set()
+    for sub in subs:
+        chat = chats.get(sub.chat_id) or Chat(id=sub.chat_id)
+        options = RenderOptions.for_subscription(sub.options, chat.lang, media_url_limit)
+        for entry in posts_sent(chat, sub, fresh, backlog_limit)[0]:
+            if entry.key in wanted or (options, entry.key) in decided:
+                continue
+            decided.add((options, entry.key))
+            if wants_page(entry, title, options):
+                wanted[entry.key] = entry
+    return {key: page_draft(entry, title) for key, entry in wanted.items()}
 
 
 def feed_title(feed: Feed, parsed: ParsedFeed) -> str:

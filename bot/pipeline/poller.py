@@ -291,7 +291,7 @@ class Poller:
         langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
                  for s in subs}
         limit = self.settings.media_url_limit
-        pages = await self._publish(feed, parsed, fresh, subs, langs)
+        pages = await self._publish(feed, parsed, fresh, subs, chats)
         return await asyncio.to_thread(render_for, feed, parsed, fresh, subs, langs, limit, pages)
 
     async def _publish(
@@ -300,19 +300,22 @@ class Poller:
         parsed: ParsedFeed,
         fresh: list[Entry],
         subs: list[Subscription],
-        langs: dict[int, str],
+        chats: dict[int, Chat],
     ) -> dict[str, str]:
         """The Instant View page of each new post some subscriber gets as a link to one,
         published once for all of them (by entry key); a post whose page failed has none and
         goes out as a message."""
         if self.publisher is None or not self.publisher.available():
             return {}
+        settings = self.settings
         drafts = await asyncio.to_thread(
-            page_drafts, feed, parsed, fresh, subs, langs, self.settings.media_url_limit
+            page_drafts, feed, parsed, fresh, subs, chats, settings.backlog_limit,
+            settings.media_url_limit,
         )
         pages: dict[str, str] = {}
         for key, draft in drafts.items():
-            url = await self.publisher.publish(f"{feed.url}#{key}", draft)
+            # by the post's identity: a post that two feeds carry is one page
+            url = await self.publisher.publish(key, draft)
             if url is not None:
                 pages[key] = url
         return pages
