@@ -24,6 +24,8 @@ PUBLIC_FILE_LIMIT_MB, LARGE_FILE_LIMIT_MB = 20, 2000
 PUBLIC_WEBHOOK_PORTS = (443, 80, 88, 8443)
 #: what setWebhook accepts as secret_token
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: FEEDBOT_TELEGRAPH_URL values that turn Instant View pages off
+TELEGRAPH_OFF = frozenset({"off", "none", "0", "false", "no"})
 
 
 class ConfigError(FeedbotError):
@@ -43,6 +45,12 @@ class Settings:
         "https://api.telegram.org",
         "FEEDBOT_API_URL",
         "Bot API server base URL (self-hosted telegram-bot-api or a test fake)",
+    )
+    telegraph_url: str = _setting(
+        "https://api.telegra.ph",
+        "FEEDBOT_TELEGRAPH_URL",
+        "Telegraph API base URL for Instant View pages of long posts (a test fake, or off: "
+        "long posts are cut as before)",
     )
     db_path: str = _setting("data/feedbot.json", "FEEDBOT_DB", "path of the TinyDB database file")
     database_url: str = _setting(
@@ -212,7 +220,17 @@ def validate(settings: Settings) -> Settings:
             "the public API fetches at most 20 MB by URL",
             key="error_config_large_files",
         )
-    settings = replace(settings, api_url=settings.api_url.rstrip("/"))
+    telegraph = settings.telegraph_url.strip()
+    if telegraph.lower() not in TELEGRAPH_OFF and not telegraph.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(
+            "FEEDBOT_TELEGRAPH_URL must start with http:// or https://, or be off",
+            key="error_config_telegraph_url",
+        )
+    settings = replace(
+        settings, api_url=settings.api_url.rstrip("/"), telegraph_url=telegraph.rstrip("/")
+    )
     _validate_webhook(settings)
     return settings
 

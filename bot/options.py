@@ -258,6 +258,8 @@ def option(default: Any, **spec: Any) -> Any:
     return field(default=default, metadata={"option": Option(default=default, **spec)})
 
 
+#: "auto": a page when the post is too long for one message
+INSTANT_VIEW = {"auto": "auto", "always": "always", "on": "always", "off": "off", "never": "off"}
 STYLES = {
     "full": "full", "summary": "full", "title": "title", "short": "title", "link": "title",
     **{name: name for name in BUILT_IN},
@@ -290,6 +292,11 @@ class SubscriptionOptions:
     tags: str = option(  # the subscription's own hashtags, space-separated, without "#"
         "", name="tags", kind=Tags("opt_tags_none"), affects=Effect.RENDER,
         label="opt_line_tags", example="news tech",
+    )
+    instant_view: str = option(  # "auto" | "always" | "off"
+        "auto", name="instantview", kind=Choice(INSTANT_VIEW, "opt_iv_", "set_iv_bad"),
+        affects=Effect.RENDER, label="opt_line_instantview", button="btn_instantview",
+        example="always",
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from telegram import Bot
 
-from bot.config import Settings
+from bot.config import TELEGRAPH_OFF, Settings
 from bot.delivery.sender import DeliverySettings, Sender
 from bot.feeds.fetcher import Fetcher, FetchSettings
 from bot.feeds.parse_pool import ParsePool
@@ -14,6 +14,7 @@ from bot.pipeline.poller import Poller, Resumed
 from bot.service import SubscriptionService
 from bot.storage import open_storage
 from bot.storage.base import Storage
+from bot.telegraph import PagePublisher, TelegraphClient
 
 
 def fetch_settings(settings: Settings) -> FetchSettings:
@@ -25,6 +26,13 @@ def fetch_settings(settings: Settings) -> FetchSettings:
     )
 
 
+def page_publisher(settings: Settings, store: Storage) -> PagePublisher | None:
+    """Instant View pages on the Telegraph at FEEDBOT_TELEGRAPH_URL; None when it is off."""
+    if settings.telegraph_url.lower() in TELEGRAPH_OFF:
+        return None
+    return PagePublisher(TelegraphClient(settings.telegraph_url), store)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -34,6 +42,7 @@ class Runtime:
     poller: Poller
     service: SubscriptionService
     parse_pool: ParsePool
+    publisher: PagePublisher | None = None
 
     @classmethod
     async def start(
@@ -48,9 +57,17 @@ class Runtime:
             raise
         fetcher = Fetcher(fetch_settings(settings))
         sender = Sender(bot, store, delivery or DeliverySettings())
-        poller = Poller(store, fetcher, settings, on_queued=sender.wake, parse_pool=parse_pool)
+        publisher = page_publisher(settings, store)
+        poller = Poller(
+            store,
+            fetcher,
+            settings,
+            on_queued=sender.wake,
+            parse_pool=parse_pool,
+            publisher=publisher,
+        )
         service = SubscriptionService(store, fetcher, settings, parse_pool=parse_pool)
-        return cls(settings, store, fetcher, sender, poller, service, parse_pool)
+        return cls(settings, store, fetcher, sender, poller, service, parse_pool, publisher)
 
     def messages_sent(self) -> int:
         """Every message Telegram accepted since start: posts, replies and notices."""
@@ -61,6 +78,8 @@ class Runtime:
         await self.parse_pool.close()
         await self.sender.stop()
         await self.fetcher.aclose()
+        if self.publisher is not None:
+            await self.publisher.aclose()
         await self.store.close()
 
     async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> Resumed | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,11 @@ from bot.app import running
 from bot.config import Settings, load
 from bot.delivery.sender import DeliverySettings
 from tests.fakes.botapi import FakeBotApi, SentMessage
-from tests.fakes.fixtures import fake_api, feed_server, make_fake_api  # noqa: F401
+from tests.fakes.fixtures import fake_api, feed_server, make_fake_api, telegraph  # noqa: F401
+
+# Tests talk to loopback only: Instant View pages are off unless a test names the fake Telegraph
+# (bot processes started by tests inherit this)
+os.environ.setdefault("FEEDBOT_TELEGRAPH_URL", "off")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -37,6 +42,7 @@ def bot_settings(tmp_path: Path, fake_api: FakeBotApi) -> Settings:  # noqa: F81
         db_path=str(tmp_path / "feedbot.json"),
         poll_interval=1,
         allow_private=True,
+        telegraph_url="off",  # tests/test_instant_view.py names the fake Telegraph
     )
 
 

@@ -544,3 +544,18 @@ async def an_import_is_conflicting_with_reads_made_before_it(open_storage: Opene
     with pytest.raises(StorageConflict):
         await store.save_chat(Chat(id=1), before.stamp)
     await store.close()
+
+
+# ------------------------------------------------------------------ the bot's own
+@case
+async def the_telegraph_token_is_kept_once_and_survives_a_reopen(open_storage: Opener) -> None:
+    store = await open_storage()
+    assert await store.telegraph_token() is None
+    assert await store.keep_telegraph_token("first") == "first"
+    # another process made an account meanwhile: the first kept wins, for every process
+    assert await store.keep_telegraph_token("second") == "first"
+    assert await store.telegraph_token() == "first"
+    await store.close()
+    store = await open_storage()
+    assert await store.telegraph_token() == "first"
+    await store.close()

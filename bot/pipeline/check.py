@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.feeds.diff import oldest_first, remember, seen_cap
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
-from bot.pipeline.outbox import notice_delivery, post_deliveries
+from bot.pipeline.outbox import notice_delivery, post_deliveries, posts_sent
 from bot.pipeline.schedule import DAY
 from bot.render import RenderOptions, render_entry
-from bot.render.message import MEDIA_URL_LIMIT
+from bot.render.message import MEDIA_URL_LIMIT, wants_page
+from bot.render.telegraph import PageDraft, page_draft
 from bot.storage.base import FeedCommit, FeedState
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,12 @@ def render_for(
     subs: list[Subscription],
     langs: dict[int, str],
     media_url_limit: int = MEDIA_URL_LIMIT,
+    pages: Mapping[str, str] | None = None,
 ) -> dict[tuple[int, str], RenderedMessage]:
-    title = parsed.title or feed.title or feed.url
+    """Each post for each subscriber; `pages`: the Instant View page URL of posts (by entry
+    key) that have one (see `page_drafts`)."""
+    title = feed_title(feed, parsed)
+    pages = pages or {}
     cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
     out: dict[tuple[int, str], RenderedMessage] = {}
     for sub in subs:
@@ -65,9 +71,40 @@ def render_for(
         for entry in fresh:
             key = (options, entry.key)
             if key not in cache:
-                cache[key] = render_entry(entry, title, options)
+                cache[key] = render_entry(entry, title, options, pages.get(entry.key, ""))
             out[(sub.chat_id, entry.key)] = cache[key]
     return out
+
+
+def page_drafts(
+    feed: Feed,
+    parsed: ParsedFeed,
+    fresh: list[Entry],
+    subs: list[Subscription],
+    chats: Mapping[int, Chat],
+    backlog_limit: int,
+    media_url_limit: int = MEDIA_URL_LIMIT,
+) -> dict[str, PageDraft]:
+    """The Telegraph page of every new post that at least one subscriber is sent as an Instant
+    View link (bot.render.message.wants_page), by entry key: each published once for all.
+    Posts no chat is sent (seen there, filtered out, past the backlog cap) get none."""
+    title = feed_title(feed, parsed)
+    wanted: dict[str, Entry] = {}
+    decided: set[tuple[RenderOptions, str]] = set()
+    for sub in subs:
+        chat = chats.get(sub.chat_id) or Chat(id=sub.chat_id)
+        options = RenderOptions.for_subscription(sub.options, chat.lang, media_url_limit)
+        for entry in posts_sent(chat, sub, fresh, backlog_limit)[0]:
+            if entry.key in wanted or (options, entry.key) in decided:
+                continue
+            decided.add((options, entry.key))
+            if wants_page(entry, title, options):
+                wanted[entry.key] = entry
+    return {key: page_draft(entry, title) for key, entry in wanted.items()}
+
+
+def feed_title(feed: Feed, parsed: ParsedFeed) -> str:
+    return parsed.title or feed.title or feed.url
 
 
 def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: int) -> FeedCommit:

@@ -91,6 +91,22 @@ def notice_delivery(
     return delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **shown)), now)
 
 
+def posts_sent(
+    chat: Chat, sub: Subscription, fresh: list[Entry], backlog_limit: int
+) -> tuple[list[Entry], int]:
+    """The `fresh` posts one subscriber is sent: those its chat has not seen and its filters
+    let through, at most `backlog_limit` (the newest); and how many more were skipped."""
+    seen = as_prints(chat.seen)
+    wanted = [
+        e
+        for e in fresh
+        if not any(seen.holds(pack_print(p)) for p in entry_prints(e))
+        and matches(e, sub.options.filters, chat.filters)
+    ]
+    skipped = max(len(wanted) - max(backlog_limit, 1), 0)
+    return wanted[skipped:], skipped
+
+
 def post_deliveries(
     chat: Chat,
     sub: Subscription,
@@ -104,16 +120,8 @@ def post_deliveries(
     filters let through, at most `backlog_limit` (the newest; a notice says how many were
     skipped), each followed by its follow-up. Every fresh post now counts as seen in `chat`
     (its seen-set is updated in place), sent or filtered."""
-    seen = as_prints(chat.seen)
-    wanted = [
-        e
-        for e in fresh
-        if not any(seen.holds(pack_print(p)) for p in entry_prints(e))
-        and matches(e, sub.options.filters, chat.filters)
-    ]
+    sent, skipped = posts_sent(chat, sub, fresh, backlog_limit)
     chat.seen = merge_chat_seen(chat.seen, [p for e in fresh for p in entry_prints(e)])
-    limit = max(backlog_limit, 1)
-    skipped = max(len(wanted) - limit, 0)
     out: list[Delivery] = []
     if skipped:
         text = t(
@@ -124,7 +132,7 @@ def post_deliveries(
             title=html.escape(feed.title or feed.url),
         )
         out.append(delivery(sub, f"backlog:{now}", notice(text), now))
-    for entry in wanted[skipped:]:
+    for entry in sent:
         message = messages[(sub.chat_id, entry.key)]  # every fresh entry was rendered
         out.append(delivery(sub, entry.key, message, now))
         if message.follow_up is not None:  # next in the chat's order: nothing comes between

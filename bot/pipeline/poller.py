@@ -37,6 +37,7 @@ from bot.pipeline.check import (
     check_commit,
     moved_to,
     next_check_after,
+    page_drafts,
     render_for,
     same_document,
 )
@@ -54,6 +55,7 @@ from bot.pipeline.outbox import (
 )
 from bot.pipeline.schedule import DAY, effective_interval, owed_on_resume
 from bot.storage.base import FeedCommit, FeedState, Storage, retry_on_conflict
+from bot.telegraph import PagePublisher
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,11 @@ class Poller:
         *,
         on_queued: Callable[[], None] = lambda: None,
         parse_pool: ParsePool | None = None,
+        publisher: PagePublisher | None = None,
     ) -> None:
         self.store = store
+        #: publishes Instant View pages of long posts (bot.telegraph); None: no pages
+        self.publisher = publisher
         self.fetcher = fetcher
         self.settings = settings
         #: parses in worker processes when given (the bot), else in threads
@@ -285,9 +290,35 @@ class Poller:
         """Each post for each subscriber, in the subscriber's chat language (in a thread)."""
         langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
                  for s in subs}
-        return await asyncio.to_thread(
-            render_for, feed, parsed, fresh, subs, langs, self.settings.media_url_limit
+        limit = self.settings.media_url_limit
+        pages = await self._publish(feed, parsed, fresh, subs, chats)
+        return await asyncio.to_thread(render_for, feed, parsed, fresh, subs, langs, limit, pages)
+
+    async def _publish(
+        self,
+        feed: Feed,
+        parsed: ParsedFeed,
+        fresh: list[Entry],
+        subs: list[Subscription],
+        chats: dict[int, Chat],
+    ) -> dict[str, str]:
+        """The Instant View page of each new post some subscriber gets as a link to one,
+        published once for all of them (by entry key); a post whose page failed has none and
+        goes out as a message."""
+        if self.publisher is None or not self.publisher.available():
+            return {}
+        settings = self.settings
+        drafts = await asyncio.to_thread(
+            page_drafts, feed, parsed, fresh, subs, chats, settings.backlog_limit,
+            settings.media_url_limit,
         )
+        pages: dict[str, str] = {}
+        for key, draft in drafts.items():
+            # by the post's identity: a post that two feeds carry is one page
+            url = await self.publisher.publish(key, draft)
+            if url is not None:
+                pages[key] = url
+        return pages
 
     # ---------------------------------------------------------------- commits
     async def _record_not_modified(

@@ -45,6 +45,9 @@ class RenderOptions:
     tags: str = ""  # the subscription's own hashtags, space-separated, without "#"
     link_preview: bool = True
     custom_title: str = ""  # replaces the feed name in the header when set
+    #: "auto" (a post too long for one message) | "always" | "off": when a post is sent as a
+    #: link to its Instant View page (given to `render_entry` as `page`)
+    instant_view: str = "auto"
     timezone: str = "UTC"
     #: the language of the chat the post is for: its date and "Read more" link
     lang: str = DEFAULT_LANG
@@ -94,10 +97,14 @@ class _Parts:
 
 
 def render_entry(
-    entry: Entry, feed_title: str, options: RenderOptions | None = None
+    entry: Entry, feed_title: str, options: RenderOptions | None = None, page: str = ""
 ) -> RenderedMessage:
+    """The post as a message. `page`: the URL of its Instant View page (bot.telegraph), when
+    one was published: the post is then sent as a link to it if `wants_page` says so."""
     opts = options or RenderOptions()
     parts = _parts(entry, feed_title, opts)
+    if page and _wants_page(entry, parts, opts):
+        return _instant_view_post(entry, feed_title, parts, opts, page)
     media = playable(entry, opts.media_url_limit) if not _bodiless(opts) else None
     if media is not None and media.sendable:
         performer = _short(entry.author or opts.custom_title or feed_title, 64)
@@ -127,6 +134,63 @@ def _bodiless(opts: RenderOptions) -> bool:
         return True
     template = template_for(opts.style)
     return template is not None and "summary" not in template.slots
+
+
+def wants_page(entry: Entry, feed_title: str, options: RenderOptions | None = None) -> bool:
+    """Whether the post goes out as a link to its Instant View page: always, or (auto) when
+    its text would be cut to fit one message."""
+    opts = options or RenderOptions()
+    if opts.instant_view != "auto" or _no_room_for_page(opts):
+        return opts.instant_view == "always" and not _no_room_for_page(opts)
+    return _wants_page(entry, _parts(entry, feed_title, opts), opts)
+
+
+def _no_room_for_page(opts: RenderOptions) -> bool:
+    """A template without {summary}: the page's link (shown where the text goes) has no place."""
+    return opts.style != "title" and _bodiless(opts)
+
+
+def _wants_page(entry: Entry, parts: _Parts, opts: RenderOptions) -> bool:
+    if _no_room_for_page(opts):
+        return False
+    if opts.instant_view != "auto" or not parts.body:
+        return opts.instant_view == "always"
+    text_form = _with_lines(parts, entry, opts, set())
+    return _compose(text_form, TEXT_LIMIT)[1] is not None
+
+
+def _instant_view_post(
+    entry: Entry, feed_title: str, parts: _Parts, opts: RenderOptions, page: str
+) -> RenderedMessage:
+    """The header, a link to the post's Instant View page and the footer (tags, enclosure
+    lines). The page's link preview is what shows Telegram's Instant View button, so it is on
+    even where the subscription turned previews off. Audio and video still go as media, the
+    link in their caption."""
+    label = t("instant_view_link", opts.lang)
+    link_line = f'<a href="{escape(page, quote=True)}">{label}</a>'
+    shown = {*entry.images, entry.image_url or ""}
+    short = replace(parts, body=link_line)
+    media = playable(entry, opts.media_url_limit) if not _bodiless(opts) else None
+    if media is not None and media.sendable:
+        performer = _short(entry.author or opts.custom_title or feed_title, 64)
+        with_media = replace(short, lines=enclosure_lines(entry, opts.lang, shown | {media.url}))
+        caption, _ = _compose(with_media, CAPTION_LIMIT)
+        call = _media_call(media, entry, caption, performer)
+        text = replace(short, lines=enclosure_lines(entry, opts.lang, shown))
+        return RenderedMessage(attempts=(call, *_page_calls(text, page)))
+    short = replace(short, lines=enclosure_lines(entry, opts.lang, shown, pictures=False))
+    return RenderedMessage(attempts=_page_calls(short, page))
+
+
+def _page_calls(parts: _Parts, page: str) -> tuple[ApiCall, ApiCall]:
+    preview = {"url": page, "prefer_large_media": True}
+    text, _ = _compose(parts, TEXT_LIMIT)
+    html_params = {"text": text, "parse_mode": "HTML", "link_preview_options": preview}
+    plain = _plain(parts, TEXT_LIMIT)
+    if page not in plain:  # the plain form names the page (its link text is gone)
+        plain = f"{plain}\n\n{page}"
+    plain_params = {"text": plain, "link_preview_options": preview}
+    return ApiCall("sendMessage", html_params), ApiCall("sendMessage", plain_params)
 
 
 def _with_lines(parts: _Parts, entry: Entry, opts: RenderOptions, shown: set[str]) -> _Parts:

@@ -66,6 +66,10 @@ def sub_key(chat_id: int, url: str) -> str:
     return f"sub:{chat_id}:{url}"
 
 
+#: the name the Telegraph account's token is stored under (`Storage.telegraph_token`)
+TELEGRAPH_TOKEN = "telegraph_token"
+
+
 def chat_subs_key(chat_id: int) -> str:
     """The set of a chat's subscriptions (a new one, or one gone, changes it)."""
     return f"subs-of:{chat_id}"
@@ -294,6 +298,17 @@ class Storage(Protocol):
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         """Remove a chat's whole queue; returns how many went."""
+        ...
+
+    # -------------------------------------------------------- the bot's own
+    async def telegraph_token(self) -> str | None:
+        """The token of the Telegraph account Instant View pages are published with; None
+        until one is kept."""
+        ...
+
+    async def keep_telegraph_token(self, token: str) -> str:
+        """Keep a new account's token, durably, unless one is kept already (another process
+        made one first): returns the token kept, which every page is then published with."""
         ...
 
     # ------------------------------------------------------------ the whole

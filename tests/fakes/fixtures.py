@@ -1,6 +1,6 @@
 """Pytest fixtures for the fakes. In a conftest.py or test module:
 
-    from tests.fakes.fixtures import fake_api, feed_server, make_fake_api  # noqa: F401
+    from tests.fakes.fixtures import fake_api, feed_server, make_fake_api, telegraph  # noqa: F401
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feedserver import FeedServer
+from tests.fakes.telegraph import FakeTelegraph
 
 
 @pytest.fixture
@@ -37,5 +38,13 @@ def fake_api(make_fake_api: Callable[..., FakeBotApi]) -> FakeBotApi:
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
     server = FeedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def telegraph() -> Iterator[FakeTelegraph]:
+    """The loopback fake of Telegraph; the bot uses it when FEEDBOT_TELEGRAPH_URL names it."""
+    server = FakeTelegraph().start()
     yield server
     server.stop()

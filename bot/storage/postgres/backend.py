@@ -22,6 +22,7 @@ import asyncpg
 from bot.errors import FeedbotError
 from bot.models import Chat, Delivery, Feed, Subscription
 from bot.storage.base import (
+    TELEGRAPH_TOKEN,
     ChatRecord,
     ChatState,
     FeedCommit,
@@ -269,6 +270,13 @@ class PostgresStorage:
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self._write(lambda tx: tx.remove_deliveries("chat_id = $1", chat_id))
+
+    # ---------------------------------------------------------- the bot's own
+    async def telegraph_token(self) -> str | None:
+        return await self._read(lambda tx: tx.bot_value(TELEGRAPH_TOKEN))
+
+    async def keep_telegraph_token(self, token: str) -> str:
+        return await self._write(lambda tx: tx.keep_bot_value(TELEGRAPH_TOKEN, token))
 
     # ------------------------------------------------------------- the whole
     async def stats(self) -> StorageStats:

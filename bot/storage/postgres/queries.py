@@ -408,6 +408,19 @@ class Tx:
             " (SELECT count(*) FROM feeds WHERE retired) AS retired")
         return StorageStats(**dict(row))
 
+    # ---------------------------------------------------------- the bot's own
+    async def bot_value(self, name: str) -> str | None:
+        value = await self.conn.fetchval("SELECT value FROM bot_values WHERE name = $1", name)
+        return str(value) if value is not None else None
+
+    async def keep_bot_value(self, name: str, value: str) -> str:
+        """`value` under `name` unless one is there (the first writer's stays); the stored."""
+        await self.conn.execute(
+            "INSERT INTO bot_values (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            name, value)
+        return str(await self.conn.fetchval(
+            "SELECT value FROM bot_values WHERE name = $1", name))
+
     # ------------------------------------------------------------- the whole
     async def export_all(self) -> StoredState:
         feeds = await self.conn.fetch("SELECT * FROM feeds ORDER BY url")

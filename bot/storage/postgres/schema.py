@@ -111,8 +111,16 @@ CREATE INDEX deliveries_by_feed ON deliveries (feed_url);
 CREATE INDEX deliveries_by_message ON deliveries (message_digest);
 """
 
+_V2 = """
+-- the bot's own few values by name (the Telegraph account's token)
+CREATE TABLE bot_values (
+    name text PRIMARY KEY,
+    value text NOT NULL
+);
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from bot.models import Chat, Delivery, Feed, Subscription
 from bot.storage.base import (
+    TELEGRAPH_TOKEN,
     ChatRecord,
     ChatState,
     FeedCommit,
@@ -312,6 +313,13 @@ class TinyDBStorage:
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self._durable(lambda db: db.drop_chat_deliveries(chat_id))
+
+    # ---------------------------------------------------------- the bot's own
+    async def telegraph_token(self) -> str | None:
+        return await self._run(self._db.bot_value, TELEGRAPH_TOKEN)
+
+    async def keep_telegraph_token(self, token: str) -> str:
+        return await self._durable(lambda db: db.keep_bot_value(TELEGRAPH_TOKEN, token))
 
     # ------------------------------------------------------------- the whole
     async def stats(self) -> StorageStats:

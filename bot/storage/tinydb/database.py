@@ -340,6 +340,25 @@ class Database(Engine):
 
 
     # ------------------------------------------------------------------ the whole
+    # ------------------------------------------------------------- the bot's own
+    # The bot's few values of its own (the Telegraph account's token) are fields of the meta
+    # document, beside the outbox's sequence number: no table for two strings.
+    def bot_value(self, name: str) -> str | None:
+        doc = self.meta.get("1") or {}
+        return str(doc[name]) if name in doc and name != "seq" else None
+
+    def keep_bot_value(self, name: str, value: str) -> str:
+        """Store `value` under `name` unless a value is stored there; returns the stored one."""
+        stored = self.bot_value(name)
+        if stored is not None:
+            return stored
+        if self.meta.get("1") is None:
+            self.meta.put("1", {"seq": 0, name: value})
+            self.meta.next_id = max(self.meta.next_id, 2)
+        else:
+            self.meta.update("1", {name: value})
+        return value
+
     def export_all(self) -> StoredState:
         return StoredState(
             self.all_feeds(), self.all_chats(), self.all_subscriptions(), self.pending()
