@@ -375,6 +375,30 @@ async def test_next_check_counts_from_the_start_of_the_check(
         assert INTERVAL <= (await rig.feed(url)).next_check - started <= INTERVAL * 1.1
 
 
+async def test_an_interval_set_during_a_check_is_what_the_check_schedules_by(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/set interval while the feed is being fetched: the check's commit (a 200 with a new
+    post, then a 304) counts the next check by the new interval, not the old one."""
+    rig.server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    url = await rig.subscribe("/f.xml")
+    fetch = rig.poller.fetcher.fetch
+    interval = {"value": 3600}
+
+    async def fetch_while_set(*args: Any, **kwargs: Any) -> FetchResult:
+        await rig.service.update_options(CHAT, url, {"interval": interval["value"]})
+        return await fetch(*args, **kwargs)
+
+    monkeypatch.setattr(rig.poller.fetcher, "fetch", fetch_while_set)
+    rig.server.set_feed("/f.xml", hugo_feed(range(1, 4)))
+    for expect_new, value in ((1, 3600), (0, 7200)):
+        interval["value"] = value
+        started = rig.clock.now = max(rig.clock.now, (await rig.feed(url)).next_check)
+        await rig.poller.check(url)
+        assert len(await rig.drain()) == expect_new
+        assert value <= (await rig.feed(url)).next_check - started <= value * 1.1
+
+
 # ------------------------------------------- only changed items parsed (bot.feeds.parse_delta)
 async def _forget_seen(store: TinyDBStorage, url: str) -> None:
     feed = await store.get_feed(url)

@@ -256,6 +256,11 @@ class Poller:
         plan.item_records = item_records
 
         async def decide(current: FeedState) -> int:
+            # the interval as it is now: a /set interval during the fetch is not undone
+            plan.next_check = next_check_after(
+                started, self._interval(current.subscriptions), parsed.ttl_minutes,
+                result.max_age,
+            )
             commit = check_commit(current, plan, self.clock(), self.settings.backlog_limit)
             await self.store.commit_check(commit)
             return len(commit.deliveries)
@@ -271,9 +276,6 @@ class Poller:
         fresh = new_entries(parsed.entries, feed.seen)
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
-        )
-        plan.next_check = next_check_after(
-            started, self._interval(subs), parsed.ttl_minutes, result.max_age
         )
         if fresh and subs:
             plan.messages = await self._render_all(feed, parsed, fresh, subs, state.chats)
@@ -324,12 +326,10 @@ class Poller:
     async def _record_not_modified(
         self, state: FeedState, result: FetchResult, started: float
     ) -> None:
-        next_check = next_check_after(
-            started, self._interval(state.subscriptions), state.feed.ttl_minutes, result.max_age
-        )
-
         async def decide(current: FeedState) -> int:
             feed, now = current.feed, self.clock()
+            interval = self._interval(current.subscriptions)  # as it is now
+            next_check = next_check_after(started, interval, feed.ttl_minutes, result.max_age)
             commit = FeedCommit(feed, current.stamp, moved_to=moved_to(feed.url, result))
             if mark_healthy(feed, now):
                 commit.deliveries, _ = notify_subscribers(
@@ -346,10 +346,9 @@ class Poller:
     async def _record_failure(self, state: FeedState, exc: FeedbotError) -> None:
         log.info("check of %s failed: %s", state.feed.url, exc)
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        interval = self._interval(state.subscriptions)
-
         async def decide(current: FeedState) -> int:
             feed, now = current.feed, self.clock()
+            interval = self._interval(current.subscriptions)  # as it is now
             feed.errors += 1
             feed.last_check = now
             feed.last_error, feed.last_error_kind = str(exc), exc.kind
