@@ -35,6 +35,20 @@ def test_rss_fields() -> None:
     assert second.key == "https://blog.test/p1"
 
 
+@pytest.mark.parametrize("content_type", ["", "application/rss+xml"])
+def test_utf8_without_a_declaration_or_charset_stays_utf8(content_type: str) -> None:
+    """A file, or a server naming no charset, with no XML declaration: UTF-8, not latin-1."""
+    body = (
+        "<rss version='2.0'><channel><title>Ünïcode 深度</title><item><title>Grüße 学习</title>"
+        "<link>https://e.test/a</link><description>naïve café</description></item>"
+        "</channel></rss>"
+    ).encode()
+    feed = parse_bytes(body, "file:///tmp/u.xml", content_type)
+    assert feed.title == "Ünïcode 深度"
+    (entry,) = feed.entries
+    assert (entry.title, entry.content_html) == ("Grüße 学习", "naïve café")
+
+
 def test_json_feed() -> None:
     doc = {
         "version": "https://jsonfeed.org/version/1.1",

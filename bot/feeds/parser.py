@@ -104,9 +104,10 @@ def parse_document(
         raise ParseError("the document is empty", key="error_empty_document")
     if _looks_like_json(body, content_type):
         return parse_json_feed(body, url)
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
+    # Without a content type, feedparser reads any headers given as text/plain in latin-1
+    # (RFC 2616's default); a file or a server that names none gets the XML declaration's
+    # encoding (UTF-8 when it has none), as application/xml does.
+    headers = {"content-location": url, "content-type": content_type or "application/xml"}
     # The renderer is a strict whitelist (tags, attributes, URL schemes): feedparser's own
     # sanitizer would only repeat that work, at about a sixth of the parse time. It also resolves
     # links against the post's URL (and `meaningful_images` pictures too), so feedparser's pass
