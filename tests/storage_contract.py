@@ -7,6 +7,7 @@ tests/test_storage_contract.py runs every case against every backend.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -558,4 +559,95 @@ async def the_telegraph_token_is_kept_once_and_survives_a_reopen(open_storage: O
     await store.close()
     store = await open_storage()
     assert await store.telegraph_token() == "first"
+    await store.close()
+
+
+# ------------------------------------------------- several processes, one bot
+@case
+async def a_claimed_feed_is_not_claimed_again_until_its_check_commits(
+    open_storage: Opener,
+) -> None:
+    store = await open_storage()
+    for url, next_check in ((A, 10.0), (B, 20.0), (C, 30.0)):
+        await store.save_feed(Feed(url=url, next_check=next_check))
+        await subscribed(store, 1, url)
+    assert [f.url for f in await store.claim_due_feeds(100.0, 2, 60.0)] == [A, B]  # soonest
+    assert [f.url for f in await store.claim_due_feeds(100.0, 5, 60.0)] == [C]
+    assert await store.claim_due_feeds(100.0, 5, 60.0) == []  # all leased
+    state = await store.load_feed(A)
+    assert state is not None
+    await store.record_not_modified(FeedCommit(replace(state.feed, next_check=50.0),
+                                               state.stamp))
+    await store.postpone_check(B, 20.0)  # a crashed check puts its feed back
+    assert [f.url for f in await store.claim_due_feeds(100.0, 5, 60.0)] == [B, A]
+    # every lease ran out (C's at 160, A's and B's at 160 too): all are claimed again
+    assert [f.url for f in await store.claim_due_feeds(161.0, 5, 60.0)] == [B, C, A]
+    assert await store.claim_due_feeds(5.0, 5, 60.0) == []  # nothing due yet
+    assert await store.claim_due_feeds(100.0, 0, 60.0) == []
+    await store.close()
+
+
+@case
+async def a_claim_changes_no_stamp(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.save_feed(Feed(url=A, next_check=1.0))
+    await subscribed(store, 1, A)
+    state = await store.load_feed(A)
+    assert state is not None
+    assert [f.url for f in await store.claim_due_feeds(10.0, 5, 60.0)] == [A]
+    await store.commit_check(FeedCommit(replace(state.feed, next_check=99.0), state.stamp))
+    assert (await store.get_feed(A) or Feed(B)).next_check == 99.0
+    await store.close()
+
+
+@case
+async def a_seat_is_held_until_stepping_down(open_storage: Opener) -> None:
+    import uuid
+
+    seat = f"sender:{uuid.uuid4().hex}"
+    store = await open_storage()
+    assert await store.try_lead(seat)
+    assert await store.try_lead(seat)  # still held
+    await store.step_down(seat)
+    assert await store.try_lead(seat)
+    await store.close()
+
+
+@case
+async def relayed_calls_are_taken_by_priority_and_answered_once(open_storage: Opener) -> None:
+    from bot.storage.base import TOPIC_ANSWERS, TOPIC_CALLS, CallAnswer, RelayedCall
+
+    store = await open_storage()
+    calls_event = await store.watch(TOPIC_CALLS)
+    answers_event = await store.watch(TOPIC_ANSWERS)
+    calls_event.clear()
+    await store.relay_call(RelayedCall("c1", "sendMessage", {"chat_id": 1, "text": "a"}, 1, 0.0))
+    await store.relay_call(RelayedCall("c2", "editMessageText", {"text": "b"}, 0, 0.0))
+    await asyncio.wait_for(calls_event.wait(), 5)  # announced
+    taken = await store.take_calls(10, 30.0)
+    assert [(c.id, c.endpoint, c.params) for c in taken] == [
+        ("c2", "editMessageText", {"text": "b"}),
+        ("c1", "sendMessage", {"chat_id": 1, "text": "a"}),
+    ]
+    assert await store.take_calls(10, 30.0) == []  # taken: not handed out twice
+    assert await store.collect_answer("c1") is None  # not answered yet
+    answers_event.clear()
+    await store.answer_call("c1", CallAnswer(False, error="BadRequest", message="no text"))
+    await asyncio.wait_for(answers_event.wait(), 5)
+    assert await store.collect_answer("c1") == CallAnswer(False, None, "BadRequest", "no text")
+    assert await store.collect_answer("c1") is None  # collected once
+    await store.answer_call("c2", CallAnswer(True, {"message_id": 7}))
+    assert await store.collect_answer("c2") == CallAnswer(True, {"message_id": 7})
+    await store.close()
+
+
+@case
+async def new_deliveries_are_announced(open_storage: Opener) -> None:
+    from bot.storage.base import TOPIC_OUTBOX
+
+    store = await open_storage()
+    event = await store.watch(TOPIC_OUTBOX)
+    event.clear()
+    await store.enqueue([post(1)])
+    await asyncio.wait_for(event.wait(), 5)
     await store.close()

@@ -180,3 +180,59 @@ async def test_nul_characters_a_feed_may_send_are_dropped_not_refused() -> None:
             assert delivery.message.attempts[0].params["text"] == text.replace("\x00", "")
         finally:
             await store.close()
+
+
+async def test_one_seat_holder_among_processes_and_the_seat_frees_when_it_dies() -> None:
+    async with postgres_schema() as url:
+        first = await PostgresStorage.open(url)
+        second = await PostgresStorage.open(url)
+        try:
+            assert await first.try_lead("sender:test-seat")
+            assert not await second.try_lead("sender:test-seat")
+            assert await second.try_lead("updates:test-seat")  # another seat is free
+            assert first._control is not None
+            first._control.terminate()  # the holder's connection ends as in a SIGKILL
+            for _ in range(50):  # the server frees the lock once it sees the socket close
+                if await second.try_lead("sender:test-seat"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await second.try_lead("sender:test-seat")
+            assert not await first.try_lead("sender:test-seat")  # it lost the seat
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_checkers_claiming_at_once_never_share_a_feed() -> None:
+    async with postgres_schema() as url:
+        stores = [await PostgresStorage.open(url) for _ in range(4)]
+        try:
+            urls = [f"https://f{i}.test/feed" for i in range(200)]
+            for i, u in enumerate(urls):
+                await stores[0].save_feed(Feed(url=u, next_check=float(i)))
+                await stores[0].save_subscription(Subscription(chat_id=1, feed_url=u))
+            claims = await asyncio.gather(*(
+                s.claim_due_feeds(1000.0, 30, 60.0) for s in stores for _ in range(3)))
+            claimed = [f.url for batch in claims for f in batch]
+            assert len(claimed) == len(set(claimed)) == 200  # each once, none twice
+        finally:
+            for s in stores:
+                await s.close()
+
+
+async def test_recent_sends_count_completed_deliveries_and_recorded_replies() -> None:
+    from tests.storage_contract import post
+
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            await store.enqueue([post(1, chat=5), post(2, chat=-100)])
+            await store.complete("d1")
+            await store.record_sends([7, 7])
+            sends = await store.recent_sends(60.0)
+            assert sorted(chat for chat, _ in sends) == [5, 7, 7]
+            assert all(0 <= age < 5 for _, age in sends)
+            await asyncio.sleep(0.3)
+            assert await store.recent_sends(0.2) == []
+        finally:
+            await store.close()

@@ -109,6 +109,9 @@ class Poller:
         self.stats = CycleStats()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._batch_full = False
+        self._closing = False
+        self._refilling: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.max_concurrent_checks)
         # Feed-health thresholds and the clock are attributes so tests can shrink a day to seconds.
         self.clock: Callable[[], float] = time.time
@@ -119,22 +122,59 @@ class Poller:
 
     # ------------------------------------------------------------- scheduling
     async def tick(self) -> int:
-        """Start a check of every feed due now; return how many were started. They start
-        together, as one batch: their reads and lazy writes share store trips, and checks of
-        one host reuse its kept-alive connections (bounded by `max_concurrent_checks`). A check
-        is late by at most a tick and never early (a server's Retry-After is kept to the
-        second)."""
-        due = await self.store.due_feeds(self.clock())
+        """Start a check of every feed due now (up to `claim_batch` at a time); return how
+        many were started. They start together, as one batch: their reads and lazy writes
+        share store trips, and checks of one host reuse its kept-alive connections (bounded by
+        `max_concurrent_checks`). The feeds are claimed with a lease (`claim_due_feeds`), so
+        checkers sharing one database never check a feed at once; when a batch was full, the
+        next is claimed as soon as half of it is done, not a tick later. A check is late by
+        at most a tick and never early (a server's Retry-After is kept to the second)."""
+        room = self.claim_batch - len(self._in_flight)
+        if room <= 0:
+            return 0
+        due = await self.store.claim_due_feeds(self.clock(), room, self.lease_seconds)
+        self._batch_full = len(due) >= room
         started = 0
         for feed in due:
             if feed.url in self._in_flight:
                 continue
             self._in_flight.add(feed.url)
-            task = asyncio.create_task(self._guarded(feed.url), name=f"check {feed.url}")
+            task = asyncio.create_task(
+                self._guarded(feed.url, feed.next_check), name=f"check {feed.url}"
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started += 1
         return started
+
+    @property
+    def claim_batch(self) -> int:
+        """How many feeds one claim takes: enough to keep every check slot busy between two
+        claims, few enough to leave the rest to other checkers."""
+        return 4 * self.settings.max_concurrent_checks
+
+    @property
+    def lease_seconds(self) -> float:
+        """A claimed feed's lease: the longest its check may wait for a slot behind the rest
+        of its batch and then take, with room to spare."""
+        return self.settings.fetch_timeout * 6 + 60
+
+    def _refill(self) -> None:
+        """A full batch is half done: claim the next one now (one claim at a time)."""
+        if not self._batch_full or self._closing or len(self._in_flight) > self.claim_batch // 2:
+            return
+        if self._refilling is not None and not self._refilling.done():
+            return
+        self._batch_full = False
+        self._refilling = asyncio.create_task(self._refill_now(), name="claim due feeds")
+        self._tasks.add(self._refilling)  # wait_idle waits for the checks it starts too
+        self._refilling.add_done_callback(self._tasks.discard)
+
+    async def _refill_now(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("claiming due feeds failed; the next tick tries again")
 
     async def run_once(self) -> CycleStats:
         """Check every due feed and wait for all of them (tools and tests)."""
@@ -147,14 +187,15 @@ class Poller:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _guarded(self, url: str) -> None:
+    async def _guarded(self, url: str, due_at: float | None = None) -> None:
         try:
             async with self._slots:
-                await self.check(url)
+                await self.check(url, due_at)
         except StorageWriteError as exc:  # the check was undone: it runs again later
             log.warning("check of %s could not be stored (%s); it will be retried", url, exc)
             if self.on_crash is not None:
@@ -167,13 +208,19 @@ class Poller:
             await self._reschedule_after_crash(url)
         finally:
             self._in_flight.discard(url)
+            self._refill()
 
     # ------------------------------------------------------------------ check
-    async def check(self, url: str) -> None:
+    async def check(self, url: str, due_at: float | None = None) -> None:
+        """`due_at`: the next-check time the feed was claimed at; when the stored one is later,
+        another checker checked it meanwhile (after a lease ran out) and this check is skipped."""
         state = await self.store.load_feed(url)
         if state is None:
             return
         feed = state.feed
+        if due_at is not None and feed.next_check > due_at:
+            await self.store.postpone_check(url, feed.next_check)  # ends the lease
+            return
         self.stats.checked += 1
         # the next check counts from this one's start: a slow fetch must not stretch the period
         started = self.clock()

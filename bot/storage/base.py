@@ -27,7 +27,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.models import Chat, Delivery, Feed, Prints, Subscription
 
@@ -171,6 +171,34 @@ class StorageStats:
 
 
 @dataclass
+class RelayedCall:
+    """A Bot API call (a reply, an edit, an alert) that a process without the sender's seat
+    hands to the active sender, so that one process owns Telegram's limits (bot.delivery.relay).
+    `params` are JSON-ready (PTB's request parameters as they would go on the wire)."""
+
+    id: str
+    endpoint: str
+    params: dict[str, Any]
+    priority: int
+    created: float
+
+
+@dataclass
+class CallAnswer:
+    """What Telegram answered a relayed call: its JSON result, or the error it raised."""
+
+    ok: bool
+    result: Any = None
+    #: the exception's class name (BadRequest, Forbidden, TimedOut, ...) and message
+    error: str = ""
+    message: str = ""
+
+
+#: the topics `Storage.watch` knows: new deliveries queued, a call relayed, a call answered
+TOPIC_OUTBOX, TOPIC_CALLS, TOPIC_ANSWERS = "outbox", "calls", "answers"
+
+
+@dataclass
 class StoredState:
     """Everything a storage holds, as it is (`export_all`, `import_all`: moving a bot's state
     from one backend to another). Records in a fixed order: feeds by URL, chats by id,
@@ -223,6 +251,13 @@ class Storage(Protocol):
 
     async def postpone_check(self, url: str, next_check: float) -> None:
         """Set a feed's next check (after a crash of its check); harmless to lose."""
+        ...
+
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+        """Up to `limit` of `due_feeds(now)`, soonest first, leased to this storage for
+        `lease_s` seconds: until the lease ends no other storage on the same data (another
+        process) claims them. A check's commit (200, 304, failure, postponement) ends the lease;
+        a checker that dies leaves it to run out, and its feeds fall due again."""
         ...
 
     async def resume_subscription(self, commit: FeedCommit) -> None:
@@ -298,6 +333,50 @@ class Storage(Protocol):
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         """Remove a chat's whole queue; returns how many went."""
+        ...
+
+    # ------------------------------------------- several processes, one bot
+    async def try_lead(self, seat: str) -> bool:
+        """Hold the seat named `seat` (one holder among every process on the same data), or
+        confirm it is still held: True while this storage holds it. Held until `step_down`,
+        `close`, or the process's death (then another may take it at once)."""
+        ...
+
+    async def step_down(self, seat: str) -> None: ...
+
+    async def watch(self, topic: str) -> asyncio.Event:
+        """An event set whenever `topic` is announced by any process on the same data (new
+        deliveries queued, a call relayed or answered). The watcher clears it before it looks
+        for work, so no announcement is missed."""
+        ...
+
+    async def record_sends(self, chat_ids: Sequence[int]) -> None:
+        """Messages just sent to these chats, outside the outbox (replies, alerts): what a
+        sender taking over counts against each chat's allowance. Harmless to lose. A
+        delivery's `complete` records its own."""
+        ...
+
+    async def recent_sends(self, within_s: float) -> list[tuple[int, float]]:
+        """(chat id, seconds ago) of every message sent in the last `within_s` seconds by any
+        process, oldest first."""
+        ...
+
+    async def relay_call(self, call: RelayedCall) -> None:
+        """Queue a call for the active sender (announced on TOPIC_CALLS); durable."""
+        ...
+
+    async def take_calls(self, limit: int, lease_s: float) -> list[RelayedCall]:
+        """Relayed calls not yet answered nor taken (or whose taker's lease ran out), by
+        priority then age, taken for `lease_s` seconds."""
+        ...
+
+    async def answer_call(self, call_id: str, answer: CallAnswer) -> None:
+        """Telegram's answer to a relayed call (announced on TOPIC_ANSWERS)."""
+        ...
+
+    async def collect_answer(self, call_id: str) -> CallAnswer | None:
+        """The answer to a call this process relayed, removing the call; None while there
+        is none yet."""
         ...
 
     # -------------------------------------------------------- the bot's own

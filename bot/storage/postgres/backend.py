@@ -11,7 +11,9 @@ applies them whole or not at all, it only does not wait for their WAL flush.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -23,11 +25,16 @@ from bot.errors import FeedbotError
 from bot.models import Chat, Delivery, Feed, Subscription
 from bot.storage.base import (
     TELEGRAPH_TOKEN,
+    TOPIC_ANSWERS,
+    TOPIC_CALLS,
+    TOPIC_OUTBOX,
+    CallAnswer,
     ChatRecord,
     ChatState,
     FeedCommit,
     FeedState,
     NewSubscription,
+    RelayedCall,
     Stamp,
     StorageConflict,
     StorageStats,
@@ -66,9 +73,35 @@ def describe_url(url: str) -> str:
     return f"{host}:{port}{parts.path or '/'}"
 
 
+#: the server's clock in epoch seconds (every process compares against one clock)
+_NOW = "extract(epoch from clock_timestamp())"
+#: how often housekeeping prunes old sends and answered calls (seconds)
+_PRUNE_EVERY = 30.0
+#: how long an answered call waits for the process that relayed it (seconds)
+_ANSWER_KEPT = 600
+
+
+def channel(topic: str) -> str:
+    """The NOTIFY channel of a `Storage.watch` topic."""
+    return f"feedbot_{topic}"
+
+
+def seat_key(seat: str) -> int:
+    """pg_advisory_lock's bigint key for a seat name (a hash: any process computes the same)."""
+    return int.from_bytes(hashlib.sha256(seat.encode()).digest()[:8], "big", signed=True)
+
+
 class PostgresStorage:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str = "") -> None:
         self._pool = pool
+        self._url = url
+        #: the one connection that holds this process's seats and listens for announcements:
+        #: its end (the process died, the network is gone) frees every seat it held at once
+        self._control: asyncpg.Connection | None = None
+        self._control_lock = asyncio.Lock()
+        self._seats: set[str] = set()
+        self._events: dict[str, asyncio.Event] = {}
+        self._pruned_at = 0.0
 
     @classmethod
     async def open(
@@ -90,13 +123,25 @@ class PostgresStorage:
             raise
         if applied:
             log.info("PostgreSQL at %s: schema steps applied: %d", describe_url(url), applied)
-        return cls(pool)
+        return cls(pool, url)
 
     async def close(self) -> None:
+        if self._control is not None and not self._control.is_closed():
+            await self._control.close()  # frees the seats at once
+        self._seats.clear()
         await self._pool.close()
 
     async def flush_due(self) -> None:
-        """Nothing waits: every write is committed when its call returns."""
+        """Every write is committed when its call returns; now and then the sends older than
+        a group's minute and the answered calls nobody collected are pruned."""
+        now = time.monotonic()
+        if now - self._pruned_at < _PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        await self._write(lambda tx: tx.conn.execute(
+            f"DELETE FROM recent_sends WHERE sent_at < {_NOW} - 120;"
+            f" DELETE FROM relayed_calls WHERE answer IS NOT NULL AND created < {_NOW} - "
+            f"{_ANSWER_KEPT}"), durable=False)
 
     # ---------------------------------------------------------- transactions
     @asynccontextmanager
@@ -173,8 +218,18 @@ class PostgresStorage:
 
     async def postpone_check(self, url: str, next_check: float) -> None:
         await self._write(lambda tx: tx.conn.execute(
-            "UPDATE feeds SET next_check = $2, version = nextval('record_versions')"
-            " WHERE url = $1", url, next_check), durable=False)
+            "UPDATE feeds SET next_check = $2, lease_until = 0,"
+            " version = nextval('record_versions') WHERE url = $1", url, next_check),
+            durable=False)
+
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+        """The feeds table is the work queue: due rows another checker is claiming right now
+        are skipped (SKIP LOCKED), and a claimed row carries its lease's end, so no other
+        checker claims it until the check commits or the lease runs out. The lease is not a
+        change of the feed: its version (what stamps compare) stays."""
+        if limit <= 0:
+            return []
+        return await self._write(lambda tx: tx.claim_due_feeds(now, limit, lease_s))
 
     # ---------------------------------------------------------- subscriptions
     async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
@@ -248,7 +303,11 @@ class PostgresStorage:
 
     # ----------------------------------------------------------------- outbox
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
-        await self._write(lambda tx: tx.enqueue(deliveries))
+        async def enqueue(tx: Tx) -> None:
+            await tx.enqueue(deliveries)
+            await tx.announce(channel(TOPIC_OUTBOX))
+
+        await self._write(enqueue)
 
     async def pending(self) -> list[Delivery]:
         return await self._read(lambda tx: tx.pending())
@@ -261,7 +320,13 @@ class PostgresStorage:
             "SELECT count(*) FROM deliveries WHERE chat_id = $1", chat_id))
 
     async def complete(self, delivery_id: str) -> None:
-        await self._write(lambda tx: tx.remove_deliveries("id = $1", delivery_id))
+        async def complete(tx: Tx) -> None:
+            await tx.conn.execute(
+                f"INSERT INTO recent_sends SELECT chat_id, {_NOW} FROM deliveries WHERE id = $1",
+                delivery_id)
+            await tx.remove_deliveries("id = $1", delivery_id)
+
+        await self._write(complete)
 
     async def record_attempt(self, delivery: Delivery) -> None:
         await self._write(lambda tx: tx.conn.execute(
@@ -270,6 +335,123 @@ class PostgresStorage:
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self._write(lambda tx: tx.remove_deliveries("chat_id = $1", chat_id))
+
+    # ------------------------------------------- several processes, one bot
+    async def _control_connection(self) -> asyncpg.Connection:
+        """The control connection, opened again (seats lost, listeners set up again) when
+        it is gone."""
+        conn = self._control
+        if conn is not None and not conn.is_closed():
+            return conn
+        if self._seats:
+            log.warning("PostgreSQL control connection lost: seats %s given up",
+                        ", ".join(sorted(self._seats)))
+        self._seats.clear()
+        conn = await asyncpg.connect(self._url, timeout=10)
+        for topic in self._events:
+            await conn.add_listener(channel(topic), self._announced)
+        self._control = conn
+        for event in self._events.values():
+            event.set()  # announcements may have been missed meanwhile: look
+        return conn
+
+    def _announced(self, _conn: object, _pid: int, name: str, _payload: str) -> None:
+        event = self._events.get(name.removeprefix("feedbot_"))
+        if event is not None:
+            event.set()
+
+    async def try_lead(self, seat: str) -> bool:
+        async with self._control_lock:
+            try:
+                conn = await self._control_connection()
+                if seat in self._seats:
+                    await conn.fetchval("SELECT 1", timeout=5)  # still connected: still held
+                    return True
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", seat_key(seat)):
+                    self._seats.add(seat)
+                    return True
+                return False
+            except (*_TRANSIENT, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("PostgreSQL control connection failed (%s): seats given up",
+                            _reason(exc))
+                if self._control is not None:
+                    self._control.terminate()
+                self._control = None
+                self._seats.clear()
+                return False
+
+    async def step_down(self, seat: str) -> None:
+        async with self._control_lock:
+            if seat not in self._seats:
+                return
+            self._seats.discard(seat)
+            conn = self._control
+            if conn is not None and not conn.is_closed():
+                await conn.execute("SELECT pg_advisory_unlock($1)", seat_key(seat))
+
+    async def watch(self, topic: str) -> asyncio.Event:
+        async with self._control_lock:
+            event = self._events.get(topic)
+            if event is None:
+                event = self._events[topic] = asyncio.Event()
+                conn = self._control
+                if conn is not None and not conn.is_closed():
+                    await conn.add_listener(channel(topic), self._announced)
+                else:
+                    await self._control_connection()
+            return event
+
+    async def record_sends(self, chat_ids: Sequence[int]) -> None:
+        if chat_ids:
+            await self._write(lambda tx: tx.conn.execute(
+                f"INSERT INTO recent_sends SELECT unnest($1::bigint[]), {_NOW}",
+                list(chat_ids)), durable=False)
+
+    async def recent_sends(self, within_s: float) -> list[tuple[int, float]]:
+        rows = await self._read(lambda tx: tx.conn.fetch(
+            f"SELECT chat_id, {_NOW} - sent_at AS age FROM recent_sends"
+            f" WHERE sent_at > {_NOW} - $1 ORDER BY sent_at", within_s))
+        return [(row["chat_id"], max(0.0, row["age"])) for row in rows]
+
+    async def relay_call(self, call: RelayedCall) -> None:
+        async def relay(tx: Tx) -> None:
+            await tx.conn.execute(
+                "INSERT INTO relayed_calls (id, endpoint, params, priority, created)"
+                f" VALUES ($1, $2, $3, $4, {_NOW})",
+                call.id, call.endpoint, call.params, call.priority)
+            await tx.announce(channel(TOPIC_CALLS))
+
+        await self._write(relay)
+
+    async def take_calls(self, limit: int, lease_s: float) -> list[RelayedCall]:
+        rows = await self._write(lambda tx: tx.conn.fetch(
+            f"UPDATE relayed_calls SET taken_until = {_NOW} + $2 WHERE id IN ("
+            " SELECT id FROM relayed_calls"
+            f" WHERE answer IS NULL AND taken_until <= {_NOW}"
+            " ORDER BY priority, created LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, endpoint, params, priority, created", limit, lease_s))
+        calls = [RelayedCall(r["id"], r["endpoint"], r["params"], r["priority"], r["created"])
+                 for r in rows]
+        return sorted(calls, key=lambda c: (c.priority, c.created))
+
+    async def answer_call(self, call_id: str, answer: CallAnswer) -> None:
+        async def store(tx: Tx) -> None:
+            await tx.conn.execute(
+                "UPDATE relayed_calls SET answer = $2 WHERE id = $1", call_id,
+                {"ok": answer.ok, "result": answer.result, "error": answer.error,
+                 "message": answer.message})
+            await tx.announce(channel(TOPIC_ANSWERS))
+
+        await self._write(store)
+
+    async def collect_answer(self, call_id: str) -> CallAnswer | None:
+        raw = await self._write(lambda tx: tx.conn.fetchval(
+            "DELETE FROM relayed_calls WHERE id = $1 AND answer IS NOT NULL RETURNING answer",
+            call_id))
+        if raw is None:
+            return None
+        return CallAnswer(bool(raw["ok"]), raw.get("result"), raw.get("error", ""),
+                          raw.get("message", ""))
 
     # ---------------------------------------------------------- the bot's own
     async def telegraph_token(self) -> str | None:
@@ -295,7 +477,9 @@ async def _apply(tx: Tx, commit: FeedCommit, *, checked: bool = False) -> None:
     await tx.enqueue(commit.deliveries)
     await tx.save_chats(commit.chats)
     await tx.save_subscriptions(commit.subscriptions)
-    await tx.save_feed(commit.feed)
+    await tx.save_feed(commit.feed, release=True)
+    if commit.deliveries:
+        await tx.announce(channel(TOPIC_OUTBOX))
     if commit.moved_to and commit.moved_to != commit.feed.url:
         await tx.move_feed(commit.feed.url, commit.moved_to)
 

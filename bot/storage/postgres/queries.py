@@ -146,13 +146,20 @@ class Tx:
         row = await self.conn.fetchrow(sql, url)
         return feed_from(row) if row is not None else None
 
-    async def save_feed(self, feed: Feed) -> None:
+    async def save_feed(self, feed: Feed, *, release: bool = False) -> None:
+        """`release`: a check's commit, which ends the checker's lease on the feed."""
         if feed_key(feed.url) in self.absent:
             status = await self.conn.execute(_FEED_CREATE, *feed_values(feed))
             self._created_or_conflict(feed_key(feed.url), status)
             self.absent.discard(feed_key(feed.url))
         else:
             await self.conn.execute(_FEED_UPSERT, *feed_values(feed))
+        if release:
+            await self.conn.execute("UPDATE feeds SET lease_until = 0 WHERE url = $1", feed.url)
+
+    async def announce(self, name: str) -> None:
+        """NOTIFY `name` when the transaction commits (several in one are delivered once)."""
+        await self.conn.execute("SELECT pg_notify($1, '')", name)
 
     async def lock_feed_or_create(self, feed: Feed) -> Feed:
         """The stored feed, locked; `feed` stored first when there is none."""
@@ -198,6 +205,18 @@ class Tx:
             " WHERE s.feed_url = f.url AND NOT s.paused AND c.paused IS NOT TRUE LIMIT 1)"
             " ORDER BY f.next_check, f.url", now)
         return [feed_from(row) for row in rows]
+
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+        rows = await self.conn.fetch(
+            "UPDATE feeds SET lease_until = $2 WHERE url IN ("
+            " SELECT f.url FROM feeds f"
+            " WHERE f.next_check <= $1 AND NOT f.retired AND f.lease_until <= $1 AND ("
+            "  SELECT true FROM subscriptions s LEFT JOIN chats c ON c.id = s.chat_id"
+            "  WHERE s.feed_url = f.url AND NOT s.paused AND c.paused IS NOT TRUE LIMIT 1)"
+            " ORDER BY f.next_check, f.url LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *", now, now + lease_s, limit)
+        feeds = [feed_from(row) for row in rows]
+        return sorted(feeds, key=lambda f: (f.next_check, f.url))
 
     # ------------------------------------------------------------------ chats
     async def get_chat(self, chat_id: int, *, lock: bool = False) -> Chat | None:

@@ -119,8 +119,32 @@ CREATE TABLE bot_values (
 );
 """
 
+_V3 = """
+-- several processes on one database (issue 17): a checker's lease on a feed it checks (the
+-- epoch second it ends; 0: none), the messages sent lately (what a sender taking over counts
+-- against each chat's allowance), and calls relayed to the active sender
+ALTER TABLE feeds ADD COLUMN lease_until double precision NOT NULL DEFAULT 0;
+
+CREATE TABLE recent_sends (
+    chat_id bigint NOT NULL,
+    sent_at double precision NOT NULL     -- the server's epoch seconds
+);
+CREATE INDEX recent_sends_by_time ON recent_sends (sent_at);
+
+CREATE TABLE relayed_calls (
+    id text PRIMARY KEY,
+    endpoint text NOT NULL,
+    params jsonb NOT NULL,
+    priority integer NOT NULL,
+    created double precision NOT NULL,    -- the server's epoch seconds
+    taken_until double precision NOT NULL DEFAULT 0,
+    answer jsonb
+);
+CREATE INDEX relayed_calls_open ON relayed_calls (priority, created) WHERE answer IS NULL;
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

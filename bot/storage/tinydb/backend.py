@@ -21,11 +21,16 @@ from typing import Any, TypeVar
 from bot.models import Chat, Delivery, Feed, Subscription
 from bot.storage.base import (
     TELEGRAPH_TOKEN,
+    TOPIC_ANSWERS,
+    TOPIC_CALLS,
+    TOPIC_OUTBOX,
+    CallAnswer,
     ChatRecord,
     ChatState,
     FeedCommit,
     FeedState,
     NewSubscription,
+    RelayedCall,
     Stamp,
     StorageStats,
     StoredState,
@@ -37,6 +42,7 @@ from bot.storage.base import (
     remember_in_feed,
     sub_key,
 )
+from bot.storage.local import LocalCoordination
 from bot.storage.tinydb.database import Database
 from bot.storage.tinydb.lock import DatabaseLock
 
@@ -59,6 +65,8 @@ class TinyDBStorage:
         self._shared_queue: list[tuple[_Work, asyncio.Future[Any]]] = []
         self._shared_task: asyncio.Task[None] | None = None
         self._closed = False
+        #: one process opens the file, so leases, seats and announcements stay in it
+        self._local = LocalCoordination()
 
     @classmethod
     async def open(cls, path: str | Path, *, lazy_flush_s: float = 30.0) -> TinyDBStorage:
@@ -195,12 +203,20 @@ class TinyDBStorage:
 
     async def commit_check(self, commit: FeedCommit) -> None:
         await self._durable(lambda db: _apply(db, commit))
+        self._committed(commit)
 
     async def record_failure(self, commit: FeedCommit) -> None:
         await self._durable(lambda db: _apply(db, commit))
+        self._committed(commit)
 
     async def resume_subscription(self, commit: FeedCommit) -> None:
         await self._durable(lambda db: _apply(db, commit))
+        self._committed(commit)
+
+    def _committed(self, commit: FeedCommit) -> None:
+        self._local.release(commit.feed.url, commit.moved_to)
+        if commit.deliveries:
+            self._local.announce(TOPIC_OUTBOX)
 
     async def record_not_modified(self, commit: FeedCommit) -> None:
         # durable only when something a user sees changes: a notice, a move, a failure cleared
@@ -214,6 +230,7 @@ class TinyDBStorage:
 
         if not await self._shared(lazily):
             await self._durable(lambda db: _apply(db, commit))
+        self._committed(commit)
 
     async def postpone_check(self, url: str, next_check: float) -> None:
         def postpone(db: Database) -> None:
@@ -223,6 +240,12 @@ class TinyDBStorage:
                 db.save_feed(feed)
 
         await self._shared(postpone)
+        self._local.release(url)
+
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+        leased = self._local.leased(now)
+        due = await self._run(self._db.due_feeds, now, limit, leased)
+        return self._local.lease(due, now, lease_s)
 
     # ---------------------------------------------------------- subscriptions
     async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
@@ -298,6 +321,7 @@ class TinyDBStorage:
     # ----------------------------------------------------------------- outbox
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         await self._durable(lambda db: db.enqueue(list(deliveries)))
+        self._local.announce(TOPIC_OUTBOX)
 
     async def pending(self) -> list[Delivery]:
         return await self._run(self._db.pending)
@@ -313,6 +337,36 @@ class TinyDBStorage:
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self._durable(lambda db: db.drop_chat_deliveries(chat_id))
+
+    # ------------------------------------------- several processes, one bot
+    async def try_lead(self, seat: str) -> bool:
+        return not self._closed  # the file's lock makes this process the only one
+
+    async def step_down(self, seat: str) -> None:
+        pass
+
+    async def watch(self, topic: str) -> asyncio.Event:
+        return self._local.watch(topic)
+
+    async def record_sends(self, chat_ids: Sequence[int]) -> None:
+        pass  # no other process can take over this one's sending
+
+    async def recent_sends(self, within_s: float) -> list[tuple[int, float]]:
+        return []
+
+    async def relay_call(self, call: RelayedCall) -> None:
+        self._local.relay(call)
+        self._local.announce(TOPIC_CALLS)
+
+    async def take_calls(self, limit: int, lease_s: float) -> list[RelayedCall]:
+        return self._local.take(limit, lease_s)
+
+    async def answer_call(self, call_id: str, answer: CallAnswer) -> None:
+        self._local.answer(call_id, answer)
+        self._local.announce(TOPIC_ANSWERS)
+
+    async def collect_answer(self, call_id: str) -> CallAnswer | None:
+        return self._local.collect(call_id)
 
     # ---------------------------------------------------------- the bot's own
     async def telegraph_token(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -111,12 +111,17 @@ class Database(Engine):
         if doc is not None:
             heapq.heappush(self._next_checks, (float(doc.get("next_check", 0.0)), url))
 
-    def due_feeds(self, now: float) -> list[Feed]:
-        """Due feeds from the next-check heap: the cost is the number due, not of all feeds.
-        Those due stay in the heap (until a check moves them on); stale entries, and feeds
-        nobody follows actively, leave it (saving a subscription or chat puts them back)."""
-        heap, due, found = self._next_checks, [], set()
-        while heap and heap[0][0] <= now:
+    def due_feeds(
+        self, now: float, limit: int | None = None, skip: Container[str] = ()
+    ) -> list[Feed]:
+        """Due feeds from the next-check heap: the cost is the number due (or the `limit`
+        first, passing over those in `skip`), not of all feeds. Those due stay in the heap
+        (until a check moves them on); stale entries, and feeds nobody follows actively, leave
+        it (saving a subscription or chat puts them back)."""
+        heap, found = self._next_checks, set()
+        due: list[tuple[float, str, dict[str, Any]]] = []
+        kept: list[tuple[float, str]] = []
+        while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
             when, url = heapq.heappop(heap)
             doc = self.feeds.get(self._feed_ids.get(url))
             if url in found or doc is None or float(doc.get("next_check", 0.0)) != when:
@@ -124,8 +129,11 @@ class Database(Engine):
             if doc.get("retired") or not self._feed_active(url):
                 continue
             found.add(url)
+            if url in skip:
+                kept.append((when, url))
+                continue
             due.append((when, url, doc))
-        for when, url, _ in due:
+        for when, url in [*kept, *((w, u) for w, u, _ in due)]:
             heapq.heappush(heap, (when, url))
         return [_feed(doc) for _, _, doc in due]
 
