@@ -8,8 +8,9 @@ import datetime as dt
 import errno
 import logging
 import secrets
+import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from bot.handlers import menu, register
 from bot.handlers.common import BotData, Context, runtime_of, shared
 from bot.handlers.owners import OwnerAlerts
 from bot.i18n import DEFAULT_LANG, languages
+from bot.roles import Roles, checks_feeds, receives_updates
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -68,27 +70,52 @@ async def _started(app: App) -> None:
     if data.alerts is not None:
         runtime.poller.on_crash = data.alerts.check_crashed
         data.alerts.lang_of = runtime.service.chat_language
-    data.sender_task = asyncio.create_task(runtime.sender.run(), name="sender")
-    await app.bot.set_my_commands(menu())
-    for lang in languages():
-        if lang != DEFAULT_LANG:
-            await app.bot.set_my_commands(menu(lang), language_code=lang)
+    data.roles = Roles(runtime, app.updater, _polling_start(app))
+    await data.roles.start()
+    if receives_updates(settings):
+        await app.bot.set_my_commands(menu())
+        for lang in languages():
+            if lang != DEFAULT_LANG:
+                await app.bot.set_my_commands(menu(lang), language_code=lang)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
-    app.job_queue.run_repeating(
-        _tick,
-        interval=settings.tick_seconds,
-        first=0.2,
-        name="poll",
-        job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-    )
+    if checks_feeds(settings):
+        app.job_queue.run_repeating(
+            _tick,
+            interval=settings.tick_seconds,
+            first=0.2,
+            name="poll",
+            job_kwargs={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
     app.job_queue.run_daily(_midnight, time=dt.time(0, 0, tzinfo=dt.UTC), name="sent-today")
     log.info(
-        "feedbot started as @%s; database %s; poll interval %ss",
+        "feedbot started as @%s; role %s; database %s; poll interval %ss",
         app.bot.username,
-        settings.db_path,
+        settings.role,
+        describe_database(settings),
         settings.poll_interval,
     )
-    log.info("%s", updates_line(settings))
+    if receives_updates(settings):
+        log.info("%s", updates_line(settings))
+
+
+def describe_database(settings: Settings) -> str:
+    if not settings.database_url:
+        return settings.db_path
+    from bot.storage.postgres import describe_url
+
+    return f"PostgreSQL at {describe_url(settings.database_url)}"
+
+
+def _polling_start(app: App) -> Callable[[], Awaitable[Any]] | None:
+    """How this process starts long polling when it takes the updates seat; None when it does
+    not poll under a seat (TinyDB: it simply polls; a webhook; a role without updates)."""
+    settings = app.bot_data.settings
+    updater = app.updater
+    if not settings.database_url or settings.webhook_url or not receives_updates(settings):
+        return None
+    assert updater is not None
+    polling = {"allowed_updates": UPDATE_KINDS, **app.bot_data.polling}
+    return lambda: updater.start_polling(**polling)
 
 
 def updates_line(settings: Settings) -> str:
@@ -119,17 +146,40 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings) -> None:
-    """`feedbot run`: build the application and receive updates until a stop signal.
+    """`feedbot run`: build the application and run it until a stop signal.
+
+    With the TinyDB file: PTB's run_polling / run_webhook. On PostgreSQL the process runs its
+    role (bot.roles) in `running()`, polling only while it holds the updates seat.
 
     On stop the webhook stays registered: other `updates` processes may still serve it, and
     deleting it would stop updates for all of them (a lone process's are retried by Telegram).
     Starting with long polling deletes it (PTB's polling start-up does)."""
-    app = build_application(settings)
-    if not settings.webhook_url:
-        app.run_polling(allowed_updates=UPDATE_KINDS)
-        return
-    try:
+    with _webhook_errors(settings):
+        if settings.database_url:
+            asyncio.run(_until_stopped(settings))
+            return
+        app = build_application(settings)
+        if not settings.webhook_url:
+            app.run_polling(allowed_updates=UPDATE_KINDS)
+            return
         app.run_webhook(**webhook_options(settings), allowed_updates=UPDATE_KINDS)
+
+
+async def _until_stopped(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings, allowed_updates=UPDATE_KINDS):
+        await stop.wait()
+    log.info("feedbot stopped")
+
+
+@contextlib.contextmanager
+def _webhook_errors(settings: Settings) -> Iterator[None]:
+    """A webhook Telegram refuses, or an address that cannot be listened on: one clear line."""
+    try:
+        yield
     except BadRequest as exc:
         if "webhook" not in exc.message.lower():
             raise
@@ -151,12 +201,10 @@ def serve(settings: Settings) -> None:
 
 async def _stopped(app: App) -> None:
     data = app.bot_data
+    if data.roles is not None:
+        await data.roles.stop()
     if data.runtime is not None:
         await data.runtime.stop()
-    task = data.sender_task
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _tick(context: Context) -> None:
@@ -190,28 +238,37 @@ async def _midnight(context: Context) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, *, poll_interval: float = 0.0, delivery: DeliverySettings | None = None
+    settings: Settings,
+    *,
+    poll_interval: float = 0.0,
+    delivery: DeliverySettings | None = None,
+    allowed_updates: Sequence[str] = Update.ALL_TYPES,
 ) -> AsyncIterator[App]:
     """Run the bot inside an existing event loop (tests, benchmarks, embedding): the same
     start-up and shutdown path as `feedbot run`, without taking over the loop or signals."""
     app = build_application(settings, delivery)
+    polling: dict[str, Any] = {
+        "poll_interval": poll_interval, "timeout": 1, "allowed_updates": allowed_updates,
+    }
+    app.bot_data.polling = polling
     await app.initialize()
     if app.post_init is not None:
         await app.post_init(app)
     assert app.updater is not None
-    if settings.webhook_url:
+    if receives_updates(settings) and settings.webhook_url:
         await app.updater.start_webhook(
-            **webhook_options(settings), allowed_updates=Update.ALL_TYPES
+            **webhook_options(settings), allowed_updates=allowed_updates
         )
-    else:
-        await app.updater.start_polling(
-            poll_interval=poll_interval, timeout=1, allowed_updates=Update.ALL_TYPES
-        )
+    elif not settings.database_url:  # on PostgreSQL the updates seat's holder polls
+        await app.updater.start_polling(**polling)
     await app.start()
     try:
         yield app
     finally:
-        await app.updater.stop()
+        if app.bot_data.roles is not None:
+            await app.bot_data.roles.stop()
+        if app.updater.running:
+            await app.updater.stop()
         await app.stop()
         if app.post_stop is not None:
             await app.post_stop(app)

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default 127.0.0.1:8443)",
     )
     run.add_argument(
+        "--role",
+        help="all (default), checker, sender or updates (or FEEDBOT_ROLE); a role other "
+        "than all needs FEEDBOT_DATABASE_URL",
+    )
+    run.add_argument(
         "--force",
         action="store_true",
         help="start even on an empty database file, or on one holding only another "
@@ -131,7 +136,9 @@ def run_overrides(settings: config.Settings, args: argparse.Namespace) -> config
     """`run`'s options over the settings (an option wins over its variable), validated."""
     changes = {
         name: value
-        for name, value in (("webhook_url", args.webhook), ("webhook_listen", args.listen))
+        for name, value in (
+            ("webhook_url", args.webhook), ("webhook_listen", args.listen), ("role", args.role)
+        )
         if value is not None
     }
     settings = config.validate(replace(settings, **changes))

@@ -26,6 +26,9 @@ PUBLIC_WEBHOOK_PORTS = (443, 80, 88, 8443)
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: FEEDBOT_TELEGRAPH_URL values that turn Instant View pages off
 TELEGRAPH_OFF = frozenset({"off", "none", "0", "false", "no"})
+#: `feedbot run --role`: what a process does (docs/scaling.md). `all` is a checker, plus the
+#: sender and the updates receiver whenever this process holds their seats
+ROLES = ("all", "checker", "sender", "updates")
 
 
 class ConfigError(FeedbotError):
@@ -58,6 +61,13 @@ class Settings:
         "FEEDBOT_DATABASE_URL",
         "postgresql://user:password@host:port/database (query parameters such as sslmode "
         "allowed): keep the state in PostgreSQL instead of the TinyDB file at FEEDBOT_DB",
+    )
+    role: str = _setting(
+        "all",
+        "FEEDBOT_ROLE",
+        "what this process does: all, checker (polls feeds), sender (drains the outbox; one "
+        "active per bot token) or updates (answers commands); other than all needs "
+        "FEEDBOT_DATABASE_URL",
     )
     poll_interval: int = _setting(300, "FEEDBOT_POLL_INTERVAL", "default seconds between checks")
     allow_private: bool = _setting(
@@ -232,7 +242,22 @@ def validate(settings: Settings) -> Settings:
         settings, api_url=settings.api_url.rstrip("/"), telegraph_url=telegraph.rstrip("/")
     )
     _validate_webhook(settings)
+    _validate_role(settings)
     return settings
+
+
+def _validate_role(settings: Settings) -> None:
+    if settings.role not in ROLES:
+        raise ConfigError(
+            f"unknown role {settings.role!r}: choose one of {', '.join(ROLES)}",
+            key="error_config_role", args={"role": settings.role, "roles": ", ".join(ROLES)},
+        )
+    if settings.role != "all" and not settings.database_url:
+        raise ConfigError(
+            f"role {settings.role} needs FEEDBOT_DATABASE_URL: with the TinyDB file one "
+            "process does everything (role all)",
+            key="error_config_role_tinydb", args={"role": settings.role},
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int] | None:

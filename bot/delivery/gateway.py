@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
@@ -74,6 +74,17 @@ class Priority(enum.IntEnum):
     INTERACTIVE = 0  # replies, edits and answers to something a user did
     NOTICE = 1  # the bot's own messages to owners
     POST = 2  # outbox deliveries
+
+
+class Relay(Protocol):
+    """Where a process without the sender's seat sends what counts against the bot's limits
+    (bot.delivery.relay.RelayClient)."""
+
+    def params_for(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The call's wire parameters; None when it cannot be relayed (a file upload)."""
+        ...
+
+    async def call(self, endpoint: str, params: dict[str, Any], priority: int) -> Any: ...
 
 
 class CallOptions(TypedDict, total=False):
@@ -229,6 +240,12 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         #: chats with tickets waiting (the only ones a dispatch looks at)
         self._waiting: set[ChatBudget] = set()
         self._pruned_at = time.monotonic()
+        #: set while another process holds the sender's seat: counted calls go through it
+        self.relay: Relay | None = None
+        #: with several processes: the chats of replies, edits and alerts sent from here (a
+        #: post's completion records its own), for a sender that takes over (`take_sends`)
+        self.keep_sends = False
+        self._sends: list[int] = []
 
     # ------------------------------------------------------------ BaseRateLimiter
     async def initialize(self) -> None:
@@ -253,6 +270,11 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         retry = options.get("retry", priority is not Priority.POST)
         key = chat_key(data)
         counted = endpoint in MESSAGE_METHODS and key is not None
+        relay = self.relay
+        if counted and relay is not None:
+            params = relay.params_for(data)
+            if params is not None:
+                return cast(Any, await relay.call(endpoint, params, priority))
         weight = message_count(endpoint, data)
         attempt = 0
         seq = next(self._seq)  # kept across retries: a retried reply keeps its place
@@ -285,6 +307,8 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
                 raise
             else:
                 self._release(budget, answered=True, started=started, weight=weight)
+                if counted and self.keep_sends and priority is not Priority.POST:
+                    self._sends.extend([key] * weight if isinstance(key, int) else [])
                 if counted and not endpoint.startswith("edit"):
                     self.stats.sent += weight
                     self.stats.sent_posts += weight if priority is Priority.POST else 0
@@ -296,6 +320,25 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         wait = self._overall.blocked_until - time.monotonic()
         if wait > 0:  # a pause is only ever extended by an answer that waited for it
             await asyncio.sleep(wait)
+
+    def take_sends(self) -> list[int]:
+        """The chats sent to from here (not posts) since the last call (`keep_sends`)."""
+        sends, self._sends = self._sends, []
+        return sends
+
+    def count_earlier_sends(self, sends: list[tuple[int, float]]) -> None:
+        """A sender taking over: the messages the bot sent lately from any process, (chat
+        id, seconds ago) oldest first, count against each chat's allowance and the bot's as
+        if this gateway had sent them."""
+        now = time.monotonic()
+        overall = self._overall
+        for chat_id, ago in sends:
+            stamp = now - ago
+            self._budget(chat_id).limit.record(stamp)
+            if ago < overall.window:
+                overall.answers.append(stamp)
+        overall.answers = deque(sorted(overall.answers))
+        self._pump()
 
     # ------------------------------------------------------------ what the sender asks
     def ready_at(self, chat_id: int | str, priority: Priority = Priority.POST) -> float:

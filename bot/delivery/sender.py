@@ -146,7 +146,10 @@ class Sender:
         self._event.set()
 
     async def run(self) -> None:
+        """Drain the outbox until `stop()`; may run again after (a sender seat regained)."""
         self._task = asyncio.current_task()
+        self._stopping = False
+        self._dirty = True
         log.info("sender started")
         try:
             while not self._stopping:

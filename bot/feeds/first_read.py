@@ -603,9 +603,8 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
         raise Declined(f"feedparser {feedparser.__version__} is not the one followed here")
     if not body.strip() or _looks_like_json(body, content_type):
         raise Declined("empty or JSON")
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
+    # as bot.feeds.parser reads it: no type is application/xml (UTF-8 without a declaration)
+    headers = {"content-location": url, "content-type": content_type or "application/xml"}
     result: dict[str, Any] = {}
     data = convert_to_utf8(headers, body, result)
     if not result.get("encoding"):

@@ -6,7 +6,6 @@ Feature modules import this module and never each other; bot.handlers.register w
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import re
@@ -26,6 +25,7 @@ from bot.handlers.live_reply import answer
 from bot.handlers.owners import OwnerAlerts, SentToday
 from bot.i18n import DEFAULT_LANG, catalogue_language, current_lang, t
 from bot.models import Chat
+from bot.roles import Roles
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ class BotData:
     alerts: OwnerAlerts | None = None
     sent_today: SentToday = field(default_factory=SentToday)
     runtime: Runtime | None = None
-    sender_task: asyncio.Task[None] | None = None
+    #: what this process does and the seats it keeps (bot.roles)
+    roles: Roles | None = None
+    #: getUpdates' arguments when this process polls on PostgreSQL (the updates seat's)
+    polling: dict[str, Any] = field(default_factory=dict)
 
 
 Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]

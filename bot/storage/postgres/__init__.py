@@ -19,6 +19,6 @@ schema (tables and migrations), records (rows <-> models), queries (one transact
 stamps), backend (the async `Storage`).
 """
 
-from bot.storage.postgres.backend import PostgresStorage, StorageUnavailable
+from bot.storage.postgres.backend import PostgresStorage, StorageUnavailable, describe_url
 
-__all__ = ["PostgresStorage", "StorageUnavailable"]
+__all__ = ["PostgresStorage", "StorageUnavailable", "describe_url"]
