@@ -141,7 +141,7 @@ def run_overrides(settings: config.Settings, args: argparse.Namespace) -> config
         )
         if value is not None
     }
-    settings = config.validate(replace(settings, **changes))
+    settings = config.validate_role(config.validate(replace(settings, **changes)))
     if args.listen is not None and not settings.webhook_url:
         raise config.ConfigError(
             "--listen is for a webhook: give --webhook URL (or FEEDBOT_WEBHOOK_URL) too",

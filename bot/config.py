@@ -242,11 +242,11 @@ def validate(settings: Settings) -> Settings:
         settings, api_url=settings.api_url.rstrip("/"), telegraph_url=telegraph.rstrip("/")
     )
     _validate_webhook(settings)
-    _validate_role(settings)
     return settings
 
 
-def _validate_role(settings: Settings) -> None:
+def validate_role(settings: Settings) -> Settings:
+    """`feedbot run`'s role, once `--role` is applied over FEEDBOT_ROLE."""
     if settings.role not in ROLES:
         raise ConfigError(
             f"unknown role {settings.role!r}: choose one of {', '.join(ROLES)}",
@@ -258,6 +258,7 @@ def _validate_role(settings: Settings) -> None:
             "process does everything (role all)",
             key="error_config_role_tinydb", args={"role": settings.role},
         )
+    return settings
 
 
 def parse_listen(text: str) -> tuple[str, int] | None:

@@ -149,15 +149,17 @@ class Poller:
 
     @property
     def claim_batch(self) -> int:
-        """How many feeds one claim takes: enough to keep every check slot busy between two
-        claims, few enough to leave the rest to other checkers."""
-        return 4 * self.settings.max_concurrent_checks
+        """How many feeds one claim takes: enough to keep every check slot busy until the next
+        claim (made when half are done), few enough to leave the rest to other checkers."""
+        return 2 * self.settings.max_concurrent_checks
 
     @property
     def lease_seconds(self) -> float:
-        """A claimed feed's lease: the longest its check may wait for a slot behind the rest
-        of its batch and then take, with room to spare."""
-        return self.settings.fetch_timeout * 6 + 60
+        """A claimed feed's lease: its check may wait for a slot behind the half of its batch
+        still under way, then fetch, parse and commit (each check's fetch is capped at
+        `fetch_timeout`). Should a check outlast it, another checker may check the feed too:
+        the stamped commit still sends nothing twice."""
+        return self.settings.fetch_timeout * 3 + 10
 
     def _refill(self) -> None:
         """A full batch is half done: claim the next one now (one claim at a time)."""

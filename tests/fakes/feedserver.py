@@ -51,6 +51,9 @@ class FeedServer:
         self._routes: dict[str, Route] = {}
         self._delays: dict[str, float] = {}
         self._log: list[RequestLog] = []
+        #: requests of each path being answered now, and the most seen at once
+        self._busy: dict[str, int] = {}
+        self.most_at_once: dict[str, int] = {}
         self._server = LoopbackServer(_FeedHandler, self)
 
     @property
@@ -129,6 +132,11 @@ class FeedServer:
     def hits(self, path: str) -> int:
         return len(self.requests(path))
 
+    def busy(self, path: str, change: int) -> None:
+        with self._lock:
+            now = self._busy[path] = self._busy.get(path, 0) + change
+            self.most_at_once[path] = max(self.most_at_once.get(path, 0), now)
+
     # ---------------------------------------------------------------- used by the handler
     def lookup(self, raw_path: str, method: str, headers: dict[str, str]) -> tuple[
         Route | None, float
@@ -189,6 +197,13 @@ class _FeedHandler(QuietHandler):
 
     def _serve(self) -> None:
         owner: FeedServer = self.server.owner
+        owner.busy(self.path, +1)
+        try:
+            self._answer(owner)
+        finally:
+            owner.busy(self.path, -1)
+
+    def _answer(self, owner: FeedServer) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         route, delay = owner.lookup(self.path, self.command, headers)
         if delay and self.server.stopping.wait(delay):
