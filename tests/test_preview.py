@@ -15,6 +15,8 @@ from bot.render import RenderOptions, render_entry
 from tests.fakes.botapi import FakeBotApi, SentMessage
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
+from tests.fakes.telegraph import FakeTelegraph
+from tests.test_instant_view import feed, long_post
 
 USER = 1001
 ADMIN = 2002
@@ -160,3 +162,18 @@ async def test_preview_for_a_channel_is_shown_here_and_subscribes_the_channel(
         assert url in listing.plain
         await asyncio.sleep(0.5)
     assert fake_api.delivered(CHANNEL) == []  # the preview went to the admin, not the channel
+
+
+async def test_a_long_post_is_previewed_as_the_instant_view_link_it_would_be(
+    start_bot: Callable[..., Any],
+    fake_api: FakeBotApi,
+    feed_server: FeedServer,
+    telegraph: FakeTelegraph,
+) -> None:
+    feed_server.set_feed("/long.xml", feed(long_post(1)))
+    async with start_bot(telegraph_url=telegraph.url) as chat:
+        post, card = await chat.say(USER, f"/preview {feed_server.url('/long.xml')}", replies=2)
+        assert buttons(card)
+    (page,) = telegraph.pages
+    assert "Long read 1" in post.plain and "Instant View" in post.plain
+    assert any(e.get("url") == page.url for e in post.entities)
