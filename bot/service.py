@@ -516,6 +516,18 @@ class SubscriptionService:
 
         return await self._change_chat(chat_id, change, "defaults")
 
+    async def set_notices(self, chat_id: int, notices: int | None) -> Chat:
+        """Where the notices about this chat's feeds go: a chat id, or None (into the chat
+        itself, as before). Which chats are fit is for the caller to check (the user is there,
+        the bot may write there)."""
+
+        def change(stored: Chat | None) -> tuple[Chat, Chat]:
+            chat = stored or Chat(id=chat_id)
+            chat.notices = notices if notices != chat_id else None
+            return chat, chat
+
+        return await self._change_chat(chat_id, change, "notices")
+
     async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
         chat = await self.store.get_chat(chat_id)
         return SubscriptionOptions.from_dict(chat.defaults if chat else {})

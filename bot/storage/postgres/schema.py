@@ -119,8 +119,13 @@ CREATE TABLE bot_values (
 );
 """
 
+_V3 = """
+-- where a chat's feed notices go (Chat.notices; NULL: into the chat itself)
+ALTER TABLE chats ADD COLUMN notices bigint;
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
