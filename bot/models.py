@@ -322,6 +322,9 @@ class Chat:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: feed-choice cards still open in this chat: token -> PendingChoice.to_dict() (bot.service)
     choices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where the bot's notices about this chat's feeds go (failing, recovered, gone, paused): a
+    #: chat id (`/set @channel notices me`); None: into this chat itself
+    notices: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -66,7 +66,9 @@ class Runtime:
             parse_pool=parse_pool,
             publisher=publisher,
         )
-        service = SubscriptionService(store, fetcher, settings, parse_pool=parse_pool)
+        service = SubscriptionService(
+            store, fetcher, settings, parse_pool=parse_pool, publisher=publisher
+        )
         return cls(settings, store, fetcher, sender, poller, service, parse_pool, publisher)
 
     def messages_sent(self) -> int:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, ParseError, Reason
-from bot.feeds.diff import entry_prints, is_seen, seen_cap
+from bot.feeds.diff import entry_prints, is_seen, oldest_first, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.filters import PostVerdict, trial
@@ -31,8 +31,17 @@ from bot.feeds.urls import (
     strip_punctuation,
 )
 from bot.i18n import DEFAULT_LANG
-from bot.models import Chat, Feed, ParsedFeed, Subscription, SubscriptionOptions
+from bot.models import (
+    Chat,
+    Entry,
+    Feed,
+    ParsedFeed,
+    RenderedMessage,
+    Subscription,
+    SubscriptionOptions,
+)
 from bot.options import OPTIONS, Effect
+from bot.pipeline.check import page_drafts, render_for
 from bot.pipeline.outbox import CHAT_SEEN_CAP
 from bot.pipeline.schedule import effective_interval, rescheduled
 from bot.storage.base import (
@@ -45,6 +54,7 @@ from bot.storage.base import (
     SubscriptionRow,
     retry_on_conflict,
 )
+from bot.telegraph import PagePublisher
 
 T = TypeVar("T")
 
@@ -75,6 +85,22 @@ class SubscribeOutcome:
     reason: Reason | None = None  # why it failed ("failed", "limit")
     page: str = ""
     choices: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PreviewOutcome:
+    """/preview URL: the feed's newest post rendered as the chat would get it, or why not."""
+
+    url: str
+    status: str  # "ok" | "empty" (a feed without posts) | "exists" | "failed" | "choose"
+    title: str = ""
+    message: RenderedMessage | None = None
+    entry_key: str = ""
+    silent: bool = False  # the chat's default: its posts arrive without a sound
+    reason: Reason | None = None  # why it failed
+    page: str = ""  # the web page the feed was found on
+    choices: list[tuple[str, str]] = field(default_factory=list)  # a page's feeds
+    known: bool = False  # the chat follows this feed already
 
 
 @dataclass
@@ -144,10 +170,13 @@ class SubscriptionService:
         fetcher: Fetcher,
         settings: Settings,
         parse_pool: ParsePool | None = None,
+        publisher: PagePublisher | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.settings = settings
+        #: Instant View pages for /preview, the poller's publisher (None: no pages)
+        self.publisher = publisher
         #: where a probe reads the feed (None: in a thread)
         self.parse_pool = parse_pool
         #: one subscribing write per chat at a time in this process: concurrent probes of one
@@ -156,8 +185,9 @@ class SubscriptionService:
         self.chat_writes = ChatLocks()
 
     # ------------------------------------------------------------------ probing
-    async def probe(self, url: str, *, discover: bool = True) -> Probe:
-        """Fetch and parse `url`; when it is a web page, look for its feeds."""
+    async def probe(self, url: str, *, discover: bool = True, whole: bool = False) -> Probe:
+        """Fetch and parse `url`; when it is a web page, look for its feeds. `whole`: parse
+        the entries whole (to render them), not only their identities."""
         probe = Probe(url=url)
         try:
             result = await self.fetcher.fetch(url)
@@ -168,26 +198,27 @@ class SubscriptionService:
             probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.url = canonical(result.permanent_url or url)
+        read = parse_feed if whole else first_read_feed
         try:
             # a new subscription delivers nothing: the entries' identities are enough
-            probe.feed = await first_read_feed(
+            probe.feed = await read(
                 result.body, result.url, result.content_type, pool=self.parse_pool
             )
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
-                return await self._discover(url, result.body, result.url)
+                return await self._discover(url, result.body, result.url, whole=whole)
             probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
         probe.fetch_digest = result.body_digest
         return probe
 
-    async def probe_address(self, address: Address) -> Probe:
+    async def probe_address(self, address: Address, *, whole: bool = False) -> Probe:
         """Probe the address's URLs in turn: one typed without a scheme is tried over http when
         https does not answer at all."""
         probe = Probe(url=address.word)
         for url in address.candidates:
-            probe = await self.probe(canonical(url))
+            probe = await self.probe(canonical(url), whole=whole)
             retry = probe.feed is None and not probe.choices and (
                 probe.error_kind in HTTP_RETRY_KINDS
                 or (probe.error_kind == "http" and probe.error_status is None)
@@ -196,13 +227,13 @@ class SubscriptionService:
                 break
         return probe
 
-    async def _discover(self, page: str, body: bytes, base: str) -> Probe:
+    async def _discover(self, page: str, body: bytes, base: str, *, whole: bool = False) -> Probe:
         links = find_feed_links(body, base)
         if not links:
             return Probe(url=page, error=Reason("error_not_feed_page"), error_kind="not_feed_page")
         if len(links) > 1:
             return Probe(url=page, choices=[(link.url, link.title) for link in links])
-        found = await self.probe(links[0].url, discover=False)
+        found = await self.probe(links[0].url, discover=False, whole=whole)
         found.discovered_from = canonical(page)
         return found
 
@@ -293,6 +324,66 @@ class SubscriptionService:
             title=(feed.title or parsed.title) if status == "exists" else parsed.title,
             page=probe.discovered_from,
         )
+
+    async def preview(self, chat: Chat, raw_url: str) -> PreviewOutcome:
+        """/preview: the newest post of the feed at `raw_url` (a feed, or a page naming one),
+        rendered the way the poller renders it for `chat` (its language and default options,
+        its Instant View page when it would get one); nothing is stored. Fails with the reasons
+        /sub gives."""
+        address = read_address(raw_url)
+        if isinstance(address, NotAnAddress):
+            return PreviewOutcome(raw_url, "failed", reason=Reason(f"error_{address.reason}"))
+        state = await self.store.load_chat(chat.id)
+        known = _known_subscription(state.rows, address) is not None
+        probe = await self.probe_address(address, whole=True)
+        if probe.choices:
+            return PreviewOutcome(probe.url, "choose", choices=probe.choices)
+        if probe.feed is None:
+            return PreviewOutcome(probe.url, "failed", reason=probe.error)
+        parsed, stored = probe.feed, state.chat or chat
+        known = known or any(canonical(r.subscription.feed_url) == probe.url for r in state.rows)
+        outcome = PreviewOutcome(
+            probe.url, "ok", title=parsed.title, page=probe.discovered_from, known=known
+        )
+        if not parsed.entries:
+            outcome.status = "empty"
+            return outcome
+        newest = oldest_first(parsed.entries)[-1]
+        sub = Subscription(
+            chat_id=chat.id,
+            feed_url=probe.url,
+            options=SubscriptionOptions.from_dict(stored.defaults),
+        )
+        # the chat as a post finds it, but with nothing seen and no filter: the preview shows
+        # the newest post whatever the chat's filters would say
+        viewer = Chat(id=chat.id, type=stored.type, lang=stored.lang)
+        feed = Feed(url=probe.url, title=parsed.title, link=parsed.link)
+        pages = await self._preview_pages(feed, parsed, newest, sub, viewer)
+        messages = await asyncio.to_thread(
+            render_for, feed, parsed, [newest], [sub], {chat.id: viewer.lang},
+            self.settings.media_url_limit, pages,
+        )
+        outcome.message, outcome.entry_key = messages[(chat.id, newest.key)], newest.key
+        outcome.silent = sub.options.silent
+        return outcome
+
+    async def _preview_pages(
+        self, feed: Feed, parsed: ParsedFeed, entry: Entry, sub: Subscription, viewer: Chat
+    ) -> dict[str, str]:
+        """The post's Instant View page, when the chat would get it as one (as the poller
+        decides and publishes it: once per post, shared with the chats that follow it)."""
+        if self.publisher is None or not self.publisher.available():
+            return {}
+        drafts = await asyncio.to_thread(
+            page_drafts, feed, parsed, [entry], [sub], {viewer.id: viewer}, 1,
+            self.settings.media_url_limit,
+        )
+        pages = {}
+        for key, draft in drafts.items():
+            url = await self.publisher.publish(key, draft)
+            if url is not None:
+                pages[key] = url
+        return pages
 
     async def listing(self, chat_id: int) -> list[ListedSubscription]:
         return listed((await self.store.load_chat(chat_id)).rows)
@@ -424,6 +515,18 @@ class SubscriptionService:
             return chat, SubscriptionOptions.from_dict(chat.defaults)
 
         return await self._change_chat(chat_id, change, "defaults")
+
+    async def set_notices(self, chat_id: int, notices: int | None) -> Chat:
+        """Where the notices about this chat's feeds go: a chat id, or None (into the chat
+        itself, as before). Which chats are fit is for the caller to check (the user is there,
+        the bot may write there)."""
+
+        def change(stored: Chat | None) -> tuple[Chat, Chat]:
+            chat = stored or Chat(id=chat_id)
+            chat.notices = notices if notices != chat_id else None
+            return chat, chat
+
+        return await self._change_chat(chat_id, change, "notices")
 
     async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
         chat = await self.store.get_chat(chat_id)

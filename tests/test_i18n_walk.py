@@ -63,7 +63,7 @@ def zh_feed(name: str, ns: range, *, long_from: int = 99) -> str:
 
 
 #: what the user typed that replies quote back (“maybe” is neither on nor off)
-ECHOED = ("maybe", "colour", "fancy", "soon", "klingon")
+ECHOED = ("maybe", "colour", "fancy", "soon", "klingon", "somewhere")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,10 @@ STEPS = (
     Say("/sub {http404} {http500} {main}"),
     Say("/sub not a url at all"),
     Say("/sub mychannel {main}"),
+    Say("/preview"),
+    Say("/preview {second}", replies=2),
+    Say("/preview {main}", replies=2),
+    Say("/preview {http404}"),
     Say("hello there"),
     Say("{main}"),
     Say("/list"),
@@ -113,6 +117,9 @@ STEPS = (
     Say("/set 1 title My own name"),
     Say("/set default"),
     Say("/set default title x"),
+    Say("/set notices"),
+    Say("/set notices somewhere"),
+    Say("/set notices here"),
     Say("/set 9"),
     Say("/filter"),
     Say("/filter 1 rust, go, !sponsored"),

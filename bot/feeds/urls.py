@@ -173,3 +173,54 @@ def urls_in_text(text: str) -> list[str]:
 def looks_like_channel_name(word: str) -> bool:
     """"mychannel": a channel's username typed without its @ (not a URL, not a number)."""
     return bool(CHANNEL_NAME.match(word))
+
+
+# ----------------------------------------------------------- private feed addresses
+#: words of query parameter names that carry a secret: private feeds of GitLab (`feed_token`),
+#: GitHub (`token`), Redmine (`key`), trackers (`passkey`), signed URLs (`sig`)
+SECRET_WORDS = frozenset({
+    "token", "key", "apikey", "secret", "password", "passwd", "pass", "passkey", "pwd", "auth",
+    "sig", "signature", "session", "sessionid", "sid", "credential", "credentials", "hash",
+})
+SECRET_ENDINGS = ("token", "key", "secret", "password")
+
+
+def _secret_name(name: str) -> bool:
+    words = re.split(r"[^a-z0-9]+", name.lower())
+    return any(w in SECRET_WORDS or w.endswith(SECRET_ENDINGS) for w in words if w)
+
+
+#: a value that looks generated rather than typed: long, and letters mixed with digits
+_TOKEN_VALUE = re.compile(r"^[A-Za-z0-9_\-.~+/=%]{16,}$")
+
+
+def _looks_generated(value: str) -> bool:
+    return bool(_TOKEN_VALUE.match(value)) and any(c.isdigit() for c in value) and any(
+        c.isalpha() for c in value
+    )
+
+
+def is_private_url(url: str) -> bool:
+    """Whether `url` carries credentials: a user name or password before the host, or a query
+    parameter that looks like a token (by its name or its value)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    if "@" in parts.netloc:
+        return True
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and (_secret_name(name) or _looks_generated(value)):
+            return True
+    return False
+
+
+def public_url(url: str) -> str:
+    """`url` as it may be shown where others read (a channel, a group): without its user
+    name, password, query and fragment when it carries credentials, else unchanged."""
+    if not is_private_url(url):
+        return url
+    parts = urlsplit(url.strip())
+    host = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit((parts.scheme, host, parts.path or "/", "", ""))
+    return shown + ("?…" if parts.query else "")

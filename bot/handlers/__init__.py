@@ -38,6 +38,7 @@ COMMANDS = (
     "start",
     "help",
     "sub",
+    "preview",
     "unsub",
     "list",
     "import",
@@ -74,6 +75,7 @@ def handlers() -> list[BaseHandler[Any, Any, None]]:
         # a channel named first: these forms before the plain commands
         command("sub", subscriptions.sub_in_channel, filters=TARGETED),
         command("unsub", subscriptions.unsub_in_channel, filters=TARGETED),
+        command("preview", subscriptions.preview_in_channel, filters=TARGETED),
         command("list", listing.list_in_channel, filters=TARGETED),
         command("export", import_export.export_command),
         command("import", import_export.import_command),
@@ -85,6 +87,7 @@ def handlers() -> list[BaseHandler[Any, Any, None]]:
         command("help", basics.help_command),
         command("sub", subscriptions.sub),
         command("unsub", subscriptions.unsub),
+        command("preview", subscriptions.preview),
         command("list", listing.list_command),
         button("sub", subscriptions.chosen),
         ChatMemberHandler(membership.membership, ChatMemberHandler.MY_CHAT_MEMBER),

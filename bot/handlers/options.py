@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden
 
 from bot.errors import OptionError as OptionError  # re-exported: the parsers raise it
 from bot.feeds.filters import (
@@ -32,6 +33,7 @@ from bot.feeds.filters import (
 from bot.handlers.common import (
     Context,
     Target,
+    channel_problem,
     channel_target,
     framed,
     here_target,
@@ -40,6 +42,7 @@ from bot.handlers.common import (
     resolve_target,
     runtime_of,
     split_target,
+    target_allowed,
 )
 from bot.i18n import format_time, t
 from bot.models import Feed, SubscriptionOptions
@@ -256,6 +259,8 @@ async def set_command(update: Update, context: Context) -> None:
     try:
         if args[0].lower() == "default":
             await _set_defaults(update, context, target, args[1:])
+        elif args[0].lower() == "notices":
+            await _set_notices(update, context, target, args[1:])
         else:
             await _set_subscription(update, context, target, args[0], args[1:])
     except OptionError as exc:
@@ -307,6 +312,135 @@ async def _set_subscription(
             return
         row.subscription = sub
     await show(update, subscription_card(row, runtime.settings.poll_interval, target))
+
+
+# ------------------------------------------------------------ /set … notices
+#: what sends a chat's notices into the chat itself again
+NOTICES_OFF = frozenset({"off", "default", "-", "reset"})
+#: a chat named by its @username or its numeric id (a user's id is positive)
+CHAT_REF = re.compile(r"^(@[A-Za-z]\w{3,31}|-?\d{1,20})$")
+MEMBERS = (
+    ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER,
+    ChatMemberStatus.RESTRICTED,
+)
+
+
+@dataclass
+class NoticesChat:
+    """Where a chat's notices are to go: `chat_id` (None: into the chat itself) and its name
+    as answers show it (Telegram HTML), or `problem`, why it may not be (Telegram HTML)."""
+
+    chat_id: int | None = None
+    name: str = ""
+    problem: str = ""
+
+
+async def _set_notices(update: Update, context: Context, target: Target, args: list[str]) -> None:
+    """`/set [@channel] notices here|me|@chat|id|off`: where the notices about the feeds of
+    `target` (failing, working again, gone, paused) go; without a value, where they go now."""
+    service = runtime_of(context).service
+    about = html.escape(target.name) if target.is_remote else t("notices_this_chat")
+    if not args:
+        current = target.chat.notices
+        if current is None or current == target.chat.id:
+            text = t("notices_show_default", target=about, example=_notices_example(target))
+        else:
+            text = t("notices_show", target=about, chat=await _stored_name(context, current))
+        await reply(update, framed(target, text))
+        return
+    chosen = await notices_chat(update, context, target, args[0])
+    if chosen.problem:
+        await reply(update, framed(target, chosen.problem))
+        return
+    await service.set_notices(target.chat.id, chosen.chat_id)
+    if chosen.chat_id is None:
+        text = t("notices_off", target=about)
+    else:
+        text = t("notices_set", target=about, chat=chosen.name)
+    await reply(update, framed(target, text))
+
+
+def _notices_example(target: Target) -> str:
+    channel = f"{target.name} " if target.is_remote else ""
+    return html.escape(f"/set {channel}notices me")
+
+
+async def _stored_name(context: Context, chat_id: int) -> str:
+    stored = await runtime_of(context).service.chat(chat_id)
+    if stored is not None and stored.title:
+        return html.escape(stored.title)
+    return f"<code>{chat_id}</code>"
+
+
+async def notices_chat(
+    update: Update, context: Context, target: Target, word: str
+) -> NoticesChat:
+    """The chat `word` names for notices: `here` (the chat the command was sent in), `me` (the
+    sender's private chat with the bot), `off`, or a chat by @username or id that the sender is
+    in and the bot may write in. The target itself means `off`."""
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    assert chat is not None
+    typed = word.strip().lower()
+    if typed in NOTICES_OFF:
+        return NoticesChat()
+    anonymous = user is None or (message is not None and message.sender_chat is not None)
+    if typed == "here":
+        found = NoticesChat(chat.id, _here_name(chat.type, chat.title or ""))
+    elif typed == "me":
+        if anonymous or user is None:
+            return NoticesChat(problem=t("channel_anonymous"))
+        found = NoticesChat(user.id, t("notices_your_chat"))
+    elif CHAT_REF.match(word.strip()):
+        if anonymous or user is None:
+            return NoticesChat(problem=t("channel_anonymous"))
+        found = await _named_chat(context, word.strip(), user.id)
+    else:
+        return NoticesChat(problem=t("notices_bad", value=html.escape(word)))
+    if found.problem or found.chat_id == target.chat.id:
+        return NoticesChat(problem=found.problem)
+    assert found.chat_id is not None
+    if not target_allowed(update, context, found.chat_id):
+        return NoticesChat(problem=t("notices_not_allowed", chat=found.name))
+    return found
+
+
+def _here_name(chat_type: str, title: str) -> str:
+    if chat_type == ChatType.PRIVATE or not title:
+        return t("notices_this_chat")
+    return html.escape(title)
+
+
+async def _named_chat(context: Context, ref: str, user_id: int) -> NoticesChat:
+    """A chat named by @username or id, when the user is in it and the bot may write there."""
+    bot = context.bot
+    shown = html.escape(ref)
+    try:
+        found = await bot.get_chat(int(ref) if ref.lstrip("-").isdigit() else ref)
+    except (BadRequest, Forbidden):
+        return NoticesChat(problem=t("notices_not_found", ref=shown))
+    name = html.escape(f"@{found.username}" if found.username else (found.title or ref))
+    if found.type == ChatType.PRIVATE:
+        if found.id != user_id:  # someone else's private chat with the bot
+            return NoticesChat(problem=t("notices_not_yours", ref=shown))
+        return NoticesChat(found.id, t("notices_your_chat"))
+    if found.type == ChatType.CHANNEL:
+        problem = await channel_problem(context, found.id, user_id)
+        return NoticesChat(problem=t(problem, channel=name)) if problem else NoticesChat(
+            found.id, name
+        )
+    try:
+        member = await bot.get_chat_member(found.id, user_id)
+        me = await bot.get_chat_member(found.id, bot.id)
+    except (BadRequest, Forbidden):
+        return NoticesChat(problem=t("notices_bot_cannot_write", chat=name))
+    if member.status not in MEMBERS:
+        return NoticesChat(problem=t("notices_user_not_member", chat=name))
+    writes = me.status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR) or (
+        me.status == ChatMemberStatus.RESTRICTED and getattr(me, "can_send_messages", False)
+    )
+    if not writes:
+        return NoticesChat(problem=t("notices_bot_cannot_write", chat=name))
+    return NoticesChat(found.id, name)
 
 
 def which_feed(rows: list[ListedSubscription], name: str, args: list[str], where: Target) -> str:

@@ -1,8 +1,10 @@
 """/sub and /unsub, here or in a channel named first, and the feed-choice cards: the buttons
-offering a page's feeds, or the addresses of a plain private message."""
+offering a page's feeds, or the addresses of a plain private message; /preview, whose
+Subscribe button is such a card."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 
+from bot.delivery.direct import send_rendered
 from bot.errors import Reason
 from bot.feeds.urls import (
     Address,
@@ -39,7 +42,7 @@ from bot.handlers.common import (
 from bot.handlers.live_reply import LiveReply
 from bot.i18n import t
 from bot.models import Chat
-from bot.service import ListedSubscription, PendingChoice, SubscribeOutcome
+from bot.service import ListedSubscription, PendingChoice, PreviewOutcome, SubscribeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +415,110 @@ async def _button_target(
     service = runtime_of(context).service
     stored = await service.touch_chat(channel.id, "channel", channel.title or "")
     return Target(stored, name), ""
+
+
+# ----------------------------------------------------------------------- /preview
+async def preview(update: Update, context: Context) -> None:
+    """/preview URL: the feed's newest post as this chat would get it, then a Subscribe
+    button (pressing it is /sub: admins only in groups). Anyone may look."""
+    words = list(context.args or [])
+    if not words:
+        await reply(update, t("preview_usage"))
+        return
+    if _channel_typo(words):
+        await reply(update, t("sub_did_you_mean", channel=html.escape("@" + words[0])))
+        return
+    stored = await remember_chat(update, context)
+    message = update.effective_message
+    assert message is not None
+    thread_id = message.message_thread_id if message.is_topic_message else None
+    await show_preview(update, context, SubTarget(stored, thread_id=thread_id), words[0])
+
+
+async def preview_in_channel(update: Update, context: Context) -> None:
+    """/preview @channel URL: rendered as the channel would get it, shown here."""
+    ref, urls = split_target(list(context.args or []))
+    if ref is None:
+        return
+    if not urls:
+        await reply(update, t("preview_usage"))
+        return
+    target = await channel_target(update, context, ref, manage=False)
+    if target is None:
+        return
+    await show_preview(update, context, SubTarget(target.chat, channel=target.name), urls[0])
+
+
+async def show_preview(update: Update, context: Context, target: SubTarget, word: str) -> None:
+    message, chat = update.effective_message, update.effective_chat
+    assert message is not None and chat is not None
+    live = LiveReply(message, delay=SLOW_AFTER_S)
+    live.update(target.frame(t("sub_line_checking", url=html.escape(word))))
+    try:
+        outcome = await runtime_of(context).service.preview(target.chat, word)
+        if outcome.status in ("failed", "choose"):
+            await live.finish(target.frame(preview_refusal(outcome, target)))
+            return
+        await live.close()
+        if live.message is not None:  # "checking…": the post and its card come after it
+            with contextlib.suppress(TelegramError):
+                await live.message.delete()
+        if outcome.message is not None:
+            await send_rendered(
+                context.bot,
+                chat.id,
+                outcome.message,
+                feed_url=outcome.url,
+                entry_key=outcome.entry_key,
+                # in the chat's own topic; a channel's preview is shown here, as a reply
+                thread_id=message.message_thread_id if message.is_topic_message else None,
+                silent=outcome.silent,
+                reply_to=message.message_id if chat.type != ChatType.PRIVATE else None,
+            )
+        text, markup = await preview_card(context, target, outcome, chat.id)
+        await reply(update, text, reply_markup=markup)
+    except Exception as exc:
+        await live.finish(target.frame(error_text(exc)))
+        setattr(exc, ANSWERED, True)  # on_error must not say it a second time
+        raise
+    finally:
+        await live.close()
+
+
+def preview_refusal(outcome: PreviewOutcome, target: SubTarget) -> str:
+    """Why there is no preview: /sub's reasons, or the feeds of a page, one command each."""
+    if outcome.status == "failed":
+        return t("sub_failed", url=html.escape(outcome.url), reason=outcome_reason(outcome.reason))
+    channel = f"{target.channel} " if target.channel else ""
+    lines = [t("preview_choose", page=html.escape(outcome.url))]
+    lines += [
+        t("preview_choose_item", title=html.escape(title or url),
+          command=html.escape(f"/preview {channel}{url}"))
+        for url, title in outcome.choices[:10]
+    ]
+    return "\n".join(lines)
+
+
+async def preview_card(
+    context: Context, target: SubTarget, outcome: PreviewOutcome, card_chat: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The message after the post: what it was a preview of, and its Subscribe button (a
+    choice card of one feed: the press goes the way of /sub's buttons)."""
+    title, url = html.escape(outcome.title or outcome.url), html.escape(outcome.url)
+    if outcome.known:
+        return target.frame(t("preview_known", title=title, url=url)), None
+    key = "preview_card" if outcome.status == "ok" else "preview_card_empty"
+    choice = PendingChoice(
+        target=target.chat.id,
+        page=outcome.page,
+        options=[(outcome.url, outcome.title)],
+        thread_id=target.thread_id,
+    )
+    token = await runtime_of(context).service.open_choice(card_chat, choice)
+    button = InlineKeyboardButton(
+        t("btn_preview_subscribe"), callback_data=f"{target.callback_prefix}:{token}:0"
+    )
+    return target.frame(t(key, title=title, url=url)), InlineKeyboardMarkup([[button]])
 
 
 # ------------------------------------------------------------- plain text, private

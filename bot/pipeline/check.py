@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.feeds.diff import oldest_first, remember, seen_cap
+from bot.feeds.urls import public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
-from bot.pipeline.outbox import notice_delivery, post_deliveries, posts_sent
+from bot.pipeline.outbox import post_deliveries, posts_sent, subscriber_notices, unknown_chat
 from bot.pipeline.schedule import DAY
 from bot.render import RenderOptions, render_entry
 from bot.render.message import MEDIA_URL_LIMIT, wants_page
@@ -104,7 +105,9 @@ def page_drafts(
 
 
 def feed_title(feed: Feed, parsed: ParsedFeed) -> str:
-    return parsed.title or feed.title or feed.url
+    """The feed's name in its posts; an untitled feed is named by its address, without the
+    credentials it may carry (posts go to channels too)."""
+    return parsed.title or feed.title or public_url(feed.url)
 
 
 def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: int) -> FeedCommit:
@@ -125,20 +128,20 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
         feed.last_new_entry = now
     commit = FeedCommit(feed, state.stamp, moved_to=moved_to(plan.url, plan.result))
     active = {s.chat_id: s for s in state.subscriptions if not s.paused}
+    told: list[tuple[Subscription, Chat]] = []
     for planned in plan.subscriptions:
         sub = active.get(planned.chat_id)
-        chat = state.chats.get(planned.chat_id) or Chat(id=planned.chat_id)
+        chat = state.chats.get(planned.chat_id) or unknown_chat(planned.chat_id)
         if sub is None or chat.paused:  # left, or paused, since the feed was fetched
             continue
-        deliveries = post_deliveries(
+        commit.deliveries += post_deliveries(
             chat, sub, feed, plan.fresh, plan.messages, now, backlog_limit
         )
-        if recovered:
-            deliveries.insert(
-                0, notice_delivery(sub, "feed_recovered", now, chat.lang, title=feed.title)
-            )
-        commit.deliveries += deliveries
         commit.chats.append(chat)
+        told.append((sub, chat))
+    if recovered:  # before the posts, wherever each chat's notices go
+        values: dict[str, object] = {"title": feed.title or feed.url}
+        commit.deliveries[:0] = subscriber_notices(told, "feed_recovered", now, values)
     return commit
 
 

@@ -1,5 +1,7 @@
 """From rendered posts to deliveries (pure): chat dedup, filters, the backlog cap, follow-ups,
-and the bot's own notices."""
+and the bot's own notices, with where they go: a chat's feed notices go to the chat its
+`notices` setting names (`/set @channel notices me`), never into it then; and a feed address
+that carries credentials is shown only in private chats."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass, replace
 from bot.errors import Reason
 from bot.feeds.diff import entry_prints
 from bot.feeds.filters import matches
+from bot.feeds.urls import public_url
 from bot.i18n import format_time, t
 from bot.models import (
     ApiCall,
@@ -44,14 +47,31 @@ class Moment:
     stamp: float
 
 
-def localized(value: object, lang: str) -> str:
+def localized(value: object, lang: str, *, private: bool = True) -> str:
     """A notice value as Telegram HTML in `lang`: reasons and moments translated, the rest
-    escaped."""
+    escaped. `private`: the chat is a private one (else addresses lose their credentials)."""
+    if not private:
+        value = without_credentials(value)
     if isinstance(value, Reason):
         return value.text(lang)
     if isinstance(value, Moment):
         return html.escape(format_time(value.stamp, lang, "long"))
     return html.escape(str(value))
+
+
+def without_credentials(value: object) -> object:
+    """A notice value as a channel or group may read it: each address in it (itself, or an
+    argument of a reason) without a user name, password or token-looking query."""
+    if isinstance(value, str):
+        return public_url(value) if "://" in value else value
+    if isinstance(value, Reason):
+        return Reason(value.key, {k: without_credentials(v) for k, v in value.args.items()})
+    return value
+
+
+def is_private_chat(chat: Chat) -> bool:
+    """Only a private chat may see a feed's address whole (its subscriber typed it)."""
+    return chat.type == "private" and chat.id > 0
 
 
 def notice(text_html: str) -> RenderedMessage:
@@ -84,11 +104,50 @@ def delivery(sub: Subscription, key: str, message: RenderedMessage, now: float) 
 
 
 def notice_delivery(
-    sub: Subscription, key: str, now: float, lang: str = "en", **values: object
+    sub: Subscription, key: str, now: float, lang: str = "en", *, private: bool = True,
+    **values: object,
 ) -> Delivery:
-    """Catalogue notice `key` for one subscriber, in its chat's language."""
-    shown = {k: localized(v, lang) for k, v in values.items()}
+    """Catalogue notice `key` for one subscriber, in its chat's language (`private`: see
+    `localized`)."""
+    shown = {k: localized(v, lang, private=private) for k, v in values.items()}
     return delivery(sub, f"notice:{key}:{now}", notice(t(key, lang, **shown)), now)
+
+
+def notices_chat(chat: Chat) -> int | None:
+    """Where `chat`'s feed notices go when not into the chat itself (its `notices` setting)."""
+    return chat.notices if chat.notices not in (None, chat.id) else None
+
+
+def subscriber_notices(
+    told: Sequence[tuple[Subscription, Chat]], key: str, now: float, values: dict[str, object]
+) -> list[Delivery]:
+    """Notice `key` for each (subscription, its chat): into the chat, or, when the chat's
+    notices go elsewhere, one notice per receiving chat, naming the chats it is about (in the
+    language of the first). Feed addresses with credentials are shown only in private chats."""
+    out: list[Delivery] = []
+    routed: dict[int, list[tuple[Subscription, Chat]]] = {}
+    for sub, chat in told:
+        elsewhere = notices_chat(chat)
+        if elsewhere is None:
+            private = is_private_chat(chat)
+            out.append(notice_delivery(sub, key, now, chat.lang, private=private, **values))
+        else:
+            routed.setdefault(elsewhere, []).append((sub, chat))
+    for chat_id, about in routed.items():
+        sub, first = about[0]
+        lang, private = first.lang, chat_id > 0  # a user's private chat with the bot
+        shown = {k: localized(v, lang, private=private) for k, v in values.items()}
+        names = ", ".join(dict.fromkeys(chat.title or str(chat.id) for _, chat in about))
+        text = t("channel_prefix", lang, channel=html.escape(names), text=t(key, lang, **shown))
+        out.append(Delivery(
+            id=uuid.uuid4().hex, chat_id=chat_id, feed_url=sub.feed_url,
+            entry_key=f"notice:{key}:{now}", message=notice(text), created=now,
+        ))
+    return out
+
+
+def shown_url(text: str, private: bool) -> str:
+    return text if private else str(without_credentials(text))
 
 
 def posts_sent(
@@ -124,12 +183,13 @@ def post_deliveries(
     chat.seen = merge_chat_seen(chat.seen, [p for e in fresh for p in entry_prints(e)])
     out: list[Delivery] = []
     if skipped:
+        private = is_private_chat(chat)
         text = t(
             "backlog_skipped",
             chat.lang,
             count=skipped,
-            link=html.escape(feed.link or feed.url, quote=True),
-            title=html.escape(feed.title or feed.url),
+            link=html.escape(shown_url(feed.link or feed.url, private), quote=True),
+            title=html.escape(shown_url(feed.title or feed.url, private)),
         )
         out.append(delivery(sub, f"backlog:{now}", notice(text), now))
     for entry in sent:
@@ -150,15 +210,20 @@ def notify_subscribers(
     *,
     pause: bool = False,
 ) -> tuple[list[Delivery], list[Subscription]]:
-    """Notice `key` for every active subscriber (paused ones and paused chats hear nothing);
-    with pause=True their subscriptions are paused too. Returns the notices and the
-    subscriptions that changed."""
-    notices, paused = [], []
+    """Notice `key` about every active subscription (paused ones and paused chats hear
+    nothing), where each chat's notices go (`subscriber_notices`); with pause=True the
+    subscriptions are paused too. Returns the notices and the subscriptions that changed."""
+    told, paused = [], []
     for sub in subs:
-        chat = chats.get(sub.chat_id)
-        if sub.paused or (chat is not None and chat.paused):
+        chat = chats.get(sub.chat_id) or unknown_chat(sub.chat_id)
+        if sub.paused or chat.paused:
             continue
-        notices.append(notice_delivery(sub, key, now, lang=chat.lang if chat else "en", **values))
+        told.append((sub, chat))
         if pause:
             paused.append(replace(sub, paused=True, paused_at=now))
-    return notices, paused
+    return subscriber_notices(told, key, now, values), paused
+
+
+def unknown_chat(chat_id: int) -> Chat:
+    """A subscriber's chat that has no record: private or not by its id."""
+    return Chat(id=chat_id, type="private" if chat_id > 0 else "group")

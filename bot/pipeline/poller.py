@@ -383,7 +383,7 @@ class Poller:
             if mark_healthy(feed, now):
                 commit.deliveries, _ = notify_subscribers(
                     current.subscriptions, current.chats, "feed_recovered", now,
-                    {"title": feed.title},
+                    {"title": feed.title or feed.url},
                 )
             feed.next_check = next_check
             await self.store.record_not_modified(commit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 
+from bot.feeds.urls import public_url
 from bot.models import ApiCall, RenderedMessage
 from bot.render.cut import utf16_len, visible
 from bot.render.message import TEXT_LIMIT
@@ -43,7 +44,8 @@ def title_and_link(message: RenderedMessage, entry_key: str, feed_url: str) -> s
     if not link and entry_key.startswith(("http://", "https://")):
         link = entry_key
     parts = [title] + ([link] if link and link not in title else [])
-    return "\n".join(p for p in parts if p) or f"📰 {feed_url}"
+    # the feed's address, with no credentials: the chat may be a channel
+    return "\n".join(p for p in parts if p) or f"📰 {public_url(feed_url)}"
 
 
 _URL_RE = re.compile(r"https?://[^\s<>\"']+")

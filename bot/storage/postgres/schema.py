@@ -143,8 +143,13 @@ CREATE TABLE relayed_calls (
 CREATE INDEX relayed_calls_open ON relayed_calls (priority, created) WHERE answer IS NULL;
 """
 
+_V4 = """
+-- where a chat's feed notices go (Chat.notices; NULL: into the chat itself)
+ALTER TABLE chats ADD COLUMN notices bigint;
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
