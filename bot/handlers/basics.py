@@ -17,7 +17,7 @@ async def start(update: Update, context: Context) -> None:
 
 async def help_command(update: Update, context: Context) -> None:
     options = t("help_options", examples=help_examples())  # the /set examples: bot.options
-    sections = (t("help"), t("help_channels"), options, template_help())
+    sections = (t("help"), t("help_channels"), options, template_help(), t("help_fulltext"))
     await reply(update, "\n\n".join(sections))
 
 
