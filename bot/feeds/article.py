@@ -39,6 +39,11 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
+#: elements a <pre> of trafilatura's is inline code in (see `_tidy`)
+_INLINE_PARENTS = frozenset(
+    {"p", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "a", "b", "i", "u", "s", "em",
+     "strong", "span", "sub", "sup", "del", "ins", "q", "small", "mark"}
+)
 #: a heading at the article's start (the page repeats the post's title there)
 _LEAD_HEADING = re.compile(r"^\s*<h([1-3])\b[^>]*>(.*?)</h\1>", re.IGNORECASE | re.DOTALL)
 
@@ -73,9 +78,40 @@ def extract_article(body: bytes, url: str, content_type: str = "") -> str | None
     )
     if not found:
         return None
-    match = _BODY.search(found)
-    article = (match.group(1) if match else found).strip()
+    article = _tidy(found)
     return article if text_length(article) else None
+
+
+def _tidy(found: str) -> str:
+    """trafilatura's HTML as a feed body: the <body>'s content, with its code put right. It
+    writes every code element as <pre>: a block as <pre><pre>…</pre></pre> (between indentation
+    that would show as code), inline code as a <pre> inside the sentence."""
+    from lxml import etree  # lxml comes with trafilatura
+
+    try:  # it serialises an lxml tree: XML, where a <pre> inside a <p> stays there
+        root = etree.fromstring(found, etree.XMLParser(recover=True, resolve_entities=False))
+    except (etree.XMLSyntaxError, ValueError):
+        root = None
+    body = root if root is None or root.tag == "body" else root.find("body")
+    if body is None:
+        match = _BODY.search(found)
+        return (match.group(1) if match else found).strip()
+    if body is None:
+        return ""
+    for pre in list(body.iter("pre")):
+        parent = pre.getparent()
+        if parent is not None and parent.tag == "pre":
+            continue
+        inner = list(pre)
+        if len(inner) == 1 and inner[0].tag == "pre" and not (pre.text or "").strip():
+            pre.text, inner[0].tag, inner[0].tail = None, "code", None  # a block of code
+        elif parent is not None and parent.tag in _INLINE_PARENTS and "\n" not in (
+            "".join(pre.itertext())
+        ):
+            pre.tag = "code"  # code inside a sentence
+    parts = [html.escape(body.text or "", quote=False)]
+    parts += [etree.tostring(child, encoding="unicode", method="html") for child in body]
+    return "".join(parts).strip()
 
 
 def _content_type(value: str) -> tuple[str, str]:
