@@ -245,3 +245,26 @@ async def test_a_long_article_arrives_as_an_instant_view_page_of_the_whole_artic
     assert longread.marker(1) in page.text and longread.marker(longread.paragraphs) in page.text
     assert longread.summary not in page.text
     assert not any(chrome in page.text for chrome in CHROME)
+
+
+def test_feedbot_preview_fulltext_shows_the_article(feed_server: FeedServer) -> None:
+    from tests.test_cli import feedbot
+
+    serve_articles(feed_server)
+    feed_server.set_response("/posts/second/", 404, "not found", {"Content-Type": "text/html"})
+    feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first", "second"]))
+    env = {"FEEDBOT_ALLOW_PRIVATE": "1"}
+    first, second = ARTICLES["first"], ARTICLES["second"]
+    shown = feedbot("preview", feed_server.url("/s.xml"), "--fulltext", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert first.marker(1) in shown.stdout and first.summary not in shown.stdout
+    assert second.summary in shown.stdout  # its page 404s: the feed's text, and a word why
+    assert "/posts/second/: no full text" in shown.stderr and "Traceback" not in shown.stderr
+    calls = feedbot("preview", feed_server.url("/s.xml"), "--fulltext", "--json", env=env)
+    assert calls.returncode == 0, calls.stderr
+    for line in calls.stdout.strip().splitlines():
+        call = json.loads(line)
+        assert api_call_error(call["method"], call["params"]) is None
+    assert first.marker(1) in calls.stdout
+    plain = feedbot("preview", feed_server.url("/s.xml"), env=env)
+    assert first.summary in plain.stdout and first.marker(1) not in plain.stdout
