@@ -3,12 +3,13 @@ the bot's one guarded fetcher (bot.feeds.fetcher: the SSRF guard, FEEDBOT_MAX_FE
 FEEDBOT_FETCH_TIMEOUT, redirects and per-host politeness all apply) and its article extracted
 in a thread (bot.feeds.article), once per post for every chat.
 
-The cache is in memory and bounded: the article of the last `CACHE_SIZE` posts (least recently
-used out), by the post's identity and link. A post going to many chats, or through two feeds, is
-fetched once, and two checks wanting one page at the same time share one fetch; a check decided
-again, retried after a crash, or a /resume catch-up, fetches nothing the cache holds. A page that
-failed is remembered for `FAILURE_REST_S` only, so a later try may succeed. A restart empties
-the cache, which costs nothing: a post is new once, and by then it has been sent.
+The cache is in memory and bounded: the articles of the last `CACHE_SIZE` posts, at most
+`CACHE_BYTES` of them (least recently used out), by the post's identity and link. A post going
+to many chats, or through two feeds, is fetched once, and two checks wanting one page at the
+same time share one fetch; a check decided again, retried after a crash, or a /resume catch-up
+fetches nothing the cache holds. A page that failed is remembered for `FAILURE_REST_S` only, so
+a later try may succeed. A restart empties the cache, which costs little: a post is new once,
+and by then it has been sent.
 
 A page that fails (fetch, type, extraction, or an article no longer than the feed's own text)
 is logged at INFO and the post goes out with the feed's summary: never lost.
@@ -30,8 +31,11 @@ from bot.models import Entry
 
 log = logging.getLogger(__name__)
 
-#: posts whose article (or failure) is remembered
-CACHE_SIZE = 1024
+#: posts whose article (or failure) is remembered, and the most text that may hold (UTF-8
+#: bytes of the articles' HTML): enough for the posts of the checks of the last hours, which is
+#: where a post comes again (another feed carrying it, a check retried, a /resume catch-up)
+CACHE_SIZE = 256
+CACHE_BYTES = 8 * 1024 * 1024
 #: a failed page is tried again after this long (seconds), not sooner
 FAILURE_REST_S = 600.0
 #: pages fetched at the same time (the fetcher's per-host limit applies as well)
@@ -43,6 +47,10 @@ class _Known:
     article: str | None  # None: the page failed
     at: float
 
+    @property
+    def size(self) -> int:
+        return len(self.article.encode()) if self.article else 0
+
 
 class ArticleSource:
     """The articles of posts' pages, fetched once each (see the module's docstring)."""
@@ -51,6 +59,7 @@ class ArticleSource:
         self.fetcher = fetcher
         self.clock = clock
         self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._bytes = 0  # held by `_known`'s articles
         self._pending: dict[str, asyncio.Task[str | None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
         #: pages fetched since start (tests, logs)
@@ -66,7 +75,12 @@ class ArticleSource:
         for entry, article in zip(unique, articles, strict=True):
             if article is None:
                 continue
-            full = await asyncio.to_thread(full_text_entry, entry, article)
+            try:
+                full = await asyncio.to_thread(full_text_entry, entry, article)
+            except Exception as exc:  # a bug here must not stop the check: the summary goes
+                log.warning("full text of %s not used (%s: %s); the feed's text is sent",
+                            entry.link, type(exc).__name__, exc, exc_info=True)
+                continue
             if full is None:
                 log.info("full text of %s: the page says no more than the feed; the feed's "
                          "text is sent", entry.link)
@@ -94,10 +108,17 @@ class ArticleSource:
 
     async def _fetch_and_keep(self, key: str, entry: Entry) -> str | None:
         article = await self._fetch(entry)
-        self._known[key] = _Known(article, self.clock())
-        while len(self._known) > CACHE_SIZE:
-            self._known.popitem(last=False)
+        self._keep(key, _Known(article, self.clock()))
         return article
+
+    def _keep(self, key: str, known: _Known) -> None:
+        old = self._known.pop(key, None)
+        self._bytes -= old.size if old is not None else 0
+        self._known[key] = known
+        self._bytes += known.size
+        while len(self._known) > CACHE_SIZE or (self._bytes > CACHE_BYTES and self._known):
+            _, dropped = self._known.popitem(last=False)
+            self._bytes -= dropped.size
 
     async def aclose(self) -> None:
         """Stop the fetches under way (the bot is stopping)."""

@@ -142,6 +142,26 @@ async def test_a_failed_page_keeps_the_summary_is_logged_and_is_tried_again_late
     assert record.levelno == logging.INFO and "404" in record.getMessage()
 
 
+async def test_the_cache_is_bounded_by_posts_and_bytes(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.fulltext
+
+    urls = serve_articles(feed_server)
+    entries = [summary_entry(slug, urls[slug]) for slug in ("first", "second", "chinese")]
+    monkeypatch.setattr(bot.fulltext, "CACHE_SIZE", 2)
+    async with loopback_fetcher() as fetcher:
+        source = ArticleSource(fetcher)
+        for entry in entries:
+            await source.full_texts([entry])
+        assert len(source._known) == 2  # the oldest went
+        await source.full_texts([entries[0]])  # so it is fetched again
+        assert feed_server.hits("/posts/first/") == 2
+        monkeypatch.setattr(bot.fulltext, "CACHE_BYTES", 1)
+        await source.full_texts([entries[1]])
+        assert len(source._known) == 0 and source._bytes == 0
+
+
 async def test_the_ssrf_guard_and_the_size_cap_apply_to_pages(feed_server: FeedServer) -> None:
     urls = serve_articles(feed_server)
     entry = summary_entry("first", urls["first"])
