@@ -14,8 +14,9 @@ Why trafilatura (2.x) rather than readability-lxml:
   with jusText's and readability's algorithm and keeps the better, so a page one of them gets
   wrong still gives its article.
 Its cost is its weight (about 60 MB installed with htmldate, dateparser and babel, which the bot
-does not otherwise need); it is imported only when a page is extracted. Without it (an install
-that left it out) every page counts as not extracted and posts keep the feed's summary.
+does not otherwise need); it is imported only when a page is first extracted (about 15 MB of
+memory from then on, 0.25 s once), so a bot where no one turns full text on pays nothing. Without
+it (an install that left it out) every page counts as not extracted and posts keep the summary.
 """
 
 from __future__ import annotations
