@@ -16,10 +16,12 @@ from bot.errors import FeedbotError, OptionError
 from bot.feeds.diff import oldest_first
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_pool import parse_feed
+from bot.fulltext import ArticleSource
 from bot.i18n import DEFAULT_LANG, languages
 from bot.migrate import add_migrate_command, migrate
 from bot.models import ParsedFeed, RenderedMessage, SubscriptionOptions
 from bot.options import Limits, parse_option
+from bot.pipeline.check import shown_entry
 from bot.render import RenderOptions, render_entry
 from bot.render import plain_text as html_to_plain
 from bot.runtime import fetch_settings
@@ -91,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     look.add_argument("--hashtags", metavar="on|off", help="the posts' categories as hashtags")
     look.add_argument("--tags", metavar="TAGS", help='hashtags of your own, e.g. "news tech"')
+    look.add_argument(
+        "--fulltext", action="store_true",
+        help="fetch each post's web page and show its article instead of the feed's summary",
+    )
     add_migrate_command(commands)
     return parser
 
@@ -129,6 +135,8 @@ def preview_options(args: argparse.Namespace) -> SubscriptionOptions:
         value = getattr(args, name)
         if value is not None:
             options.update(parse_option(name, value, limits))
+    if getattr(args, "fulltext", False):
+        options.update(parse_option("fulltext", "on", limits))
     return options
 
 
@@ -182,11 +190,16 @@ def read_local(source: str) -> tuple[bytes, str] | None:
     return path.read_bytes(), path.resolve().as_uri()
 
 
-async def load_feed(settings: config.Settings, source: str) -> ParsedFeed:
+async def load_feed(
+    settings: config.Settings, source: str, fetcher: Fetcher | None = None
+) -> ParsedFeed:
     local = await asyncio.to_thread(read_local, source)
     if local is not None:
         return await parse_feed(*local)
-    async with Fetcher(fetch_settings(settings)) as fetcher:
+    if fetcher is None:
+        async with Fetcher(fetch_settings(settings)) as own:
+            result = await own.fetch(source)
+    else:
         result = await fetcher.fetch(source)
     return await parse_feed(result.body, result.url, result.content_type)
 
@@ -221,15 +234,23 @@ async def preview(
     lang: str = DEFAULT_LANG,
     options: SubscriptionOptions | None = None,
 ) -> int:
-    try:
-        feed = await load_feed(settings, source)
-    except FeedbotError as exc:
-        print(f"feedbot: {source}: {exc}", file=sys.stderr)
-        return 1
-    entries = oldest_first(feed.entries)[-max(limit, 0) :] if limit else []
-    look = RenderOptions.for_subscription(options or SubscriptionOptions(), lang)
+    async with Fetcher(fetch_settings(settings)) as fetcher:
+        try:
+            feed = await load_feed(settings, source, fetcher)
+        except FeedbotError as exc:
+            print(f"feedbot: {source}: {exc}", file=sys.stderr)
+            return 1
+        entries = oldest_first(feed.entries)[-max(limit, 0) :] if limit else []
+        look = RenderOptions.for_subscription(options or SubscriptionOptions(), lang)
+        # as a check does it (bot.pipeline.check.shown_entry); a page that fails keeps the
+        # feed's text, and says so on stderr
+        full_texts = await ArticleSource(fetcher).full_texts(entries) if look.fulltext else {}
     for entry in entries:
-        message = render_entry(entry, feed.title, look)
+        shown, _ = shown_entry(entry, look, full_texts)
+        if look.fulltext and shown is entry:
+            print(f"feedbot: {entry.link or entry.title}: no full text, the feed's text is "
+                  "shown", file=sys.stderr)
+        message = render_entry(shown, feed.title, look)
         if as_json:
             for part in sent_forms(message):
                 print(json.dumps(part.attempts[0].to_dict(), ensure_ascii=False))

@@ -298,6 +298,10 @@ class SubscriptionOptions:
         affects=Effect.RENDER, label="opt_line_instantview", button="btn_instantview",
         example="always",
     )
+    fulltext: bool = option(  # each new post's body is its web page's article (bot.fulltext)
+        False, name="fulltext", kind=Toggle(), affects=Effect.RENDER,
+        label="opt_line_fulltext", button="btn_fulltext", example="on",
+    )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,
         label="opt_line_title", example_key="opt_title_example",

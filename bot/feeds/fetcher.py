@@ -34,6 +34,8 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
+#: what `Fetcher.fetch_page` asks for: a post's web page (bot.fulltext)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_CODES = frozenset({301, 308})
 _CHUNK = 64 * 1024
@@ -379,6 +381,14 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        return await self._get(url, headers)
+
+    async def fetch_page(self, url: str) -> FetchResult:
+        """GET a post's web page (full text, bot.fulltext): the same guard, caps, redirects and
+        per-host politeness as a feed, asking for HTML. Raises FetchError on failure."""
+        return await self._get(url, {"Accept": PAGE_ACCEPT})
+
+    async def _get(self, url: str, headers: dict[str, str]) -> FetchResult:
         visited: list[str] = []
         statuses: list[int] = []
         deadline: float | None = None

@@ -228,10 +228,14 @@ def _sizes(media: Any) -> dict[str, str]:
     return {k: str(media[k]) for k in ("width", "height") if media.get(k)}
 
 
-def _images(entry: Any, body_html: str, base: str, first: str | None) -> tuple[str, ...]:
-    """The post's own pictures, best first: the chosen picture, media:content images, then the
-    body's <img>s; junk skipped, one per picture (sizes of one image count once)."""
+def _images(
+    entry: Any, body_html: str, base: str, first: str | None, known: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The post's own pictures, best first: the chosen picture (then `known` ones), media:content
+    images, then the body's <img>s; junk skipped, one per picture (sizes of one image count
+    once)."""
     urls: list[str] = [first] if first else []
+    urls += known
     for media in entry.get("media_content") or []:
         kind = media.get("type", "") or media.get("medium", "")
         if "image" in kind and media.get("url"):
@@ -263,6 +267,12 @@ def _album(raw: Any, body: str, base: str, chosen: list[str]) -> tuple[str, ...]
     if first is not None and first == _artwork(raw, base):
         first = None
     return _images(raw, body, base, first)
+
+
+def article_images(entry: Entry, article_html: str) -> tuple[str, ...]:
+    """The pictures of a post whose body became its web page's article (bot.feeds.article): the
+    feed's own first, then the article's, chosen as a feed body's are."""
+    return _images({}, article_html, entry.link, entry.image_url, entry.images)
 
 
 def _tiny(img_tag: str) -> bool:

@@ -51,6 +51,10 @@ def next_check_after(
     return now + min(wait + jitter, DAY)
 
 
+#: appended to an entry key: the Instant View page of the post's full text (`shown_entry`)
+FULL_TEXT_PAGE = "\0fulltext"
+
+
 def render_for(
     feed: Feed,
     parsed: ParsedFeed,
@@ -59,9 +63,11 @@ def render_for(
     langs: dict[int, str],
     media_url_limit: int = MEDIA_URL_LIMIT,
     pages: Mapping[str, str] | None = None,
+    full_texts: Mapping[str, Entry] | None = None,
 ) -> dict[tuple[int, str], RenderedMessage]:
-    """Each post for each subscriber; `pages`: the Instant View page URL of posts (by entry
-    key) that have one (see `page_drafts`)."""
+    """Each post for each subscriber; `pages`: the Instant View page URL of posts (by page key,
+    see `shown_entry`) that have one (see `page_drafts`); `full_texts`: posts whose page's
+    article was fetched (bot.fulltext), by entry key."""
     title = feed_title(feed, parsed)
     pages = pages or {}
     cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
@@ -72,9 +78,39 @@ def render_for(
         for entry in fresh:
             key = (options, entry.key)
             if key not in cache:
-                cache[key] = render_entry(entry, title, options, pages.get(entry.key, ""))
+                shown, page_key = shown_entry(entry, options, full_texts)
+                cache[key] = render_entry(shown, title, options, pages.get(page_key, ""))
             out[(sub.chat_id, entry.key)] = cache[key]
     return out
+
+
+def shown_entry(
+    entry: Entry, options: RenderOptions, full_texts: Mapping[str, Entry] | None
+) -> tuple[Entry, str]:
+    """The post as a subscriber's message shows it, and the key of its Instant View page: its
+    page's article as the body when the subscription has `fulltext on` and the article was
+    fetched, else the feed's own."""
+    full = full_texts.get(entry.key) if options.fulltext and full_texts else None
+    return (full, entry.key + FULL_TEXT_PAGE) if full is not None else (entry, entry.key)
+
+
+def full_text_wanted(
+    fresh: list[Entry],
+    subs: list[Subscription],
+    chats: Mapping[int, Chat],
+    backlog_limit: int,
+) -> list[Entry]:
+    """The new posts at least one subscriber with `fulltext on` is sent (not seen there, let
+    through by its filters, which read the feed's text, within the backlog cap): the pages worth
+    fetching, each once."""
+    wanted: dict[str, Entry] = {}
+    for sub in subs:
+        if not sub.options.fulltext:
+            continue
+        chat = chats.get(sub.chat_id) or Chat(id=sub.chat_id)
+        for entry in posts_sent(chat, sub, fresh, backlog_limit)[0]:
+            wanted.setdefault(entry.key, entry)
+    return [e for e in fresh if e.key in wanted]
 
 
 def page_drafts(
@@ -85,10 +121,12 @@ def page_drafts(
     chats: Mapping[int, Chat],
     backlog_limit: int,
     media_url_limit: int = MEDIA_URL_LIMIT,
+    full_texts: Mapping[str, Entry] | None = None,
 ) -> dict[str, PageDraft]:
     """The Telegraph page of every new post that at least one subscriber is sent as an Instant
-    View link (bot.render.message.wants_page), by entry key: each published once for all.
-    Posts no chat is sent (seen there, filtered out, past the backlog cap) get none."""
+    View link (bot.render.message.wants_page), by page key (`shown_entry`: the post's full text
+    has a page of its own): each published once for all. Posts no chat is sent (seen there,
+    filtered out, past the backlog cap) get none."""
     title = feed_title(feed, parsed)
     wanted: dict[str, Entry] = {}
     decided: set[tuple[RenderOptions, str]] = set()
@@ -96,11 +134,12 @@ def page_drafts(
         chat = chats.get(sub.chat_id) or Chat(id=sub.chat_id)
         options = RenderOptions.for_subscription(sub.options, chat.lang, media_url_limit)
         for entry in posts_sent(chat, sub, fresh, backlog_limit)[0]:
-            if entry.key in wanted or (options, entry.key) in decided:
+            shown, page_key = shown_entry(entry, options, full_texts)
+            if page_key in wanted or (options, entry.key) in decided:
                 continue
             decided.add((options, entry.key))
-            if wants_page(entry, title, options):
-                wanted[entry.key] = entry
+            if wants_page(shown, title, options):
+                wanted[page_key] = shown
     return {key: page_draft(entry, title) for key, entry in wanted.items()}
 
 

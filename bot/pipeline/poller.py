@@ -22,6 +22,7 @@ from bot.feeds.diff import entry_prints, new_entries
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_delta import ItemRecord, merge, stub_is_new
 from bot.feeds.parse_pool import ParsePool, parse_changed, parse_feed
+from bot.fulltext import ArticleSource
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
     Chat,
@@ -35,6 +36,7 @@ from bot.models import (
 from bot.pipeline.check import (
     CheckPlan,
     check_commit,
+    full_text_wanted,
     moved_to,
     next_check_after,
     page_drafts,
@@ -100,6 +102,8 @@ class Poller:
         #: publishes Instant View pages of long posts (bot.telegraph); None: no pages
         self.publisher = publisher
         self.fetcher = fetcher
+        #: the articles of new posts' pages, for subscriptions with `fulltext on`
+        self.articles = ArticleSource(fetcher)
         self.settings = settings
         #: parses in worker processes when given (the bot), else in threads
         self.parse_pool = parse_pool
@@ -193,6 +197,7 @@ class Poller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.articles.aclose()
 
     async def _guarded(self, url: str, due_at: float | None = None) -> None:
         try:
@@ -342,8 +347,20 @@ class Poller:
         langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
                  for s in subs}
         limit = self.settings.media_url_limit
-        pages = await self._publish(feed, parsed, fresh, subs, chats)
-        return await asyncio.to_thread(render_for, feed, parsed, fresh, subs, langs, limit, pages)
+        full_texts = await self._full_texts(fresh, subs, chats)
+        pages = await self._publish(feed, parsed, fresh, subs, chats, full_texts)
+        return await asyncio.to_thread(
+            render_for, feed, parsed, fresh, subs, langs, limit, pages, full_texts
+        )
+
+    async def _full_texts(
+        self, fresh: list[Entry], subs: list[Subscription], chats: dict[int, Chat]
+    ) -> dict[str, Entry]:
+        """The new posts that some subscriber with `fulltext on` gets, with their page's
+        article as the body (bot.fulltext), fetched once for all of them; a post whose page
+        failed is absent and keeps the feed's text."""
+        wanted = full_text_wanted(fresh, subs, chats, self.settings.backlog_limit)
+        return await self.articles.full_texts(wanted) if wanted else {}
 
     async def _publish(
         self,
@@ -352,16 +369,17 @@ class Poller:
         fresh: list[Entry],
         subs: list[Subscription],
         chats: dict[int, Chat],
+        full_texts: dict[str, Entry] | None = None,
     ) -> dict[str, str]:
         """The Instant View page of each new post some subscriber gets as a link to one,
-        published once for all of them (by entry key); a post whose page failed has none and
-        goes out as a message."""
+        published once for all of them (by page key: the feed's text and the full text are
+        two pages); a post whose page failed has none and goes out as a message."""
         if self.publisher is None or not self.publisher.available():
             return {}
         settings = self.settings
         drafts = await asyncio.to_thread(
             page_drafts, feed, parsed, fresh, subs, chats, settings.backlog_limit,
-            settings.media_url_limit,
+            settings.media_url_limit, full_texts,
         )
         pages: dict[str, str] = {}
         for key, draft in drafts.items():

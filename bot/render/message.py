@@ -48,6 +48,9 @@ class RenderOptions:
     #: "auto" (a post too long for one message) | "always" | "off": when a post is sent as a
     #: link to its Instant View page (given to `render_entry` as `page`)
     instant_view: str = "auto"
+    #: the post's body is its web page's article when one was fetched (bot.fulltext); read
+    #: by bot.pipeline.check.shown_entry, which gives `render_entry` that entry
+    fulltext: bool = False
     timezone: str = "UTC"
     #: the language of the chat the post is for: its date and "Read more" link
     lang: str = DEFAULT_LANG
