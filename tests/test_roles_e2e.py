@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.storage.postgres import PostgresStorage
+from tests.fakes.balancer import Balancer
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import item, rss
 from tests.fakes.feedserver import FeedServer
@@ -39,7 +41,7 @@ class Cluster:
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, role: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, role: str, **extra: str) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "TELEGRAM_BOT_TOKEN": self.api.token,
@@ -53,6 +55,7 @@ class Cluster:
             "FEEDBOT_CONCURRENCY": "3",
             "PYTHONPATH": str(REPO),
             **self.env,
+            **extra,
         }
         with (self.logs / f"{name}.log").open("ab") as out:
             proc = subprocess.Popen(
@@ -268,6 +271,52 @@ async def test_replies_of_an_updates_process_go_out_through_the_active_sender(
                 assert len(api.delivered(4002)) == 1
                 sender_log = bots.log("sender-again")
     assert "holds the seat now" in sender_log
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_two_updates_processes_behind_one_webhook_both_serve_and_one_may_die(
+    tmp_path: Path,
+) -> None:
+    ports = [free_port(), free_port()]
+    backends = [f"http://127.0.0.1:{port}/hook" for port in ports]
+    with FakeBotApi(enforce_limits=True) as api, Balancer(backends) as balancer:
+        async with database() as url:
+            with cluster(api, url, tmp_path, FEEDBOT_WEBHOOK_URL=balancer.url("/hook"),
+                         FEEDBOT_WEBHOOK_SECRET="shared-secret") as bots:
+                for n, port in enumerate(ports, start=1):
+                    bots.start(f"updates{n}", "updates",
+                               FEEDBOT_WEBHOOK_LISTEN=f"127.0.0.1:{port}")
+                bots.start("sender", "sender")
+                await until(lambda: api.webhook() is not None, 30, "the webhook is set")
+                await until(lambda: all(listening(port) for port in ports), 30,
+                            "both processes listen")
+                chats = [5001 + i for i in range(10)]
+                for chat_id in chats:
+                    api.send_text(chat_id, "/help")
+                for chat_id in chats:
+                    await api.await_delivered(1, chat_id, timeout=60)
+                assert all(balancer.served[b] > 0 for b in backends), balancer.served
+                bots.kill("updates1")
+                later = [5101 + i for i in range(5)]
+                for chat_id in later:
+                    api.send_text(chat_id, "/start")
+                for chat_id in later:
+                    await api.await_delivered(1, chat_id, timeout=60)
+                await asyncio.sleep(2.0)
+                assert all(len(api.delivered(c)) == 1 for c in chats + later)  # answered once
+                assert api.calls("getUpdates") == []  # webhooks only: no process polls
+                assert api.webhook() is not None and api.webhook().url == balancer.url("/hook")
+                assert "holds the seat now" not in bots.log("updates2")  # no seat for webhooks
 
 
 def test_a_role_needs_a_database_and_an_unknown_role_is_one_line(tmp_path: Path) -> None:
