@@ -207,3 +207,20 @@ async def test_an_album_counts_one_message_per_item() -> None:
     assert gateway.ready_at(-3) <= time.monotonic()  # a single post still fits
     budget = gateway._chats[-3]
     assert budget.ready_at(Priority.POST, 3) > time.monotonic() + 5
+
+
+async def test_a_sender_taking_over_counts_one_more_send_per_chat_than_was_recorded() -> None:
+    # the sender that died sent 3 messages to private chat 7 (its burst) and 19 to group -5
+    # (all its posts may use of the group's minute); the last of each was accepted by Telegram
+    # but not recorded before it died
+    limits = GatewayLimits(private_burst=3, time_scale=30)  # 1/30 s a message; a 2 s minute
+    gateway, server = TelegramGateway(limits), Server()
+    gateway.count_earlier_sends([(7, 0.0)] * 2 + [(-5, 0.0)] * 18)
+    started = time.monotonic()
+    await asyncio.gather(send(gateway, server, 7, "p", POST_CALL),
+                         send(gateway, server, -5, "g", POST_CALL),
+                         send(gateway, server, 8, "new", POST_CALL))
+    answered = {chat: at - started for chat, _, at in server.log}
+    assert answered[7] >= 0.03  # waits for a token: the unrecorded send used the last one
+    assert answered[-5] >= 1.9  # waits for the group's minute to move on
+    assert answered[8] < 0.02  # a chat with a token to spare goes at once

@@ -281,6 +281,8 @@ async def test_round_trip_of_1000_feeds_with_one_throttled_progress_message(
     count = 1000
     for n in range(count):
         feed_server.set_feed(f"/f/{n}.xml", small_feed(n))
+        # the import takes a few seconds (8 at a time): long enough for a progress edit
+        feed_server.slow(f"/f/{n}.xml", 0.03)
     source = build_opml(
         [OpmlFeed(feed_server.url(f"/f/{n}.xml"), f"Feed {n}") for n in range(count)], "mine"
     )

@@ -246,6 +246,8 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         #: post's completion records its own), for a sender that takes over (`take_sends`)
         self.keep_sends = False
         self._sends: list[int] = []
+        #: when this gateway took over from a sender that died (`count_earlier_sends`)
+        self._unrecorded_at: float | None = None
 
     # ------------------------------------------------------------ BaseRateLimiter
     async def initialize(self) -> None:
@@ -332,12 +334,21 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         if this gateway had sent them."""
         now = time.monotonic()
         overall = self._overall
+        self._unrecorded_at = None
         for chat_id, ago in sends:
             stamp = now - ago
             self._budget(chat_id).limit.record(stamp)
             if ago < overall.window:
                 overall.answers.append(stamp)
         overall.answers = deque(sorted(overall.answers))
+        # The sender that died may have had one request per chat under way (never more: one
+        # per chat at a time), accepted by Telegram but not yet recorded; the post is sent
+        # again from here too. So every chat counts one more send, made now: for chats known
+        # here at once, for the others when they first send (a chat's window ends after a
+        # minute at the most, and so does this).
+        self._unrecorded_at = now
+        for budget in self._chats.values():
+            budget.limit.record(now)
         self._pump()
 
     # ------------------------------------------------------------ what the sender asks
@@ -358,6 +369,11 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
             else:
                 limit = SlidingWindow(s.group_per_minute, 60.0 / s.time_scale)
             budget = self._chats[key] = ChatBudget(key, limit)
+            if self._unrecorded_at is not None:
+                if time.monotonic() - self._unrecorded_at < 60.0 / s.time_scale:
+                    limit.record(self._unrecorded_at)
+                else:
+                    self._unrecorded_at = None
         return budget
 
     async def _acquire(
