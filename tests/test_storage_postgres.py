@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.errors import FeedbotError
 from bot.feeds.identity import fingerprint as P
 from bot.models import Chat, Feed, Subscription
 from bot.storage import open_storage
-from bot.storage.base import NewSubscription, StorageConflict, retry_on_conflict
+from bot.storage.base import FeedCommit, NewSubscription, StorageConflict, retry_on_conflict
 from bot.storage.postgres import PostgresStorage, StorageUnavailable
 from bot.storage.postgres.schema import SCHEMA_VERSION
 from tests.test_storage_contract import postgres_schema
@@ -236,3 +239,51 @@ async def test_recent_sends_count_completed_deliveries_and_recorded_replies() ->
             assert await store.recent_sends(0.2) == []
         finally:
             await store.close()
+
+
+async def test_a_304_and_a_failure_are_one_small_write_whatever_the_feeds_size() -> None:
+    # a feed with 200 KB of item records and a full seen-set: a check that parsed nothing
+    # writes its small state only (WAL measured by the server; a whole-row write is > 200 KB)
+    records = os.urandom(200_000)  # incompressible, like packed records
+    async with postgres_schema() as url:
+        store = await PostgresStorage.open(url)
+        try:
+            await store.save_feed(Feed(url=A, item_records=records,
+                                       seen=[P(f"e{i}") for i in range(200)]))
+            await store.save_subscription(Subscription(chat_id=1, feed_url=A))
+            written = []
+            for kind in ("not-modified", "failure"):
+                state = await store.load_feed(A)
+                assert state is not None
+                before = await _wal_position(url)
+                if kind == "not-modified":
+                    await store.record_not_modified(FeedCommit(
+                        replace(state.feed, next_check=50.0, etag='"v2"'), state.stamp))
+                else:
+                    await store.record_failure(FeedCommit(
+                        replace(state.feed, errors=1, last_error="HTTP 500"), state.stamp))
+                written.append(await _wal_bytes_since(url, before))
+            stored = await store.load_feed(A)
+        finally:
+            await store.close()
+    assert all(n < 20_000 for n in written), written  # was 222 KB and 224 KB
+    assert stored is not None and stored.feed.item_records == records  # kept as they were
+    assert len(stored.feed.seen) == 200
+    assert (stored.feed.etag, stored.feed.next_check, stored.feed.errors) == ('"v2"', 50.0, 1)
+
+
+async def _wal_position(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+    finally:
+        await conn.close()
+
+
+async def _wal_bytes_since(url: str, before: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::text::pg_lsn)", before))
+    finally:
+        await conn.close()

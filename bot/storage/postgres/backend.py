@@ -198,7 +198,15 @@ class PostgresStorage:
         await self._stamped(lambda tx: _apply(tx, commit))
 
     async def record_failure(self, commit: FeedCommit) -> None:
-        await self._stamped(lambda tx: _apply(tx, commit))
+        if not _parsed_nothing(commit):
+            await self._stamped(lambda tx: _apply(tx, commit))
+            return
+
+        async def failed(tx: Tx) -> None:
+            await tx.check(commit.expected)
+            await _apply_checked(tx, commit)
+
+        await self._stamped(failed)
 
     async def resume_subscription(self, commit: FeedCommit) -> None:
         await self._stamped(lambda tx: _apply(tx, commit))
@@ -208,11 +216,16 @@ class PostgresStorage:
         # that subscribers were told of; a next-check time alone is harmless to lose
         async def not_modified(tx: Tx) -> None:
             await tx.check(commit.expected)
-            durable = bool(commit.deliveries or commit.moved_to) or await tx.conn.fetchval(
-                "SELECT failure_notified FROM feeds WHERE url = $1", commit.feed.url)
-            if durable:
-                await tx.conn.execute("SET LOCAL synchronous_commit = on")
-            await _apply(tx, commit, checked=True)
+            if not _parsed_nothing(commit):
+                durable = bool(commit.deliveries or commit.moved_to) or await tx.conn.fetchval(
+                    "SELECT failure_notified FROM feeds WHERE url = $1", commit.feed.url)
+                if durable:
+                    await tx.conn.execute("SET LOCAL synchronous_commit = on")
+                await _apply(tx, commit, checked=True)
+                return
+            told_failing = await _apply_checked(tx, commit)
+            if commit.deliveries or told_failing:
+                await tx.conn.execute("SET LOCAL synchronous_commit = on")  # before the commit
 
         await self._stamped(not_modified, durable=False)
 
@@ -469,6 +482,25 @@ class PostgresStorage:
 
     async def import_all(self, state: StoredState) -> None:
         await self._write(lambda tx: tx.replace_all(state))
+
+
+def _parsed_nothing(commit: FeedCommit) -> bool:
+    """A 304 or a failure that changes only the feed's small state (and may queue notices):
+    written as one small UPDATE (`Tx.save_feed_checked`)."""
+    return not (commit.chats or commit.subscriptions or commit.moved_to)
+
+
+async def _apply_checked(tx: Tx, commit: FeedCommit) -> bool:
+    """The write of a check that parsed nothing, after its stamps were checked; True when the
+    feed's subscribers had been told it was failing."""
+    await tx.enqueue(commit.deliveries)
+    told_failing = await tx.save_feed_checked(commit.feed)
+    if told_failing is None:  # not stored (the stamp said so): stored whole
+        await tx.save_feed(commit.feed, release=True)
+        told_failing = False
+    if commit.deliveries:
+        await tx.announce(channel(TOPIC_OUTBOX))
+    return told_failing
 
 
 async def _apply(tx: Tx, commit: FeedCommit, *, checked: bool = False) -> None:

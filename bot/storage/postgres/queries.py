@@ -37,12 +37,14 @@ from bot.storage.postgres.records import (
     CHAT_COLUMNS,
     DELIVERY_COLUMNS,
     FEED_COLUMNS,
+    FEED_STATE_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     chat_from,
     chat_values,
     delivery_from,
     delivery_values,
     feed_from,
+    feed_state_values,
     feed_values,
     message_form,
     subscription_from,
@@ -65,6 +67,15 @@ def _insert(table: str, columns: Sequence[str], key: Sequence[str], *, upsert: b
 
 _FEED_UPSERT = _insert("feeds", FEED_COLUMNS, ["url"], upsert=True)
 _FEED_CREATE = _insert("feeds", FEED_COLUMNS, ["url"], upsert=False)
+#: a check that parsed nothing: one UPDATE of the feed's small columns that also ends the lease;
+#: the seen-set and item records are not sent again (nor rewritten: PostgreSQL keeps an
+#: unchanged large value where it is). The CTE reads the row as it was before the update.
+_FEED_CHECKED = (
+    "WITH before AS (SELECT url, failure_notified FROM feeds WHERE url = $1) UPDATE feeds f SET "
+    + ", ".join(f"{c} = ${i}" for i, c in enumerate(FEED_STATE_COLUMNS, start=2))
+    + f", lease_until = 0, version = {NEXT_VERSION} FROM before WHERE f.url = before.url"
+    " RETURNING before.failure_notified"
+)
 _CHAT_UPSERT = _insert("chats", CHAT_COLUMNS, ["id"], upsert=True)
 _CHAT_CREATE = _insert("chats", CHAT_COLUMNS, ["id"], upsert=False)
 _SUB_KEY = ["chat_id", "feed_url"]
@@ -156,6 +167,14 @@ class Tx:
             await self.conn.execute(_FEED_UPSERT, *feed_values(feed))
         if release:
             await self.conn.execute("UPDATE feeds SET lease_until = 0 WHERE url = $1", feed.url)
+
+    async def save_feed_checked(self, feed: Feed) -> bool | None:
+        """A check that parsed nothing: the feed's small columns, its lease ended. Returns
+        whether subscribers had been told it was failing (as stored before), None when the
+        feed is not stored."""
+        result: bool | None = await self.conn.fetchval(
+            _FEED_CHECKED, feed.url, *feed_state_values(feed))
+        return result
 
     async def announce(self, name: str) -> None:
         """NOTIFY `name` when the transaction commits (several in one are delivered once)."""

@@ -27,6 +27,9 @@ from bot.models import (
 from bot.storage.postgres.schema import field_names
 
 FEED_COLUMNS = tuple(field_names(Feed))
+#: what a check that parsed nothing (a 304, the same body, a failure) may change: everything
+#: but the feed's key and its two large values, the seen-set and the item records
+FEED_STATE_COLUMNS = tuple(c for c in FEED_COLUMNS if c not in ("url", "seen", "item_records"))
 CHAT_COLUMNS = tuple(field_names(Chat))
 SUBSCRIPTION_COLUMNS = tuple(field_names(Subscription))
 DELIVERY_COLUMNS = (
@@ -63,6 +66,11 @@ def feed_values(feed: Feed) -> list[Any]:
     row = feed.to_dict()
     row["seen"] = pack_prints(feed.seen)
     return _without_nul([row[name] for name in FEED_COLUMNS])
+
+
+def feed_state_values(feed: Feed) -> list[Any]:
+    row = feed.to_dict()
+    return _without_nul([row[name] for name in FEED_STATE_COLUMNS])
 
 
 def feed_from(row: Mapping[str, Any]) -> Feed:
