@@ -8,6 +8,7 @@ import itertools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,29 @@ async def test_timeout_is_retried(api: FakeBotApi, store: Storage) -> None:
     # the server did get the first try: a timeout is ambiguous, so one duplicate is expected
     assert texts(api, 52) in (["m0"], ["m0", "m0"])
     assert sender.stats.retried >= 1
+
+
+async def test_stop_ends_a_send_still_under_way_after_the_grace_and_leaves_no_task(
+    api: FakeBotApi, store: Storage
+) -> None:
+    # the answer takes longer than the stop's grace: the send is cancelled, not left pending
+    # (it was: the sender task was cancelled while it waited for its sends, and the loop closed
+    # on them, "Task was destroyed but it is pending!")
+    api.fail_next("sendMessage", None, delay=5.0, chat_id=53)
+    settings = replace(FAST, stop_grace=0.5)
+    async with gateway_bot(api, settings) as bot:
+        await store.enqueue([delivery(53, "m0")])
+        sender = Sender(bot, store, settings)
+        task = asyncio.create_task(sender.run())
+        await api.await_for(lambda: bool(api.calls("sendMessage")), timeout=10)
+        started = time.monotonic()
+        await sender.stop()
+        stopped_in = time.monotonic() - started
+        left = [t for t in asyncio.all_tasks() if t.get_name().startswith("send:")]
+        await asyncio.wait({task}, timeout=5)
+    assert left == []
+    assert task.done() and stopped_in < 3
+    assert [d.chat_id for d in await store.pending()] == [53]  # kept for the next run
 
 
 # ---------------------------------------------------------------------------- crash safety

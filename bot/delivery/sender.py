@@ -171,7 +171,9 @@ class Sender:
         task = self._task
         if task is None or task is asyncio.current_task():
             return
-        done, _ = await asyncio.wait({task}, timeout=self.settings.stop_grace)
+        # the task itself gives its sends `stop_grace` to end, then cancels them: wait a little
+        # longer, so that it is not cancelled while it does
+        done, _ = await asyncio.wait({task}, timeout=self.settings.stop_grace + 2.0)
         if not done:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -242,10 +244,12 @@ class Sender:
         if not self._serving:
             return
         tasks = set(self._serving.values())
-        _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait(tasks, timeout=self.settings.stop_grace)
+        finally:  # cancelled while waiting too: no send outlives the sender
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _wait(self, seconds: float | None) -> None:
         if self._stopping:
