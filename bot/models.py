@@ -325,6 +325,9 @@ class Chat:
     #: where the bot's notices about this chat's feeds go (failing, recovered, gone, paused): a
     #: chat id (`/set @channel notices me`); None: into this chat itself
     notices: int | None = None
+    #: the chat's IANA time zone (`/set timezone Europe/Berlin`): dates in its posts and
+    #: replies, quiet hours
+    timezone: str = "UTC"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -270,7 +270,8 @@ async def chats_round_trip_and_conflict_on_a_stale_read(open_storage: Opener) ->
     store = await open_storage()
     chat = Chat(id=-100, type="supergroup", title="群", lang="zh", seen=[P("p")], filters="!ads",
                 defaults={"style": "title"}, choices={"t": {"target": -100, "page": "p"}},
-                notices=5_000_000_001)  # where its notices go (issue 18): a user id, 64-bit
+                notices=5_000_000_001,  # where its notices go (issue 18): a user id, 64-bit
+                timezone="Europe/Berlin")
     await store.save_chat(chat)
     assert await store.get_chat(-100) == chat
     record = await store.read_chat(-100)

@@ -148,8 +148,13 @@ _V4 = """
 ALTER TABLE chats ADD COLUMN notices bigint;
 """
 
+_V5 = """
+-- a chat's time zone (Chat.timezone, issue 18: dates, quiet hours)
+ALTER TABLE chats ADD COLUMN timezone text NOT NULL DEFAULT 'UTC';
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
