@@ -4,10 +4,12 @@ against the fake Bot API and feed server."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
 
+from bot.app import running
 from bot.config import Settings
 from bot.errors import OptionError
 from bot.hours import Quiet, find_zone, held_until, is_quiet, parse_quiet, quiet_end, silenced
@@ -99,3 +101,50 @@ async def test_a_chats_time_zone_dates_its_posts_and_status(
     assert format_date(published, "Asia/Tokyo", "en") in post.plain
     assert format_date(published, "UTC", "en") not in post.plain
     assert "JST" in status.plain and "UTC" not in status.plain
+
+
+async def test_quiet_hours_hold_posts_until_the_window_ends_and_replies_are_not_held(
+    bot_settings: Settings, fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    shift = [at("2026-12-03T23:30") - time.time()]  # a clock that runs, from 23:30 in Berlin
+    chat = Conversation(fake_api)
+    async with running(bot_settings) as app:
+        runtime = app.bot_data.runtime
+        runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift[0]
+        runtime.sender.hold_recheck = 0.2
+        await chat.say(USER, f"/sub {feed_server.url('/f.xml')}")
+        await chat.say(USER, "/set timezone Europe/Berlin")
+        (card,) = await chat.say(USER, "/set quiet 23:00-07:00")
+        assert "23:00-07:00" in card.plain
+        (bad,) = await chat.say(USER, "/set quiet late")
+        assert "23:00-07:00" in bad.plain and "late" in bad.plain
+        feed_server.set_feed("/f.xml", hugo_feed(range(1, 4)))
+        await fake_api.await_for(lambda: bool(runtime.sender.stats.outbox), 15)
+        assert await chat.silence(USER, 1.5) == []  # held: nothing arrives in the night
+        (status,) = await chat.say(USER, "/status")  # a reply is never held
+        shift[0] = at("2026-12-04T07:00:01") - time.time()
+        await fake_api.await_for(
+            lambda: any("Topic 3" in m.plain for m in fake_api.delivered(USER)), 15
+        )
+    assert "Topic 3" not in status.plain
+
+
+async def test_silent_quiet_hours_send_at_once_without_a_sound(
+    bot_settings: Settings, fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    chat = Conversation(fake_api)
+    async with running(bot_settings) as app:
+        runtime = app.bot_data.runtime
+        shift = at("2026-12-03T23:30") - time.time()
+        runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift
+        await chat.say(USER, f"/sub {feed_server.url('/f.xml')}")
+        await chat.say(USER, "/set timezone Europe/Berlin")
+        await chat.say(USER, "/set 1 quiet 23:00-07:00 silent")
+        feed_server.set_feed("/f.xml", hugo_feed(range(1, 4)))
+        await fake_api.await_for(
+            lambda: any("Topic 3" in m.plain for m in fake_api.delivered(USER)), 15
+        )
+    post = next(m for m in fake_api.delivered(USER) if "Topic 3" in m.plain)
+    assert post.params.get("disable_notification") in (True, "true", "True")

@@ -24,6 +24,7 @@ import math
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import telegram
@@ -125,6 +126,10 @@ class Sender:
         self.store = store
         self.settings = settings or DeliverySettings()
         self.stats = DeliveryStats()
+        #: wall-clock time, for deliveries held until an epoch second (Delivery.not_before);
+        #: a held chat looks again at least every `hold_recheck` seconds (the clock may jump)
+        self.clock: Callable[[], float] = time.time
+        self.hold_recheck = 30.0
         self._sched = FairScheduler()
         self._event = asyncio.Event()
         self._dirty = True
@@ -292,6 +297,10 @@ class Sender:
         delivery = lane.queue[0]
         if delivery.id in self._accepted:
             await self._complete(lane, delivery)
+            return
+        held = delivery.not_before - self.clock()
+        if held > 0:  # quiet hours: the chat's order waits behind it
+            lane.blocked_until = time.monotonic() + min(held, self.hold_recheck)
             return
         stage = self._stage.get(delivery.id, 0)
         call = call_for_stage(delivery, stage)

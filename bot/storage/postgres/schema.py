@@ -149,8 +149,10 @@ ALTER TABLE chats ADD COLUMN notices bigint;
 """
 
 _V5 = """
--- a chat's time zone (Chat.timezone, issue 18: dates, quiet hours)
+-- a chat's time zone (Chat.timezone, issue 18: dates, quiet hours), and a delivery held by
+-- quiet hours until an epoch second (Delivery.not_before; 0: at once)
 ALTER TABLE chats ADD COLUMN timezone text NOT NULL DEFAULT 'UTC';
+ALTER TABLE deliveries ADD COLUMN not_before double precision NOT NULL DEFAULT 0;
 """
 
 #: (version, SQL): schema version N is reached by applying step N
