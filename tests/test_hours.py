@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import running
 from bot.config import Settings
+from bot.delivery.sender import Sender
 from bot.errors import OptionError
 from bot.hours import Quiet, find_zone, held_until, is_quiet, parse_quiet, quiet_end, silenced
 from bot.hours import zone as zone_of
@@ -148,3 +149,33 @@ async def test_silent_quiet_hours_send_at_once_without_a_sound(
         )
     post = next(m for m in fake_api.delivered(USER) if "Topic 3" in m.plain)
     assert post.params.get("disable_notification") in (True, "true", "True")
+
+
+async def test_a_held_post_survives_a_restart_and_goes_out_when_the_window_ends(
+    bot_settings: Settings, fake_api: FakeBotApi, feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Sender, "hold_recheck", 0.2)
+    feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
+    shift = at("2026-12-03T23:30") - time.time()
+    chat = Conversation(fake_api)
+    async with running(bot_settings) as app:
+        runtime = app.bot_data.runtime
+        runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift
+        await chat.say(USER, f"/sub {feed_server.url('/f.xml')}")
+        await chat.say(USER, "/set timezone Europe/Berlin")
+        await chat.say(USER, "/set quiet 23:00-07:00")
+        feed_server.set_feed("/f.xml", hugo_feed(range(1, 4)))
+        await fake_api.await_for(lambda: bool(runtime.sender.stats.outbox), 15)
+        assert await chat.silence(USER, 1.5) == []  # held
+    assert not any("Topic 3" in m.plain for m in fake_api.delivered(USER))
+    morning = at("2026-12-04T07:00:01") - time.time()
+    async with running(bot_settings) as app:
+        runtime = app.bot_data.runtime
+        runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift
+        assert await chat.silence(USER, 1.0) == []  # still night: still held
+        shift = morning
+        await fake_api.await_for(
+            lambda: any("Topic 3" in m.plain for m in fake_api.delivered(USER)), 15
+        )
+    assert sum("Topic 3" in m.plain for m in fake_api.delivered(USER)) == 1

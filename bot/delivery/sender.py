@@ -114,6 +114,10 @@ class _GatewayView:
 
 
 class Sender:
+    #: a chat whose next delivery is held (Delivery.not_before) looks again at least this
+    #: often (seconds): the wall clock may jump
+    hold_recheck: float = 30.0
+
     def __init__(
         self, bot: telegram.Bot, store: Storage, settings: DeliverySettings | None = None
     ) -> None:
@@ -126,10 +130,8 @@ class Sender:
         self.store = store
         self.settings = settings or DeliverySettings()
         self.stats = DeliveryStats()
-        #: wall-clock time, for deliveries held until an epoch second (Delivery.not_before);
-        #: a held chat looks again at least every `hold_recheck` seconds (the clock may jump)
+        #: wall-clock time, for deliveries held until an epoch second (Delivery.not_before)
         self.clock: Callable[[], float] = time.time
-        self.hold_recheck = 30.0
         self._sched = FairScheduler()
         self._event = asyncio.Event()
         self._dirty = True
