@@ -325,6 +325,9 @@ class Chat:
     #: where the bot's notices about this chat's feeds go (failing, recovered, gone, paused): a
     #: chat id (`/set @channel notices me`); None: into this chat itself
     notices: int | None = None
+    #: the chat's IANA time zone (`/set timezone Europe/Berlin`): dates in its posts and
+    #: replies, quiet hours
+    timezone: str = "UTC"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -392,8 +395,12 @@ class Delivery:
     #: the rest of a post whose first message could not hold it all: sent as a reply to the
     #: delivery before it in the chat (same entry), when the sender still knows that message
     reply_to_previous: bool = False
+    #: the epoch second before which the sender may not send it (quiet hours, bot.hours); 0:
+    #: at once. The chat's later deliveries wait behind it (a chat's order is kept)
+    not_before: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        held = {"not_before": self.not_before} if self.not_before else {}  # older records: none
         return {
             "id": self.id,
             "chat_id": self.chat_id,
@@ -406,6 +413,7 @@ class Delivery:
             "seq": self.seq,
             "attempts": self.attempts,
             "reply_to_previous": self.reply_to_previous,
+            **held,
         }
 
     @classmethod
@@ -422,4 +430,5 @@ class Delivery:
             seq=int(data.get("seq", 0)),
             attempts=int(data.get("attempts", 0)),
             reply_to_previous=bool(data.get("reply_to_previous", False)),
+            not_before=float(data.get("not_before") or 0.0),
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.errors import OptionError, Series
 from bot.hashtags import hashtag_line, parse_tags
+from bot.hours import parse_quiet
 from bot.i18n import t
 from bot.template import BUILT_IN, PLACEHOLDERS, parse_template, typed_template
 
@@ -198,6 +199,21 @@ class Tags(Kind):
         return html.escape(hashtag_line(value.split())) or t(self.empty)
 
 
+@dataclass(frozen=True)
+class QuietHours(Kind):
+    """A quiet-hours window (bot.hours), stored as its text (`23:00-07:00 silent`); a clear
+    word gives "": none."""
+
+    empty: str
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        window = parse_quiet(raw)
+        return "" if window is None else window.text()
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return html.escape(value) or t(self.empty)
+
+
 class Interval(Kind):
     """A duration between the bot's smallest interval and the longest the schedule allows;
     a clear word gives None: the bot's default."""
@@ -301,6 +317,10 @@ class SubscriptionOptions:
     fulltext: bool = option(  # each new post's body is its web page's article (bot.fulltext)
         False, name="fulltext", kind=Toggle(), affects=Effect.RENDER,
         label="opt_line_fulltext", button="btn_fulltext", example="on",
+    )
+    quiet: str = option(  # quiet hours in the chat's time zone (bot.hours); "": none
+        "", name="quiet", kind=QuietHours("opt_quiet_none"), affects=Effect.DELIVERY,
+        label="opt_line_quiet", example="23:00-07:00",
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

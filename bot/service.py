@@ -356,12 +356,12 @@ class SubscriptionService:
         )
         # the chat as a post finds it, but with nothing seen and no filter: the preview shows
         # the newest post whatever the chat's filters would say
-        viewer = Chat(id=chat.id, type=stored.type, lang=stored.lang)
+        viewer = Chat(id=chat.id, type=stored.type, lang=stored.lang, timezone=stored.timezone)
         feed = Feed(url=probe.url, title=parsed.title, link=parsed.link)
         pages = await self._preview_pages(feed, parsed, newest, sub, viewer)
         messages = await asyncio.to_thread(
             render_for, feed, parsed, [newest], [sub], {chat.id: viewer.lang},
-            self.settings.media_url_limit, pages,
+            self.settings.media_url_limit, pages, None, {chat.id: viewer.timezone},
         )
         outcome.message, outcome.entry_key = messages[(chat.id, newest.key)], newest.key
         outcome.silent = sub.options.silent
@@ -527,6 +527,16 @@ class SubscriptionService:
             return chat, chat
 
         return await self._change_chat(chat_id, change, "notices")
+
+    async def set_timezone(self, chat_id: int, timezone: str) -> Chat:
+        """The chat's time zone, an IANA name already checked (bot.hours.find_zone)."""
+
+        def change(stored: Chat | None) -> tuple[Chat, Chat]:
+            chat = stored or Chat(id=chat_id)
+            chat.timezone = timezone
+            return chat, chat
+
+        return await self._change_chat(chat_id, change, "timezone")
 
     async def chat_defaults(self, chat_id: int) -> SubscriptionOptions:
         chat = await self.store.get_chat(chat_id)

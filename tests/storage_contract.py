@@ -270,7 +270,8 @@ async def chats_round_trip_and_conflict_on_a_stale_read(open_storage: Opener) ->
     store = await open_storage()
     chat = Chat(id=-100, type="supergroup", title="群", lang="zh", seen=[P("p")], filters="!ads",
                 defaults={"style": "title"}, choices={"t": {"target": -100, "page": "p"}},
-                notices=5_000_000_001)  # where its notices go (issue 18): a user id, 64-bit
+                notices=5_000_000_001,  # where its notices go (issue 18): a user id, 64-bit
+                timezone="Europe/Berlin")
     await store.save_chat(chat)
     assert await store.get_chat(-100) == chat
     record = await store.read_chat(-100)
@@ -311,13 +312,15 @@ async def a_migrated_chat_takes_its_subscriptions_and_outbox(open_storage: Opene
 async def the_outbox_keeps_each_chats_order(open_storage: Opener) -> None:
     store = await open_storage()
     await store.enqueue([post(1, 2), post(2, 1), post(3, 2)])
-    await store.enqueue([post(4, 1, reply_to_previous=True, thread_id=3, silent=True)])
+    await store.enqueue([post(4, 1, reply_to_previous=True, thread_id=3, silent=True,
+                              not_before=1_796_360_400.5)])  # held by quiet hours
     pending = await store.pending()
     assert [d.id for d in pending] == ["d2", "d4", "d1", "d3"]  # by chat, then seq
     seqs = {d.id: d.seq for d in pending}
     assert seqs["d1"] < seqs["d2"] < seqs["d3"] < seqs["d4"]  # numbered as queued
     last = pending[1]
     assert last.reply_to_previous and last.thread_id == 3 and last.silent
+    assert last.not_before == 1_796_360_400.5
     assert await store.outbox_depth() == 4
     assert await store.outbox_depth(2) == 2
     await store.complete("d2")

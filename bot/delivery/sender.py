@@ -24,6 +24,7 @@ import math
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import telegram
@@ -113,6 +114,10 @@ class _GatewayView:
 
 
 class Sender:
+    #: a chat whose next delivery is held (Delivery.not_before) looks again at least this
+    #: often (seconds): the wall clock may jump
+    hold_recheck: float = 30.0
+
     def __init__(
         self, bot: telegram.Bot, store: Storage, settings: DeliverySettings | None = None
     ) -> None:
@@ -125,6 +130,8 @@ class Sender:
         self.store = store
         self.settings = settings or DeliverySettings()
         self.stats = DeliveryStats()
+        #: wall-clock time, for deliveries held until an epoch second (Delivery.not_before)
+        self.clock: Callable[[], float] = time.time
         self._sched = FairScheduler()
         self._event = asyncio.Event()
         self._dirty = True
@@ -296,6 +303,10 @@ class Sender:
         delivery = lane.queue[0]
         if delivery.id in self._accepted:
             await self._complete(lane, delivery)
+            return
+        held = delivery.not_before - self.clock()
+        if held > 0:  # quiet hours: the chat's order waits behind it
+            lane.blocked_until = time.monotonic() + min(held, self.hold_recheck)
             return
         stage = self._stage.get(delivery.id, 0)
         call = call_for_stage(delivery, stage)

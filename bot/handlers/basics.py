@@ -19,7 +19,8 @@ async def help_command(update: Update, context: Context) -> None:
     options = t("help_options", examples=help_examples())  # the /set examples: bot.options
     sections = (
         t("help"), t("help_preview"), t("help_channels"), options, template_help(),
-        t("help_fulltext"), t("help_notices"),
+        t("help_fulltext"), t("help_notices"), t("help_timezone"),
+        t("help_quiet"),
     )
     await reply(update, "\n\n".join(sections))
 

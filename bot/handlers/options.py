@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import html
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from bot.handlers.common import (
     split_target,
     target_allowed,
 )
+from bot.hours import find_zone
 from bot.i18n import format_time, t
 from bot.models import Feed, SubscriptionOptions
 from bot.options import (
@@ -158,10 +160,11 @@ def display_title(row: ListedSubscription) -> str:
     return row.subscription.options.custom_title or feed.title or feed.url
 
 
-def when(stamp: float | None) -> str:
+def when(stamp: float | None, timezone: str = "UTC") -> str:
+    """A moment in a reply, in the chat's time zone."""
     if not stamp:
         return t("status_never")
-    return html.escape(format_time(stamp))
+    return html.escape(format_time(stamp, None, "short", timezone))
 
 
 # --------------------------------------------------------------------- cards
@@ -261,6 +264,8 @@ async def set_command(update: Update, context: Context) -> None:
             await _set_defaults(update, context, target, args[1:])
         elif args[0].lower() == "notices":
             await _set_notices(update, context, target, args[1:])
+        elif args[0].lower() in ("timezone", "tz"):
+            await _set_timezone(update, context, target, args[1:])
         else:
             await _set_subscription(update, context, target, args[0], args[1:])
     except OptionError as exc:
@@ -312,6 +317,31 @@ async def _set_subscription(
             return
         row.subscription = sub
     await show(update, subscription_card(row, runtime.settings.poll_interval, target))
+
+
+# ----------------------------------------------------------- /set … timezone
+async def _set_timezone(
+    update: Update, context: Context, target: Target, args: list[str]
+) -> None:
+    """`/set [@channel] timezone Europe/Berlin`: the zone of the chat's dates and hours;
+    without a zone, the current one."""
+    about = html.escape(target.name) if target.is_remote else t("notices_this_chat")
+    channel = f"{target.name} " if target.is_remote else ""
+    example = html.escape(f"/set {channel}timezone Europe/Berlin")
+    if not args:
+        zone = target.chat.timezone or "UTC"
+        now = html.escape(format_time(time.time(), None, "long", zone))
+        text = t("timezone_show", target=about, zone=html.escape(zone), now=now, example=example)
+        await reply(update, text)
+        return
+    found = find_zone(args[0])
+    if found is None or len(args) > 1:
+        typed = html.escape(" ".join(args))
+        await reply(update, framed(target, t("timezone_bad", value=typed, example=example)))
+        return
+    await runtime_of(context).service.set_timezone(target.chat.id, found)
+    now = html.escape(format_time(time.time(), None, "long", found))
+    await reply(update, t("timezone_set", target=about, zone=html.escape(found), now=now))
 
 
 # ------------------------------------------------------------ /set … notices
@@ -604,14 +634,14 @@ def _test_line(post: PostVerdict) -> str:
 
 
 # -------------------------------------------------------------------- /status
-def _state(row: ListedSubscription) -> str:
+def _state(row: ListedSubscription, zone: str) -> str:
     feed = row.feed
     if feed.retired:
         return t("state_retired")
     if row.subscription.paused:
         return t("state_paused")
     if feed.errors and feed.failing_since:
-        return t("status_failing", since=when(feed.failing_since), reason=_reason(feed))
+        return t("status_failing", since=when(feed.failing_since, zone), reason=_reason(feed))
     return t("status_ok")
 
 
@@ -619,17 +649,18 @@ def _reason(feed: Feed) -> str:
     return feed.failure_reason().text()
 
 
-def status_line(row: ListedSubscription) -> str:
+def status_line(row: ListedSubscription, zone: str = "UTC") -> str:
+    """One feed's line of /status, its dates in the chat's time zone `zone`."""
     feed = row.feed
     paused = row.subscription.paused or feed.retired
     return t(
         "status_item",
         n=row.number,
         title=html.escape(display_title(row)),
-        state=_state(row),
-        checked=when(feed.last_check),
-        new=when(feed.last_new_entry),
-        next=t("status_not_scheduled") if paused else when(feed.next_check),
+        state=_state(row, zone),
+        checked=when(feed.last_check, zone),
+        new=when(feed.last_new_entry, zone),
+        next=t("status_not_scheduled") if paused else when(feed.next_check, zone),
     )
 
 
@@ -643,7 +674,8 @@ async def status_command(update: Update, context: Context) -> None:
         await reply(update, _empty(target))
         return
     header = t("status_header", count=len(status.rows), pending=status.pending)
-    lines = [framed(target, header), *(status_line(r) for r in status.rows)]
+    zone = target.chat.timezone
+    lines = [framed(target, header), *(status_line(r, zone) for r in status.rows)]
     await reply(update, "\n\n".join(lines))
 
 

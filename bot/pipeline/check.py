@@ -64,17 +64,21 @@ def render_for(
     media_url_limit: int = MEDIA_URL_LIMIT,
     pages: Mapping[str, str] | None = None,
     full_texts: Mapping[str, Entry] | None = None,
+    zones: Mapping[int, str] | None = None,
 ) -> dict[tuple[int, str], RenderedMessage]:
     """Each post for each subscriber; `pages`: the Instant View page URL of posts (by page key,
     see `shown_entry`) that have one (see `page_drafts`); `full_texts`: posts whose page's
-    article was fetched (bot.fulltext), by entry key."""
+    article was fetched (bot.fulltext), by entry key; `zones`: each chat's time zone (UTC when
+    missing)."""
     title = feed_title(feed, parsed)
     pages = pages or {}
+    zones = zones or {}
     cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
     out: dict[tuple[int, str], RenderedMessage] = {}
     for sub in subs:
         lang = langs.get(sub.chat_id, DEFAULT_LANG)
-        options = RenderOptions.for_subscription(sub.options, lang, media_url_limit)
+        zone = zones.get(sub.chat_id, "UTC")
+        options = RenderOptions.for_subscription(sub.options, lang, media_url_limit, zone)
         for entry in fresh:
             key = (options, entry.key)
             if key not in cache:
@@ -132,7 +136,9 @@ def page_drafts(
     decided: set[tuple[RenderOptions, str]] = set()
     for sub in subs:
         chat = chats.get(sub.chat_id) or Chat(id=sub.chat_id)
-        options = RenderOptions.for_subscription(sub.options, chat.lang, media_url_limit)
+        options = RenderOptions.for_subscription(
+            sub.options, chat.lang, media_url_limit, chat.timezone
+        )
         for entry in posts_sent(chat, sub, fresh, backlog_limit)[0]:
             shown, page_key = shown_entry(entry, options, full_texts)
             if page_key in wanted or (options, entry.key) in decided:

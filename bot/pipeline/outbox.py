@@ -14,6 +14,7 @@ from bot.errors import Reason
 from bot.feeds.diff import entry_prints
 from bot.feeds.filters import matches
 from bot.feeds.urls import public_url
+from bot.hours import held_until, read_quiet, silenced
 from bot.i18n import format_time, t
 from bot.models import (
     ApiCall,
@@ -198,7 +199,23 @@ def post_deliveries(
         if message.follow_up is not None:  # next in the chat's order: nothing comes between
             follow_up = delivery(sub, entry.key, message.follow_up, now)
             out.append(replace(follow_up, reply_to_previous=True))
-    return out
+    return quieted(out, sub, chat, now)
+
+
+def quieted(
+    deliveries: list[Delivery], sub: Subscription, chat: Chat, now: float
+) -> list[Delivery]:
+    """Posts queued in the subscription's quiet hours (its `quiet` option, in the chat's time
+    zone): held until the window ends, or sent without a sound in silent mode."""
+    window = read_quiet(sub.options.quiet)
+    if window is None:
+        return deliveries
+    until = held_until(now, window, chat.timezone)
+    if until:
+        return [replace(d, not_before=until) for d in deliveries]
+    if silenced(now, window, chat.timezone):
+        return [replace(d, silent=True) for d in deliveries]
+    return deliveries
 
 
 def notify_subscribers(

@@ -343,14 +343,16 @@ class Poller:
         subs: list[Subscription],
         chats: dict[int, Chat],
     ) -> dict[tuple[int, str], RenderedMessage]:
-        """Each post for each subscriber, in the subscriber's chat language (in a thread)."""
+        """Each post for each subscriber, in the subscriber's chat language and time zone (in a
+        thread)."""
         langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
                  for s in subs}
+        zones = {s.chat_id: chats[s.chat_id].timezone for s in subs if s.chat_id in chats}
         limit = self.settings.media_url_limit
         full_texts = await self._full_texts(fresh, subs, chats)
         pages = await self._publish(feed, parsed, fresh, subs, chats, full_texts)
         return await asyncio.to_thread(
-            render_for, feed, parsed, fresh, subs, langs, limit, pages, full_texts
+            render_for, feed, parsed, fresh, subs, langs, limit, pages, full_texts, zones
         )
 
     async def _full_texts(

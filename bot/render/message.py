@@ -51,6 +51,7 @@ class RenderOptions:
     #: the post's body is its web page's article when one was fetched (bot.fulltext); read
     #: by bot.pipeline.check.shown_entry, which gives `render_entry` that entry
     fulltext: bool = False
+    #: the chat's time zone (Chat.timezone): the post's date
     timezone: str = "UTC"
     #: the language of the chat the post is for: its date and "Read more" link
     lang: str = DEFAULT_LANG
@@ -66,13 +67,18 @@ class RenderOptions:
         options: SubscriptionOptions,
         lang: str = DEFAULT_LANG,
         media_url_limit: int = MEDIA_URL_LIMIT,
+        timezone: str = "UTC",
     ) -> RenderOptions:
         """What a subscription's options that affect rendering (bot.options) make of its posts:
-        each goes to the field of its name, or to `added` when there is none."""
+        each goes to the field of its name, or to `added` when there is none. `lang` and
+        `timezone` are the chat's."""
         chosen = {o.field: options.get(o) for o in OPTIONS.affecting(Effect.RENDER)}
         own = {name: value for name, value in chosen.items() if name in _RENDER_FIELDS}
         added = tuple((name, value) for name, value in chosen.items() if name not in own)
-        return cls(**own, lang=lang, media_url_limit=media_url_limit, added=added)
+        return cls(
+            **own, lang=lang, media_url_limit=media_url_limit, timezone=timezone or "UTC",
+            added=added,
+        )
 
     def value(self, name: str) -> Any:
         """A render option by field name, its own field or one in `added` (else KeyError)."""

@@ -34,7 +34,7 @@ CHAT_COLUMNS = tuple(field_names(Chat))
 SUBSCRIPTION_COLUMNS = tuple(field_names(Subscription))
 DELIVERY_COLUMNS = (
     "id", "chat_id", "seq", "feed_url", "entry_key", "message_digest", "created", "thread_id",
-    "silent", "attempts", "reply_to_previous",
+    "silent", "attempts", "reply_to_previous", "not_before",
 )
 _DEFAULT_OPTIONS = SubscriptionOptions().to_dict()
 
@@ -113,7 +113,7 @@ def message_form(message: RenderedMessage) -> tuple[bytes, list[dict[str, Any]]]
 
 
 def delivery_values(delivery: Delivery, digest: bytes) -> list[Any]:
-    row = {**delivery.to_dict(), "message_digest": digest}
+    row = {"not_before": 0.0, **delivery.to_dict(), "message_digest": digest}
     return _without_nul([row[name] for name in DELIVERY_COLUMNS])
 
 

@@ -148,8 +148,15 @@ _V4 = """
 ALTER TABLE chats ADD COLUMN notices bigint;
 """
 
+_V5 = """
+-- a chat's time zone (Chat.timezone, issue 18: dates, quiet hours), and a delivery held by
+-- quiet hours until an epoch second (Delivery.not_before; 0: at once)
+ALTER TABLE chats ADD COLUMN timezone text NOT NULL DEFAULT 'UTC';
+ALTER TABLE deliveries ADD COLUMN not_before double precision NOT NULL DEFAULT 0;
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
