@@ -27,6 +27,7 @@ import certifi
 from yarl import URL
 
 from bot.errors import FetchError
+from bot.feeds.challenge import CHALLENGE_STATUSES, SNIFF_BYTES, challenge_service
 from bot.feeds.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
 from bot.models import FetchResult
 
@@ -192,6 +193,30 @@ def _status_error(response: aiohttp.ClientResponse) -> FetchError:
         return FetchError(text, kind="rate_limited", status=code, retry_after=retry_after,
                           key="error_http_rate_limited", args=args)
     return FetchError(text, kind="http", status=code, key=http_status_key(code), args=args)
+
+
+def _challenge_error(response: aiohttp.ClientResponse, service: str) -> FetchError:
+    code = response.status
+    return FetchError(
+        f"HTTP {code}: blocked by {service}'s anti-bot check (a challenge page for browsers)",
+        kind="http", status=code, key="error_http_antibot",
+        args={"code": code, "service": service},
+    )
+
+
+async def _body_start(response: aiohttp.ClientResponse) -> bytes:
+    """Up to SNIFF_BYTES of an error answer's body, decoded; what could not be read is left out
+    (the answer is an error either way)."""
+    raw = bytearray()
+    try:
+        decoder = _BodyDecoder(_encoding_of(response))
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            raw += b"".join(decoder.feed(chunk, SNIFF_BYTES))
+            if len(raw) >= SNIFF_BYTES:
+                break
+    except (FetchError, aiohttp.ClientError, ValueError, TimeoutError):
+        pass
+    return bytes(raw[:SNIFF_BYTES])
 
 
 #: HTTP statuses with a message of their own; any other is "error_http_status"
@@ -446,7 +471,14 @@ class Fetcher:
             if code == 304:
                 return self._result(response, 304, b"")
             if not 200 <= code < 300:
-                raise _status_error(response)
+                service = None
+                if code in CHALLENGE_STATUSES:
+                    service = challenge_service(
+                        code, {k.lower(): v for k, v in response.headers.items()},
+                        await _body_start(response),
+                    )
+                raise _status_error(response) if service is None else _challenge_error(
+                    response, service)
             body = await self._read_body(response)
             return self._result(response, code, body)
 
