@@ -211,7 +211,8 @@ class QuietHours(Kind):
         return "" if window is None else window.text()
 
     def show(self, value: Any, default_interval: int) -> str:
-        return html.escape(value) or t(self.empty)
+        """As typed (`23:00-07:00 silent`), in every language."""
+        return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
 
 
 class Interval(Kind):

@@ -63,7 +63,7 @@ def zh_feed(name: str, ns: range, *, long_from: int = 99) -> str:
 
 
 #: what the user typed that replies quote back (“maybe” is neither on nor off)
-ECHOED = ("maybe", "colour", "fancy", "soon", "klingon", "somewhere")
+ECHOED = ("maybe", "colour", "fancy", "soon", "klingon", "somewhere", "Mars/Olympus", "late")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,11 @@ STEPS = (
     Say("/set notices"),
     Say("/set notices somewhere"),
     Say("/set notices here"),
+    Say("/set timezone"),
+    Say("/set timezone Mars/Olympus"),
+    Say("/set timezone Etc/GMT-8"),  # dates then say +08 (Asia/Shanghai would say CST)
+    Say("/set quiet late"),
+    Say("/set 1 quiet 23:00-07:00 silent"),
     Say("/set 9"),
     Say("/filter"),
     Say("/filter 1 rust, go, !sponsored"),
