@@ -179,6 +179,20 @@ def post_with(api: FakeBotApi, chat_id: int, marker: str) -> SentMessage:
     return post
 
 
+
+async def follow_with_fulltext_until(
+    chat: Any, fake_api: FakeBotApi, feed_server: FeedServer, name: str
+) -> None:
+    """/sub the summary feed (its post "first"), `fulltext on`, then post `name` and wait
+    until it arrives."""
+    await chat.say(USER, f"/sub {feed_server.url('/s.xml')}")
+    await chat.say(USER, "/set 1 fulltext on")
+    feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first", name]))
+    title = ARTICLES[name].title
+    await fake_api.await_for(
+        lambda: any(title in m.plain for m in fake_api.delivered(USER)), 15
+    )
+
 async def test_fulltext_on_delivers_the_article_fetched_once_for_every_chat(
     start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
 ) -> None:
@@ -228,12 +242,7 @@ async def test_a_page_that_404s_delivers_the_summary(
     feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first"]))
     caplog.set_level(logging.INFO, logger="bot.fulltext")
     async with start_bot() as chat:
-        await chat.say(USER, f"/sub {feed_server.url('/s.xml')}")
-        await chat.say(USER, "/set 1 fulltext on")
-        feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first", "second"]))
-        await fake_api.await_for(
-            lambda: any(second.title in m.plain for m in fake_api.delivered(USER)), 15
-        )
+        await follow_with_fulltext_until(chat, fake_api, feed_server, "second")
 
     post = post_with(fake_api, USER, second.title)
     assert second.summary in post.plain and api_call_error(post.method, post.params) is None
@@ -252,12 +261,7 @@ async def test_a_long_article_arrives_as_an_instant_view_page_of_the_whole_artic
     longread = ARTICLES["longread"]
     feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first"]))
     async with start_bot(telegraph_url=telegraph.url) as chat:
-        await chat.say(USER, f"/sub {feed_server.url('/s.xml')}")
-        await chat.say(USER, "/set 1 fulltext on")
-        feed_server.set_feed("/s.xml", summary_feed(feed_server, ["first", "longread"]))
-        await fake_api.await_for(
-            lambda: any(longread.title in m.plain for m in fake_api.delivered(USER)), 15
-        )
+        await follow_with_fulltext_until(chat, fake_api, feed_server, "longread")
 
     post = post_with(fake_api, USER, longread.title)
     (page,) = telegraph.pages

@@ -195,8 +195,16 @@ def _status_error(response: aiohttp.ClientResponse) -> FetchError:
     return FetchError(text, kind="http", status=code, key=http_status_key(code), args=args)
 
 
-def _challenge_error(response: aiohttp.ClientResponse, service: str) -> FetchError:
+async def _error_answer(response: aiohttp.ClientResponse) -> FetchError:
+    """What an answer that is neither a success, a redirect nor a 304 means: an anti-bot
+    challenge (its page read to tell) or the status's own error."""
     code = response.status
+    if code not in CHALLENGE_STATUSES:
+        return _status_error(response)
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    service = challenge_service(code, headers, await _body_start(response))
+    if service is None:
+        return _status_error(response)
     return FetchError(
         f"HTTP {code}: blocked by {service}'s anti-bot check (a challenge page for browsers)",
         kind="http", status=code, key="error_http_antibot",
@@ -471,14 +479,7 @@ class Fetcher:
             if code == 304:
                 return self._result(response, 304, b"")
             if not 200 <= code < 300:
-                service = None
-                if code in CHALLENGE_STATUSES:
-                    service = challenge_service(
-                        code, {k.lower(): v for k, v in response.headers.items()},
-                        await _body_start(response),
-                    )
-                raise _status_error(response) if service is None else _challenge_error(
-                    response, service)
+                raise await _error_answer(response)
             body = await self._read_body(response)
             return self._result(response, code, body)
 

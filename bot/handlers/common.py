@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import CallbackContext, ExtBot, filters
@@ -171,6 +171,11 @@ class Target:
     chat: Chat
     name: str  # shown in replies: "@channel" or the channel's title
     is_remote: bool = True
+
+
+def topic_of(message: Message) -> int | None:
+    """The forum topic the message was sent in (None: the chat's main thread)."""
+    return message.message_thread_id if message.is_topic_message else None
 
 
 def split_target(args: list[str]) -> tuple[str | None, list[str]]:

@@ -21,6 +21,7 @@ from bot.handlers.common import (
     resolve_target,
     runtime_of,
     split_target,
+    topic_of,
 )
 from bot.i18n import t
 from bot.service import ImportItem
@@ -136,9 +137,7 @@ async def run_import(update: Update, context: Context, target: Target, document:
     feeds = await _read_opml(update, document)
     if feeds is None:
         return
-    thread_id = message.message_thread_id if message.is_topic_message else None
-    if target.is_remote:
-        thread_id = None
+    thread_id = None if target.is_remote else topic_of(message)
     progress = await message.reply_text(
         framed(target, t("import_progress", done=0, total=len(feeds))),
         parse_mode=ParseMode.HTML,

@@ -38,6 +38,7 @@ from bot.handlers.common import (
     reply,
     runtime_of,
     split_target,
+    topic_of,
 )
 from bot.handlers.live_reply import LiveReply
 from bot.i18n import t
@@ -64,23 +65,32 @@ async def sub(update: Update, context: Context) -> None:
     stored = await remember_chat(update, context)
     message = update.effective_message
     assert message is not None
-    thread_id = message.message_thread_id if message.is_topic_message else None
-    await subscribe_words(update, context, SubTarget(stored, thread_id=thread_id), words)
+    await subscribe_words(update, context, SubTarget(stored, thread_id=topic_of(message)), words)
 
 
 async def sub_in_channel(update: Update, context: Context) -> None:
     """/sub @channel URL…"""
+    found = await _channel_and_urls(update, context, "sub_usage", manage=True)
+    if found is not None:
+        where, urls = found
+        await subscribe_words(update, context, where, list(dict.fromkeys(urls)))
+
+
+async def _channel_and_urls(
+    update: Update, context: Context, usage_key: str, *, manage: bool
+) -> tuple[SubTarget, list[str]] | None:
+    """`/command @channel URL…`: the channel (checked by `channel_target`) and the URLs; None
+    once the user was answered (no URL: the command's usage)."""
     ref, urls = split_target(list(context.args or []))
     if ref is None:
-        return
+        return None
     if not urls:
-        await reply(update, t("sub_usage"))
-        return
-    target = await channel_target(update, context, ref)
+        await reply(update, t(usage_key))
+        return None
+    target = await channel_target(update, context, ref, manage=manage)
     if target is None:
-        return
-    where = SubTarget(target.chat, channel=target.name)
-    await subscribe_words(update, context, where, list(dict.fromkeys(urls)))
+        return None
+    return SubTarget(target.chat, channel=target.name), urls
 
 
 def _channel_typo(words: list[str], then: Callable[[str], bool] | None = None) -> bool:
@@ -431,22 +441,15 @@ async def preview(update: Update, context: Context) -> None:
     stored = await remember_chat(update, context)
     message = update.effective_message
     assert message is not None
-    thread_id = message.message_thread_id if message.is_topic_message else None
-    await show_preview(update, context, SubTarget(stored, thread_id=thread_id), words[0])
+    await show_preview(update, context, SubTarget(stored, thread_id=topic_of(message)), words[0])
 
 
 async def preview_in_channel(update: Update, context: Context) -> None:
     """/preview @channel URL: rendered as the channel would get it, shown here."""
-    ref, urls = split_target(list(context.args or []))
-    if ref is None:
-        return
-    if not urls:
-        await reply(update, t("preview_usage"))
-        return
-    target = await channel_target(update, context, ref, manage=False)
-    if target is None:
-        return
-    await show_preview(update, context, SubTarget(target.chat, channel=target.name), urls[0])
+    found = await _channel_and_urls(update, context, "preview_usage", manage=False)
+    if found is not None:
+        where, urls = found
+        await show_preview(update, context, where, urls[0])
 
 
 async def show_preview(update: Update, context: Context, target: SubTarget, word: str) -> None:
@@ -471,7 +474,7 @@ async def show_preview(update: Update, context: Context, target: SubTarget, word
                 feed_url=outcome.url,
                 entry_key=outcome.entry_key,
                 # in the chat's own topic; a channel's preview is shown here, as a reply
-                thread_id=message.message_thread_id if message.is_topic_message else None,
+                thread_id=topic_of(message),
                 silent=outcome.silent,
                 reply_to=message.message_id if chat.type != ChatType.PRIVATE else None,
             )
