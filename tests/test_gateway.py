@@ -223,4 +223,5 @@ async def test_a_sender_taking_over_counts_one_more_send_per_chat_than_was_recor
     answered = {chat: at - started for chat, _, at in server.log}
     assert answered[7] >= 0.03  # waits for a token: the unrecorded send used the last one
     assert answered[-5] >= 1.9  # waits for the group's minute to move on
-    assert answered[8] < 0.02  # a chat with a token to spare goes at once
+    # a chat with tokens to spare waits only for the bot's second, whose sends are not known
+    assert 0.03 <= answered[8] < 0.06

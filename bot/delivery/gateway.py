@@ -349,6 +349,9 @@ class TelegramGateway(BaseRateLimiter[CallOptions]):
         self._unrecorded_at = now
         for budget in self._chats.values():
             budget.limit.record(now)
+        # Those requests (one per chat, many chats) count against the bot's second too, and
+        # how many there were is not known: the first sends wait until that second is over.
+        overall.blocked_until = max(overall.blocked_until, now + overall.window)
         self._pump()
 
     # ------------------------------------------------------------ what the sender asks
