@@ -265,6 +265,10 @@ class Feed:
     #: what each item of the last committed document means (bot.feeds.parse_delta.ItemRecord,
     #: packed): the next check parses only items whose bytes changed, after a restart too
     item_records: bytes = b""
+    #: the request headers this feed record is fetched with (the subscription's own, basic
+    #: auth among them: bot.feeds.request_headers); such a feed's URL carries a marker that
+    #: keys it apart from the plain feed's record (bot.feeds.urls.with_marker)
+    request_headers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

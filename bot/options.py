@@ -20,6 +20,13 @@ from enum import Enum
 from typing import Any
 
 from bot.errors import OptionError, Series
+from bot.feeds.request_headers import (
+    HeaderEdit,
+    read_auth,
+    read_header_edit,
+    shown_auth,
+    shown_headers,
+)
 from bot.hashtags import hashtag_line, parse_tags
 from bot.hours import parse_quiet
 from bot.i18n import t
@@ -32,6 +39,11 @@ class Effect(Enum):
     RENDER = "render"  # carried into bot.render.RenderOptions
     DELIVERY = "delivery"  # read when a post is queued (e.g. Delivery.silent)
     SCHEDULE = "schedule"  # a change reschedules the feed's next check
+    #: how the feed is fetched (request headers, basic auth): part of the feed's identity, so
+    #: a change moves the subscription to the feed record fetched so (bot.service
+    #: .change_fetch). Kept on that feed record (Feed.request_headers), never with the
+    #: subscription: the value here is filled from the feed when the subscription is listed
+    FETCH = "fetch"
 
 
 @dataclass(frozen=True)
@@ -238,6 +250,28 @@ class Interval(Kind):
         return t("opt_interval_default", value=format_duration(default_interval))
 
 
+class RequestHeaders(Kind):
+    """The subscription's own request headers (bot.feeds.request_headers): one is set, replaced
+    or removed at a time, so what is read is the edit (`HeaderEdit`), applied to the feed's
+    headers by the service. Values are shown masked but for a few harmless ones."""
+
+    def parse(self, raw: str, limits: Limits) -> HeaderEdit:
+        return read_header_edit(raw)
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return t("list_separator").join(shown_headers(value)) or t("opt_headers_none")
+
+
+class BasicAuth(Kind):
+    """HTTP basic auth, `user:password` ("" for none); shown as `user:••••`."""
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        return read_auth(raw)
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return shown_auth(value) or t("opt_auth_none")
+
+
 # ---------------------------------------------------------------------------- options
 @dataclass(frozen=True)
 class Option:
@@ -328,6 +362,17 @@ class SubscriptionOptions:
         label="opt_line_title", example_key="opt_title_example",
         not_default="set_title_not_default",
     )
+    #: request headers but a basic auth, in order (as the feed record keeps them: not stored
+    #: with the subscription, see Effect.FETCH)
+    headers: tuple[tuple[str, str], ...] = option(
+        (), name="header", kind=RequestHeaders(), affects=Effect.FETCH,
+        label="opt_line_headers", example="User-Agent: Mozilla/5.0", aliases=("headers",),
+        not_default="set_fetch_not_default",
+    )
+    auth: str = option(  # `user:password` of basic auth ("": none); not stored here either
+        "", name="auth", kind=BasicAuth(), affects=Effect.FETCH, label="opt_line_auth",
+        example="user:password", not_default="set_fetch_not_default",
+    )
     interval: int | None = option(  # seconds; None = operator default
         None, name="interval", kind=Interval(), affects=Effect.SCHEDULE,
         label="opt_line_interval", example="30m",
@@ -337,25 +382,26 @@ class SubscriptionOptions:
     added: dict[str, Any] = field(default_factory=dict)
 
     def get(self, option: Option) -> Any:
-        if option.field in _STORED:
+        if option.field in _DECLARED:
             return getattr(self, option.field)
         return self.added.get(option.field, option.default)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Set options by field name; ValueError for a name no option has."""
-        unknown = set(changes) - set(_STORED) - {o.field for o in OPTIONS}
+        unknown = set(changes) - set(_DECLARED) - {o.field for o in OPTIONS}
         if unknown:
             raise ValueError(f"unknown subscription option(s): {', '.join(sorted(unknown))}")
         for name, value in changes.items():
-            if name in _STORED:
+            if name in _DECLARED:
                 setattr(self, name, value)
             else:
                 self.added[name] = value
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form: field name -> value, one flat mapping (as older versions wrote)."""
+        """The stored form: field name -> value, one flat mapping (as older versions wrote).
+        Fetch settings are the feed record's (Effect.FETCH), not stored here."""
         stored = {name: getattr(self, name) for name in _STORED}
-        return {**stored, **{o.field: self.get(o) for o in OPTIONS if o.field not in _STORED}}
+        return {**stored, **{o.field: self.get(o) for o in OPTIONS if o.field not in _DECLARED}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SubscriptionOptions:
@@ -366,8 +412,15 @@ class SubscriptionOptions:
         return options
 
 
-#: SubscriptionOptions fields stored under their own name (all but `added`), in field order
-_STORED = tuple(f.name for f in fields(SubscriptionOptions) if f.name != "added")
+#: SubscriptionOptions fields of their own (all but `added`), in field order
+_DECLARED = tuple(f.name for f in fields(SubscriptionOptions) if f.name != "added")
+#: ... and those stored with the subscription: all but the fetch settings (Effect.FETCH)
+_STORED = tuple(
+    f.name
+    for f in fields(SubscriptionOptions)
+    if f.name in _DECLARED
+    and not ("option" in f.metadata and f.metadata["option"].affects is Effect.FETCH)
+)
 
 
 class Registry:
@@ -392,7 +445,7 @@ class Registry:
         return bool({o.field for o in self.affecting(effect)} & set(changes))
 
     def added(self) -> list[Option]:
-        return [o for o in self if o.field not in _STORED]
+        return [o for o in self if o.field not in _DECLARED]
 
     def add(self, option: Option) -> Option:
         """Register an option without a SubscriptionOptions field (a test's, a plugin's): its
@@ -404,7 +457,7 @@ class Registry:
         return added
 
     def remove(self, name: str) -> None:
-        if self._options[name].field in _STORED:
+        if self._options[name].field in _DECLARED:
             raise ValueError(f"option {name!r} is a SubscriptionOptions field")
         del self._options[name]
 

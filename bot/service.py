@@ -7,28 +7,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bot.config import Settings
-from bot.errors import FeedbotError, FetchError, ParseError, Reason
+from bot.errors import FeedbotError, FetchError, OptionError, ParseError, Reason
 from bot.feeds.diff import entry_prints, is_seen, oldest_first, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.filters import PostVerdict, trial
 from bot.feeds.identity import normalize_link
 from bot.feeds.parse_pool import ParsePool, first_read_feed, parse_feed
+from bot.feeds.request_headers import (
+    basic_credentials,
+    edited,
+    other_headers,
+    own_headers,
+    with_auth,
+)
 from bot.feeds.urls import (
     Address,
     NotAnAddress,
     canonical,
+    public_url,
     read_address,
     same_address,
     strip_punctuation,
+    with_marker,
+    without_credentials,
 )
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
@@ -51,7 +62,9 @@ from bot.storage.base import (
     Stamp,
     Storage,
     StorageStats,
+    SubscriptionMove,
     SubscriptionRow,
+    remember_in_feed,
     retry_on_conflict,
 )
 from bot.telegraph import PagePublisher
@@ -185,12 +198,20 @@ class SubscriptionService:
         self.chat_writes = ChatLocks()
 
     # ------------------------------------------------------------------ probing
-    async def probe(self, url: str, *, discover: bool = True, whole: bool = False) -> Probe:
+    async def probe(
+        self,
+        url: str,
+        *,
+        discover: bool = True,
+        whole: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> Probe:
         """Fetch and parse `url`; when it is a web page, look for its feeds. `whole`: parse
-        the entries whole (to render them), not only their identities."""
+        the entries whole (to render them), not only their identities. `headers`: a feed
+        record's own (Feed.request_headers)."""
         probe = Probe(url=url)
         try:
-            result = await self.fetcher.fetch(url)
+            result = await self.fetcher.fetch(url, headers=headers)
         except FetchError as exc:
             probe.error, probe.error_kind, probe.error_status = exc.reason, exc.kind, exc.status
             return probe
@@ -480,6 +501,58 @@ class SubscriptionService:
 
         return await retry_on_conflict(attempt, f"options of {feed_url}")
 
+    async def change_fetch(
+        self, chat_id: int, feed_url: str, changes: Mapping[str, Any]
+    ) -> FetchChange:
+        """Change how a subscription's feed is fetched (Effect.FETCH options: `headers` a
+        HeaderEdit, `auth` `user:password` or ""). Fetch settings are part of the feed's
+        identity, so the subscription moves to the feed record fetched with them: keyed by its
+        URL plus a fresh marker (never sent) and holding the headers, or the plain URL's record
+        when none are left. The feed is fetched with new credentials first: when it does not
+        answer with them, nothing changes (`error` says why); when it does, everything in it
+        now counts as seen, as after /sub, on top of the old record's seen-set. The old record
+        goes when nobody follows it any more; the subscription keeps its options."""
+        state = await self.store.load_feed(feed_url)
+        sub = _subscription_in(state, chat_id)
+        if state is None or sub is None:
+            return FetchChange(None)
+        current = own_headers(state.feed.url, state.feed.request_headers)
+        wanted = dict(current)
+        if "headers" in changes:
+            wanted = edited(wanted, changes["headers"])
+        if "auth" in changes:
+            wanted = with_auth(wanted, changes["auth"])
+        base = without_credentials(state.feed.url)
+        if wanted == current and (wanted or state.feed.url == base):
+            return FetchChange(await self._row(chat_id, feed_url))
+        target = with_marker(base, secrets.token_urlsafe(8)) if wanted else base
+        probe = await self.probe(base, discover=False, headers=wanted) if wanted else None
+        if probe is not None and probe.feed is None:
+            return FetchChange(await self._row(chat_id, feed_url), error=probe.error)
+        settings = self.settings
+
+        async def attempt() -> bool:
+            chat = await self.store.load_chat(chat_id)
+            old = await self.store.load_feed(feed_url)
+            moving = _subscription_in(old, chat_id)
+            if old is None or moving is None:
+                return False
+            if any(r.subscription.feed_url == target for r in chat.rows):
+                raise OptionError("set_fetch_exists")
+            feed = _moved_feed(old.feed, target, wanted, probe, settings, moving)
+            moved = dataclasses.replace(moving, feed_url=target)
+            move = SubscriptionMove(chat_id, feed_url, moved, feed)
+            await self.store.move_subscription(move, chat.stamp | old.stamp)
+            return True
+
+        async with self.chat_writes.hold(chat_id):
+            done = await retry_on_conflict(attempt, f"fetch settings of {public_url(feed_url)}")
+        return FetchChange(await self._row(chat_id, target if done else feed_url))
+
+    async def _row(self, chat_id: int, feed_url: str) -> ListedSubscription | None:
+        rows = await self.listing(chat_id)
+        return next((r for r in rows if r.subscription.feed_url == feed_url), None)
+
     def _rescheduled(self, state: FeedState) -> Feed:
         """The feed with its next check from its subscribers' effective interval, as changed
         in `state`."""
@@ -575,13 +648,14 @@ class SubscriptionService:
     ) -> FilterTrial:
         """The feed's current posts, fetched now, each with what the subscription's filter (or
         `feed_spec`, a stored form not saved) and the chat's filter say of it."""
+        state = await self.store.load_feed(feed_url)
         if feed_spec is None:
-            state = await self.store.load_feed(feed_url)
             sub = _subscription_in(state, chat_id)
             feed_spec = sub.options.filters if sub else ""
         chat_spec = await self.chat_filter(chat_id)
+        own = state.feed.request_headers if state is not None else {}
         try:
-            result = await self.fetcher.fetch(feed_url)
+            result = await self.fetcher.fetch(feed_url, headers=own)
             parsed = await parse_feed(
                 result.body, result.url, result.content_type, pool=self.parse_pool
             )
@@ -820,8 +894,48 @@ def _known_subscription(rows: list[SubscriptionRow], address: Address) -> KnownF
 
 
 def listed(rows: list[SubscriptionRow]) -> list[ListedSubscription]:
-    """A chat's subscriptions numbered as /list shows them."""
+    """A chat's subscriptions numbered as /list shows them, each with its feed's fetch
+    settings in its options (Effect.FETCH: the card shows them, masked)."""
+    for row in rows:
+        own = own_headers(row.feed.url, row.feed.request_headers)
+        options = row.subscription.options
+        options.auth, options.headers = basic_credentials(own), other_headers(own)
     return [ListedSubscription(n, r.subscription, r.feed) for n, r in enumerate(rows, start=1)]
+
+
+@dataclass
+class FetchChange:
+    """/set N header|auth: the subscription as it is now (None: not followed any more), and
+    why nothing changed when the feed did not answer with the new settings."""
+
+    row: ListedSubscription | None
+    error: Reason | None = None
+
+
+def _moved_feed(
+    old: Feed,
+    url: str,
+    headers: dict[str, str],
+    probe: Probe | None,
+    settings: Settings,
+    sub: Subscription,
+) -> Feed:
+    """The record a subscription moves to (used only when the bot has none at `url`): the old
+    record's title, link and seen-set, the new headers, and what the probe read (everything
+    in the feed now counts as seen; its validators make the first check cheap)."""
+    now = time.time()
+    feed = Feed(url=url, title=old.title, link=old.link, seen=old.seen, request_headers=headers)
+    feed.next_check = now  # checked soon: the first check with the new settings
+    if probe is not None and probe.feed is not None:
+        parsed = probe.feed
+        prints = [p for e in parsed.entries for p in entry_prints(e)]
+        feed.seen = remember_in_feed(old.seen, prints, seen_cap(len(parsed.entries)))
+        feed.title, feed.link = parsed.title or old.title, parsed.link or old.link
+        feed.etag, feed.last_modified = probe.fetch_etag, probe.fetch_last_modified
+        feed.body_digest, feed.ttl_minutes = probe.fetch_digest, parsed.ttl_minutes
+        feed.last_check = feed.last_success = now
+        feed.next_check = now + effective_interval([sub], settings.poll_interval)
+    return feed
 
 
 def _subscription_in(state: FeedState | None, chat_id: int) -> Subscription | None:

@@ -125,7 +125,7 @@ async def test_set_reads_and_shows_a_registered_toggle_end_to_end(
 def test_declared_options_can_be_neither_removed_nor_registered_twice() -> None:
     assert [o.name for o in OPTIONS] == [
         "silent", "preview", "style", "pictures", "hashtags", "tags", "instantview", "fulltext",
-        "quiet", "title", "interval",
+        "quiet", "title", "header", "auth", "interval",
     ]
     with pytest.raises(ValueError):
         OPTIONS.remove("silent")
@@ -145,6 +145,10 @@ def test_the_stored_form_is_what_older_versions_wrote_and_read() -> None:
         "fulltext", "quiet", "custom_title",
         "interval", "filters",
     ]
+    # fetch settings are the feed record's (Effect.FETCH): never stored with a subscription
+    fetching = SubscriptionOptions(headers=(("Cookie", "a=b"),), auth="u:secret")
+    assert "headers" not in fetching.to_dict() and "auth" not in fetching.to_dict()
+    assert SubscriptionOptions.from_dict({"auth": "u:p"}).auth == ""
     old = SubscriptionOptions.from_dict({"silent": True, "gone_option": 1})
     assert old == SubscriptionOptions(silent=True)  # missing: defaults; unknown: ignored
     with pytest.raises(ValueError):

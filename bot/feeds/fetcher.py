@@ -15,7 +15,7 @@ import errno
 import http
 import ssl
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,11 +24,14 @@ from urllib.parse import urljoin
 
 import aiohttp
 import certifi
+from multidict import CIMultiDict
 from yarl import URL
 
 from bot.errors import FetchError
 from bot.feeds.challenge import CHALLENGE_STATUSES, SNIFF_BYTES, challenge_service
 from bot.feeds.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
+from bot.feeds.request_headers import cross_origin_headers, own_headers
+from bot.feeds.urls import origin, without_credentials
 from bot.models import FetchResult
 
 ACCEPT = (
@@ -402,44 +405,62 @@ class Fetcher:
         return self._client
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> FetchResult:
         """GET `url` following up to max_redirects redirects; raises FetchError on failure.
+
+        `headers`: the feed record's own (Feed.request_headers: a User-Agent, a cookie, basic
+        auth), over the fetcher's; a user name and password before the host are basic auth too.
+        Both go only to the URL's own origin: a redirect elsewhere gets none of them but the
+        harmless ones (bot.feeds.request_headers.SENT_ANYWHERE). A URL's fragment (a feed
+        record's marker) is never sent.
 
         The total timeout runs from the first byte sent to the end of the body, over all hops;
         time spent waiting for a free connection slot before that is not counted.
         """
-        headers: dict[str, str] = {}
+        conditional: dict[str, str] = {}
         if etag:
-            headers["If-None-Match"] = etag
+            conditional["If-None-Match"] = etag
         if last_modified:
-            headers["If-Modified-Since"] = last_modified
-        return await self._get(url, headers)
+            conditional["If-Modified-Since"] = last_modified
+        return await self._get(url, conditional, headers or {})
 
     async def fetch_page(self, url: str) -> FetchResult:
         """GET a post's web page (full text, bot.fulltext): the same guard, caps, redirects and
         per-host politeness as a feed, asking for HTML. Raises FetchError on failure."""
         return await self._get(url, {"Accept": PAGE_ACCEPT})
 
-    async def _get(self, url: str, headers: dict[str, str]) -> FetchResult:
+    async def _get(
+        self, url: str, headers: dict[str, str], own: Mapping[str, str] | None = None
+    ) -> FetchResult:
+        """`own`: the feed's own headers, sent with `headers` to the first URL's origin only."""
         visited: list[str] = []
         statuses: list[int] = []
         deadline: float | None = None
-        current = url.strip()
+        current, private = _credentials(url.strip(), own or {})
+        home = origin(current)
+        elsewhere = cross_origin_headers(private)
         while True:
             target = check_url(current, self.policy)
             parsed = _parsed_url(current)
             current = str(parsed)
+            sent = {**headers, **(private if origin(current) == home else elsewhere)}
             async with self._hosts.hold(f"{target.host}:{target.port}"), self._global:
                 if deadline is None:
                     deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
-                outcome = await self._one_hop(parsed, headers, deadline)
+                outcome = await self._one_hop(parsed, sent, deadline)
             if isinstance(outcome, FetchResult):
                 return self._finish(outcome, statuses)
             status, location = outcome
             visited.append(current)
             statuses.append(status)
-            current = self._next_hop(location, visited)
+            # a password in a Location is not taken: credentials are the feed's, not the server's
+            current = without_credentials(self._next_hop(location, visited))
 
     def _next_hop(self, location: str, visited: list[str]) -> str:
         if location in visited:
@@ -470,9 +491,9 @@ class Fetcher:
 
     async def _exchange(self, url: URL, headers: dict[str, str]) -> FetchResult | tuple[int, str]:
         self.stats.requests += 1
-        async with self._session().get(
-            url, headers={**self._headers, **headers}, allow_redirects=False
-        ) as response:
+        sent = CIMultiDict(self._headers)
+        sent.update(headers)  # the feed's own User-Agent (any case) replaces the fetcher's
+        async with self._session().get(url, headers=sent, allow_redirects=False) as response:
             code = response.status
             if code in REDIRECT_CODES:
                 return code, self._location(response)
@@ -527,6 +548,12 @@ class Fetcher:
             raise too_large
         self.stats.body_bytes += len(body)
         return bytes(body)
+
+
+def _credentials(url: str, own: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The URL to request (no user name, password or fragment) and the feed's own headers, a
+    password before the host as their basic auth (unless they have an Authorization)."""
+    return without_credentials(url), own_headers(url, own)
 
 
 def _parsed_url(url: str) -> URL:

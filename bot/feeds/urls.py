@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: query parameters that only say where a click came from
@@ -207,12 +207,69 @@ def is_private_url(url: str) -> bool:
         parts = urlsplit(url.strip())
     except ValueError:
         return False
-    if "@" in parts.netloc:
+    if "@" in parts.netloc or has_marker(url):
         return True
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if value and (_secret_name(name) or _looks_generated(value)):
             return True
     return False
+
+
+#: the fragment that keys a feed fetched with request headers of its own (never sent: a
+#: fragment is not part of a request; bot.feeds.request_headers)
+MARKER = "feedbot-h="
+
+
+def has_marker(url: str) -> bool:
+    return urlsplit(url.strip()).fragment.startswith(MARKER)
+
+
+def with_marker(url: str, token: str | None) -> str:
+    """`url` keyed for the feed record fetched with its own headers (`token`: the marker's
+    value), or (None) the plain feed's."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(parts._replace(fragment=f"{MARKER}{token}" if token else ""))
+
+
+def without_credentials(url: str) -> str:
+    """`url` without its user name and password, and without a marker."""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host, fragment=""))
+
+
+def userinfo(url: str) -> str:
+    """`user:password` before the host ("" for none), as typed (percent-escapes decoded)."""
+    parts = urlsplit(url.strip())
+    if "@" not in parts.netloc:
+        return ""
+    return unquote(parts.netloc.rpartition("@")[0])
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url`: where its credentials may go."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return ("", "", None)
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def moved_feed_url(url: str, location: str) -> str | None:
+    """Where a feed whose every redirect was permanent is kept from now on. A feed fetched with
+    credentials (a password before the host, headers of its own) keeps them, and its marker,
+    only on its own origin: a move elsewhere is not followed (the credentials are not sent
+    there; the next check asks the old address again)."""
+    if "@" not in urlsplit(url.strip()).netloc and not has_marker(url):
+        return location
+    if origin(url) != origin(location):
+        return None
+    old, new = urlsplit(url.strip()), urlsplit(location.strip())
+    user = old.netloc.rpartition("@")[0]
+    host = new.netloc.rpartition("@")[2]
+    return urlunsplit(new._replace(netloc=f"{user}@{host}" if user else host,
+                                   fragment=old.fragment))
 
 
 def public_url(url: str) -> str:

@@ -31,6 +31,7 @@ from bot.feeds.filters import (
     render_rule,
     render_term,
 )
+from bot.feeds.request_headers import SHOWN_IN_FULL, HeaderEdit
 from bot.handlers.common import (
     Context,
     Target,
@@ -50,6 +51,7 @@ from bot.i18n import format_time, t
 from bot.models import Feed, SubscriptionOptions
 from bot.options import (
     OPTIONS,
+    Effect,
     Limits,
     button_labels,
     describe_options,
@@ -311,12 +313,47 @@ async def _set_subscription(
             change = toggled(row.subscription.options, name)
         else:
             change = parse_option(name, value, min_interval=runtime.settings.min_interval)
+        if OPTIONS.changes_affect(change, Effect.FETCH):
+            await _set_fetch(update, context, target, row, change)
+            return
         sub = await runtime.service.update_options(chat_id, row.subscription.feed_url, change)
         if sub is None:
             await reply(update, _unknown(target, ref))
             return
         row.subscription = sub
     await show(update, subscription_card(row, runtime.settings.poll_interval, target))
+
+
+async def _set_fetch(
+    update: Update, context: Context, target: Target, row: ListedSubscription,
+    change: dict[str, Any],
+) -> None:
+    """`/set N header …` / `/set N auth …`: the feed is tried with the new settings, and the
+    subscription moves to the feed record fetched with them (bot.service.change_fetch)."""
+    runtime = runtime_of(context)
+    changed = await runtime.service.change_fetch(
+        target.chat.id, row.subscription.feed_url, change
+    )
+    if changed.row is None:
+        await reply(update, _unknown(target, str(row.number)))
+        return
+    if changed.error is not None:
+        failed = t("set_fetch_failed", reason=changed.error.text())
+        await reply(update, framed(target, failed))
+        return
+    card = subscription_card(changed.row, runtime.settings.poll_interval, target)
+    if secret_given(change):
+        card.text = f"{card.text}\n\n{t('set_fetch_secret_typed')}"
+    await show(update, card)
+
+
+def secret_given(change: dict[str, Any]) -> bool:
+    """Whether the change sets a password or a header whose value is secret (masked)."""
+    edit = change.get("headers")
+    masked = isinstance(edit, HeaderEdit) and edit.value is not None and (
+        edit.name.lower() not in SHOWN_IN_FULL
+    )
+    return bool(change.get("auth")) or masked
 
 
 # ----------------------------------------------------------- /set … timezone

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.feeds.diff import oldest_first, remember, seen_cap
-from bot.feeds.urls import public_url
+from bot.feeds.urls import moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
@@ -197,8 +197,16 @@ def same_document(feed: Feed, result: FetchResult) -> bool:
 
 def moved_to(url: str, result: FetchResult) -> str | None:
     """Where the feed moved, when every redirect hop was permanent (its state, seen-set and
-    subscriptions follow it there)."""
-    if result.permanent_url and result.permanent_url != url:
-        log.info("feed moved permanently: %s -> %s", url, result.permanent_url)
-        return result.permanent_url
+    subscriptions follow it there). A feed fetched with credentials keeps them on its own
+    origin only (bot.feeds.urls.moved_feed_url)."""
+    if not result.permanent_url:
+        return None
+    target = moved_feed_url(url, result.permanent_url)
+    if target is None:
+        log.info("feed with credentials redirected permanently to another origin, not moved: "
+                 "%s -> %s", public_url(url), public_url(result.permanent_url))
+        return None
+    if target != url:
+        log.info("feed moved permanently: %s -> %s", public_url(url), public_url(target))
+        return target
     return None

@@ -232,7 +232,10 @@ class Poller:
         # the next check counts from this one's start: a slow fetch must not stretch the period
         started = self.clock()
         try:
-            result = await self.fetcher.fetch(url, etag=feed.etag, last_modified=feed.last_modified)
+            result = await self.fetcher.fetch(
+                url, etag=feed.etag, last_modified=feed.last_modified,
+                headers=feed.request_headers,
+            )
             if result.not_modified:
                 self.stats.not_modified += 1
                 await self._record_not_modified(state, result, started)
@@ -455,7 +458,7 @@ class Poller:
         if state is None or _subscription(state, chat_id) is None:
             return Resumed()
         try:
-            result = await self.fetcher.fetch(feed_url)
+            result = await self.fetcher.fetch(feed_url, headers=state.feed.request_headers)
             parsed = await parse_feed(
                 result.body, result.url, result.content_type, pool=self.parse_pool
             )

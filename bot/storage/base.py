@@ -141,6 +141,19 @@ class NewSubscription:
     chat_cap: int = 0
 
 
+@dataclass
+class SubscriptionMove:
+    """One chat's subscription moving to another feed record: its fetch settings changed
+    (request headers, basic auth: part of the feed's identity, bot.service.change_fetch).
+    `subscription` is at its new `feed_url`, everything else of it kept; `feed` is the new
+    feed's record, stored as given when the bot has none (a stored one is kept as it is)."""
+
+    chat_id: int
+    old_url: str
+    subscription: Subscription
+    feed: Feed
+
+
 def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> list[str]:
     """A feed's seen-set with `prints` as its newest (those already there move up)."""
     merged = dict.fromkeys(seen)
@@ -291,6 +304,12 @@ class Storage(Protocol):
         self, subs: Sequence[Subscription], feeds: Sequence[Feed], expected: Stamp
     ) -> None:
         """Options, filters or pauses changed, and the feeds rescheduled (StorageConflict)."""
+        ...
+
+    async def move_subscription(self, move: SubscriptionMove, expected: Stamp) -> None:
+        """In one write: the new feed created (unless stored), the subscription moved there
+        (the chat's queued deliveries of the old feed name the new one), the old feed removed
+        when nobody follows it any more. StorageConflict when a stamped record changed."""
         ...
 
     # ------------------------------------------------------------------ chats

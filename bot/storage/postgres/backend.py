@@ -39,6 +39,7 @@ from bot.storage.base import (
     StorageConflict,
     StorageStats,
     StoredState,
+    SubscriptionMove,
     remember_in_chat,
     remember_in_feed,
 )
@@ -289,6 +290,18 @@ class PostgresStorage:
                 await tx.save_feed(feed)
 
         await self._stamped(update)
+
+    async def move_subscription(self, move: SubscriptionMove, expected: Stamp) -> None:
+        async def moving(tx: Tx) -> None:
+            await tx.check(expected)
+            await tx.lock_feed_or_create(move.feed)
+            await tx.remove_subscription(move.chat_id, move.old_url)
+            await tx.save_subscriptions([move.subscription])
+            await tx.conn.execute(
+                "UPDATE deliveries SET feed_url = $3 WHERE chat_id = $1 AND feed_url = $2",
+                move.chat_id, move.old_url, move.subscription.feed_url)
+
+        await self._stamped(moving)
 
     # ------------------------------------------------------------------ chats
     async def get_chat(self, chat_id: int) -> Chat | None:

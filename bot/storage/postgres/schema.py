@@ -155,8 +155,16 @@ ALTER TABLE chats ADD COLUMN timezone text NOT NULL DEFAULT 'UTC';
 ALTER TABLE deliveries ADD COLUMN not_before double precision NOT NULL DEFAULT 0;
 """
 
+_V7 = """
+-- the request headers a feed record is fetched with (Feed.request_headers, issue 18: a
+-- subscription's own headers and basic auth; such a feed's URL carries a marker)
+ALTER TABLE feeds ADD COLUMN request_headers jsonb NOT NULL DEFAULT '{}';
+"""
+
 #: (version, SQL): schema version N is reached by applying step N
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (7, _V7),
+]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

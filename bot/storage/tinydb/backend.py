@@ -34,6 +34,7 @@ from bot.storage.base import (
     Stamp,
     StorageStats,
     StoredState,
+    SubscriptionMove,
     SubscriptionRow,
     chat_key,
     chat_subs_key,
@@ -293,6 +294,13 @@ class TinyDBStorage:
                 db.save_feed(feed)
 
         await self._durable(update)
+
+    async def move_subscription(self, move: SubscriptionMove, expected: Stamp) -> None:
+        def moving(db: Database) -> None:
+            db.check(expected)
+            db.move_subscription(move.chat_id, move.old_url, move.subscription, move.feed)
+
+        await self._durable(moving)
 
     # ------------------------------------------------------------------ chats
     async def get_chat(self, chat_id: int) -> Chat | None:

@@ -179,6 +179,18 @@ class Database(Engine):
                 self.outbox.update(doc_id, {"feed_url": new_url})
 
     # ------------------------------------------------------------- subscriptions
+    def move_subscription(self, chat_id: int, old_url: str, sub: Subscription, feed: Feed) -> None:
+        """A subscription moves to another feed record (its fetch settings changed): the
+        feed created unless stored, the old one gone with its last subscription, the chat's
+        queued deliveries following."""
+        if self.get_feed(feed.url) is None:
+            self.save_feed(feed)
+        self.remove_subscription(chat_id, old_url)
+        self.save_subscription(sub)
+        for doc_id, doc in self.outbox.items():
+            if int(doc["chat_id"]) == chat_id and doc["feed_url"] == old_url:
+                self.outbox.update(doc_id, {"feed_url": sub.feed_url})
+
     def save_subscription(self, sub: Subscription) -> None:
         self._bump(sub_key(sub.chat_id, sub.feed_url), chat_subs_key(sub.chat_id))
         doc = _without_defaults(sub.to_dict(), _SUBSCRIPTION)
