@@ -51,6 +51,10 @@ class FeedServer:
         self._routes: dict[str, Route] = {}
         self._delays: dict[str, float] = {}
         self._log: list[RequestLog] = []
+        #: path -> (headers a request must carry, the status answering one without)
+        self._required: dict[str, tuple[dict[str, str], int]] = {}
+        #: path -> (headers, the route served to requests that carry them)
+        self._private: dict[str, tuple[dict[str, str], Route]] = {}
         #: requests of each path being answered now, and the most seen at once
         self._busy: dict[str, int] = {}
         self.most_at_once: dict[str, int] = {}
@@ -120,6 +124,21 @@ class FeedServer:
     def serve_file(self, path: str, file: Path, headers: dict[str, str] | None = None) -> None:
         self._put(path, Route("file", file=Path(file), headers=dict(headers or {})))
 
+    def require(self, path: str, headers: dict[str, str], status: int = 401) -> None:
+        """Answer `path` with `status` (401 asks for basic auth) unless the request carries
+        each of `headers` (names in any case, values exactly)."""
+        with self._lock:
+            self._required[path] = ({k.lower(): v for k, v in headers.items()}, status)
+
+    def set_private_feed(self, path: str, body: bytes | str, headers: dict[str, str]) -> None:
+        """Serve `body` at `path` to requests that carry each of `headers` (a member's cookie),
+        and what `path` serves otherwise to the others."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        route = Route("feed", body=data, headers={"Content-Type": RSS_TYPE, "ETag": etag})
+        with self._lock:
+            self._private[path] = ({k.lower(): v for k, v in headers.items()}, route)
+
     def _put(self, path: str, route: Route) -> None:
         with self._lock:
             self._routes[path] = route
@@ -144,6 +163,13 @@ class FeedServer:
         with self._lock:
             self._log.append(RequestLog(raw_path, method, headers, time.monotonic()))
             key = raw_path if raw_path in self._routes else urlsplit(raw_path).path
+            required, status = self._required.get(key, ({}, 0))
+            if any(headers.get(name) != value for name, value in required.items()):
+                asks = {"WWW-Authenticate": 'Basic realm="feeds"'} if status == 401 else {}
+                return Route("response", status=status, body=b"no", headers=asks), 0.0
+            wanted, private = self._private.get(key, ({}, None))
+            if private is not None and all(headers.get(n) == v for n, v in wanted.items()):
+                return private, self._delays.get(key, 0.0)
             return self._routes.get(key), self._delays.get(key, 0.0)
 
 
