@@ -23,6 +23,7 @@ from bot.storage.base import (
     Storage,
     StorageConflict,
     StoredState,
+    SubscriptionMove,
 )
 
 Opener = Callable[[], Awaitable[Storage]]
@@ -418,6 +419,46 @@ async def a_permanent_move_takes_state_subscriptions_and_outbox(open_storage: Op
     assert moved is not None and moved.seen == [P("old"), P("n")]
     assert [s.chat_id for s in await store.subscriptions_for_feed(B)] == [1, 2]
     assert {d.feed_url for d in await store.pending()} == {B}
+    await store.close()
+
+
+@case
+async def a_subscription_moves_to_the_feed_record_of_its_fetch_settings(
+    open_storage: Opener,
+) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    await store.enqueue([post(1, 1), post(2, 2)])
+    marked = A + "#feedbot-h=t1"
+    headers = {"Cookie": "member=1", "Authorization": "Basic dTpw"}
+    chat, feed = await store.load_chat(1), await store.load_feed(A)
+    assert feed is not None
+    (sub,) = [s for s in feed.subscriptions if s.chat_id == 1]
+    sub.options.silent = True
+    moving = replace(sub, feed_url=marked)
+    new = Feed(url=marked, title="A", seen=[P("p1")], request_headers=headers)
+    await store.move_subscription(SubscriptionMove(1, A, moving, new), chat.stamp | feed.stamp)
+    with pytest.raises(StorageConflict):  # decided on what is stale now
+        await store.move_subscription(SubscriptionMove(1, A, moving, new), chat.stamp)
+    await store.close()
+    store = await open_storage()
+    stored = await store.get_feed(marked)
+    assert stored is not None and stored.request_headers == headers
+    assert stored.seen == [P("p1")]
+    (moved,) = await store.subscriptions_for_chat(1)
+    assert moved.feed_url == marked and moved.options.silent and moved.thread_id == sub.thread_id
+    assert [s.chat_id for s in await store.subscriptions_for_feed(A)] == [2]
+    assert {(d.chat_id, d.feed_url) for d in await store.pending()} == {(1, marked), (2, A)}
+    # back to the plain record, which another chat still follows: that record is kept as is
+    chat, feed = await store.load_chat(1), await store.load_feed(marked)
+    assert feed is not None
+    back = SubscriptionMove(1, marked, replace(moved, feed_url=A), Feed(url=A, title="new"))
+    await store.move_subscription(back, chat.stamp | feed.stamp)
+    assert await store.get_feed(marked) is None  # nobody follows it any more
+    plain = await store.get_feed(A)
+    assert plain is not None and plain.title != "new" and plain.request_headers == {}
+    assert [s.chat_id for s in await store.subscriptions_for_feed(A)] == [1, 2]
+    assert {d.feed_url for d in await store.pending()} == {A}
     await store.close()
 
 
