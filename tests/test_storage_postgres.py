@@ -21,7 +21,7 @@ from bot.models import Chat, Feed, Subscription
 from bot.storage import open_storage
 from bot.storage.base import FeedCommit, NewSubscription, StorageConflict, retry_on_conflict
 from bot.storage.postgres import PostgresStorage, StorageUnavailable
-from bot.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from bot.storage.postgres.schema import MIGRATIONS
 from tests.test_storage_contract import postgres_schema
 
 A = "https://a.test/feed"
