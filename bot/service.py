@@ -346,6 +346,59 @@ class SubscriptionService:
             page=probe.discovered_from,
         )
 
+    async def subscribe_fetching(
+        self,
+        chat: Chat,
+        raw_url: str,
+        changes: Mapping[str, Any],
+        *,
+        thread_id: int | None = None,
+    ) -> SubscribeOutcome:
+        """`/sub URL header Name: value` or `/sub URL auth user:password`: follow a feed that
+        answers only with these fetch settings (Effect.FETCH changes, as `change_fetch` takes
+        them). The feed record is the subscription's own (the URL plus a fresh marker, the
+        headers on it), so no other chat is ever fetched with them. The address must be the
+        feed's own (no page is looked into with credentials)."""
+        address = read_address(raw_url)
+        if isinstance(address, NotAnAddress):
+            reason = Reason(f"error_{address.reason}")
+            return SubscribeOutcome(address.word, "failed", reason=reason)
+        plain = canonical(address.candidates[0])
+        wanted = own_headers(plain, {})
+        if "headers" in changes:
+            wanted = edited(wanted, changes["headers"])
+        if "auth" in changes:
+            wanted = with_auth(wanted, changes["auth"])
+        plain = without_credentials(plain)
+        probe = await self.probe(plain, discover=False, headers=wanted)
+        if probe.feed is None:
+            return SubscribeOutcome(url=public_url(plain), status="failed", reason=probe.error)
+        parsed, settings, created = probe.feed, self.settings, time.time()
+        marked = dataclasses.replace(probe, url=with_marker(plain, secrets.token_urlsafe(8)))
+        if not wanted:
+            marked.url = plain
+
+        async def attempt() -> tuple[str, Feed]:
+            state = await self.store.load_chat(chat.id)
+            for row in state.rows:
+                if canonical(without_credentials(row.subscription.feed_url)) == plain:
+                    return "exists", row.feed
+            if len(state.rows) >= settings.max_subscriptions:
+                return "limit", Feed(plain)
+            new = _new_subscription(state, chat, marked, parsed, thread_id, settings, created)
+            if new is None:
+                return "exists", Feed(plain)
+            new.feed.request_headers = wanted
+            await self.store.add_subscriptions([new], state.stamp)
+            return "added", new.feed
+
+        async with self.chat_writes.hold(chat.id):
+            status, feed = await retry_on_conflict(attempt, f"subscribe {chat.id}")
+        if status == "limit":
+            return SubscribeOutcome(url=plain, status="limit",
+                                    reason=limit_reason(settings.max_subscriptions))
+        return SubscribeOutcome(url=plain, status=status, title=feed.title or parsed.title)
+
     async def preview(self, chat: Chat, raw_url: str) -> PreviewOutcome:
         """/preview: the newest post of the feed at `raw_url` (a feed, or a page naming one),
         rendered the way the poller renders it for `chat` (its language and default options,

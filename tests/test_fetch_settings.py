@@ -284,3 +284,32 @@ async def test_an_invalid_header_is_refused_with_the_translated_error(
         (shown,) = await chat.say(USER, "/set 1")
         assert "请求头:无" in shown.plain
     assert not [r for r in feed_server.requests("/f.xml") if "evil" in str(r.headers)]
+
+
+async def test_sub_with_a_cookie_or_a_login_follows_a_feed_that_needs_them_from_the_start(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/members.xml", hugo_feed(range(1, 3)))
+    feed_server.require("/members.xml", {"Cookie": COOKIE}, status=403)
+    feed_server.set_feed("/login.xml", hugo_feed(range(1, 3)))
+    feed_server.require("/login.xml", {"Authorization": basic_header(f"reader:{PASSWORD}")})
+    members, login = feed_server.url("/members.xml"), feed_server.url("/login.xml")
+    async with start_bot() as chat:
+        (refused,) = await chat.say(OTHER, f"/sub {members}")
+        assert "refuses access" in refused.plain
+        (added,) = await chat.say(USER, f"/sub {members} header Cookie: {COOKIE}")
+        assert "Subscribed to" in added.plain and "Delete your message" in added.plain
+        assert COOKIE not in added.plain and "feedbot-h" not in added.plain
+        (again,) = await chat.say(USER, f"/sub {members} header Cookie: {COOKIE}")
+        assert "already" in again.plain.lower()
+        (logged,) = await chat.say(USER, f"/sub {login} auth reader:{PASSWORD}")
+        assert "Subscribed to" in logged.plain
+        (card,) = await chat.say(USER, "/set 2")
+        assert "reader:••••" in card.plain and PASSWORD not in card.plain
+        feed_server.set_feed("/members.xml", hugo_feed(range(1, 4)))
+        await fake_api.await_for(lambda: bool(posts(fake_api, USER, "Topic 3")), timeout=15)
+        (bad,) = await chat.say(USER, f"/sub {login} header Host: x")
+        assert "set by the bot itself" in bad.plain
+    assert not posts(fake_api, USER, "Topic 1 ")
+    assert not any(PASSWORD in str(c.params) or COOKIE in str(c.params) for c in fake_api.calls()
+                   if c.method != "getUpdates")

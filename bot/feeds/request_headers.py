@@ -114,6 +114,16 @@ def edited(current: Mapping[str, str], edit: HeaderEdit) -> dict[str, str]:
     return headers
 
 
+def secret_in(change: Mapping[str, object]) -> bool:
+    """Whether a /set change (SubscriptionOptions field -> value) sets a password or a header
+    whose value is masked: the user typed a secret into the chat."""
+    edit = change.get("headers")
+    masked = isinstance(edit, HeaderEdit) and edit.value is not None and (
+        edit.name.lower() not in SHOWN_IN_FULL
+    )
+    return bool(change.get("auth")) or masked
+
+
 def check_all(headers: Mapping[str, str]) -> None:
     if len(headers) > MAX_HEADERS:
         raise OptionError("set_header_too_many", limit=MAX_HEADERS)

@@ -31,7 +31,7 @@ from bot.feeds.filters import (
     render_rule,
     render_term,
 )
-from bot.feeds.request_headers import SHOWN_IN_FULL, HeaderEdit
+from bot.feeds.request_headers import secret_in
 from bot.handlers.common import (
     Context,
     Target,
@@ -342,18 +342,9 @@ async def _set_fetch(
         await reply(update, framed(target, failed))
         return
     card = subscription_card(changed.row, runtime.settings.poll_interval, target)
-    if secret_given(change):
+    if secret_in(change):
         card.text = f"{card.text}\n\n{t('set_fetch_secret_typed')}"
     await show(update, card)
-
-
-def secret_given(change: dict[str, Any]) -> bool:
-    """Whether the change sets a password or a header whose value is secret (masked)."""
-    edit = change.get("headers")
-    masked = isinstance(edit, HeaderEdit) and edit.value is not None and (
-        edit.name.lower() not in SHOWN_IN_FULL
-    )
-    return bool(change.get("auth")) or masked
 
 
 # ----------------------------------------------------------- /set … timezone

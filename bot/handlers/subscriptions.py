@@ -15,7 +15,8 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.delivery.direct import send_rendered
-from bot.errors import Reason
+from bot.errors import OptionError, Reason
+from bot.feeds.request_headers import secret_in
 from bot.feeds.urls import (
     Address,
     NotAnAddress,
@@ -43,6 +44,7 @@ from bot.handlers.common import (
 from bot.handlers.live_reply import LiveReply
 from bot.i18n import t
 from bot.models import Chat
+from bot.options import Limits, parse_option
 from bot.service import ListedSubscription, PendingChoice, PreviewOutcome, SubscribeOutcome
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,11 @@ async def sub(update: Update, context: Context) -> None:
     stored = await remember_chat(update, context)
     message = update.effective_message
     assert message is not None
-    await subscribe_words(update, context, SubTarget(stored, thread_id=topic_of(message)), words)
+    target = SubTarget(stored, thread_id=topic_of(message))
+    if fetch_settings_given(list(context.args or [])):
+        await subscribe_fetching(update, context, target, list(context.args or []))
+        return
+    await subscribe_words(update, context, target, words)
 
 
 async def sub_in_channel(update: Update, context: Context) -> None:
@@ -73,7 +79,44 @@ async def sub_in_channel(update: Update, context: Context) -> None:
     found = await _channel_and_urls(update, context, "sub_usage", manage=True)
     if found is not None:
         where, urls = found
+        if fetch_settings_given(urls):
+            await subscribe_fetching(update, context, where, urls)
+            return
         await subscribe_words(update, context, where, list(dict.fromkeys(urls)))
+
+
+#: what may follow /sub's one address: a fetch setting (bot.options, Effect.FETCH)
+FETCH_WORDS = frozenset({"header", "headers", "auth"})
+
+
+def fetch_settings_given(words: list[str]) -> bool:
+    """`/sub URL header Name: value` or `/sub URL auth user:password`."""
+    return len(words) >= 2 and words[1].lower() in FETCH_WORDS
+
+
+async def subscribe_fetching(
+    update: Update, context: Context, target: SubTarget, words: list[str]
+) -> None:
+    """/sub of one feed that answers only with a header or a login of the subscription's own
+    (bot.service.subscribe_fetching)."""
+    message = update.effective_message
+    assert message is not None
+    before = 3 + bool(target.channel)  # /sub [@channel] URL header|auth
+    typed = (message.text or "").split(None, before)
+    raw = typed[before] if len(typed) > before else ""
+    runtime = runtime_of(context)
+    try:
+        change = parse_option(words[1], raw, Limits(runtime.settings.min_interval, 0))
+    except OptionError as exc:
+        await reply(update, target.frame(exc.text()))
+        return
+    outcome = await runtime.service.subscribe_fetching(
+        target.chat, words[0], change, thread_id=target.thread_id
+    )
+    text = describe_outcome(outcome, channel=target.channel)
+    if outcome.status == "added" and secret_in(change):
+        text = f"{text}\n\n{t('set_fetch_secret_typed')}"
+    await reply(update, target.frame(text))
 
 
 async def _channel_and_urls(
