@@ -233,7 +233,20 @@ async def test_set_auth_lets_a_post_arrive_and_the_card_never_shows_the_password
     sent = [str(c.params) for c in fake_api.calls()]
     assert not any(PASSWORD in text for text in sent)
     assert not any(basic_header(f"reader:{PASSWORD}").split()[1] in text for text in sent)
-    assert "Machine Learning" in listed.plain
+    assert "Machine Learning" in listed.plain and "feedbot-h" not in listed.plain
+
+
+def test_list_shows_a_feeds_address_without_its_marker_and_elsewhere_without_its_secret() -> None:
+    from bot.handlers.listing import list_line
+    from bot.service import ListedSubscription
+
+    for url in (with_marker("https://feeds.example/f.xml", "t0k"),
+                f"https://reader:{PASSWORD}@feeds.example/f.xml"):
+        row = ListedSubscription(1, Subscription(1, url), Feed(url=url))
+        assert "feedbot-h" not in list_line(row)
+        in_group = list_line(row, private=False)
+        assert PASSWORD not in in_group and "feedbot-h" not in in_group
+        assert "https://feeds.example/f.xml" in in_group
 
 
 async def test_two_chats_of_one_feed_one_with_a_cookie_do_not_share_its_content(

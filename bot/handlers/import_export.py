@@ -13,6 +13,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 
 from bot.feeds.opml import MAX_OPML_BYTES, OpmlError, OpmlFeed, build_opml, parse_opml
+from bot.feeds.urls import with_marker
 from bot.handlers.common import (
     Context,
     Target,
@@ -47,7 +48,7 @@ async def export_command(update: Update, context: Context) -> None:
         return
     feeds = [
         OpmlFeed(
-            url=row.feed.url,
+            url=with_marker(row.feed.url, None),  # a fetch-settings marker means nothing there
             title=row.subscription.options.custom_title or row.feed.title,
             html_url=row.feed.link if row.feed.link != row.feed.url else "",
         )

@@ -5,14 +5,20 @@ from __future__ import annotations
 import html
 
 from telegram import Update
+from telegram.constants import ChatType
 
+from bot.feeds.urls import public_url, with_marker
 from bot.handlers.common import Context, channel_target, reply, runtime_of, split_target
 from bot.i18n import format_time, t
 from bot.service import ListedSubscription
 
 
-def list_line(row: ListedSubscription) -> str:
+def list_line(row: ListedSubscription, *, private: bool = True) -> str:
+    """One feed of /list; `private`: the list is read in a private chat, where a feed's address
+    is shown whole (a password or token in it too), else as `public_url` shows it. A feed
+    record's marker (its own fetch settings) is never shown: it means nothing to readers."""
     feed = row.feed
+    address = with_marker(feed.url, None) if private else public_url(feed.url)
     state = ""
     if feed.retired:
         state = t("state_retired")
@@ -24,10 +30,10 @@ def list_line(row: ListedSubscription) -> str:
     return t(
         "list_item",
         n=row.number,
-        link=html.escape(feed.link or feed.url, quote=True),
-        title=html.escape(row.subscription.options.custom_title or feed.title or feed.url),
+        link=html.escape(feed.link or address, quote=True),
+        title=html.escape(row.subscription.options.custom_title or feed.title or address),
         state=state,
-        url=html.escape(feed.url),
+        url=html.escape(address),
     )
 
 
@@ -38,7 +44,8 @@ async def list_command(update: Update, context: Context) -> None:
     if not rows:
         await reply(update, t("list_empty"))
         return
-    lines = [t("list_header", count=len(rows)), *(list_line(r) for r in rows)]
+    private = chat.type == ChatType.PRIVATE
+    lines = [t("list_header", count=len(rows)), *(list_line(r, private=private) for r in rows)]
     await reply(update, "\n\n".join(lines))
 
 
