@@ -550,7 +550,7 @@ class SubscriptionService:
             rescheduled = OPTIONS.changes_affect(changes, Effect.SCHEDULE)
             feeds = [self._rescheduled(state)] if rescheduled else []
             await self.store.update_subscriptions([sub], feeds, state.stamp)
-            return sub
+            return show_fetch_settings(sub, state.feed)
 
         return await retry_on_conflict(attempt, f"options of {feed_url}")
 
@@ -950,10 +950,16 @@ def listed(rows: list[SubscriptionRow]) -> list[ListedSubscription]:
     """A chat's subscriptions numbered as /list shows them, each with its feed's fetch
     settings in its options (Effect.FETCH: the card shows them, masked)."""
     for row in rows:
-        own = own_headers(row.feed.url, row.feed.request_headers)
-        options = row.subscription.options
-        options.auth, options.headers = basic_credentials(own), other_headers(own)
+        show_fetch_settings(row.subscription, row.feed)
     return [ListedSubscription(n, r.subscription, r.feed) for n, r in enumerate(rows, start=1)]
+
+
+def show_fetch_settings(sub: Subscription, feed: Feed) -> Subscription:
+    """`sub` with its feed record's fetch settings in its options (Effect.FETCH: kept on the
+    feed, shown on the card masked)."""
+    own = own_headers(feed.url, feed.request_headers)
+    sub.options.auth, sub.options.headers = basic_credentials(own), other_headers(own)
+    return sub
 
 
 @dataclass

@@ -225,6 +225,8 @@ async def test_set_auth_lets_a_post_arrive_and_the_card_never_shows_the_password
         (shown,) = await chat.say(USER, "/set 1")
         assert "reader:••••" in shown.plain
         (listed,) = await chat.say(USER, "/list")
+        (silent,) = await chat.say(USER, "/set 1 silent on")  # another option: still shown
+        assert "reader:••••" in silent.plain
         feed_server.set_feed("/f.xml", hugo_feed(range(1, 4)))
         await fake_api.await_for(lambda: bool(posts(fake_api, USER, "Topic 3")), timeout=15)
         assert not posts(fake_api, USER, "Topic 1 ")  # no flood
