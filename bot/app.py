@@ -210,6 +210,10 @@ async def _stopped(app: App) -> None:
 async def _tick(context: Context) -> None:
     runtime = runtime_of(context)
     started = await runtime.poller.tick()
+    try:
+        await runtime.digests.run_due()
+    except Exception:  # a digest that could not be made now is made at a later tick
+        log.exception("making the digests due failed; the next tick tries again")
     stats = runtime.poller.stats.take()
     sent = runtime.sender.stats
     depth = await runtime.store.outbox_depth()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
+from bot.digest import parse_digest
 from bot.errors import OptionError, Series
 from bot.hashtags import hashtag_line, parse_tags
 from bot.hours import parse_quiet
@@ -215,6 +216,21 @@ class QuietHours(Kind):
         return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
 
 
+@dataclass(frozen=True)
+class DigestKind(Kind):
+    """A digest schedule (bot.digest), stored as its text (`daily 08:00`, `hourly`); a clear
+    word gives "": each post as it comes."""
+
+    empty: str
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        schedule = parse_digest(raw)
+        return "" if schedule is None else schedule.text()
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
+
+
 class Interval(Kind):
     """A duration between the bot's smallest interval and the longest the schedule allows;
     a clear word gives None: the bot's default."""
@@ -322,6 +338,10 @@ class SubscriptionOptions:
     quiet: str = option(  # quiet hours in the chat's time zone (bot.hours); "": none
         "", name="quiet", kind=QuietHours("opt_quiet_none"), affects=Effect.DELIVERY,
         label="opt_line_quiet", example="23:00-07:00",
+    )
+    digest: str = option(  # "daily HH:MM" | "hourly" in the chat's time zone; "": none
+        "", name="digest", kind=DigestKind("opt_digest_none"), affects=Effect.DELIVERY,
+        label="opt_line_digest", example="daily 08:00",
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,
