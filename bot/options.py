@@ -271,6 +271,9 @@ class Option:
     aliases: tuple[str, ...] = ()
     #: catalogue key of the refusal when given as a chat default; "" = may be a default
     not_default: str = ""
+    #: the chat's own (quiet hours, digest): `/set <name> …` without a feed's number in a chat
+    #: with several feeds sets it for all of them and for those added later
+    chat_wide: bool = False
     field: str = ""
     default: Any = None
 
@@ -337,11 +340,11 @@ class SubscriptionOptions:
     )
     quiet: str = option(  # quiet hours in the chat's time zone (bot.hours); "": none
         "", name="quiet", kind=QuietHours("opt_quiet_none"), affects=Effect.DELIVERY,
-        label="opt_line_quiet", example="23:00-07:00",
+        label="opt_line_quiet", example="23:00-07:00", chat_wide=True,
     )
     digest: str = option(  # "daily HH:MM" | "hourly" in the chat's time zone; "": none
         "", name="digest", kind=DigestKind("opt_digest_none"), affects=Effect.DELIVERY,
-        label="opt_line_digest", example="daily 08:00",
+        label="opt_line_digest", example="daily 08:00", chat_wide=True,
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

@@ -505,6 +505,23 @@ class SubscriptionService:
 
         return await retry_on_conflict(attempt, f"{what} in {chat_id}")
 
+    async def update_chat_wide(self, chat_id: int, changes: dict[str, Any]) -> int:
+        """An option of the chat's own (`Option.chat_wide`: quiet hours, digest) for every
+        feed it follows and those it adds later; returns how many feeds it follows."""
+
+        async def attempt() -> int:
+            state = await self.store.load_chat(chat_id)
+            subs = [row.subscription for row in state.rows]
+            for sub in subs:
+                sub.options.update(changes)
+            if subs:
+                await self.store.update_subscriptions(subs, [], state.stamp)
+            return len(subs)
+
+        changed = await retry_on_conflict(attempt, f"options of chat {chat_id}")
+        await self.update_defaults(chat_id, changes)
+        return changed
+
     async def update_defaults(self, chat_id: int, changes: dict[str, Any]) -> SubscriptionOptions:
         """Change the options new subscriptions of this chat start with; None = built-in."""
 

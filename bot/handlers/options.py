@@ -51,6 +51,7 @@ from bot.models import Feed, SubscriptionOptions
 from bot.options import (
     OPTIONS,
     Limits,
+    Option,
     button_labels,
     describe_options,
     flips,
@@ -293,8 +294,12 @@ async def _set_subscription(
 ) -> None:
     runtime = runtime_of(context)
     chat_id = target.chat.id
-    if OPTIONS.get(ref) is not None:  # `/set preview off`: the feed's number was left out
+    option = OPTIONS.get(ref)
+    if option is not None:  # `/set preview off`: the feed's number was left out
         rows = await runtime.service.listing(chat_id)
+        if option.chat_wide and len(rows) != 1 and args:
+            await _set_chat_wide(update, context, target, option, args)
+            return
         if len(rows) != 1:
             await reply(update, framed(target, which_feed(rows, ref, args, target)))
             return
@@ -317,6 +322,19 @@ async def _set_subscription(
             return
         row.subscription = sub
     await show(update, subscription_card(row, runtime.settings.poll_interval, target))
+
+
+async def _set_chat_wide(
+    update: Update, context: Context, target: Target, option: Option, args: list[str]
+) -> None:
+    """`/set quiet 23:00-07:00` in a chat with several feeds: all of them, and later ones."""
+    runtime = runtime_of(context)
+    change = parse_option(option.name, typed_tail(message_text(update), args),
+                          min_interval=runtime.settings.min_interval)
+    count = await runtime.service.update_chat_wide(target.chat.id, change)
+    line = t(option.label, value=option.shown(change[option.field],
+                                              runtime.settings.poll_interval))
+    await reply(update, framed(target, t("set_chat_wide", line=line, count=count)))
 
 
 # ----------------------------------------------------------- /set … timezone

@@ -230,10 +230,10 @@ def digest_items(
         DigestItem(
             id=uuid.uuid4().hex, chat_id=sub.chat_id, feed_url=sub.feed_url,
             feed_title=shown_url(name, is_private_chat(chat)), title=entry.title,
-            link=entry.link, due=due, created=now, thread_id=sub.thread_id,
+            link=entry.link, due=due, created=now + n * 1e-6, thread_id=sub.thread_id,
             entry_key=entry.key,
         )
-        for entry in kept
+        for n, entry in enumerate(kept)  # oldest first, and kept in that order
     ]
 
 
