@@ -19,7 +19,7 @@ from bot.feeds.netguard import AddressPolicy, Resolver
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
-from tests.fakes.proxy import VIA, ForwardProxy
+from tests.fakes.proxy import VIA, ForwardProxy, SocksConnect, SocksProxy
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 USER = 1001
@@ -245,6 +245,63 @@ def test_the_start_up_line_masks_passwords() -> None:
     )
     assert masked_proxy("http://user@host:1") == "http://user@host:1"
     assert masked_proxy("http://u:p@ss@host:1") == "http://u:***@host:1"
+
+
+# --- SOCKS -------------------------------------------------------------------------------------
+
+
+def port_of(server: FeedServer | FakeBotApi) -> int:
+    return int(server.url.rsplit(":", 1)[1]) if isinstance(server, FakeBotApi) else int(
+        server.base_url.rsplit(":", 1)[1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("scheme", "auth"), [("socks5", None), ("socks5", ("bot", PASSWORD)), ("socks4", None)]
+)
+async def test_a_feed_is_fetched_through_a_socks_proxy(
+    feed_server: FeedServer, scheme: str, auth: tuple[str, str] | None
+) -> None:
+    feed_server.set_feed("/feed.xml", FEED)
+    async with SocksProxy(auth) as socks:
+        settings = FetchSettings(allow_private=True, proxy=socks.url(scheme))
+        async with Fetcher(settings) as fetcher:
+            result = await fetcher.fetch(feed_server.url("/feed.xml"))
+    assert result.body == FEED
+    user = auth[0] if auth else ""
+    assert socks.connects == [
+        SocksConnect(int(scheme[-1]), "127.0.0.1", port_of(feed_server), user)
+    ]
+    assert feed_server.hits("/feed.xml") == 1
+
+
+async def test_the_guard_applies_through_a_socks_proxy(feed_server: FeedServer) -> None:
+    port = port_of(feed_server)
+    url = f"http://sneaky.test:{port}/feed.xml"
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    ports = frozenset({port})
+    direct = await refusal(url, FetchSettings(allowed_ports=ports), resolver=resolver)
+    async with SocksProxy() as socks:
+        settings = FetchSettings(allowed_ports=ports, proxy=socks.url())
+        proxied = await refusal(url, settings, resolver=resolver)
+    same_refusal(direct, proxied)
+    assert socks.connects == [] and socks.refused == []
+    assert feed_server.requests() == []
+
+
+async def test_the_app_talks_to_telegram_through_a_socks5_proxy(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi
+) -> None:
+    async with SocksProxy(("bot", PASSWORD)) as socks:
+        async with start_bot(telegram_proxy=socks.url("socks5")) as chat:
+            (answer,) = await chat.say(USER, "/start")
+            assert "/sub" in answer.plain
+    assert socks.connects and socks.refused == []
+    assert {c.port for c in socks.connects} == {port_of(fake_api)}
+    assert {c.user for c in socks.connects} == {"bot"}
 
 
 # --- (d) settings ------------------------------------------------------------------------------

@@ -9,13 +9,17 @@ among them (it resolves nothing), is answered 502 and recorded in `refused`. For
 carry `Via: 1.1 fake-proxy`, so the server behind can tell they came through it. CONNECT (https
 through the proxy) is not served. With `auth`, a request without that Proxy-Authorization is
 answered 407.
+
+`SocksProxy` is the same for SOCKS4/4a/5 (CONNECT), on the test's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import ipaddress
+import socket
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -146,3 +150,140 @@ class _ProxyHandler(QuietHandler):
         finally:
             conn.close()
         self.send_bytes(status, data, kept)
+
+
+@dataclass(frozen=True)
+class SocksConnect:
+    version: int  # 4 or 5
+    host: str
+    port: int
+    user: str
+
+
+class SocksProxy:
+    """A loopback SOCKS4/4a/5 proxy on the test's event loop: CONNECT only, to 127.0.0.0/8 and
+    ::1 only (anything else, names among them, is refused by the protocol's own answer).
+    SOCKS5 with `auth` wants that username/password (RFC 1929), else no authentication.
+
+        async with SocksProxy() as socks: ... socks.url("socks5") ... socks.connects
+    """
+
+    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+        self.auth = auth
+        self.connects: list[SocksConnect] = []
+        self.refused: list[SocksConnect] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def url(self, scheme: str = "socks5") -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        userinfo = f"{self.auth[0]}:{self.auth[1]}@" if self.auth and scheme == "socks5" else ""
+        return f"{scheme}://{userinfo}127.0.0.1:{port}"
+
+    async def __aenter__(self) -> SocksProxy:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            version = (await reader.readexactly(1))[0]
+            target = await (self._socks5(reader, writer) if version == 5 else
+                            self._socks4(reader, writer))
+            if target is not None:
+                await self._pipe(reader, writer, target)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self._tasks.discard(task)
+
+    async def _socks4(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        head = await reader.readexactly(7)  # CD, port, address
+        port = int.from_bytes(head[1:3], "big")
+        user = (await reader.readuntil(b"\0"))[:-1].decode()
+        host = socket.inet_ntoa(head[3:7])
+        if head[3:6] == b"\0\0\0" and head[6] != 0:  # SOCKS4a: the name follows
+            host = (await reader.readuntil(b"\0"))[:-1].decode()
+        request = SocksConnect(4, host, port, user)
+        upstream = await self._open(request) if head[0] == 1 else None
+        writer.write(b"\0" + (b"\x5a" if upstream else b"\x5b") + b"\0" * 6)
+        await writer.drain()
+        return upstream
+
+    async def _socks5(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        methods = await reader.readexactly((await reader.readexactly(1))[0])
+        user = ""
+        if self.auth is not None:
+            if 2 not in methods:
+                writer.write(b"\x05\xff")
+                return None
+            writer.write(b"\x05\x02")
+            await reader.readexactly(1)  # the sub-negotiation's version
+            user = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            password = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            ok = (user, password) == self.auth
+            writer.write(b"\x01" + (b"\0" if ok else b"\x01"))
+            if not ok:
+                return None
+        else:
+            writer.write(b"\x05\0")
+        _, command, _, kind = await reader.readexactly(4)
+        if kind == 1:
+            host = socket.inet_ntop(socket.AF_INET, await reader.readexactly(4))
+        elif kind == 4:
+            host = socket.inet_ntop(socket.AF_INET6, await reader.readexactly(16))
+        else:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        request = SocksConnect(5, host, port, user)
+        upstream = await self._open(request) if command == 1 else None
+        writer.write(b"\x05" + (b"\0" if upstream else b"\x02") + b"\0\x01" + bytes(6))
+        await writer.drain()
+        return upstream
+
+    async def _open(
+        self, request: SocksConnect
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        if not is_loopback_address(request.host):
+            self.refused.append(request)
+            return None
+        self.connects.append(request)
+        try:
+            return await asyncio.open_connection(request.host, request.port)
+        except OSError:
+            return None
+
+    @staticmethod
+    async def _pipe(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.close()
+
+        up_reader, up_writer = upstream
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
