@@ -4,9 +4,12 @@ the Bot API. The loopback fakes only: the forward proxy (tests/fakes/proxy.py) f
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +17,14 @@ import pytest
 from bot.app import proxies_line
 from bot.config import ConfigError, load, masked_proxy
 from bot.errors import BlockedAddressError, FetchError
+from bot.feeds import fetcher as fetcher_module
 from bot.feeds.fetcher import Fetcher, FetchSettings
 from bot.feeds.netguard import AddressPolicy, Resolver
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
 from tests.fakes.proxy import VIA, ForwardProxy, SocksConnect, SocksProxy
+from tests.test_fetcher import self_signed
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 USER = 1001
@@ -84,6 +89,73 @@ async def test_proxy_credentials_are_sent_and_a_refusal_is_a_proxy_error(
     assert auth_proxy.forwarded[0].headers["proxy-authorization"].startswith("Basic ")
     # the feed server never sees the proxy's credentials
     assert "proxy-authorization" not in feed_server.requests()[0].headers
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_wrong_proxy_credentials_are_a_proxy_error(
+    feed_server: FeedServer, scheme: str
+) -> None:
+    """407 from the proxy: to a forwarded request (http://) or to CONNECT (https://)."""
+    feed_server.set_feed("/feed.xml", FEED)
+    url = feed_server.url("/feed.xml").replace("http://", f"{scheme}://")
+    with ForwardProxy(auth=("bot", PASSWORD)) as proxy:
+        wrong = proxy.url.replace(PASSWORD, "wrong-password")
+        async with Fetcher(FetchSettings(allow_private=True, proxy=wrong)) as fetcher:
+            with pytest.raises(FetchError) as info:
+                await fetcher.fetch(url)
+    assert info.value.reason.key == "error_proxy_connect"
+    assert str(info.value) == (
+        "could not connect through the feed proxy: HTTP 407 Proxy Authentication Required"
+    )
+    assert "wrong-password" not in repr(info.value.__cause__) + repr(info.value.__context__)
+    assert proxy.forwarded == [] and len(proxy.refused) == 1
+    assert feed_server.requests() == []
+
+
+async def test_https_goes_through_the_proxy_in_a_tunnel_to_the_checked_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONNECT feeds.test:PORT, then TLS with the feed's name (SNI, certificate) inside; the
+    name was resolved and checked by the fetcher first, and again by the proxy."""
+    cert, key = self_signed(tmp_path, "feeds.test")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+                             + f"Content-Length: {len(FEED)}\r\n\r\n".encode() + FEED)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    monkeypatch.setattr(fetcher_module, "tls_context",
+                        lambda: ssl.create_default_context(cafile=str(cert)))
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    policy = AddressPolicy(
+        allowed_ports=frozenset({port}), exempt=(ipaddress.ip_network("127.0.0.1/32"),)
+    )
+    try:
+        with ForwardProxy(auth=("bot", PASSWORD), hosts={"feeds.test": "127.0.0.1"}) as proxy:
+            settings = FetchSettings(proxy=proxy.url)
+            async with Fetcher(settings, resolver=resolver, policy=policy) as fetcher:
+                result = await fetcher.fetch(f"https://feeds.test:{port}/feed")
+    finally:
+        srv.close()
+        await asyncio.wait_for(srv.wait_closed(), 5)
+    assert result.body == FEED and result.url == f"https://feeds.test:{port}/feed"
+    assert asked == ["feeds.test"]
+    (tunnel,) = proxy.forwarded
+    assert (tunnel.method, tunnel.url) == ("CONNECT", f"feeds.test:{port}")
+    assert tunnel.headers["proxy-authorization"].startswith("Basic ")
 
 
 async def test_a_proxy_that_does_not_answer_is_named_in_the_error(
@@ -273,6 +345,27 @@ async def test_a_feed_is_fetched_through_a_socks_proxy(
         SocksConnect(int(scheme[-1]), "127.0.0.1", port_of(feed_server), user)
     ]
     assert feed_server.hits("/feed.xml") == 1
+
+
+async def test_a_checked_name_goes_to_the_socks_proxy_as_a_name(feed_server: FeedServer) -> None:
+    """socks5:// resolves on the proxy's side (as an http proxy does), after the check."""
+    feed_server.set_feed("/feed.xml", FEED)
+    port = port_of(feed_server)
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    policy = AddressPolicy(
+        allowed_ports=frozenset({port}), exempt=(ipaddress.ip_network("127.0.0.1/32"),)
+    )
+    async with SocksProxy(hosts={"feeds.test": "127.0.0.1"}) as socks:
+        settings = FetchSettings(proxy=socks.url())
+        async with Fetcher(settings, resolver=resolver, policy=policy) as fetcher:
+            result = await fetcher.fetch(f"http://feeds.test:{port}/feed.xml")
+    assert result.body == FEED and asked == ["feeds.test"]
+    assert socks.connects == [SocksConnect(5, "feeds.test", port, "")]
 
 
 async def test_the_guard_applies_through_a_socks_proxy(feed_server: FeedServer) -> None:

@@ -517,11 +517,13 @@ class Fetcher:
         except TimeoutError:
             raise timeout_error(self.settings.total_timeout) from None
         except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
-            raise _proxy_client_error(exc) from None  # not chained: its text has the password
+            failure = _proxy_client_error(exc)
         except aiohttp.ClientError as exc:
             raise _client_error(exc, self.settings) from exc
         except _SOCKS_ERRORS as exc:
             raise proxy_error(exc) from exc
+        raise failure  # outside the handler, so not even its __context__: aiohttp's text and
+        # request info hold the proxy's URL, password and all
 
     async def _exchange(self, url: URL, headers: dict[str, str]) -> FetchResult | tuple[int, str]:
         self.stats.requests += 1
@@ -530,6 +532,8 @@ class Fetcher:
             proxy=self._http_proxy,
         ) as response:
             code = response.status
+            if code == 407 and self._http_proxy is not None:  # the proxy's, not the feed's
+                raise proxy_error(f"HTTP 407 {response.reason or ''}".strip())
             if code in REDIRECT_CODES:
                 return code, self._location(response)
             if code == 304:

@@ -4,11 +4,12 @@ forwards them to their loopback server and records what it forwarded.
     with ForwardProxy() as proxy:   # or ForwardProxy(auth=("user", "secret"))
         fetch through proxy.url ...; proxy.forwarded -> [Forwarded(method, url, headers)]
 
-It never connects anywhere but 127.0.0.0/8 and ::1: a request for any other host, a host name
-among them (it resolves nothing), is answered 502 and recorded in `refused`. Forwarded requests
-carry `Via: 1.1 fake-proxy`, so the server behind can tell they came through it. CONNECT (https
-through the proxy) is not served. With `auth`, a request without that Proxy-Authorization is
-answered 407.
+It never connects anywhere but 127.0.0.0/8 and ::1: a request for any other host is answered
+502 and recorded in `refused`. It resolves no names but those `hosts` maps to loopback addresses
+(the fake's own DNS). Forwarded requests carry `Via: 1.1 fake-proxy`, so the server behind can
+tell they came through it. CONNECT host:port (https through the proxy) opens a tunnel, recorded
+as a `Forwarded("CONNECT", "host:port", ...)`. With `auth`, a request without that
+Proxy-Authorization is answered 407.
 
 `SocksProxy` is the same for SOCKS4/4a/5 (CONNECT), on the test's event loop.
 """
@@ -19,8 +20,10 @@ import asyncio
 import base64
 import http.client
 import ipaddress
+import selectors
 import socket
 import threading
+import typing
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,8 +54,18 @@ def is_loopback_address(host: str) -> bool:
         return False
 
 
+def loopback_only(hosts: dict[str, str]) -> dict[str, str]:
+    for name, address in hosts.items():
+        if not is_loopback_address(address):
+            raise ValueError(f"{name} -> {address} is not a loopback address")
+    return hosts
+
+
 class ForwardProxy:
-    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, auth: tuple[str, str] | None = None, hosts: dict[str, str] | None = None
+    ) -> None:
+        self.hosts = loopback_only(dict(hosts or {}))
         self._lock = threading.Lock()
         self._forwarded: list[Forwarded] = []
         self._refused: list[Forwarded] = []
@@ -92,6 +105,12 @@ class ForwardProxy:
         with self._lock:
             (self._forwarded if forwarded else self._refused).append(request)
 
+    def address(self, host: str) -> str | None:
+        """The loopback address to dial for `host`, or None: not one the fake may reach."""
+        host = host.strip("[]")
+        address = self.hosts.get(host.lower(), host)
+        return address if is_loopback_address(address) else None
+
     def authorised(self, header: str | None) -> bool:
         if self.auth is None:
             return True
@@ -111,8 +130,44 @@ class _ProxyHandler(QuietHandler):
 
     def do_CONNECT(self) -> None:
         owner: ForwardProxy = self.server.owner
-        owner.record(Forwarded("CONNECT", self.path, self._headers()), forwarded=False)
-        self.send_bytes(405, b"CONNECT is not served by this fake")
+        request = Forwarded("CONNECT", self.path, self._headers())
+        host, _, port = self.path.rpartition(":")
+        address = owner.address(host)
+        if not owner.authorised(request.headers.get("proxy-authorization")):
+            owner.record(request, forwarded=False)
+            self.send_bytes(407, b"", {"Proxy-Authenticate": 'Basic realm="fake"'})
+            return
+        if address is None or not port.isdigit():
+            owner.record(request, forwarded=False)
+            self.send_bytes(502, b"the fake proxy tunnels to loopback addresses only")
+            return
+        owner.record(request, forwarded=True)
+        try:
+            upstream = socket.create_connection((address, int(port)), timeout=10)
+        except OSError:
+            self.send_bytes(502, b"the server behind the fake proxy did not answer")
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        with upstream:
+            self._tunnel(upstream)
+
+    def _tunnel(self, upstream: socket.socket) -> None:
+        client = self.connection
+        with selectors.DefaultSelector() as selector:
+            selector.register(client, selectors.EVENT_READ, upstream)
+            selector.register(upstream, selectors.EVENT_READ, client)
+            while not self.server.stopping.is_set():
+                for key, _ in selector.select(timeout=0.1):
+                    source = typing.cast(socket.socket, key.fileobj)
+                    try:
+                        data = source.recv(65536)
+                        if not data:
+                            return
+                        key.data.sendall(data)
+                    except OSError:
+                        return
 
     def _headers(self) -> dict[str, str]:
         return {name.lower(): value for name, value in self.headers.items()}
@@ -127,7 +182,8 @@ class _ProxyHandler(QuietHandler):
             owner.record(request, forwarded=False)
             self.send_bytes(407, b"", {"Proxy-Authenticate": 'Basic realm="fake"'})
             return
-        if parts.scheme != "http" or not is_loopback_address(parts.hostname or ""):
+        address = owner.address(parts.hostname or "")
+        if parts.scheme != "http" or address is None:
             owner.record(request, forwarded=False)
             self.send_bytes(502, b"the fake proxy forwards to loopback addresses only")
             return
@@ -135,7 +191,7 @@ class _ProxyHandler(QuietHandler):
         sent = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
         sent["Via"] = VIA
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=30)
+        conn = http.client.HTTPConnection(address, parts.port or 80, timeout=30)
         try:
             conn.request(self.command, target or "/", body=body or None, headers=sent)
             answer = conn.getresponse()
@@ -162,14 +218,18 @@ class SocksConnect:
 
 class SocksProxy:
     """A loopback SOCKS4/4a/5 proxy on the test's event loop: CONNECT only, to 127.0.0.0/8 and
-    ::1 only (anything else, names among them, is refused by the protocol's own answer).
+    ::1 only (anything else is refused by the protocol's own answer; names only as `hosts` maps
+    them to loopback addresses).
     SOCKS5 with `auth` wants that username/password (RFC 1929), else no authentication.
 
         async with SocksProxy() as socks: ... socks.url("socks5") ... socks.connects
     """
 
-    def __init__(self, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, auth: tuple[str, str] | None = None, hosts: dict[str, str] | None = None
+    ) -> None:
         self.auth = auth
+        self.hosts = loopback_only(dict(hosts or {}))
         self.connects: list[SocksConnect] = []
         self.refused: list[SocksConnect] = []
         self._server: asyncio.Server | None = None
@@ -260,12 +320,13 @@ class SocksProxy:
     async def _open(
         self, request: SocksConnect
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        if not is_loopback_address(request.host):
+        address = self.hosts.get(request.host.lower(), request.host)
+        if not is_loopback_address(address):
             self.refused.append(request)
             return None
         self.connects.append(request)
         try:
-            return await asyncio.open_connection(request.host, request.port)
+            return await asyncio.open_connection(address, request.port)
         except OSError:
             return None
 
