@@ -158,6 +158,21 @@ async def test_https_goes_through_the_proxy_in_a_tunnel_to_the_checked_name(
     assert tunnel.headers["proxy-authorization"].startswith("Basic ")
 
 
+async def test_with_allow_private_the_proxy_alone_resolves_names(feed_server: FeedServer) -> None:
+    """Nothing could be refused, so no look-up of our own: a host whose only way out is the
+    proxy may have no DNS."""
+    feed_server.set_feed("/feed.xml", FEED)
+    url = f"http://feeds.test:{port_of(feed_server)}/feed.xml"
+
+    async def no_dns(host: str, port: int) -> list[str]:
+        raise AssertionError(f"resolved {host} although the proxy resolves it")
+
+    with ForwardProxy(hosts={"feeds.test": "127.0.0.1"}) as proxy:
+        async with Fetcher(through(proxy), resolver=no_dns) as fetcher:
+            assert (await fetcher.fetch(url)).body == FEED
+    assert proxy.urls() == [url]
+
+
 async def test_a_proxy_that_does_not_answer_is_named_in_the_error(
     feed_server: FeedServer,
 ) -> None:

@@ -508,10 +508,12 @@ class Fetcher:
     ) -> FetchResult | tuple[int, str]:
         """One request: a result, or (status, absolute Location) for a redirect. Through a
         proxy, the target's host is resolved and checked first, as the connector's resolver
-        does without one: the same refusals, and nothing sent to the proxy when refused."""
+        does without one: the same refusals, and nothing sent to the proxy when refused. With
+        allow_private nothing could be refused, so the name is left to the proxy alone (a host
+        whose only way out is the proxy may have no DNS of its own)."""
         try:
             async with asyncio.timeout_at(deadline):
-                if self.settings.proxy:
+                if self.settings.proxy and not self.policy.allow_private:
                     await self._resolver.resolve_checked(target.host, target.port)
                 return await self._exchange(url, headers)
         except TimeoutError:
