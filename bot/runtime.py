@@ -24,6 +24,7 @@ def fetch_settings(settings: Settings) -> FetchSettings:
         total_timeout=settings.fetch_timeout,
         allow_private=settings.allow_private,
         max_connections=max(settings.max_concurrent_checks, 1),
+        proxy=settings.feed_proxy,
     )
 
 
