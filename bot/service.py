@@ -628,7 +628,9 @@ class SubscriptionService:
 
     async def status(self, chat_id: int) -> ChatStatus:
         rows = listed((await self.store.load_chat(chat_id)).rows)
-        return ChatStatus(rows, await self.store.outbox_depth(chat_id))
+        collected = await self.store.digest_waiting(chat_id)
+        soonest = min((item.due for item in collected), default=None)
+        return ChatStatus(rows, await self.store.outbox_depth(chat_id), len(collected), soonest)
 
     async def operator_stats(self) -> StorageStats:
         return await self.store.stats()
@@ -946,6 +948,9 @@ class FilterTrial:
 class ChatStatus:
     rows: list[ListedSubscription]
     pending: int  # deliveries waiting in the outbox for this chat
+    #: posts collected for the chat's digests, and when the first of them goes out
+    collected: int = 0
+    next_digest: float | None = None
 
 
 

@@ -679,6 +679,8 @@ async def posts_collected_for_a_digest_wait_until_it_is_made(open_storage: Opene
     await store.commit_check(FeedCommit(state.feed, state.stamp, chats=chats,
                                         digest_items=collected))
     assert await store.pending() == []  # nothing is sent until the digest is made
+    assert [i.id for i in await store.digest_waiting(1)] == ["i1", "i2", "i4"]
+    assert await store.digest_waiting(5) == []
     assert await store.due_digests(99.0, 10) == []
     await store.close()
     store = await open_storage()

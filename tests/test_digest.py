@@ -166,6 +166,8 @@ async def test_a_daily_digest_holds_posts_and_sends_them_as_one_message_at_its_t
             return len(await runtime.store.due_digests(at("2030-01-15T08:00"), 10))
 
         await wait_until(collected, 3, 15)
+        (status,) = await chat.say(USER, "/status")
+        assert "Posts collected for the digest: 3 (the next goes out 15 Jan 08:00" in status.plain
         assert await chat.silence(USER, 1.5) == []  # held for the digest
         before = len(fake_api.delivered(USER))
         shift[0] = at("2030-01-15T08:00:01") - time.time()

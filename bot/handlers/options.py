@@ -693,6 +693,9 @@ async def status_command(update: Update, context: Context) -> None:
         return
     header = t("status_header", count=len(status.rows), pending=status.pending)
     zone = target.chat.timezone
+    if status.next_digest is not None:
+        header += "\n" + t("status_digest", count=status.collected,
+                            when=when(status.next_digest, zone))
     lines = [framed(target, header), *(status_line(r, zone) for r in status.rows)]
     await reply(update, "\n\n".join(lines))
 

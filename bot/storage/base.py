@@ -355,6 +355,10 @@ class Storage(Protocol):
         each chat's due ones all, in `digest_order`."""
         ...
 
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        """The posts a chat has collected for its digests, due or not, in `digest_order`."""
+        ...
+
     async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
         """A digest made: the items `taken` (by id) removed and `deliveries` queued, durably,
         in one write; StorageConflict, writing nothing, when any of them is gone (another

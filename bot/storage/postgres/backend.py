@@ -357,6 +357,9 @@ class PostgresStorage:
     async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
         return await self._read(lambda tx: tx.due_digests(now, chats))
 
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        return await self._read(lambda tx: tx.digest_waiting(chat_id))
+
     async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
         async def commit(tx: Tx) -> None:
             await tx.take_digest(taken)

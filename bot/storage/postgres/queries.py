@@ -390,6 +390,12 @@ class Tx:
             " ORDER BY chat_id, coalesce(thread_id, 0), created, id", now, chats)
         return [digest_from(row) for row in rows]
 
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM digest_items WHERE chat_id = $1"
+            " ORDER BY coalesce(thread_id, 0), created, id", chat_id)
+        return [digest_from(row) for row in rows]
+
     async def take_digest(self, taken: Sequence[str]) -> None:
         """Remove the taken items; StorageConflict when any is gone (another process took
         it): the caller's transaction is then rolled back."""

@@ -342,6 +342,9 @@ class TinyDBStorage:
     async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
         return await self._run(self._db.due_digests, now, chats)
 
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        return await self._run(self._db.digest_waiting, chat_id)
+
     async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
         await self._durable(lambda db: db.commit_digest(taken, list(deliveries)))
         if deliveries:

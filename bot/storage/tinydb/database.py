@@ -368,6 +368,11 @@ class Database(Engine):
         wanted = set(sorted({item.chat_id for item in due})[:chats])
         return sorted((i for i in due if i.chat_id in wanted), key=digest_order)
 
+    def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        mine = [DigestItem.from_dict(d) for _, d in self.digests.items()
+                if int(d["chat_id"]) == chat_id]
+        return sorted(mine, key=digest_order)
+
     def commit_digest(self, taken: Sequence[str], deliveries: list[Delivery]) -> None:
         """The taken items go and their digest is queued; StorageConflict, with nothing
         changed, when any of them is gone already."""
