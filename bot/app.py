@@ -18,7 +18,7 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
-from bot.config import Settings
+from bot.config import Settings, masked_proxy
 from bot.delivery.gateway import TelegramGateway
 from bot.delivery.sender import DeliverySettings
 from bot.errors import FeedbotError
@@ -42,7 +42,7 @@ _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 def build_application(settings: Settings, delivery: DeliverySettings | None = None) -> App:
     """`delivery`: the sender's and the gateway's limits (tests and benchmarks speed them up)."""
     delivery = delivery or DeliverySettings()
-    app: App = (
+    builder = (
         ApplicationBuilder()
         .token(settings.token)
         .base_url(f"{settings.api_url}/bot")
@@ -52,8 +52,14 @@ def build_application(settings: Settings, delivery: DeliverySettings | None = No
         .context_types(ContextTypes(bot_data=BotData))
         .post_init(_started)
         .post_shutdown(_stopped)
-        .build()
     )
+    if settings.telegram_proxy:
+        # both of PTB's HTTPXRequests: the calls' and getUpdates' (a webhook's setWebhook is a
+        # call; the updates Telegram posts to the webhook come in without it)
+        builder = builder.proxy(settings.telegram_proxy).get_updates_proxy(
+            settings.telegram_proxy
+        )
+    app: App = builder.build()
     data = app.bot_data
     data.settings, data.delivery = settings, delivery
     data.alerts = OwnerAlerts(app.bot, tuple(settings.owners))
@@ -94,6 +100,8 @@ async def _started(app: App) -> None:
         describe_database(settings),
         settings.poll_interval,
     )
+    if settings.feed_proxy or settings.telegram_proxy:
+        log.info("%s", proxies_line(settings))
     if receives_updates(settings):
         log.info("%s", updates_line(settings))
 
@@ -104,6 +112,13 @@ def describe_database(settings: Settings) -> str:
     from bot.storage.postgres import describe_url
 
     return f"PostgreSQL at {describe_url(settings.database_url)}"
+
+
+def proxies_line(settings: Settings) -> str:
+    """The start-up line naming the proxies in use, passwords masked."""
+    feeds = masked_proxy(settings.feed_proxy) if settings.feed_proxy else "none"
+    telegram = masked_proxy(settings.telegram_proxy) if settings.telegram_proxy else "none"
+    return f"proxies: feeds through {feeds}; Telegram through {telegram}"
 
 
 def _polling_start(app: App) -> Callable[[], Awaitable[Any]] | None:
@@ -210,6 +225,10 @@ async def _stopped(app: App) -> None:
 async def _tick(context: Context) -> None:
     runtime = runtime_of(context)
     started = await runtime.poller.tick()
+    try:
+        await runtime.digests.run_due()
+    except Exception:  # a digest that could not be made now is made at a later tick
+        log.exception("making the digests due failed; the next tick tries again")
     stats = runtime.poller.stats.take()
     sent = runtime.sender.stats
     depth = await runtime.store.outbox_depth()

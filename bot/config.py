@@ -29,6 +29,10 @@ TELEGRAPH_OFF = frozenset({"off", "none", "0", "false", "no"})
 #: `feedbot run --role`: what a process does (docs/scaling.md). `all` is a checker, plus the
 #: sender and the updates receiver whenever this process holds their seats
 ROLES = ("all", "checker", "sender", "updates")
+#: the proxies FEEDBOT_FEED_PROXY (aiohttp; SOCKS through aiohttp-socks) and
+#: FEEDBOT_TELEGRAM_PROXY (httpx; SOCKS through httpx[socks], which speaks no SOCKS4) may name
+FEED_PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
+TELEGRAM_PROXY_SCHEMES = ("http", "https", "socks5")
 
 
 class ConfigError(FeedbotError):
@@ -120,6 +124,18 @@ class Settings:
         "FEEDBOT_WEBHOOK_SECRET",
         "the secret Telegram sends with each webhook request (1-256 of A-Z a-z 0-9 _ -); unset: "
         "a random one per process, so processes sharing one URL must set the same one",
+    )
+    feed_proxy: str = _setting(
+        "",
+        "FEEDBOT_FEED_PROXY",
+        "fetch feeds and posts' pages through this proxy: http://, https://, socks4:// or "
+        "socks5://[user:password@]host:port (the feeds' addresses are still checked first)",
+    )
+    telegram_proxy: str = _setting(
+        "",
+        "FEEDBOT_TELEGRAM_PROXY",
+        "talk to the Bot API through this proxy: http://, https:// or "
+        "socks5://[user:password@]host:port",
     )
 
     @property
@@ -239,10 +255,62 @@ def validate(settings: Settings) -> Settings:
             key="error_config_telegraph_url",
         )
     settings = replace(
-        settings, api_url=settings.api_url.rstrip("/"), telegraph_url=telegraph.rstrip("/")
+        settings,
+        api_url=settings.api_url.rstrip("/"),
+        telegraph_url=telegraph.rstrip("/"),
+        feed_proxy=_validate_proxy(
+            "FEEDBOT_FEED_PROXY", settings.feed_proxy, FEED_PROXY_SCHEMES
+        ),
+        telegram_proxy=_validate_proxy(
+            "FEEDBOT_TELEGRAM_PROXY", settings.telegram_proxy, TELEGRAM_PROXY_SCHEMES
+        ),
     )
     _validate_webhook(settings)
     return settings
+
+
+def _validate_proxy(setting: str, url: str, schemes: tuple[str, ...]) -> str:
+    """A proxy URL as given (stripped, scheme in lower case), or "" for none; refuses what is not
+    scheme://host:port with an optional user:password@ (the error shows the URL with its
+    password masked)."""
+    url = url.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is not a number or out of range
+        host, port = "", None
+    scheme = parts.scheme.lower()
+    if (
+        scheme not in schemes
+        or not host
+        or port is None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        shown = masked_proxy(url)
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(
+            f"{setting} must be a proxy URL, {allowed} with [user:password@]host:port, "
+            f"not {shown!r}",
+            key="error_config_proxy",
+            args={"setting": setting, "value": repr(shown), "schemes": allowed},
+        )
+    return scheme + url[len(parts.scheme):]
+
+
+def masked_proxy(url: str) -> str:
+    """A proxy URL fit for logs and errors: its password (if any) as ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{hostpart}"
 
 
 def validate_role(settings: Settings) -> Settings:

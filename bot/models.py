@@ -436,3 +436,30 @@ class Delivery:
             reply_to_previous=bool(data.get("reply_to_previous", False)),
             not_before=float(data.get("not_before") or 0.0),
         )
+
+
+@dataclass
+class DigestItem:
+    """A post collected for a chat's digest (the subscription's `digest` option, bot.digest):
+    kept until the digest it belongs to is queued (`due`, an epoch second), then rendered with
+    the chat's other due items into one message (bot.render.digest)."""
+
+    id: str
+    chat_id: int
+    feed_url: str
+    #: the feed's name as the subscriber sees it (its custom title, else the feed's)
+    feed_title: str
+    title: str
+    link: str
+    due: float
+    created: float
+    thread_id: int | None = None
+    entry_key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DigestItem:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

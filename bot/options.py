@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
+from bot.digest import parse_digest
 from bot.errors import OptionError, Series
 from bot.feeds.request_headers import (
     HeaderEdit,
@@ -227,6 +228,21 @@ class QuietHours(Kind):
         return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
 
 
+@dataclass(frozen=True)
+class DigestKind(Kind):
+    """A digest schedule (bot.digest), stored as its text (`daily 08:00`, `hourly`); a clear
+    word gives "": each post as it comes."""
+
+    empty: str
+
+    def parse(self, raw: str, limits: Limits) -> str:
+        schedule = parse_digest(raw)
+        return "" if schedule is None else schedule.text()
+
+    def show(self, value: Any, default_interval: int) -> str:
+        return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
+
+
 class Interval(Kind):
     """A duration between the bot's smallest interval and the longest the schedule allows;
     a clear word gives None: the bot's default."""
@@ -289,6 +305,9 @@ class Option:
     aliases: tuple[str, ...] = ()
     #: catalogue key of the refusal when given as a chat default; "" = may be a default
     not_default: str = ""
+    #: the chat's own (quiet hours, digest): `/set <name> …` without a feed's number in a chat
+    #: with several feeds sets it for all of them and for those added later
+    chat_wide: bool = False
     field: str = ""
     default: Any = None
 
@@ -355,7 +374,11 @@ class SubscriptionOptions:
     )
     quiet: str = option(  # quiet hours in the chat's time zone (bot.hours); "": none
         "", name="quiet", kind=QuietHours("opt_quiet_none"), affects=Effect.DELIVERY,
-        label="opt_line_quiet", example="23:00-07:00",
+        label="opt_line_quiet", example="23:00-07:00", chat_wide=True,
+    )
+    digest: str = option(  # "daily HH:MM" | "hourly" in the chat's time zone; "": none
+        "", name="digest", kind=DigestKind("opt_digest_none"), affects=Effect.DELIVERY,
+        label="opt_line_digest", example="daily 08:00", chat_wide=True,
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

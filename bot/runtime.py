@@ -10,6 +10,7 @@ from bot.config import TELEGRAPH_OFF, Settings
 from bot.delivery.sender import DeliverySettings, Sender
 from bot.feeds.fetcher import Fetcher, FetchSettings
 from bot.feeds.parse_pool import ParsePool
+from bot.pipeline.digest import DigestMaker
 from bot.pipeline.poller import Poller, Resumed
 from bot.service import SubscriptionService
 from bot.storage import open_storage
@@ -23,6 +24,7 @@ def fetch_settings(settings: Settings) -> FetchSettings:
         total_timeout=settings.fetch_timeout,
         allow_private=settings.allow_private,
         max_connections=max(settings.max_concurrent_checks, 1),
+        proxy=settings.feed_proxy,
     )
 
 
@@ -42,6 +44,7 @@ class Runtime:
     poller: Poller
     service: SubscriptionService
     parse_pool: ParsePool
+    digests: DigestMaker
     publisher: PagePublisher | None = None
 
     @classmethod
@@ -69,7 +72,10 @@ class Runtime:
         service = SubscriptionService(
             store, fetcher, settings, parse_pool=parse_pool, publisher=publisher
         )
-        return cls(settings, store, fetcher, sender, poller, service, parse_pool, publisher)
+        digests = DigestMaker(store, publisher, on_queued=sender.wake)
+        return cls(
+            settings, store, fetcher, sender, poller, service, parse_pool, digests, publisher
+        )
 
     def messages_sent(self) -> int:
         """Every message Telegram accepted since start: posts, replies and notices."""

@@ -631,6 +631,23 @@ class SubscriptionService:
 
         return await retry_on_conflict(attempt, f"{what} in {chat_id}")
 
+    async def update_chat_wide(self, chat_id: int, changes: dict[str, Any]) -> int:
+        """An option of the chat's own (`Option.chat_wide`: quiet hours, digest) for every
+        feed it follows and those it adds later; returns how many feeds it follows."""
+
+        async def attempt() -> int:
+            state = await self.store.load_chat(chat_id)
+            subs = [row.subscription for row in state.rows]
+            for sub in subs:
+                sub.options.update(changes)
+            if subs:
+                await self.store.update_subscriptions(subs, [], state.stamp)
+            return len(subs)
+
+        changed = await retry_on_conflict(attempt, f"options of chat {chat_id}")
+        await self.update_defaults(chat_id, changes)
+        return changed
+
     async def update_defaults(self, chat_id: int, changes: dict[str, Any]) -> SubscriptionOptions:
         """Change the options new subscriptions of this chat start with; None = built-in."""
 
@@ -738,7 +755,9 @@ class SubscriptionService:
 
     async def status(self, chat_id: int) -> ChatStatus:
         rows = listed((await self.store.load_chat(chat_id)).rows)
-        return ChatStatus(rows, await self.store.outbox_depth(chat_id))
+        collected = await self.store.digest_waiting(chat_id)
+        soonest = min((item.due for item in collected), default=None)
+        return ChatStatus(rows, await self.store.outbox_depth(chat_id), len(collected), soonest)
 
     async def operator_stats(self) -> StorageStats:
         return await self.store.stats()
@@ -1102,6 +1121,9 @@ class FilterTrial:
 class ChatStatus:
     rows: list[ListedSubscription]
     pending: int  # deliveries waiting in the outbox for this chat
+    #: posts collected for the chat's digests, and when the first of them goes out
+    collected: int = 0
+    next_digest: float | None = None
 
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from bot.feeds.identity import fingerprint as P
-from bot.models import ApiCall, Chat, Delivery, Feed, RenderedMessage, Subscription
+from bot.models import ApiCall, Chat, Delivery, DigestItem, Feed, RenderedMessage, Subscription
 from bot.models import SubscriptionOptions as Options
 from bot.storage.base import (
     FeedCommit,
@@ -542,7 +542,10 @@ def everything() -> StoredState:
     ]
     deliveries = [post(2, chat=-100, seq=11), post(3, chat=-100, seq=14, attempts=2),
                   post(1, chat=1, seq=12, thread_id=7, silent=True, reply_to_previous=True)]
-    return StoredState([busy, Feed(url=B, retired=True)], chats, subs, deliveries).sorted()
+    digest = [item(1, chat=-100, thread_id=7), item(2, chat=1, due=50.0)]
+    return StoredState(
+        [busy, Feed(url=B, retired=True)], chats, subs, deliveries, digest
+    ).sorted()
 
 
 @case
@@ -695,4 +698,62 @@ async def new_deliveries_are_announced(open_storage: Opener) -> None:
     event.clear()
     await store.enqueue([post(1)])
     await asyncio.wait_for(event.wait(), 5)
+    await store.close()
+
+
+# ------------------------------------------------------------------- digests
+def item(n: int, chat: int = 1, url: str = A, **fields: object) -> DigestItem:
+    made = DigestItem(id=f"i{n}", chat_id=chat, feed_url=url, feed_title="Feed A",
+                      title=f"Post {n}", link=f"https://a.test/{n}", due=100.0,
+                      created=float(n), entry_key=f"k{n}")
+    return replace(made, **fields)  # type: ignore[arg-type]
+
+
+@case
+async def posts_collected_for_a_digest_wait_until_it_is_made(open_storage: Opener) -> None:
+    store = await open_storage()
+    await _two_subscribers(store)
+    state = await store.load_feed(A)
+    assert state is not None
+    chats = [replace(state.chats[1], seen=[P("x"), P("n")])]
+    collected = [item(1), item(2, due=200.0), item(3, chat=2, thread_id=4), item(4, chat=1)]
+    await store.commit_check(FeedCommit(state.feed, state.stamp, chats=chats,
+                                        digest_items=collected))
+    assert await store.pending() == []  # nothing is sent until the digest is made
+    assert [i.id for i in await store.digest_waiting(1)] == ["i1", "i2", "i4"]
+    assert await store.digest_waiting(5) == []
+    assert await store.due_digests(99.0, 10) == []
+    await store.close()
+    store = await open_storage()
+    due = await store.due_digests(100.0, 10)
+    assert [i.id for i in due] == ["i1", "i4", "i3"]  # by chat, topic, when collected
+    assert due[2] == collected[2]
+    assert [i.id for i in await store.due_digests(100.0, 1)] == ["i1", "i4"]  # whole chats
+    digest = post(7, chat=1)
+    await store.commit_digest(["i1", "i4"], [digest])
+    assert [d.id for d in await store.pending()] == ["d7"]
+    with pytest.raises(StorageConflict):  # made elsewhere first: nothing written
+        await store.commit_digest(["i3", "i4"], [post(8, chat=2)])
+    assert [d.id for d in await store.pending()] == ["d7"]
+    assert [i.id for i in await store.due_digests(1000.0, 10)] == ["i2", "i3"]
+    await store.close()
+    store = await open_storage()
+    assert [i.id for i in await store.due_digests(1000.0, 10)] == ["i2", "i3"]
+    await store.close()
+
+
+@case
+async def digest_items_follow_a_migrated_chat_and_go_with_its_queue(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.save_feed(Feed(url=A))
+    await subscribed(store, -5, A)
+    state = await store.load_feed(A)
+    assert state is not None
+    await store.commit_check(FeedCommit(state.feed, state.stamp, digest_items=[
+        item(1, chat=-5), item(2, chat=9)]))
+    await store.migrate_chat(-5, -1005)
+    assert [(i.id, i.chat_id) for i in await store.due_digests(100.0, 10)] == [
+        ("i1", -1005), ("i2", 9)]
+    await store.drop_chat_deliveries(-1005)  # the bot was removed: its digest goes too
+    assert [i.id for i in await store.due_digests(100.0, 10)] == ["i2"]
     await store.close()

@@ -108,7 +108,7 @@ async def test_quiet_hours_hold_posts_until_the_window_ends_and_replies_are_not_
     bot_settings: Settings, fake_api: FakeBotApi, feed_server: FeedServer
 ) -> None:
     feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
-    shift = [at("2026-12-03T23:30") - time.time()]  # a clock that runs, from 23:30 in Berlin
+    shift = [at("2030-01-15T23:30") - time.time()]  # a clock that runs, from 23:30 in Berlin
     chat = Conversation(fake_api)
     async with running(bot_settings) as app:
         runtime = app.bot_data.runtime
@@ -124,7 +124,7 @@ async def test_quiet_hours_hold_posts_until_the_window_ends_and_replies_are_not_
         await fake_api.await_for(lambda: bool(runtime.sender.stats.outbox), 15)
         assert await chat.silence(USER, 1.5) == []  # held: nothing arrives in the night
         (status,) = await chat.say(USER, "/status")  # a reply is never held
-        shift[0] = at("2026-12-04T07:00:01") - time.time()
+        shift[0] = at("2030-01-16T07:00:01") - time.time()
         await fake_api.await_for(
             lambda: any("Topic 3" in m.plain for m in fake_api.delivered(USER)), 15
         )
@@ -138,7 +138,7 @@ async def test_silent_quiet_hours_send_at_once_without_a_sound(
     chat = Conversation(fake_api)
     async with running(bot_settings) as app:
         runtime = app.bot_data.runtime
-        shift = at("2026-12-03T23:30") - time.time()
+        shift = at("2030-01-15T23:30") - time.time()
         runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift
         await chat.say(USER, f"/sub {feed_server.url('/f.xml')}")
         await chat.say(USER, "/set timezone Europe/Berlin")
@@ -157,7 +157,7 @@ async def test_a_held_post_survives_a_restart_and_goes_out_when_the_window_ends(
 ) -> None:
     monkeypatch.setattr(Sender, "hold_recheck", 0.2)
     feed_server.set_feed("/f.xml", hugo_feed(range(1, 3)))
-    shift = at("2026-12-03T23:30") - time.time()
+    shift = at("2030-01-15T23:30") - time.time()
     chat = Conversation(fake_api)
     async with running(bot_settings) as app:
         runtime = app.bot_data.runtime
@@ -169,7 +169,7 @@ async def test_a_held_post_survives_a_restart_and_goes_out_when_the_window_ends(
         await fake_api.await_for(lambda: bool(runtime.sender.stats.outbox), 15)
         assert await chat.silence(USER, 1.5) == []  # held
     assert not any("Topic 3" in m.plain for m in fake_api.delivered(USER))
-    morning = at("2026-12-04T07:00:01") - time.time()
+    morning = at("2030-01-16T07:00:01") - time.time()
     async with running(bot_settings) as app:
         runtime = app.bot_data.runtime
         runtime.poller.clock = runtime.sender.clock = lambda: time.time() + shift

@@ -125,7 +125,7 @@ async def test_set_reads_and_shows_a_registered_toggle_end_to_end(
 def test_declared_options_can_be_neither_removed_nor_registered_twice() -> None:
     assert [o.name for o in OPTIONS] == [
         "silent", "preview", "style", "pictures", "hashtags", "tags", "instantview", "fulltext",
-        "quiet", "title", "header", "auth", "interval",
+        "quiet", "digest", "title", "header", "auth", "interval",
     ]
     with pytest.raises(ValueError):
         OPTIONS.remove("silent")
@@ -138,11 +138,11 @@ def test_the_stored_form_is_what_older_versions_wrote_and_read() -> None:
     assert options.to_dict() == {
         "silent": True, "link_preview": True, "style": "full", "pictures": True,
         "hashtags": True, "tags": "", "instant_view": "auto", "fulltext": False,
-        "quiet": "", "custom_title": "", "interval": 600, "filters": "",
+        "quiet": "", "digest": "", "custom_title": "", "interval": 600, "filters": "",
     }
     assert list(options.to_dict()) == [
         "silent", "link_preview", "style", "pictures", "hashtags", "tags", "instant_view",
-        "fulltext", "quiet", "custom_title",
+        "fulltext", "quiet", "digest", "custom_title",
         "interval", "filters",
     ]
     # fetch settings are the feed record's (Effect.FETCH): never stored with a subscription

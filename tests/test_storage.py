@@ -447,7 +447,9 @@ async def test_a_database_with_seen_lists_and_inline_messages_migrates(tmp_path:
     await store.close()
     snapshot = (tmp_path / "feedbot.json").read_bytes()
     assert b'"8c4b25f797df8d1d"' not in snapshot  # no print as a hex string any more
-    assert len(snapshot) < 0.6 * (BEFORE_COMPACT / "feedbot.json.log.2").stat().st_size
+    empty_tables = len(b',"digests":{}')  # tables added since the file was written
+    before = (BEFORE_COMPACT / "feedbot.json.log.2").stat().st_size
+    assert len(snapshot) - empty_tables < 0.6 * before
     store = await TinyDBStorage.open(tmp_path / "feedbot.json")
     await read_back(store)
     await store.close()

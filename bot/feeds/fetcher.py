@@ -5,6 +5,11 @@ Every URL is untrusted: it is pre-checked by bot.feeds.netguard, every connectio
 same checks, and the body is streamed, decompressed by us with a bounded output size, and cut off at
 `max_bytes` so neither a huge body nor a gzip bomb can take memory. A corrupt or truncated
 compressed body is an error (kind "http"): the feed parser would only see a random prefix.
+
+Through a proxy (FEEDBOT_FEED_PROXY) the proxy dials, not us: before every hop the target's host
+is resolved and checked by the same guard (`GuardedResolver.resolve_checked`), refused exactly as
+without a proxy, and only then is the request sent through the proxy, which resolves the name
+again itself. The proxy's own address is the operator's choice and is not checked.
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+import aiohttp_socks
 import certifi
 from multidict import CIMultiDict
 from yarl import URL
 
 from bot.errors import FetchError
 from bot.feeds.challenge import CHALLENGE_STATUSES, SNIFF_BYTES, challenge_service
-from bot.feeds.netguard import AddressPolicy, GuardedResolver, Resolver, check_url
+from bot.feeds.netguard import AddressPolicy, GuardedResolver, Resolver, UrlTarget, check_url
 from bot.feeds.request_headers import cross_origin_headers, own_headers
 from bot.feeds.urls import origin, without_credentials
 from bot.models import FetchResult
@@ -61,6 +68,9 @@ class FetchSettings:
     #: how long an idle connection is kept for the next check on its host: longer than the
     #: scheduler's tick, so the checks of one host in consecutive ticks share a connection
     keepalive_s: float = 30.0
+    #: FEEDBOT_FEED_PROXY: "" (none), or http://, https://, socks4://, socks5:// with
+    #: [user:password@]host:port (bot.config checked it)
+    proxy: str = ""
 
 
 @dataclass
@@ -299,6 +309,29 @@ def _tls_error(cause: ssl.SSLError | ssl.CertificateError) -> FetchError:
     return FetchError(f"TLS error: {reason}", kind="tls", key=key)
 
 
+#: what aiohttp-socks raises when the SOCKS proxy cannot be reached or will not connect
+_SOCKS_ERRORS = (
+    aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyError, aiohttp_socks.ProxyTimeoutError
+)
+
+
+def proxy_error(detail: object) -> FetchError:
+    """The feed proxy could not be reached, or would not connect to the feed's server (the
+    detail, never the proxy's password, goes to the log only)."""
+    return FetchError(f"could not connect through the feed proxy: {detail}", kind="connect",
+                      key="error_proxy_connect")
+
+
+def _proxy_client_error(
+    exc: aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError,
+) -> FetchError:
+    """An http(s) proxy not reached (the text names its host and port only), or its answer to
+    CONNECT (only the status: the error's own text holds the proxy's URL, password and all)."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return proxy_error(f"HTTP {exc.status} {exc.message}".strip())
+    return proxy_error(exc)
+
+
 def _client_error(exc: aiohttp.ClientError, settings: FetchSettings) -> FetchError:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return FetchError(f"timed out connecting after {_seconds(settings.connect_timeout)}",
@@ -352,6 +385,10 @@ class Fetcher:
         )
         self.stats = FetchStats()
         self._resolver = GuardedResolver(self.policy, resolver, settings.connect_timeout)
+        #: an http(s) proxy's URL, passed with each request; a SOCKS proxy is the connector's
+        self._http_proxy = (
+            URL(settings.proxy) if settings.proxy.startswith(("http://", "https://")) else None
+        )
         self._client: aiohttp.ClientSession | None = None
         self._headers = {
             "User-Agent": settings.user_agent,
@@ -380,19 +417,12 @@ class Fetcher:
         """The shared session, made on first use (aiohttp wants a running loop for that).
 
         Redirects and decompression are ours; no cookie jar (feeds must not share cookies);
-        trust_env=False: an env proxy would bypass the address checks. The whole exchange's
-        time limit is the fetcher's own, around all hops."""
+        trust_env=False: an env proxy would bypass the address checks (FEEDBOT_FEED_PROXY is
+        the one proxy, checked hop by hop in `_one_hop`). The whole exchange's time limit is the
+        fetcher's own, around all hops."""
         if self._client is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.settings.max_connections,
-                limit_per_host=0,  # per-host politeness is _HostSlots, counted over redirects too
-                resolver=self._resolver,
-                use_dns_cache=False,
-                ssl=tls_context(),
-                keepalive_timeout=self.settings.keepalive_s,
-            )
             self._client = aiohttp.ClientSession(
-                connector=connector,
+                connector=self._connector(),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 trust_env=False,
@@ -403,6 +433,23 @@ class Fetcher:
                 max_line_size=_MAX_HEADER,
             )
         return self._client
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        """Without a proxy the resolver is the guard: it checks every address and the connector
+        dials only those. Through a proxy the connector dials the proxy alone, found with the
+        default resolver (the operator's choice, not checked); targets are checked per hop."""
+        options: dict[str, Any] = {
+            "limit": self.settings.max_connections,
+            "limit_per_host": 0,  # per-host politeness is _HostSlots, counted over redirects too
+            "use_dns_cache": False,
+            "ssl": tls_context(),
+            "keepalive_timeout": self.settings.keepalive_s,
+        }
+        if not self.settings.proxy:
+            return aiohttp.TCPConnector(resolver=self._resolver, **options)
+        if self._http_proxy is None:  # socks4:// or socks5://: the proxy resolves the name
+            return aiohttp_socks.ProxyConnector.from_url(self.settings.proxy, rdns=True, **options)
+        return aiohttp.TCPConnector(**options)
 
     async def fetch(
         self,
@@ -453,7 +500,7 @@ class Fetcher:
             async with self._hosts.hold(f"{target.host}:{target.port}"), self._global:
                 if deadline is None:
                     deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
-                outcome = await self._one_hop(parsed, sent, deadline)
+                outcome = await self._one_hop(target, parsed, sent, deadline)
             if isinstance(outcome, FetchResult):
                 return self._finish(outcome, statuses)
             status, location = outcome
@@ -478,23 +525,39 @@ class Fetcher:
         return result
 
     async def _one_hop(
-        self, url: URL, headers: dict[str, str], deadline: float
+        self, target: UrlTarget, url: URL, headers: dict[str, str], deadline: float
     ) -> FetchResult | tuple[int, str]:
-        """One request: a result, or (status, absolute Location) for a redirect."""
+        """One request: a result, or (status, absolute Location) for a redirect. Through a
+        proxy, the target's host is resolved and checked first, as the connector's resolver
+        does without one: the same refusals, and nothing sent to the proxy when refused. With
+        allow_private nothing could be refused, so the name is left to the proxy alone (a host
+        whose only way out is the proxy may have no DNS of its own)."""
         try:
             async with asyncio.timeout_at(deadline):
+                if self.settings.proxy and not self.policy.allow_private:
+                    await self._resolver.resolve_checked(target.host, target.port)
                 return await self._exchange(url, headers)
         except TimeoutError:
             raise timeout_error(self.settings.total_timeout) from None
+        except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+            failure = _proxy_client_error(exc)
         except aiohttp.ClientError as exc:
             raise _client_error(exc, self.settings) from exc
+        except _SOCKS_ERRORS as exc:
+            raise proxy_error(exc) from exc
+        raise failure  # outside the handler, so not even its __context__: aiohttp's text and
+        # request info hold the proxy's URL, password and all
 
     async def _exchange(self, url: URL, headers: dict[str, str]) -> FetchResult | tuple[int, str]:
         self.stats.requests += 1
         sent = CIMultiDict(self._headers)
         sent.update(headers)  # the feed's own User-Agent (any case) replaces the fetcher's
-        async with self._session().get(url, headers=sent, allow_redirects=False) as response:
+        async with self._session().get(
+            url, headers=sent, allow_redirects=False, proxy=self._http_proxy,
+        ) as response:
             code = response.status
+            if code == 407 and self._http_proxy is not None:  # the proxy's, not the feed's
+                raise proxy_error(f"HTTP 407 {response.reason or ''}".strip())
             if code in REDIRECT_CODES:
                 return code, self._location(response)
             if code == 304:

@@ -20,7 +20,7 @@ async def help_command(update: Update, context: Context) -> None:
     sections = (
         t("help"), t("help_preview"), t("help_channels"), options, template_help(),
         t("help_fulltext"), t("help_notices"), t("help_timezone"),
-        t("help_quiet"), t("help_fetch"),
+        t("help_quiet"), t("help_digest"), t("help_fetch"),
     )
     await reply(update, "\n\n".join(sections))
 

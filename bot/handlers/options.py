@@ -53,6 +53,7 @@ from bot.options import (
     OPTIONS,
     Effect,
     Limits,
+    Option,
     button_labels,
     describe_options,
     flips,
@@ -295,8 +296,12 @@ async def _set_subscription(
 ) -> None:
     runtime = runtime_of(context)
     chat_id = target.chat.id
-    if OPTIONS.get(ref) is not None:  # `/set preview off`: the feed's number was left out
+    option = OPTIONS.get(ref)
+    if option is not None:  # `/set preview off`: the feed's number was left out
         rows = await runtime.service.listing(chat_id)
+        if option.chat_wide and len(rows) != 1 and args:
+            await _set_chat_wide(update, context, target, option, args)
+            return
         if len(rows) != 1:
             await reply(update, framed(target, which_feed(rows, ref, args, target)))
             return
@@ -345,6 +350,19 @@ async def _set_fetch(
     if secret_in(change):
         card.text = f"{card.text}\n\n{t('set_fetch_secret_typed')}"
     await show(update, card)
+
+
+async def _set_chat_wide(
+    update: Update, context: Context, target: Target, option: Option, args: list[str]
+) -> None:
+    """`/set quiet 23:00-07:00` in a chat with several feeds: all of them, and later ones."""
+    runtime = runtime_of(context)
+    change = parse_option(option.name, typed_tail(message_text(update), args),
+                          min_interval=runtime.settings.min_interval)
+    count = await runtime.service.update_chat_wide(target.chat.id, change)
+    line = t(option.label, value=option.shown(change[option.field],
+                                              runtime.settings.poll_interval))
+    await reply(update, framed(target, t("set_chat_wide", line=line, count=count)))
 
 
 # ----------------------------------------------------------- /set … timezone
@@ -703,6 +721,9 @@ async def status_command(update: Update, context: Context) -> None:
         return
     header = t("status_header", count=len(status.rows), pending=status.pending)
     zone = target.chat.timezone
+    if status.next_digest is not None:
+        header += "\n" + t("status_digest", count=status.collected,
+                            when=when(status.next_digest, zone))
     lines = [framed(target, header), *(status_line(r, zone) for r in status.rows)]
     await reply(update, "\n\n".join(lines))
 

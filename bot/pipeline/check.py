@@ -14,7 +14,14 @@ from bot.feeds.urls import moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
-from bot.pipeline.outbox import post_deliveries, posts_sent, subscriber_notices, unknown_chat
+from bot.pipeline.outbox import (
+    collects_digest,
+    digest_items,
+    post_deliveries,
+    posts_sent,
+    subscriber_notices,
+    unknown_chat,
+)
 from bot.pipeline.schedule import DAY
 from bot.render import RenderOptions, render_entry
 from bot.render.message import MEDIA_URL_LIMIT, wants_page
@@ -179,9 +186,13 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
         chat = state.chats.get(planned.chat_id) or unknown_chat(planned.chat_id)
         if sub is None or chat.paused:  # left, or paused, since the feed was fetched
             continue
-        commit.deliveries += post_deliveries(
-            chat, sub, feed, plan.fresh, plan.messages, now, backlog_limit
-        )
+        if collects_digest(planned):  # as planned: a digest subscriber's posts are not rendered
+            title = feed_title(feed, plan.parsed)
+            commit.digest_items += digest_items(chat, sub, title, plan.fresh, now)
+        else:
+            commit.deliveries += post_deliveries(
+                chat, sub, feed, plan.fresh, plan.messages, now, backlog_limit
+            )
         commit.chats.append(chat)
         told.append((sub, chat))
     if recovered:  # before the posts, wherever each chat's notices go

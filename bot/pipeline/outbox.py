@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from bot.digest import next_digest, read_digest
 from bot.errors import Reason
 from bot.feeds.diff import entry_prints
 from bot.feeds.filters import matches
@@ -20,6 +21,7 @@ from bot.models import (
     ApiCall,
     Chat,
     Delivery,
+    DigestItem,
     Entry,
     Feed,
     Prints,
@@ -200,6 +202,39 @@ def post_deliveries(
             follow_up = delivery(sub, entry.key, message.follow_up, now)
             out.append(replace(follow_up, reply_to_previous=True))
     return quieted(out, sub, chat, now)
+
+
+#: posts one check may add to a chat's digest (a digest is one message: more than the backlog cap
+#: of separate posts is welcome there, but a feed dumping its archive is not)
+DIGEST_PER_CHECK = 200
+
+
+def collects_digest(sub: Subscription) -> bool:
+    """Whether the subscription's posts go into a digest (its `digest` option) instead."""
+    return read_digest(sub.options.digest) is not None
+
+
+def digest_items(
+    chat: Chat, sub: Subscription, feed_title: str, fresh: list[Entry], now: float
+) -> list[DigestItem]:
+    """The `fresh` posts one digest subscriber collects (not seen in its chat, let through by
+    its filters), due at the subscription's next digest in the chat's zone. Every fresh post
+    now counts as seen in `chat` (updated in place), as with `post_deliveries`."""
+    schedule = read_digest(sub.options.digest)
+    assert schedule is not None
+    kept, _ = posts_sent(chat, sub, fresh, DIGEST_PER_CHECK)
+    chat.seen = merge_chat_seen(chat.seen, [p for e in fresh for p in entry_prints(e)])
+    due = next_digest(now, schedule, chat.timezone)
+    name = sub.options.custom_title or feed_title
+    return [
+        DigestItem(
+            id=uuid.uuid4().hex, chat_id=sub.chat_id, feed_url=sub.feed_url,
+            feed_title=shown_url(name, is_private_chat(chat)), title=entry.title,
+            link=entry.link, due=due, created=now + n * 1e-6, thread_id=sub.thread_id,
+            entry_key=entry.key,
+        )
+        for n, entry in enumerate(kept)  # oldest first, and kept in that order
+    ]
 
 
 def quieted(

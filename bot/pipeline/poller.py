@@ -51,6 +51,7 @@ from bot.pipeline.health import (
     mark_healthy,
 )
 from bot.pipeline.outbox import (
+    collects_digest,
     merge_chat_seen,
     notify_subscribers,
     post_deliveries,
@@ -334,8 +335,9 @@ class Poller:
         plan = CheckPlan(
             url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
         )
-        if fresh and subs:
-            plan.messages = await self._render_all(feed, parsed, fresh, subs, state.chats)
+        shown = [s for s in subs if not collects_digest(s)]  # a digest renders its own lines
+        if fresh and shown:
+            plan.messages = await self._render_all(feed, parsed, fresh, shown, state.chats)
         return plan
 
     async def _render_all(

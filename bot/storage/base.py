@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from bot.models import Chat, Delivery, Feed, Prints, Subscription
+from bot.models import Chat, Delivery, DigestItem, Feed, Prints, Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,6 +123,8 @@ class FeedCommit:
     deliveries: list[Delivery] = field(default_factory=list)
     #: every redirect hop was permanent: the feed (state, subscriptions, outbox) moves here
     moved_to: str | None = None
+    #: posts collected for digests (the chats' seen-sets above count them as seen)
+    digest_items: list[DigestItem] = field(default_factory=list)
 
 
 @dataclass
@@ -221,6 +223,8 @@ class StoredState:
     chats: list[Chat] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    #: by chat, topic, then when collected
+    digest_items: list[DigestItem] = field(default_factory=list)
 
     def sorted(self) -> StoredState:
         return StoredState(
@@ -228,11 +232,20 @@ class StoredState:
             sorted(self.chats, key=lambda c: c.id),
             sorted(self.subscriptions, key=lambda s: (s.chat_id, s.feed_url)),
             sorted(self.deliveries, key=lambda d: (d.chat_id, d.seq)),
+            sorted(self.digest_items, key=digest_order),
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.feeds or self.chats or self.subscriptions or self.deliveries)
+        return not (
+            self.feeds or self.chats or self.subscriptions or self.deliveries
+            or self.digest_items
+        )
+
+
+def digest_order(item: DigestItem) -> tuple[int, int, float, str]:
+    """Digest items by chat, topic, then when collected (how `due_digests` returns them)."""
+    return (item.chat_id, item.thread_id or 0, item.created, item.id)
 
 
 class Storage(Protocol):
@@ -351,7 +364,24 @@ class Storage(Protocol):
         ...
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
-        """Remove a chat's whole queue; returns how many went."""
+        """Remove a chat's whole queue (and the posts collected for its digests); returns how
+        many deliveries went."""
+        ...
+
+    # ---------------------------------------------------------------- digests
+    async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
+        """The collected posts (`FeedCommit.digest_items`) due by `now` of up to `chats` chats,
+        each chat's due ones all, in `digest_order`."""
+        ...
+
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        """The posts a chat has collected for its digests, due or not, in `digest_order`."""
+        ...
+
+    async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
+        """A digest made: the items `taken` (by id) removed and `deliveries` queued, durably,
+        in one write; StorageConflict, writing nothing, when any of them is gone (another
+        process made that digest first)."""
         ...
 
     # ------------------------------------------- several processes, one bot

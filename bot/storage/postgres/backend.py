@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bot.errors import FeedbotError
-from bot.models import Chat, Delivery, Feed, Subscription
+from bot.models import Chat, Delivery, DigestItem, Feed, Subscription
 from bot.storage.base import (
     TELEGRAPH_TOKEN,
     TOPIC_ANSWERS,
@@ -360,7 +360,27 @@ class PostgresStorage:
         ), durable=False)
 
     async def drop_chat_deliveries(self, chat_id: int) -> int:
-        return await self._write(lambda tx: tx.remove_deliveries("chat_id = $1", chat_id))
+        async def drop(tx: Tx) -> int:
+            await tx.conn.execute("DELETE FROM digest_items WHERE chat_id = $1", chat_id)
+            return await tx.remove_deliveries("chat_id = $1", chat_id)
+
+        return await self._write(drop)
+
+    # ---------------------------------------------------------------- digests
+    async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
+        return await self._read(lambda tx: tx.due_digests(now, chats))
+
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        return await self._read(lambda tx: tx.digest_waiting(chat_id))
+
+    async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
+        async def commit(tx: Tx) -> None:
+            await tx.take_digest(taken)
+            await tx.enqueue(deliveries)
+            if deliveries:
+                await tx.announce(channel(TOPIC_OUTBOX))
+
+        await self._write(commit)
 
     # ------------------------------------------- several processes, one bot
     async def _control_connection(self) -> asyncpg.Connection:
@@ -520,6 +540,7 @@ async def _apply(tx: Tx, commit: FeedCommit, *, checked: bool = False) -> None:
     if not checked:
         await tx.check(commit.expected)
     await tx.enqueue(commit.deliveries)
+    await tx.collect_digest(commit.digest_items)
     await tx.save_chats(commit.chats)
     await tx.save_subscriptions(commit.subscriptions)
     await tx.save_feed(commit.feed, release=True)

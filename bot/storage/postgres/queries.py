@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.models import Chat, Delivery, Feed, Subscription
+from bot.models import Chat, Delivery, DigestItem, Feed, Subscription
 from bot.storage.base import (
     ChatRecord,
     ChatState,
@@ -36,6 +36,7 @@ from bot.storage.base import (
 from bot.storage.postgres.records import (
     CHAT_COLUMNS,
     DELIVERY_COLUMNS,
+    DIGEST_COLUMNS,
     FEED_COLUMNS,
     FEED_STATE_COLUMNS,
     SUBSCRIPTION_COLUMNS,
@@ -43,6 +44,8 @@ from bot.storage.postgres.records import (
     chat_values,
     delivery_from,
     delivery_values,
+    digest_from,
+    digest_values,
     feed_from,
     feed_state_values,
     feed_values,
@@ -93,6 +96,10 @@ _DELIVERY_INSERT = (
 _MESSAGE_KEEP = (
     "INSERT INTO messages (digest, message) VALUES ($1, $2) "
     "ON CONFLICT (digest) DO UPDATE SET digest = messages.digest"
+)
+_DIGEST_INSERT = (
+    f"INSERT INTO digest_items ({', '.join(DIGEST_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(DIGEST_COLUMNS) + 1))})"
 )
 _PENDING = (
     "SELECT d.*, m.message FROM deliveries d JOIN messages m ON m.digest = d.message_digest"
@@ -278,6 +285,8 @@ class Tx:
         await self.save_chats([chat])
         moved = await self._move_subscriptions("chat_id", old_id, new_id)
         await self.bump_sets([old_id, new_id] if moved else [old_id])
+        await self.conn.execute(
+            "UPDATE digest_items SET chat_id = $2 WHERE chat_id = $1", old_id, new_id)
 
     async def _move_subscriptions(
         self, column: str, old: int | str, new: int | str
@@ -368,6 +377,32 @@ class Tx:
             delivery.seq = seq
             rows.append(delivery_values(delivery, forms[id(delivery.message)][0]))
         await self.conn.executemany(_DELIVERY_INSERT, rows)
+
+    # ---------------------------------------------------------------- digests
+    async def collect_digest(self, items: Sequence[DigestItem]) -> None:
+        if items:
+            await self.conn.executemany(_DIGEST_INSERT, [digest_values(i) for i in items])
+
+    async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM digest_items WHERE due <= $1 AND chat_id IN (SELECT DISTINCT chat_id"
+            " FROM digest_items WHERE due <= $1 ORDER BY chat_id LIMIT $2)"
+            " ORDER BY chat_id, coalesce(thread_id, 0), created, id", now, chats)
+        return [digest_from(row) for row in rows]
+
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM digest_items WHERE chat_id = $1"
+            " ORDER BY coalesce(thread_id, 0), created, id", chat_id)
+        return [digest_from(row) for row in rows]
+
+    async def take_digest(self, taken: Sequence[str]) -> None:
+        """Remove the taken items; StorageConflict when any is gone (another process took
+        it): the caller's transaction is then rolled back."""
+        status = await self.conn.execute(
+            "DELETE FROM digest_items WHERE id = ANY($1::text[])", list(taken))
+        if status != f"DELETE {len(set(taken))}":
+            raise StorageConflict("digest taken")
 
     async def pending(self) -> list[Delivery]:
         rows = await self.conn.fetch(_PENDING + " ORDER BY d.chat_id, d.seq")
@@ -464,17 +499,21 @@ class Tx:
         feeds = await self.conn.fetch("SELECT * FROM feeds ORDER BY url")
         chats = await self.conn.fetch("SELECT * FROM chats ORDER BY id")
         subs = await self.conn.fetch("SELECT * FROM subscriptions ORDER BY chat_id, feed_url")
+        items = await self.conn.fetch(
+            "SELECT * FROM digest_items ORDER BY chat_id, coalesce(thread_id, 0), created, id")
         return StoredState(
             [feed_from(r) for r in feeds], [chat_from(r) for r in chats],
             [subscription_from(r) for r in subs], await self.pending(),
+            [digest_from(r) for r in items],
         )
 
     async def replace_all(self, state: StoredState) -> None:
         """Everything replaced by `state` as it is; every record gets a fresh version (a stamp
         read before never matches), deliveries keep their seq and later ones follow them."""
         for table in ("deliveries", "messages", "subscriptions", "subscription_sets", "chats",
-                      "feeds"):
+                      "feeds", "digest_items"):
             await self.conn.execute(f"DELETE FROM {table}")
+        await self.collect_digest(state.digest_items)
         await self.conn.executemany(_FEED_UPSERT, [feed_values(f) for f in state.feeds])
         await self.conn.executemany(_CHAT_UPSERT, [chat_values(c) for c in state.chats])
         await self.conn.executemany(

@@ -17,6 +17,7 @@ import orjson
 from bot.models import (
     Chat,
     Delivery,
+    DigestItem,
     Feed,
     Prints,
     RenderedMessage,
@@ -36,6 +37,7 @@ DELIVERY_COLUMNS = (
     "id", "chat_id", "seq", "feed_url", "entry_key", "message_digest", "created", "thread_id",
     "silent", "attempts", "reply_to_previous", "not_before",
 )
+DIGEST_COLUMNS = tuple(field_names(DigestItem))
 _DEFAULT_OPTIONS = SubscriptionOptions().to_dict()
 
 
@@ -119,3 +121,13 @@ def delivery_values(delivery: Delivery, digest: bytes) -> list[Any]:
 
 def delivery_from(row: Mapping[str, Any]) -> Delivery:
     return Delivery.from_dict(dict(row))
+
+
+# ----------------------------------------------------------------- digests
+def digest_values(item: DigestItem) -> list[Any]:
+    row = item.to_dict()
+    return _without_nul([row[name] for name in DIGEST_COLUMNS])
+
+
+def digest_from(row: Mapping[str, Any]) -> DigestItem:
+    return DigestItem.from_dict({name: row[name] for name in DIGEST_COLUMNS})

@@ -16,7 +16,7 @@ from dataclasses import fields
 from typing import Any
 
 from bot.errors import FeedbotError
-from bot.models import Chat, Feed, Subscription
+from bot.models import Chat, DigestItem, Feed, Subscription
 
 #: pg_advisory_xact_lock key serialising schema changes (any constant: "feedbot" in ASCII)
 SCHEMA_LOCK = 0x66656564626F74
@@ -155,6 +155,24 @@ ALTER TABLE chats ADD COLUMN timezone text NOT NULL DEFAULT 'UTC';
 ALTER TABLE deliveries ADD COLUMN not_before double precision NOT NULL DEFAULT 0;
 """
 
+_V6 = """
+-- posts collected for digests (issue 18: models.DigestItem), until their digest is queued
+CREATE TABLE digest_items (
+    id text PRIMARY KEY,
+    chat_id bigint NOT NULL,
+    thread_id bigint,
+    feed_url text NOT NULL,
+    feed_title text NOT NULL DEFAULT '',
+    title text NOT NULL DEFAULT '',
+    link text NOT NULL DEFAULT '',
+    entry_key text NOT NULL DEFAULT '',
+    due double precision NOT NULL,
+    created double precision NOT NULL
+);
+CREATE INDEX digest_items_due ON digest_items (due, chat_id);
+CREATE INDEX digest_items_chat ON digest_items (chat_id);
+"""
+
 _V7 = """
 -- the request headers a feed record is fetched with (Feed.request_headers, issue 18: a
 -- subscription's own headers and basic auth; such a feed's URL carries a marker)
@@ -163,7 +181,7 @@ ALTER TABLE feeds ADD COLUMN request_headers jsonb NOT NULL DEFAULT '{}';
 
 #: (version, SQL): schema version N is reached by applying step N
 MIGRATIONS: list[tuple[int, str]] = [
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (7, _V7),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7),
 ]
 #: the schema version this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -197,7 +215,9 @@ async def migrate(conn: Any) -> int:
 
 
 #: each record table and the model whose fields are its columns
-MODEL_TABLES: dict[str, type] = {"feeds": Feed, "chats": Chat, "subscriptions": Subscription}
+MODEL_TABLES: dict[str, type] = {
+    "feeds": Feed, "chats": Chat, "subscriptions": Subscription, "digest_items": DigestItem,
+}
 
 
 async def check_columns(conn: Any) -> None:

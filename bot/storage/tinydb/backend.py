@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.models import Chat, Delivery, Feed, Subscription
+from bot.models import Chat, Delivery, DigestItem, Feed, Subscription
 from bot.storage.base import (
     TELEGRAPH_TOKEN,
     TOPIC_ANSWERS,
@@ -346,6 +346,18 @@ class TinyDBStorage:
     async def drop_chat_deliveries(self, chat_id: int) -> int:
         return await self._durable(lambda db: db.drop_chat_deliveries(chat_id))
 
+    # ---------------------------------------------------------------- digests
+    async def due_digests(self, now: float, chats: int) -> list[DigestItem]:
+        return await self._run(self._db.due_digests, now, chats)
+
+    async def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        return await self._run(self._db.digest_waiting, chat_id)
+
+    async def commit_digest(self, taken: Sequence[str], deliveries: Sequence[Delivery]) -> None:
+        await self._durable(lambda db: db.commit_digest(taken, list(deliveries)))
+        if deliveries:
+            self._local.announce(TOPIC_OUTBOX)
+
     # ------------------------------------------- several processes, one bot
     async def try_lead(self, seat: str) -> bool:
         return not self._closed  # the file's lock makes this process the only one
@@ -423,6 +435,7 @@ def _chat_state(db: Database, chat_id: int) -> ChatState:
 def _apply(db: Database, commit: FeedCommit) -> None:
     db.check(commit.expected)
     db.enqueue(commit.deliveries)
+    db.collect_digest(commit.digest_items)
     for chat in commit.chats:
         db.save_chat(chat)
     for sub in commit.subscriptions:

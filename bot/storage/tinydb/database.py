@@ -13,6 +13,7 @@ from typing import Any
 from bot.models import (
     Chat,
     Delivery,
+    DigestItem,
     Feed,
     Prints,
     Subscription,
@@ -25,6 +26,7 @@ from bot.storage.base import (
     StoredState,
     chat_key,
     chat_subs_key,
+    digest_order,
     feed_key,
     sub_key,
 )
@@ -265,6 +267,9 @@ class Database(Engine):
         for out_id, doc in self.outbox.items():
             if int(doc["chat_id"]) == old_id:
                 self.outbox.update(out_id, {"chat_id": new_id})
+        for item_id, doc in self.digests.items():
+            if int(doc["chat_id"]) == old_id:
+                self.digests.update(item_id, {"chat_id": new_id})
 
     # -------------------------------------------------------------------- outbox
     def _next_seq(self) -> int:
@@ -356,7 +361,39 @@ class Database(Engine):
         for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
             self._remove_delivery(doc_id)
+        for item_id in [i for i, d in self.digests.items() if int(d["chat_id"]) == chat_id]:
+            self.digests.remove(item_id)
         return len(ids)
+
+    # ------------------------------------------------------------------- digests
+    def collect_digest(self, items: Sequence[DigestItem]) -> None:
+        for item in items:
+            self.digests.insert(_without_defaults(item.to_dict(), _DIGEST_ITEM))
+
+    def digest_items(self) -> list[DigestItem]:
+        items = [DigestItem.from_dict(d) for _, d in self.digests.items()]
+        return sorted(items, key=digest_order)
+
+    def due_digests(self, now: float, chats: int) -> list[DigestItem]:
+        """Due items of the first `chats` chats (by id) that have any, each chat's all."""
+        due = [DigestItem.from_dict(d) for _, d in self.digests.items() if d["due"] <= now]
+        wanted = set(sorted({item.chat_id for item in due})[:chats])
+        return sorted((i for i in due if i.chat_id in wanted), key=digest_order)
+
+    def digest_waiting(self, chat_id: int) -> list[DigestItem]:
+        mine = [DigestItem.from_dict(d) for _, d in self.digests.items()
+                if int(d["chat_id"]) == chat_id]
+        return sorted(mine, key=digest_order)
+
+    def commit_digest(self, taken: Sequence[str], deliveries: list[Delivery]) -> None:
+        """The taken items go and their digest is queued; StorageConflict, with nothing
+        changed, when any of them is gone already."""
+        ids = {d["id"]: i for i, d in self.digests.items()}
+        if any(item_id not in ids for item_id in taken):
+            raise StorageConflict("digest taken")
+        for item_id in taken:
+            self.digests.remove(ids[item_id])
+        self.enqueue(deliveries)
 
 
     # ------------------------------------------------------------------ the whole
@@ -381,7 +418,8 @@ class Database(Engine):
 
     def export_all(self) -> StoredState:
         return StoredState(
-            self.all_feeds(), self.all_chats(), self.all_subscriptions(), self.pending()
+            self.all_feeds(), self.all_chats(), self.all_subscriptions(), self.pending(),
+            self.digest_items(),
         ).sorted()
 
     def import_all(self, state: StoredState) -> None:
@@ -394,6 +432,9 @@ class Database(Engine):
             self._bump(chat_key(chat_id))
             self.chats.remove(self._chat_ids.pop(chat_id))
         self.drop_deliveries()
+        for item_id in [i for i, _ in self.digests.items()]:
+            self.digests.remove(item_id)
+        self.collect_digest(state.digest_items)
         for feed in state.feeds:
             self.save_feed(feed)
         for chat in state.chats:
@@ -429,6 +470,8 @@ _SUBSCRIPTION = {
     if k not in ("chat_id", "feed_url", "options")
 }
 _OPTIONS = SubscriptionOptions().to_dict()
+_DIGEST_ITEM = {"thread_id": None, "entry_key": ""}
+
 
 
 def _feed(doc: dict[str, Any]) -> Feed:

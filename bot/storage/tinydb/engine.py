@@ -93,6 +93,7 @@ class Engine:
         self.outbox = self._tables["outbox"]
         self.meta = self._tables["meta"]
         self.messages = self._tables["messages"]
+        self.digests = self._tables["digests"]
         self.lazy_flush_s = lazy_flush_s
         self.log_floor = log_floor
         self._last_flush = time.monotonic()

@@ -136,6 +136,10 @@ _REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
     ),
     "meta": (("seq", int),),
     "messages": (("digest", str), ("message", list)),
+    "digests": (
+        ("id", str), ("chat_id", int), ("feed_url", str), ("due", (int, float)),
+        ("created", (int, float)),
+    ),
     "log": (("next", int),),
 }
 

@@ -10,7 +10,7 @@ import orjson
 
 from bot.models import pack_prints
 
-TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta", "messages")
+TABLES = ("feeds", "subscriptions", "chats", "outbox", "meta", "messages", "digests")
 #: table holding the number of the first log a snapshot does not contain
 LOG_TABLE = "log"
 #: a field that is not there (None is a value)
