@@ -7,6 +7,7 @@ loopback feed server; then end to end against the fake Bot API."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from bot.feeds.urls import (
 from bot.i18n import t
 from bot.models import Feed, FetchResult, Subscription
 from bot.pipeline.check import moved_to
+from bot.storage.tinydb.database import Database
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 from tests.fakes.feedserver import FeedServer
@@ -148,6 +150,22 @@ def test_fetch_settings_are_stored_with_the_feed_never_with_the_subscription() -
     sub.options.headers, sub.options.auth = (("Cookie", COOKIE),), f"u:{PASSWORD}"
     stored = str(sub.to_dict())
     assert COOKIE not in stored and PASSWORD not in stored
+
+
+def test_tinydb_stores_request_headers_only_when_a_feed_has_them(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.json")
+    db.save_feed(Feed(url="https://feeds.example/plain"))
+    marked = with_marker("https://feeds.example/plain", "t")
+    db.save_feed(Feed(url=marked, request_headers={"Cookie": COOKIE}))
+    db.commit()
+    docs = {d["url"]: d for _, d in db.feeds.items()}
+    assert "request_headers" not in docs["https://feeds.example/plain"]
+    assert docs[marked]["request_headers"] == {"Cookie": COOKIE}
+    db.close()
+    reopened = Database(tmp_path / "db.json")
+    stored = reopened.get_feed(marked)
+    assert stored is not None and stored.request_headers == {"Cookie": COOKIE}
+    reopened.close()
 
 
 # ------------------------------------------------------------------ the fetcher
