@@ -330,6 +330,7 @@ async def test_sub_with_a_cookie_or_a_login_follows_a_feed_that_needs_them_from_
     async with start_bot() as chat:
         (refused,) = await chat.say(OTHER, f"/sub {members}")
         assert "refuses access" in refused.plain
+        assert f"/sub {members} header Cookie:" in refused.plain  # what may help
         (added,) = await chat.say(USER, f"/sub {members} header Cookie: {COOKIE}")
         assert "Subscribed to" in added.plain and "Delete your message" in added.plain
         assert COOKIE not in added.plain and "feedbot-h" not in added.plain

@@ -310,7 +310,14 @@ def describe_outcome(outcome: SubscribeOutcome, *, channel: str = "") -> str:
         return t("sub_exists", title=title, url=url)
     if outcome.status == "limit":
         return t("sub_limit", limit=limit_of(outcome))
-    return t("sub_failed", url=url, reason=outcome_reason(outcome.reason))
+    failed = t("sub_failed", url=url, reason=outcome_reason(outcome.reason))
+    if outcome.reason is not None and outcome.reason.key in LOGIN_REFUSALS:
+        failed += "\n" + t("sub_needs_login", url=url)
+    return failed
+
+
+#: a /sub refused with these may work with a login or a cookie (/sub URL auth|header …)
+LOGIN_REFUSALS = frozenset({"error_http_401", "error_http_403"})
 
 
 def limit_of(outcome: SubscribeOutcome) -> object:
