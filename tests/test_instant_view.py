@@ -176,3 +176,23 @@ async def test_one_account_for_every_post_and_chat_and_across_a_restart(
     for user in (USER, USER + 1):
         links = [preview_of(m).get("url") for m in fake_api.delivered(user)[1:]]
         assert links == [p.url for p in telegraph.pages]
+
+
+async def test_a_private_feeds_long_post_gets_no_public_page(
+    start_bot: Callable[..., Any],
+    fake_api: FakeBotApi,
+    feed_server: FeedServer,
+    telegraph: FakeTelegraph,
+) -> None:
+    """A page on Telegraph is readable by anyone with its address: a feed fetched with a
+    password (or cookie, or token) keeps its posts in the chat, cut as without Telegraph."""
+    feed_server.set_feed("/long.xml", feed(short_post(0)))
+    private = feed_server.url("/long.xml").replace("http://", "http://reader:s3cret@")
+    async with start_bot(telegraph_url=telegraph.url) as chat:
+        await chat.say(USER, f"/sub {private}")
+        feed_server.set_feed("/long.xml", feed(short_post(0), long_post(1)))
+        await fake_api.await_for(lambda: "Read more" in fake_api.delivered(USER)[-1].plain, 15)
+
+    assert telegraph.calls == [] and telegraph.pages == []
+    text = fake_api.delivered(USER)[-1]
+    assert "Paragraph 1 of post 1" in text.plain and "Instant View" not in text.plain

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.feeds.diff import oldest_first, remember, seen_cap
-from bot.feeds.urls import moved_feed_url, public_url
+from bot.feeds.urls import is_private_url, moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
 from bot.pipeline.health import mark_healthy
@@ -137,7 +137,11 @@ def page_drafts(
     """The Telegraph page of every new post that at least one subscriber is sent as an Instant
     View link (bot.render.message.wants_page), by page key (`shown_entry`: the post's full text
     has a page of its own): each published once for all. Posts no chat is sent (seen there,
-    filtered out, past the backlog cap) get none."""
+    filtered out, past the backlog cap) get none, and so do the posts of a feed fetched with
+    credentials (a password, a cookie, a token: `is_private_url`), since anyone with a page's
+    address can read it: they are cut as without Telegraph."""
+    if is_private_url(feed.url):  # a page is public: a private feed's posts get none
+        return {}
     title = feed_title(feed, parsed)
     wanted: dict[str, Entry] = {}
     decided: set[tuple[RenderOptions, str]] = set()

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from itertools import groupby
 
+from bot.feeds.urls import is_private_url
 from bot.models import Chat, Delivery, DigestItem
 from bot.render.digest import digest_messages, digest_page, fits_one
 from bot.storage.base import Storage, StorageConflict
@@ -83,6 +84,8 @@ class DigestMaker:
         """The whole digest's Telegraph page; "" when there is no Telegraph or it failed (then
         the digest goes out in several messages)."""
         if self.publisher is None or not self.publisher.available():
+            return ""
+        if any(is_private_url(i.feed_url) for i in items):  # a page is public: none then
             return ""
         ids = hashlib.blake2b("\0".join(i.id for i in items).encode(), digest_size=8)
         draft = digest_page(items, chat.lang, chat.timezone, now)

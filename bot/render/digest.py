@@ -17,6 +17,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.feeds.urls import public_url
 from bot.i18n import format_time, t
 from bot.models import ApiCall, DigestItem, RenderedMessage
 from bot.render.cut import measure, plain_text, utf16_len
@@ -63,7 +64,7 @@ def grouped(items: Sequence[DigestItem]) -> list[tuple[str, list[DigestItem]]]:
     """(feed title, its items) in the order the feeds first appear, items oldest first."""
     groups: dict[str, list[DigestItem]] = {}
     for item in sorted(items, key=lambda i: (i.created, i.id)):
-        groups.setdefault(item.feed_title or item.feed_url, []).append(item)
+        groups.setdefault(item.feed_title or public_url(item.feed_url), []).append(item)
     return list(groups.items())
 
 
