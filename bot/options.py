@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
-from bot.digest import parse_digest
+from bot.digest import DAILY_DEFAULT, DigestSchedule, parse_digest
 from bot.errors import OptionError, Series
 from bot.feeds.request_headers import (
     HeaderEdit,
@@ -234,13 +234,20 @@ class DigestKind(Kind):
     word gives "": each post as it comes."""
 
     empty: str
+    #: its button goes off -> daily -> hourly -> off
+    flips = True
 
     def parse(self, raw: str, limits: Limits) -> str:
         schedule = parse_digest(raw)
         return "" if schedule is None else schedule.text()
 
     def show(self, value: Any, default_interval: int) -> str:
-        return f"<code>{html.escape(value)}</code>" if value else t(self.empty)
+        """As stored (`daily 08:00`), in every language; plain, since buttons show it too."""
+        return html.escape(value) if value else t(self.empty)
+
+    def flipped(self, value: Any) -> str:
+        cycle = ["", DigestSchedule("daily", DAILY_DEFAULT).text(), "hourly"]
+        return cycle[(cycle.index(value) + 1) % 3] if value in cycle else ""
 
 
 class Interval(Kind):
@@ -378,7 +385,7 @@ class SubscriptionOptions:
     )
     digest: str = option(  # "daily HH:MM" | "hourly" in the chat's time zone; "": none
         "", name="digest", kind=DigestKind("opt_digest_none"), affects=Effect.DELIVERY,
-        label="opt_line_digest", example="daily 08:00", chat_wide=True,
+        label="opt_line_digest", button="btn_digest", example="daily 08:00", chat_wide=True,
     )
     custom_title: str = option(
         "", name="title", kind=Text(MAX_TITLE, "opt_title_feed"), affects=Effect.RENDER,

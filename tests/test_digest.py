@@ -26,6 +26,7 @@ from tests.fakes.feeds import BLOG, hugo_feed
 from tests.fakes.feedserver import FeedServer
 from tests.fakes.telegram_rules import api_call_error
 from tests.fakes.telegraph import FakeTelegraph
+from tests.test_channels import button_data
 
 USER = 7007
 BERLIN = "Europe/Berlin"
@@ -219,3 +220,23 @@ async def test_a_long_digest_links_its_whole_list_in_instant_view(
     assert any(e.get("url") == page.url for e in digest.entities)
     for n in range(2, 152):
         assert f"Topic {n} " in page.text
+
+
+async def test_the_cards_digest_button_goes_daily_then_hourly_then_off(
+    start_bot: Callable[..., Any], fake_api: FakeBotApi, feed_server: FeedServer
+) -> None:
+    feed_server.set_feed("/a.xml", hugo_feed(range(1, 3), title="Blog A"))
+    async with start_bot() as chat:
+        await chat.say(USER, f"/sub {feed_server.url('/a.xml')}")
+        (card,) = await chat.say(USER, "/set 1")
+        assert "Digest: off" in card.plain
+        seen = []
+        for presses in range(1, 4):
+            message = fake_api.message(USER, card.message_id) or card.params
+            fake_api.press_button(USER, card.message_id, button_data(message, "🗞"))
+            await fake_api.await_for(
+                lambda n=presses: len(fake_api.calls("editMessageText")) == n, 10)
+            edited = fake_api.message(USER, card.message_id)
+            assert edited is not None
+            seen.append(next(line for line in edited["text"].split("\n") if "Digest" in line))
+    assert seen == ["🗞 Digest: daily 08:00", "🗞 Digest: hourly", "🗞 Digest: off"]
