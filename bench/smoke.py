@@ -16,7 +16,7 @@ import sys
 
 BENCHMARKS = (
     "poll", "delivery", "storage", "latency", "fetch_memory", "fanout", "idle", "first_read",
-    "checkers",
+    "checkers", "check_cost",
 )
 #: these empty and fill the database at FEEDBOT_TEST_DATABASE_URL
 NEEDS_POSTGRES = frozenset({"checkers"})
