@@ -310,7 +310,10 @@ async def seed_postgres(url: str, state: Any) -> float:
         def rows(values: list[list[Any]]) -> list[tuple[Any, ...]]:
             return [(*v, i + 1) for i, v in enumerate(values)]
 
-        json_cols = {"last_reason", "defaults", "choices", "options"}
+        # COPY takes jsonb as text: every jsonb column of the schema, whatever step added it
+        json_cols = {r["column_name"] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'jsonb'")}
 
         def text_json(cols: tuple[str, ...], values: list[Any]) -> list[Any]:
             return [json.dumps(v) if c in json_cols else v for c, v in zip(cols, values,
