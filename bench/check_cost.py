@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import print_table, seed_body
+from bench.common import cpu_seconds, print_table, seed_body
 from bench.procs import MultiHostFeedServer
 from bot.config import load
 from bot.feeds.fetcher import Fetcher, FetchSettings
@@ -46,16 +45,11 @@ RESULTS = Path(__file__).parent / "results" / "check_cost.json"
 CONCURRENCY = 64
 
 
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def measured(n: int, cycle: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
     """(CPU ms per request, of which the event loop's thread) of one cycle of `n` requests."""
-    c0, m0 = cpu(), time.thread_time()
+    c0, m0 = cpu_seconds(), time.thread_time()
     await cycle()
-    return 1000 * (cpu() - c0) / n, 1000 * (time.thread_time() - m0) / n
+    return 1000 * (cpu_seconds() - c0) / n, 1000 * (time.thread_time() - m0) / n
 
 
 async def raw_rows(server: MultiHostFeedServer, n: int, force_close: bool) -> tuple[float, float]:

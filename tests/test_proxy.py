@@ -134,15 +134,7 @@ async def test_https_goes_through_the_proxy_in_a_tunnel_to_the_checked_name(
     port = srv.sockets[0].getsockname()[1]
     monkeypatch.setattr(fetcher_module, "tls_context",
                         lambda: ssl.create_default_context(cafile=str(cert)))
-    asked: list[str] = []
-
-    async def resolver(host: str, port: int) -> list[str]:
-        asked.append(host)
-        return ["127.0.0.1"]
-
-    policy = AddressPolicy(
-        allowed_ports=frozenset({port}), exempt=(ipaddress.ip_network("127.0.0.1/32"),)
-    )
+    asked, resolver, policy = names_to_loopback(port)
     try:
         with ForwardProxy(auth=("bot", PASSWORD), hosts={"feeds.test": "127.0.0.1"}) as proxy:
             settings = FetchSettings(proxy=proxy.url)
@@ -233,7 +225,7 @@ async def test_a_name_resolving_to_a_blocked_address_is_refused_before_the_proxy
     """The case only the resolver catches: a name. Through the proxy the fetcher resolves and
     checks it itself; without that, the proxy would be asked for it."""
     feed_server.set_feed("/feed.xml", FEED)
-    port = int(feed_server.base_url.rsplit(":", 1)[1])
+    port = port_of(feed_server)
     url = f"http://sneaky.test:{port}/feed.xml"
     asked: list[str] = []
 
@@ -256,7 +248,7 @@ async def test_a_name_resolving_to_a_blocked_address_is_refused_before_the_proxy
 async def test_a_redirect_into_a_blocked_address_is_refused_at_that_hop(
     proxy: ForwardProxy, feed_server: FeedServer
 ) -> None:
-    port = int(feed_server.base_url.rsplit(":", 1)[1])
+    port = port_of(feed_server)
     feed_server.set_feed("/feed.xml", FEED)
     feed_server.redirect("/go", f"http://other.test:{port}/feed.xml", status=302)
 
@@ -337,6 +329,21 @@ def test_the_start_up_line_masks_passwords() -> None:
 # --- SOCKS -------------------------------------------------------------------------------------
 
 
+def names_to_loopback(port: int) -> tuple[list[str], Resolver, AddressPolicy]:
+    """A resolver answering 127.0.0.1 for any name (recording the names asked), and a policy
+    that takes 127.0.0.1 on `port` as it would a public address."""
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    policy = AddressPolicy(
+        allowed_ports=frozenset({port}), exempt=(ipaddress.ip_network("127.0.0.1/32"),)
+    )
+    return asked, resolver, policy
+
+
 def port_of(server: FeedServer | FakeBotApi) -> int:
     return int(server.url.rsplit(":", 1)[1]) if isinstance(server, FakeBotApi) else int(
         server.base_url.rsplit(":", 1)[1]
@@ -366,15 +373,7 @@ async def test_a_checked_name_goes_to_the_socks_proxy_as_a_name(feed_server: Fee
     """socks5:// resolves on the proxy's side (as an http proxy does), after the check."""
     feed_server.set_feed("/feed.xml", FEED)
     port = port_of(feed_server)
-    asked: list[str] = []
-
-    async def resolver(host: str, port: int) -> list[str]:
-        asked.append(host)
-        return ["127.0.0.1"]
-
-    policy = AddressPolicy(
-        allowed_ports=frozenset({port}), exempt=(ipaddress.ip_network("127.0.0.1/32"),)
-    )
+    asked, resolver, policy = names_to_loopback(port)
     async with SocksProxy(hosts={"feeds.test": "127.0.0.1"}) as socks:
         settings = FetchSettings(proxy=socks.url())
         async with Fetcher(settings, resolver=resolver, policy=policy) as fetcher:

@@ -19,7 +19,7 @@ from itertools import groupby
 
 from bot.feeds.urls import is_private_url
 from bot.models import Chat, Delivery, DigestItem
-from bot.render.digest import digest_messages, digest_page, fits_one
+from bot.render.digest import digest_messages, digest_page
 from bot.storage.base import Storage, StorageConflict
 from bot.telegraph import PagePublisher
 
@@ -62,10 +62,10 @@ class DigestMaker:
         self, chat_id: int, thread_id: int | None, items: list[DigestItem], now: float
     ) -> int:
         chat = await self.store.get_chat(chat_id) or Chat(id=chat_id)
-        page = ""
-        if not fits_one(items, chat.lang, chat.timezone, now):
-            page = await self._page(chat, items, now)
-        messages = digest_messages(items, chat.lang, chat.timezone, now, page)
+        messages = digest_messages(items, chat.lang, chat.timezone, now)
+        page = await self._page(chat, items, now) if len(messages) > 1 else ""
+        if page:  # the whole list there: one message with what fits and the page's link
+            messages = digest_messages(items, chat.lang, chat.timezone, now, page)
         key = f"digest:{now}"
         deliveries = [
             Delivery(

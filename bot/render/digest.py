@@ -57,7 +57,7 @@ class _Line:
     html: str
     entities: int
     link_chars: int
-    feed: str  # the feed this line belongs to ("": a feed's header)
+    header: bool = False  # a feed's name, above its posts
 
 
 def grouped(items: Sequence[DigestItem]) -> list[tuple[str, list[DigestItem]]]:
@@ -77,15 +77,15 @@ def _item_line(item: DigestItem) -> _Line:
     title = html.escape(_title(item), quote=False)
     if item.link.startswith(("http://", "https://")):
         href = html.escape(item.link, quote=True)
-        return _Line(f'• <a href="{href}">{title}</a>', 1, len(item.link), "x")
-    return _Line(f"• {title}", 0, 0, "x")
+        return _Line(f'• <a href="{href}">{title}</a>', 1, len(item.link))
+    return _Line(f"• {title}", 0, 0)
 
 
 def _lines(items: Sequence[DigestItem]) -> list[_Line]:
     out: list[_Line] = []
     for feed, posts in grouped(items):
         name = html.escape(" ".join(feed.split())[:TITLE_CHARS], quote=False)
-        out.append(_Line(f"\n<b>{name}</b>", 1, 0, ""))
+        out.append(_Line(f"\n<b>{name}</b>", 1, 0, header=True))
         out.extend(_item_line(p) for p in posts)
     return out
 
@@ -96,7 +96,8 @@ def header(count: int, lang: str, timezone: str, now: float) -> str:
 
 
 def fits_one(items: Sequence[DigestItem], lang: str, timezone: str, now: float) -> bool:
-    """Whether the whole digest fits one message (else a Telegraph page is worth making)."""
+    """Whether the whole digest fits one message (else a Telegraph page is worth making):
+    `digest_messages` without a page gives one message."""
     return len(_pack(items, lang, timezone, now, "")) == 1
 
 
@@ -126,10 +127,10 @@ def _pack(
                 return [_with_overflow(first, len(items) - placed, page_url, lang, len(items))]
             current = _Message()
             current.add(t("digest_continued", lang), 1, 0)
-            if line.feed:  # a feed's posts go on: name it again
+            if not line.header:  # a feed's posts go on: name it again
                 current.add(current_feed, 1, 0)
             messages.append(current)
-        if not line.feed:
+        if line.header:
             current_feed = line.html.strip()
         else:
             placed += 1

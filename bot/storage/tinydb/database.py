@@ -74,6 +74,12 @@ class Database(Engine):
         self._message_refs = Counter(
             d["message_ref"] for _, d in self.outbox.docs.items() if "message_ref" in d
         )
+        self._digest_ids = {d["id"]: i for i, d in self.digests.docs.items()}
+        #: (due, doc id) of digest items not yet due, soonest first, and the doc ids of those
+        #: that are (moved over by `due_digests`); a removed item's entry is dropped when met
+        self._digest_heap = [(float(d["due"]), i) for i, d in self.digests.docs.items()]
+        heapq.heapify(self._digest_heap)
+        self._digest_due: set[str] = set()
         #: (next check, url) of every feed, soonest first; an entry whose time is no longer
         #: the feed's is stale and dropped when it comes up (see `due_feeds`)
         self._next_checks = [(float(d.get("next_check", 0.0)), d["url"]) for _, d in
@@ -361,22 +367,38 @@ class Database(Engine):
         for delivery_id, doc_id in ids:
             self._outbox_ids.pop(delivery_id, None)
             self._remove_delivery(doc_id)
-        for item_id in [i for i, d in self.digests.items() if int(d["chat_id"]) == chat_id]:
-            self.digests.remove(item_id)
+        for doc_id in [i for i, d in self.digests.items() if int(d["chat_id"]) == chat_id]:
+            self._remove_digest_item(doc_id)
         return len(ids)
 
     # ------------------------------------------------------------------- digests
     def collect_digest(self, items: Sequence[DigestItem]) -> None:
         for item in items:
-            self.digests.insert(_without_defaults(item.to_dict(), _DIGEST_ITEM))
+            doc_id = self.digests.insert(_without_defaults(item.to_dict(), _DIGEST_ITEM))
+            self._digest_ids[item.id] = doc_id
+            heapq.heappush(self._digest_heap, (item.due, doc_id))
+
+    def _remove_digest_item(self, doc_id: str) -> None:
+        doc = self.digests.get(doc_id)
+        if doc is not None:
+            self._digest_ids.pop(doc["id"], None)
+        self._digest_due.discard(doc_id)
+        self.digests.remove(doc_id)
 
     def digest_items(self) -> list[DigestItem]:
         items = [DigestItem.from_dict(d) for _, d in self.digests.items()]
         return sorted(items, key=digest_order)
 
     def due_digests(self, now: float, chats: int) -> list[DigestItem]:
-        """Due items of the first `chats` chats (by id) that have any, each chat's all."""
-        due = [DigestItem.from_dict(d) for _, d in self.digests.items() if d["due"] <= now]
+        """Due items of the first `chats` chats (by id) that have any, each chat's all: those
+        that fell due since the last call come off the heap, so a tick reads only due items."""
+        while self._digest_heap and self._digest_heap[0][0] <= now:
+            _, doc_id = heapq.heappop(self._digest_heap)
+            if self.digests.get(doc_id) is not None:
+                self._digest_due.add(doc_id)
+        docs = (self.digests.get(doc_id) for doc_id in self._digest_due)
+        # a caller may have asked for a later moment before: the pool can hold items not due now
+        due = [DigestItem.from_dict(d) for d in docs if d is not None and d["due"] <= now]
         wanted = set(sorted({item.chat_id for item in due})[:chats])
         return sorted((i for i in due if i.chat_id in wanted), key=digest_order)
 
@@ -388,11 +410,10 @@ class Database(Engine):
     def commit_digest(self, taken: Sequence[str], deliveries: list[Delivery]) -> None:
         """The taken items go and their digest is queued; StorageConflict, with nothing
         changed, when any of them is gone already."""
-        ids = {d["id"]: i for i, d in self.digests.items()}
-        if any(item_id not in ids for item_id in taken):
+        if any(item_id not in self._digest_ids for item_id in taken):
             raise StorageConflict("digest taken")
         for item_id in taken:
-            self.digests.remove(ids[item_id])
+            self._remove_digest_item(self._digest_ids[item_id])
         self.enqueue(deliveries)
 
 
@@ -432,8 +453,8 @@ class Database(Engine):
             self._bump(chat_key(chat_id))
             self.chats.remove(self._chat_ids.pop(chat_id))
         self.drop_deliveries()
-        for item_id in [i for i, _ in self.digests.items()]:
-            self.digests.remove(item_id)
+        for doc_id in [i for i, _ in self.digests.items()]:
+            self._remove_digest_item(doc_id)
         self.collect_digest(state.digest_items)
         for feed in state.feeds:
             self.save_feed(feed)
