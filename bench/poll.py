@@ -122,6 +122,7 @@ class RunningBot:
 
     @classmethod
     async def start(cls, settings: Settings) -> RunningBot:
+        from bot import heap
         from bot.feeds.fetcher import Fetcher
         from bot.feeds.parse_pool import ParsePool
         from bot.pipeline.poller import Poller
@@ -132,14 +133,18 @@ class RunningBot:
         fetcher = Fetcher(fetch_settings(settings), resolver=_stub_resolver)
         parse_pool = ParsePool()
         await parse_pool.start()
+        heap.settle()  # as bot.runtime does once the store is read
         return cls(store, fetcher, parse_pool, Poller(store, fetcher, settings,
                                                       parse_pool=parse_pool))
 
     async def stop(self) -> None:
+        from bot import heap
+
         await self.poller.close()
         await self.parse_pool.close()
         await self.fetcher.aclose()
         await self.store.close()
+        heap.unsettle()
 
     def cpu(self) -> tuple[float, float]:
         """(this process, the parse workers) CPU seconds so far."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from telegram import Bot
 
+from bot import heap
 from bot.config import TELEGRAPH_OFF, Settings
 from bot.delivery.sender import DeliverySettings, Sender
 from bot.feeds.fetcher import Fetcher, FetchSettings
@@ -73,6 +74,7 @@ class Runtime:
             store, fetcher, settings, parse_pool=parse_pool, publisher=publisher
         )
         digests = DigestMaker(store, publisher, on_queued=sender.wake)
+        heap.settle()  # the store is read: what is alive now lives as long as the bot
         return cls(
             settings, store, fetcher, sender, poller, service, parse_pool, digests, publisher
         )
@@ -89,6 +91,7 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.aclose()
         await self.store.close()
+        heap.unsettle()
 
     async def resume(self, chat_id: int, feed_url: str, *, catch_up: bool) -> Resumed | None:
         """/resume for one subscription (Poller.resume); None when its feed could not be read."""

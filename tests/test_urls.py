@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.feeds.diff import remember
 from bot.feeds.urls import (
@@ -14,6 +18,7 @@ from bot.feeds.urls import (
     same_address,
     strip_punctuation,
     urls_in_text,
+    without_credentials,
 )
 from bot.models import Entry, Feed, ParsedFeed, Subscription
 from bot.service import ListedSubscription, find_row, same_feed
@@ -127,3 +132,17 @@ def test_find_row_by_number_feed_url_or_page() -> None:
     assert find_row(rows, "a.example/feed.xml") is rows[0]
     assert find_row(rows, "b.example") is rows[1]  # the page the feed was found on
     assert find_row(rows, "nothing") is None
+
+
+_URL_PARTS = ["http://", "https://", "HTTP://", "h", "a.b", "/", "//", "?", "#", "@", ":",
+              "8080", "%20", " ", "\t", "\n", "\r", "[::1]", "u:p@", "=", "&", ";", "é", ".."]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_URL_PARTS), min_size=1, max_size=9))
+def test_without_credentials_shortcut_gives_what_urlsplit_gives(parts: list[str]) -> None:
+    """The check path skips urlsplit for plain URLs: the answer must be the same either way."""
+    url = "".join(parts)
+    split = urlsplit(url.strip())
+    by_split = urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2], fragment=""))
+    assert without_credentials(url) == by_split

@@ -20,8 +20,7 @@ import errno
 import http
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -100,19 +99,27 @@ class _HostSlots:
         self._limit = limit
         self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, host: str) -> AsyncIterator[None]:
-        sem, users = self._slots.get(host, (asyncio.Semaphore(self._limit), 0))
+    async def acquire(self, host: str) -> None:
+        sem, users = self._slots.get(host, (None, 0))
+        if sem is None:
+            sem = asyncio.Semaphore(self._limit)
         self._slots[host] = (sem, users + 1)
         try:
-            async with sem:
-                yield
-        finally:
-            sem, users = self._slots[host]
-            if users <= 1:
-                del self._slots[host]
-            else:
-                self._slots[host] = (sem, users - 1)
+            await sem.acquire()
+        except BaseException:
+            self._drop(host)
+            raise
+
+    def release(self, host: str) -> None:
+        self._slots[host][0].release()
+        self._drop(host)
+
+    def _drop(self, host: str) -> None:
+        sem, users = self._slots[host]
+        if users <= 1:
+            del self._slots[host]
+        else:
+            self._slots[host] = (sem, users - 1)
 
 
 class _BodyDecoder:
@@ -489,18 +496,22 @@ class Fetcher:
         visited: list[str] = []
         statuses: list[int] = []
         deadline: float | None = None
-        current, private = _credentials(url.strip(), own or {})
-        home = origin(current)
-        elsewhere = cross_origin_headers(private)
+        first, private = _credentials(url.strip(), own or {})
+        current = first
         while True:
             target = check_url(current, self.policy)
             parsed = _parsed_url(current)
             current = str(parsed)
-            sent = {**headers, **(private if origin(current) == home else elsewhere)}
-            async with self._hosts.hold(f"{target.host}:{target.port}"), self._global:
-                if deadline is None:
-                    deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
-                outcome = await self._one_hop(target, parsed, sent, deadline)
+            sent = {**headers, **_headers_for(current, first, private)} if private else headers
+            host = f"{target.host}:{target.port}"
+            await self._hosts.acquire(host)
+            try:
+                async with self._global:
+                    if deadline is None:
+                        deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
+                    outcome = await self._one_hop(target, parsed, sent, deadline)
+            finally:
+                self._hosts.release(host)
             if isinstance(outcome, FetchResult):
                 return self._finish(outcome, statuses)
             status, location = outcome
@@ -611,6 +622,14 @@ class Fetcher:
             raise too_large
         self.stats.body_bytes += len(body)
         return bytes(body)
+
+
+def _headers_for(url: str, first: str, private: dict[str, str]) -> dict[str, str]:
+    """The feed's own headers for a request to `url`: all of them on the first URL's origin,
+    the harmless ones elsewhere."""
+    if url == first or origin(url) == origin(first):
+        return private
+    return cross_origin_headers(private)
 
 
 def _credentials(url: str, own: Mapping[str, str]) -> tuple[str, dict[str, str]]:

@@ -23,6 +23,9 @@ TRAILING = ".,;:!?'\"”’»。，；：！？、…》」』）】"
 LEADING = "<([{'\"“‘«《「『（【"
 CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<", "）": "（", "】": "【"}
 _LABEL = re.compile(r"^(?!-)[\w-]{1,63}(?<!-)$", re.UNICODE)
+#: a URL `without_credentials` gives back unchanged (urlsplit + urlunsplit lower a scheme,
+#: drop an empty query, tabs, newlines and extra slashes): no user name, no fragment
+_IS_PLAIN = re.compile(r"https?://[^/@#\s\x00-\x1f\x7f][^@#\s\x00-\x1f\x7f]*(?<!\?)\Z")
 #: what a Telegram channel username looks like (without its @)
 CHANNEL_NAME = re.compile(r"^[A-Za-z]\w{4,31}$")
 
@@ -233,13 +236,18 @@ def with_marker(url: str, token: str | None) -> str:
 
 def without_credentials(url: str) -> str:
     """`url` without its user name and password, and without a marker."""
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if _IS_PLAIN.match(url):  # the common case, asked at every check: nothing to take out
+        return url
+    parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host, fragment=""))
 
 
 def userinfo(url: str) -> str:
     """`user:password` before the host ("" for none), as typed (percent-escapes decoded)."""
+    if "@" not in url:
+        return ""
     parts = urlsplit(url.strip())
     if "@" not in parts.netloc:
         return ""
