@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence, Set
 
 from bot.feeds.identity import fingerprint
-from bot.models import Entry
+from bot.models import Entry, Prints
 
 SEEN_MIN = 200
 
@@ -37,12 +37,15 @@ def oldest_first(entries: list[Entry]) -> list[Entry]:
 
 def new_entries(entries: list[Entry], seen: Collection[str]) -> list[Entry]:
     """Entries whose identity is not in `seen`, oldest first, each key once."""
-    seen_set = set(seen)
+    if not isinstance(seen, Set | Prints):  # a packed seen-set answers lookups unpacked
+        seen = set(seen)
+    taken: set[str] = set()
     fresh: list[Entry] = []
     for entry in oldest_first(entries):
-        if is_seen(entry, seen_set):
+        prints = entry_prints(entry)
+        if any(p in seen or p in taken for p in prints):
             continue
-        seen_set.update(entry_prints(entry))
+        taken.update(prints)
         fresh.append(entry)
     return fresh
 

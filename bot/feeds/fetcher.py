@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import functools
 import http
 import ssl
 import zlib
@@ -638,6 +639,7 @@ def _credentials(url: str, own: Mapping[str, str]) -> tuple[str, dict[str, str]]
     return without_credentials(url), own_headers(url, own)
 
 
+@functools.lru_cache(maxsize=16384)  # immutable, and every feed's URL comes back each poll
 def _parsed_url(url: str) -> URL:
     try:
         return URL(url)

@@ -204,33 +204,33 @@ def merge(answer: ChangedItems, known: dict[bytes, ItemRecord]) -> tuple[ParsedF
     if answer.hashes is None:
         return answer.parsed, b""
     parsed_entries = iter(answer.parsed.entries)
-    entries: list[Entry] = []
+    new: dict[int, Entry] = {}  # position -> parsed entry of a changed item
     records: list[ItemRecord] = []
-    for h, is_new in zip(answer.hashes, answer.changed, strict=True):
+    for i, (h, is_new) in enumerate(zip(answer.hashes, answer.changed, strict=True)):
         if is_new:
-            entry = next(parsed_entries)
-            entries.append(entry)
-            records.append(_record(h, entry))
+            new[i] = next(parsed_entries)
+            records.append(_record(h, new[i]))
         else:
-            entries.append(_stub(known[h]))
             records.append(known[h])
     choices = second_identities(
         [r.link_print for r in records],
         [r.key_is_link for r in records],
         [r.tdl_print for r in records],
     )
-    for i, (entry, record) in enumerate(zip(entries, records, strict=True)):
-        by_link = choices[i] == BY_LINK
-        if choices[i] == NO_SECOND:
-            continue
-        if entry.prints:
-            second = record.link_print if by_link else record.tdl_print
-            entries[i] = replace(entry, prints=(*entry.prints, second))
-        else:
-            second = link_key(entry) if by_link else tdl_key(entry)
-            entries[i] = replace(entry, alt_keys=(*entry.alt_keys, second))
+    entries = [
+        _with_second(new[i], choice) if i in new else _stub(record, choice)
+        for i, (record, choice) in enumerate(zip(records, choices, strict=True))
+    ]
     blob = b"".join(r.pack() for r in records)
     return replace(answer.parsed, entries=entries), blob
+
+
+def _with_second(entry: Entry, choice: int) -> Entry:
+    """A parsed entry with its second identity (bot.feeds.identity) as an alt key."""
+    if choice == NO_SECOND:
+        return entry
+    second = link_key(entry) if choice == BY_LINK else tdl_key(entry)
+    return replace(entry, alt_keys=(*entry.alt_keys, second))
 
 
 def _record(h: bytes, entry: Entry) -> ItemRecord:
@@ -245,11 +245,16 @@ def _record(h: bytes, entry: Entry) -> ItemRecord:
     )
 
 
-def _stub(record: ItemRecord) -> Entry:
+def _stub(record: ItemRecord, choice: int) -> Entry:
+    """A known item's entry: its identity prints (the second one as `choice` says), its date."""
     published = (
         None if record.published is None else datetime.fromtimestamp(record.published, tz=UTC)
     )
-    return Entry(key="", title="", link="", published=published, prints=(record.key_print,))
+    if choice == NO_SECOND:
+        prints: tuple[str, ...] = (record.key_print,)
+    else:
+        prints = (record.key_print, record.link_print if choice == BY_LINK else record.tdl_print)
+    return Entry(key="", title="", link="", published=published, prints=prints)
 
 
 def stub_is_new(parsed: ParsedFeed, seen: Collection[str]) -> bool:
