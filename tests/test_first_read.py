@@ -337,6 +337,38 @@ def test_the_feedparser_handlers_it_follows_are_the_ones_there() -> None:
             assert name in fr.IDS, name
 
 
+def test_absolute_links_are_left_as_feedparser_s_urljoin_leaves_them() -> None:
+    """The reader skips urljoin for links it recognises as coming back unchanged: it must
+    recognise only those, against every kind of base."""
+    rng = random.Random(3)
+    pieces = ("http://", "https://", "HTTP://", "http:///", "blog.example.org", "a", "0", "/",
+              "//", ".", "..", "-", ":", ":8080", "?", "?a=1", "&", ";", "#", "#x", "%20", "@",
+              "~", " ", "\t", "\n", "\x00", "\u00e9", "[", "]", "[::1]", "=", "+", "!", "'")
+    bases = ("", URL, "http://127.0.0.1/f/1", "https://base.test/dir/", "urn:x:y", "x",
+             "http://[::1/", "https://h.test/a?q#f")
+    matched = 0
+    for _ in range(20_000):
+        uri = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        if rng.random() < 0.6:
+            uri = rng.choice(("http://", "https://")) + uri.lstrip(":/")
+        for base in bases:
+            expected = fr._urljoin(base, uri)
+            if fr._ABSOLUTE.match(uri) and fr._joins(base):
+                matched += 1
+                assert expected == uri, (base, uri)
+            assert fr._Reader(base).resolve(uri) == expected, (base, uri)
+    assert matched > 2_000  # the shortcut is taken, and often
+
+
+def test_the_packed_answer_is_the_first_read() -> None:
+    """What a parse worker sends back (FirstRead, or the whole parse) reads as first_read."""
+    packed = fr.first_read_packed(BIG_RSS, URL, RSS_TYPE)
+    assert isinstance(packed, fr.FirstRead)
+    assert fr.as_feed(packed) == first_read(BIG_RSS, URL, RSS_TYPE)
+    no_keys = b"<rss><channel><title>T</title><item><title>a</title></item></channel></rss>"
+    assert fr.first_read_packed(no_keys, URL) == parse_bytes(no_keys, URL)
+
+
 # ---------------------------------------------------------------- the worker and fallback
 BIG_RSS = (
     '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Big</title>'

@@ -26,6 +26,7 @@ parse_bytes on generated feeds, the seeds and the corpora.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import xml.parsers.expat
@@ -34,7 +35,8 @@ import xml.sax.expatreader
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlparse
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
@@ -124,6 +126,27 @@ _IMAGE_PARTS = frozenset({"title", "link", "description", "url", "href", "width"
 _ENTITY_IN_LINK = re.compile("&([A-Za-z0-9_]+);")
 _UNSET: Any = object()  # a key the feedparser dictionary does not hold
 _NOT_A_NUMBER = object()  # an element feedparser stores as a dictionary of its attributes
+
+
+#: URLs feedparser's _urljoin gives back unchanged against any base urljoin can split: the
+#: scheme and netloc start at once (no slashes for _urifixer to drop), so urljoin returns the URL
+#: as urlsplit/urlunsplit rebuild it, and nothing here is one they change: no whitespace or
+#: control characters, no brackets, no ";" (params), no "#", no empty "?"; the scheme in
+#: lower case. tests/test_first_read.py checks it against _urljoin.
+_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~!$&'()*+,=:@%/-]*)?"
+    r"(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]+)?\Z"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _joins(base: str) -> bool:
+    """Does urljoin split `base` (else _urljoin gives "" for every URI against it)?"""
+    try:
+        urlparse(base)
+    except ValueError:
+        return False
+    return True
 
 
 def _content_type(value: str) -> str:
@@ -370,6 +393,8 @@ class _Reader:
 
     def resolve(self, uri: str) -> str:
         """feedparser's resolve_uri (an item's guid and link are often the same URL)."""
+        if _ABSOLUTE.match(uri) and _joins(self.base):
+            return uri  # what _urljoin gives back for it, unchanged (see _ABSOLUTE)
         key = (self.base, uri)
         resolved = self.resolved.get(key)
         if resolved is None:
@@ -585,11 +610,49 @@ class _Reader:
 
 
 # ---------------------------------------------------------------------------- the answer
+class FirstRead(NamedTuple):
+    """What a first read finds, as a parse worker sends it back: plain strings and tuples, a
+    fraction of the pickle (and of its unpickling in the bot's process) of a ParsedFeed with
+    one Entry per item. `feed()` is the ParsedFeed."""
+
+    title: str
+    link: str
+    ttl_minutes: int | None
+    warning: str
+    prints: tuple[tuple[str, ...], ...]  # per entry, in document order
+
+    def feed(self) -> ParsedFeed:
+        return ParsedFeed(
+            title=self.title,
+            link=self.link,
+            entries=[_stub_entry(p) for p in self.prints],
+            ttl_minutes=self.ttl_minutes,
+            warning=self.warning,
+        )
+
+
+_STUB_FIELDS = dict(vars(Entry(key="", title="", link="")))
+
+
+def _stub_entry(prints: tuple[str, ...]) -> Entry:
+    """Entry(key="", title="", link="", prints=prints), built as unpickling builds one: the
+    dataclass __init__ (frozen: a setattr per field) costs several times more, per entry of
+    every feed a first read answers, and its __post_init__ changes nothing in a stub."""
+    entry = object.__new__(Entry)
+    vars(entry).update(_STUB_FIELDS, prints=prints)
+    return entry
+
+
 def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | None:
     """The feed's title, link, ttl and entries as identity-only stubs (`Entry.prints`), the same
     as `parse_bytes` gives them; None when that cannot be promised here (parse whole then)."""
+    found = _first_read(body, url, content_type)
+    return None if found is None else found.feed()
+
+
+def _first_read(body: bytes, url: str, content_type: str) -> FirstRead | None:
     try:
-        return read_identities(body, url, content_type)
+        return read_prints(body, url, content_type)
     except Declined:
         return None
     except Exception:  # a shortcut only: whatever goes wrong here, the whole parse decides
@@ -599,6 +662,11 @@ def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | No
 
 def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """`first_read`, raising Declined (with the reason) instead of returning None."""
+    return read_prints(body, url, content_type).feed()
+
+
+def read_prints(body: bytes, url: str, content_type: str = "") -> FirstRead:
+    """`read_identities` as a FirstRead."""
     if not feedparser.__version__.startswith(FOLLOWED_FEEDPARSER) or not SAX_IS_EXPAT:
         raise Declined(f"feedparser {feedparser.__version__} is not the one followed here")
     if not body.strip() or _looks_like_json(body, content_type):
@@ -620,12 +688,8 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
     link = feed.link if feed.link is not _UNSET else ""
     ttl = None if feed.ttl in (_UNSET, _NOT_A_NUMBER) else _int(feed.ttl)
     warning = str(result.get("bozo_exception") or "") if result.get("bozo") else ""
-    return ParsedFeed(
-        title=shown or url,
-        link=link or url,
-        entries=_stubs(reader.entries, body, url, content_type),
-        ttl_minutes=ttl,
-        warning=warning,
+    return FirstRead(
+        shown or url, link or url, ttl, warning, _prints(reader.entries, body, url, content_type)
     )
 
 
@@ -654,27 +718,31 @@ class _Identity:
     link: str  # as parse_bytes keeps it (ends trimmed, spaces as %20)
     tdl: str = ""  # its title-date-link key, known only where feedparser parsed the entry
 
-    @property
-    def link_key(self) -> str:
-        return f"link:{normalize_link(self.link)}" if self.link else ""
 
+def _prints(
+    raws: list[_Context], body: bytes, url: str, content_type: str
+) -> tuple[tuple[str, ...], ...]:
+    """Each entry's prints as parse_bytes gives them."""
+    link_keys: dict[str, str] = {}  # link -> its link key (normalize_link is not cheap)
 
-def _stubs(raws: list[_Context], body: bytes, url: str, content_type: str) -> list[Entry]:
-    """Each entry as a stub with the prints parse_bytes gives it."""
+    def link_key(link: str) -> str:
+        found = link_keys.get(link)
+        if found is None:
+            found = link_keys[link] = f"link:{normalize_link(link)}" if link else ""
+        return found
+
     found: list[Any] = [_identity(raw) for raw in raws]
-    links = [_Identity("", encode_spaces(_raw_link(raw))).link_key for raw in raws]
+    links = [link_key(encode_spaces(_raw_link(raw))) for raw in raws]
     wanted = _needing_feedparser(found, links)
     identities = _parse_some(found, wanted, body, url, content_type) if wanted else found
-    is_link = [i.key == i.link_key.removeprefix("link:") for i in identities]
+    is_link = [i.key == link_key(i.link).removeprefix("link:") for i in identities]
     tdls = [i.tdl for i in identities]
     choices = second_identities(links, is_link, tdls)
-    return [
-        Entry(key="", title="", link="", prints=(
-            fingerprint(i.key),
-            *((fingerprint(link if choice == BY_LINK else i.tdl),) if choice != NO_SECOND else ()),
-        ))
+    return tuple(
+        (fingerprint(i.key), fingerprint(link if choice == BY_LINK else i.tdl))
+        if choice != NO_SECOND else (fingerprint(i.key),)
         for i, link, choice in zip(identities, links, choices, strict=True)
-    ]
+    )
 
 
 def _raw_link(raw: _Context) -> str:
@@ -736,5 +804,15 @@ def _parse_some(
 
 
 def first_read_or_parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
-    """`first_read`, else `parse_bytes` (a worker's task: one trip whichever answers)."""
-    return first_read(body, url, content_type) or parse_bytes(body, url, content_type)
+    """`first_read`, else `parse_bytes`."""
+    return as_feed(first_read_packed(body, url, content_type))
+
+
+def first_read_packed(body: bytes, url: str, content_type: str = "") -> FirstRead | ParsedFeed:
+    """`first_read_or_parse` as a parse worker's task (one trip whichever answers): a first read
+    comes back as a FirstRead (see `as_feed`)."""
+    return _first_read(body, url, content_type) or parse_bytes(body, url, content_type)
+
+
+def as_feed(found: FirstRead | ParsedFeed) -> ParsedFeed:
+    return found.feed() if isinstance(found, FirstRead) else found

@@ -24,7 +24,7 @@ from multiprocessing.connection import wait
 from typing import TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
-from bot.feeds.first_read import first_read_or_parse
+from bot.feeds.first_read import as_feed, first_read_or_parse, first_read_packed
 from bot.feeds.parse_delta import ChangedItems, parse_changed_items
 from bot.feeds.parser import parse_bytes
 from bot.models import FetchResult, ParsedFeed
@@ -113,7 +113,7 @@ class ParsePool:
 
     async def first_read(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         """`bot.feeds.first_read.first_read_or_parse` in a worker: a new feed's identities."""
-        return await self._run(first_read_or_parse, body, url, content_type)
+        return as_feed(await self._run(first_read_packed, body, url, content_type))
 
     async def parse_changed_items(
         self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
