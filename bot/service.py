@@ -802,6 +802,13 @@ class SubscriptionService:
 
 IMPORT_BATCH = 25
 
+#: what a new subscription marks seen: its entries' prints and the feed's seen-set cap
+Seen = tuple[list[str], int]
+
+
+def seen_of(parsed: ParsedFeed) -> Seen:
+    return [p for e in parsed.entries for p in entry_prints(e)], seen_cap(len(parsed.entries))
+
 
 class ChatLocks:
     """An asyncio lock per chat id, forgotten when nobody holds or waits for it."""
@@ -847,7 +854,7 @@ class _Import:
         self.on_checked = on_checked
         self.known: set[str] = set()
         self.room = 0
-        self.batch: list[tuple[ImportItem, Probe, ParsedFeed]] = []
+        self.batch: list[tuple[ImportItem, Probe, ParsedFeed, Seen]] = []
 
     async def prepare(self) -> None:
         subs = await self.service.store.subscriptions_for_chat(self.chat.id)
@@ -882,7 +889,13 @@ class _Import:
             return ImportItem(url, "limit", title, limit)
         self.room -= 1
         item = ImportItem(probe.url, "added", title)
-        self.batch.append((item, probe, probe.feed))
+        # what the commit needs, without the entries: hundreds of feeds wait for their batch
+        # at once, and their entries (thousands of objects) would outlive the garbage
+        # collector's young generations and make it scan the whole heap again and again
+        parsed = probe.feed
+        seen = seen_of(parsed)
+        light = dataclasses.replace(parsed, entries=[])
+        self.batch.append((item, dataclasses.replace(probe, feed=light), light, seen))
         if len(self.batch) >= IMPORT_BATCH:
             await self.commit()
         return item
@@ -899,8 +912,8 @@ class _Import:
         async def attempt() -> list[bool]:
             state = await store.load_chat(chat.id)
             news = [
-                _imported(state, chat, probe, parsed, thread_id, settings, item.title)
-                for item, probe, parsed in taken
+                _imported(state, chat, probe, parsed, thread_id, settings, item.title, seen)
+                for item, probe, parsed, seen in taken
             ]
             added = [new for new in news if new is not None]
             if added:
@@ -909,7 +922,7 @@ class _Import:
 
         async with self.service.chat_writes.hold(chat.id):
             results = await retry_on_conflict(attempt, f"import into {chat.id}")
-        for (item, _, parsed), added in zip(taken, results, strict=True):
+        for (item, _, parsed, _), added in zip(taken, results, strict=True):
             item.status = "added" if added else "exists"
             item.title = item.title or parsed.title
 
@@ -922,10 +935,12 @@ def _imported(
     thread_id: int | None,
     settings: Settings,
     title: str,
+    seen: Seen | None = None,
 ) -> NewSubscription | None:
     """One imported feed as a new subscription (kept in `state` for the next one), or None
-    when the chat has it already. A title other than the feed's becomes its custom title."""
-    new = _new_subscription(state, chat, probe, parsed, thread_id, settings)
+    when the chat has it already. A title other than the feed's becomes its custom title.
+    `seen`: what `seen_of(parsed)` would give (when parsed holds no entries any more)."""
+    new = _new_subscription(state, chat, probe, parsed, thread_id, settings, seen=seen)
     if new is None:
         return None
     if title.strip() and title.strip() != parsed.title:
@@ -1079,9 +1094,11 @@ def _new_subscription(
     thread_id: int | None,
     settings: Settings,
     created: float | None = None,
+    seen: Seen | None = None,
 ) -> NewSubscription | None:
     """The feed (everything in it counts as seen, for the feed and the chat) and the
-    subscription to store together; None when the chat already has it."""
+    subscription to store together; None when the chat already has it. `seen`: as in
+    `_imported`."""
     now = time.time()
     if any(row.subscription.feed_url == probe.url for row in state.rows):
         return None
@@ -1099,10 +1116,8 @@ def _new_subscription(
         options=SubscriptionOptions.from_dict(stored_chat.defaults),
         page=probe.discovered_from,
     )
-    prints = [p for e in parsed.entries for p in entry_prints(e)]
-    return NewSubscription(
-        subscription, feed, stored_chat, prints, seen_cap(len(parsed.entries)), CHAT_SEEN_CAP
-    )
+    prints, cap = seen if seen is not None else seen_of(parsed)
+    return NewSubscription(subscription, feed, stored_chat, prints, cap, CHAT_SEEN_CAP)
 
 
 # ------------------------------------------ options, filters, pause, status (issue 6, part B)

@@ -19,18 +19,21 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
+from bot.config import Settings
 from bot.errors import ParseError
 from bot.feeds import first_read as fr
 from bot.feeds.diff import entry_prints
 from bot.feeds.first_read import Declined, first_read, first_read_or_parse, read_identities
 from bot.feeds.parse_pool import ParsePool, first_read_feed
 from bot.feeds.parser import parse_bytes
-from bot.models import ParsedFeed
+from bot.models import Chat, ParsedFeed
+from tests.fakes.feedserver import FeedServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 URL = "https://blog.example.org/en/feed/index.xml"
@@ -398,6 +401,47 @@ async def test_first_read_feed_runs_in_the_pool_and_in_a_thread() -> None:
     finally:
         await pool.close()
     assert view(await pool.first_read(BIG_RSS, URL)) == expected  # closed: threads
+
+
+async def test_an_import_marks_what_each_feed_holds_seen_and_sends_nothing(
+    bot_settings: Settings, feed_server: FeedServer
+) -> None:
+    """Through the OPML import path with its parse workers: each feed's seen-set holds the
+    prints of the whole parse, whether the first read answered (wholly, or with feedparser on
+    some entries) or declined."""
+    from bot.app import build_application
+    from bot.runtime import Runtime
+
+    shared_link = (
+        b'<rss version="2.0"><channel><title>T</title>'
+        + b"".join(b"<item><title>%d</title><link>https://a.test/same</link>"
+                   b"<guid isPermaLink='false'>%d</guid><pubDate>Sun, 08 Feb 2026 0%d:00:00 "
+                   b"+0000</pubDate></item>" % (n, n, n) for n in range(3))
+        + b"<item><title>c</title><link>https://a.test/c</link></item>" + b" " * 2048
+        + b"</channel></rss>"
+    )
+    declined = BIG_RSS.replace(b"<title>Big</title>", b"<title><b>Big</b></title>")
+    bodies = {"/big.xml": BIG_RSS, "/some.xml": shared_link, "/whole.xml": declined}
+    bodies |= {f"/f{n}.xml": BIG_RSS.replace(b"big.test/", f"big.test/{n}/".encode())
+               for n in range(20)}
+    assert first_read(declined, URL) is None and first_read(shared_link, URL) is not None
+    for path, body in bodies.items():
+        feed_server.set_feed(path, body)
+    settings = replace(bot_settings, max_subscriptions=len(bodies))
+    runtime = await Runtime.start(settings, build_application(settings).bot)
+    try:
+        items = await runtime.service.import_feeds(
+            Chat(id=4242, type="private"), [(feed_server.url(p), "") for p in bodies])
+        assert [i.status for i in items] == ["added"] * len(bodies)
+        for path, body in bodies.items():
+            url = feed_server.url(path)
+            feed = await runtime.store.get_feed(url)
+            whole = parse_bytes(body, url)
+            assert feed is not None and feed.title == whole.title
+            assert list(feed.seen) == [p for e in whole.entries for p in entry_prints(e)]
+        assert await runtime.store.outbox_depth() == 0
+    finally:
+        await runtime.stop()
 
 
 # ------------------------------------------------------------------- the seeds and corpora
