@@ -21,8 +21,9 @@ from bot.feeds.diff import entry_prints, is_seen, oldest_first, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.filters import PostVerdict, trial
+from bot.feeds.first_read import FirstRead
 from bot.feeds.identity import normalize_link
-from bot.feeds.parse_pool import ParsePool, first_read_feed, parse_feed
+from bot.feeds.parse_pool import ParsePool, first_read_feed, first_read_packed_feed, parse_feed
 from bot.feeds.request_headers import (
     basic_credentials,
     edited,
@@ -71,6 +72,22 @@ from bot.telegraph import PagePublisher
 
 T = TypeVar("T")
 
+#: what a new subscription marks seen: its entries' prints and the feed's seen-set cap
+Seen = tuple[list[str], int]
+
+
+def seen_of(parsed: ParsedFeed) -> Seen:
+    return [p for e in parsed.entries for p in entry_prints(e)], seen_cap(len(parsed.entries))
+
+
+def without_entries(found: FirstRead | ParsedFeed) -> tuple[ParsedFeed, Seen]:
+    """A read feed without its entries, and what they mark seen (as `seen_of` its whole)."""
+    if isinstance(found, FirstRead):
+        prints = [p for entry in found.prints for p in entry]
+        feed = ParsedFeed(found.title, found.link, [], found.ttl_minutes, found.warning)
+        return feed, (prints, seen_cap(len(found.prints)))
+    return dataclasses.replace(found, entries=[]), seen_of(found)
+
 
 @dataclass
 class Probe:
@@ -88,6 +105,9 @@ class Probe:
     error_status: int | None = None  # the HTTP status of an HTTP error
     discovered_from: str = ""  # the web page the feed was found on
     choices: list[tuple[str, str]] = field(default_factory=list)  # (url, title) on a page
+    #: a light probe's (see `SubscriptionService.probe`): what the entries mark seen; `feed`
+    #: holds no entries then
+    seen: Seen | None = None
 
 
 @dataclass
@@ -205,10 +225,13 @@ class SubscriptionService:
         discover: bool = True,
         whole: bool = False,
         headers: Mapping[str, str] | None = None,
+        light: bool = False,
     ) -> Probe:
         """Fetch and parse `url`; when it is a web page, look for its feeds. `whole`: parse
         the entries whole (to render them), not only their identities. `headers`: a feed
-        record's own (Feed.request_headers)."""
+        record's own (Feed.request_headers). `light`: keep only what marks the entries seen
+        (`Probe.seen`), no Entry objects: an OPML import holds hundreds of probes at once, and
+        their entries would keep the garbage collector scanning the whole heap."""
         probe = Probe(url=url)
         try:
             result = await self.fetcher.fetch(url, headers=headers)
@@ -220,14 +243,19 @@ class SubscriptionService:
             return probe
         probe.url = canonical(result.permanent_url or url)
         read = parse_feed if whole else first_read_feed
+        args = (result.body, result.url, result.content_type)
         try:
             # a new subscription delivers nothing: the entries' identities are enough
-            probe.feed = await read(
-                result.body, result.url, result.content_type, pool=self.parse_pool
-            )
+            if light and not whole:
+                found = await first_read_packed_feed(*args, pool=self.parse_pool)
+                probe.feed, probe.seen = without_entries(found)
+            else:
+                probe.feed = await read(*args, pool=self.parse_pool)
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
-                return await self._discover(url, result.body, result.url, whole=whole)
+                return await self._discover(
+                    url, result.body, result.url, whole=whole, light=light
+                )
             probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
@@ -248,13 +276,15 @@ class SubscriptionService:
                 break
         return probe
 
-    async def _discover(self, page: str, body: bytes, base: str, *, whole: bool = False) -> Probe:
+    async def _discover(
+        self, page: str, body: bytes, base: str, *, whole: bool = False, light: bool = False
+    ) -> Probe:
         links = find_feed_links(body, base)
         if not links:
             return Probe(url=page, error=Reason("error_not_feed_page"), error_kind="not_feed_page")
         if len(links) > 1:
             return Probe(url=page, choices=[(link.url, link.title) for link in links])
-        found = await self.probe(links[0].url, discover=False, whole=whole)
+        found = await self.probe(links[0].url, discover=False, whole=whole, light=light)
         found.discovered_from = canonical(page)
         return found
 
@@ -802,13 +832,6 @@ class SubscriptionService:
 
 IMPORT_BATCH = 25
 
-#: what a new subscription marks seen: its entries' prints and the feed's seen-set cap
-Seen = tuple[list[str], int]
-
-
-def seen_of(parsed: ParsedFeed) -> Seen:
-    return [p for e in parsed.entries for p in entry_prints(e)], seen_cap(len(parsed.entries))
-
 
 class ChatLocks:
     """An asyncio lock per chat id, forgotten when nobody holds or waits for it."""
@@ -879,8 +902,8 @@ class _Import:
             limit = limit_reason(self.service.settings.max_subscriptions)
             return ImportItem(url, "limit", title, limit)
         async with self.gate:
-            probe = await self.service.probe(url)
-        if probe.feed is None:
+            probe = await self.service.probe(url, light=True)
+        if probe.feed is None or probe.seen is None:
             reason = Reason("import_reason_several_feeds") if probe.choices else probe.error
             return ImportItem(url, "failed", title, reason)
         # a slot is taken only by a feed that answered: dead outlines never crowd out good ones
@@ -889,13 +912,7 @@ class _Import:
             return ImportItem(url, "limit", title, limit)
         self.room -= 1
         item = ImportItem(probe.url, "added", title)
-        # what the commit needs, without the entries: hundreds of feeds wait for their batch
-        # at once, and their entries (thousands of objects) would outlive the garbage
-        # collector's young generations and make it scan the whole heap again and again
-        parsed = probe.feed
-        seen = seen_of(parsed)
-        light = dataclasses.replace(parsed, entries=[])
-        self.batch.append((item, dataclasses.replace(probe, feed=light), light, seen))
+        self.batch.append((item, probe, probe.feed, probe.seen))
         if len(self.batch) >= IMPORT_BATCH:
             await self.commit()
         return item

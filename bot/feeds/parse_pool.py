@@ -27,7 +27,7 @@ from multiprocessing.connection import wait
 from typing import Any, TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
-from bot.feeds.first_read import as_feed, first_read_or_parse, first_read_packed
+from bot.feeds.first_read import FirstRead, as_feed, first_read_or_parse, first_read_packed
 from bot.feeds.parse_delta import ChangedItems, parse_changed_items
 from bot.feeds.parser import parse_bytes
 from bot.models import FetchResult, ParsedFeed
@@ -116,10 +116,15 @@ class ParsePool:
         return await self._run(parse_bytes, body, url, content_type)
 
     async def first_read(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
-        """`bot.feeds.first_read.first_read_or_parse` in a worker: a new feed's identities.
-        Batched (see _Batcher): an OPML import reads hundreds of feeds at once."""
-        found = await self._run(first_read_packed, body, url, content_type, batched=True)
-        return as_feed(found)
+        """`bot.feeds.first_read.first_read_or_parse` in a worker: a new feed's identities."""
+        return as_feed(await self.first_read_packed(body, url, content_type))
+
+    async def first_read_packed(
+        self, body: bytes, url: str, content_type: str = ""
+    ) -> FirstRead | ParsedFeed:
+        """`bot.feeds.first_read.first_read_packed` in a worker, batched (see _Batcher): an
+        OPML import reads hundreds of feeds at once."""
+        return await self._run(first_read_packed, body, url, content_type, batched=True)
 
     async def parse_changed_items(
         self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
@@ -370,6 +375,16 @@ async def first_read_feed(
     if pool is not None:
         return await pool.first_read(body, url, content_type)
     return await asyncio.to_thread(first_read_or_parse, body, url, content_type)
+
+
+async def first_read_packed_feed(
+    body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
+) -> FirstRead | ParsedFeed:
+    """`first_read_feed` as bot.feeds.first_read.first_read_packed answers it (a FirstRead when
+    the first read answered, without an Entry per item)."""
+    if pool is not None:
+        return await pool.first_read_packed(body, url, content_type)
+    return await asyncio.to_thread(first_read_packed, body, url, content_type)
 
 
 async def parse_changed(
