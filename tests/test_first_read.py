@@ -30,6 +30,7 @@ from bot.errors import ParseError
 from bot.feeds import first_read as fr
 from bot.feeds.diff import entry_prints
 from bot.feeds.first_read import Declined, first_read, first_read_or_parse, read_identities
+from bot.feeds.identity import normalize_link
 from bot.feeds.parse_pool import ParsePool, first_read_feed
 from bot.feeds.parser import parse_bytes
 from bot.models import Chat, ParsedFeed
@@ -342,25 +343,28 @@ def test_the_feedparser_handlers_it_follows_are_the_ones_there() -> None:
 
 def test_absolute_links_are_left_as_feedparser_s_urljoin_leaves_them() -> None:
     """The reader skips urljoin for links it recognises as coming back unchanged: it must
-    recognise only those, against every kind of base."""
+    recognise only those, against every kind of base. Likewise normalize_link for links it
+    only lower-cases and trims."""
     rng = random.Random(3)
     pieces = ("http://", "https://", "HTTP://", "http:///", "blog.example.org", "a", "0", "/",
               "//", ".", "..", "-", ":", ":8080", "?", "?a=1", "&", ";", "#", "#x", "%20", "@",
               "~", " ", "\t", "\n", "\x00", "\u00e9", "[", "]", "[::1]", "=", "+", "!", "'")
     bases = ("", URL, "http://127.0.0.1/f/1", "https://base.test/dir/", "urn:x:y", "x",
              "http://[::1/", "https://h.test/a?q#f")
-    matched = 0
+    matched = plain = 0
     for _ in range(20_000):
         uri = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
         if rng.random() < 0.6:
-            uri = rng.choice(("http://", "https://")) + uri.lstrip(":/")
+            uri = rng.choice(("http://", "https://", "HTTPS://", "feed://")) + uri.lstrip(":/")
+        assert fr._normalized(uri) == normalize_link(uri), uri  # its own shortcut
+        plain += bool(fr._PLAIN_LINK.match(uri))
         for base in bases:
             expected = fr._urljoin(base, uri)
             if fr._ABSOLUTE.match(uri) and fr._joins(base):
                 matched += 1
                 assert expected == uri, (base, uri)
             assert fr._Reader(base).resolve(uri) == expected, (base, uri)
-    assert matched > 2_000  # the shortcut is taken, and often
+    assert matched > 1_000 and plain > 500  # the shortcuts are taken, and often
 
 
 def test_the_packed_answer_is_the_first_read() -> None:

@@ -139,6 +139,23 @@ _ABSOLUTE = re.compile(
 )
 
 
+#: links whose normalize_link only lower-cases the scheme and host and drops the slashes that end
+#: the path: a host (ASCII, no brackets or user) and nothing urlsplit strips, no query or
+#: fragment to rebuild. tests/test_first_read.py checks it against normalize_link.
+_PLAIN_LINK = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9._:-]+)(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?\Z"
+)
+
+
+def _normalized(link: str) -> str:
+    """normalize_link(link)."""
+    plain = _PLAIN_LINK.match(link)
+    if plain is None:
+        return normalize_link(link)
+    scheme, host, path = plain.groups()
+    return f"{scheme.lower()}://{host.lower()}{(path or '').rstrip('/') or '/'}"
+
+
 @functools.lru_cache(maxsize=64)
 def _joins(base: str) -> bool:
     """Does urljoin split `base` (else _urljoin gives "" for every URI against it)?"""
@@ -585,7 +602,13 @@ class _Reader:
 
     def end_title(self, element: _Element) -> None:
         value = "".join(element.text).strip()
-        if element.expecting_text:
+        blocked = -1 < self.title_depth <= self.depth
+        kept = not blocked and not (self.inentry and not self.insource) and (
+            self.infeed or self.insource
+        )
+        # an entry's title is not kept: only whether it is empty matters below, which the
+        # clean-ups do not change (resolving links in HTML might: that one still runs)
+        if element.expecting_text and (kept or self.resolve_in_html):
             kind = element.content_type
             if (not self.version.startswith("atom") and kind == "text/plain"
                     and _FeedParserMixin.looks_like_html(value)):
@@ -593,10 +616,7 @@ class _Reader:
             if self.resolve_in_html and kind == "text/html":
                 value = resolve_relative_uris(value, self.base, "utf-8", kind)
             value = _cleaned(value)
-            blocked = -1 < self.title_depth <= self.depth
-            if not blocked and not (self.inentry and not self.insource) and (
-                self.infeed or self.insource
-            ):
+            if kept:
                 context = self.context()
                 context.title, context.title_type = value, kind
         self.incontent -= 1
@@ -728,7 +748,7 @@ def _prints(
     def link_key(link: str) -> str:
         found = link_keys.get(link)
         if found is None:
-            found = link_keys[link] = f"link:{normalize_link(link)}" if link else ""
+            found = link_keys[link] = f"link:{_normalized(link)}" if link else ""
         return found
 
     found: list[Any] = [_identity(raw) for raw in raws]
