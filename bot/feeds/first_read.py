@@ -33,7 +33,7 @@ import xml.parsers.expat
 import xml.sax
 import xml.sax.expatreader
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
@@ -219,7 +219,7 @@ class _Element:
     kind: str = ""  # what this reader does at its end ("" nothing)
     expecting_text: bool = False
     content_type: str = ""
-    text: list[str] = field(default_factory=list)
+    text: Sequence[str] = ()  # a list of its own once collected
 
 
 @dataclass(eq=False)
@@ -369,7 +369,7 @@ class _Reader:
             given = attrs_d.get("xml:base", attrs_d.get("base"))
             base = self.join_base(self.base, given) if given else self.settle(self.base)
         else:
-            attrs_d = {}
+            attrs_d = attrs  # empty, and expat's own for this element only
             base = self.settled.get(self.base) or self.settle(self.base)
         self.base = base  # unknown_starttag's xml:base bookkeeping
         self.bases.append(base)
@@ -472,9 +472,10 @@ class _Reader:
             self.collect(element, "ttl", expecting_text=True)
 
     def collect(self, element: _Element, kind: str, *, expecting_text: bool) -> None:
-        element.kind, element.expecting_text = kind, expecting_text
+        text: list[str] = []
+        element.kind, element.expecting_text, element.text = kind, expecting_text, text
         self.collecting = True
-        self.parser.CharacterDataHandler = element.text.append
+        self.parser.CharacterDataHandler = text.append
 
     def start_item(self, element: _Element, attrs: dict[str, str]) -> None:
         if self.inentry:
@@ -533,26 +534,24 @@ class _Reader:
     def on_end(self, name: str) -> None:
         end = (self.names.get(name) or self.element_names(name)).end
         element = self.stack.pop()
-        if isinstance(element, _Names):
+        if element.__class__ is _Names:
             if element.start != end and end in ENDS:
                 raise Declined(f"{end} ends {element.start}")
         else:
-            self.end_element(element, end)
+            assert isinstance(element, _Element)
+            if self.collecting:
+                self.collecting = False
+                self.parser.CharacterDataHandler = None
+            if element.start_handler != end:
+                if end in ENDS or element.kind:
+                    raise Declined(f"{end} ends {element.start_handler}")
+            elif element.kind:
+                _ENDERS[element.kind](self, element)
         bases = self.bases  # unknown_endtag's: back to the parent's base (when it has one)
         bases.pop()
         if bases and bases[-1]:
             self.base = bases[-1]
         self.depth -= 1
-
-    def end_element(self, element: _Element, end: str) -> None:
-        if self.collecting:
-            self.collecting = False
-            self.parser.CharacterDataHandler = None
-        if element.start_handler != end:
-            if end in ENDS or element.kind:
-                raise Declined(f"{end} ends {element.start_handler}")
-        elif element.kind:
-            getattr(self, f"end_{element.kind}")(element)
 
     def end_content(self, element: _Element) -> None:
         self.incontent -= 1
@@ -627,6 +626,13 @@ class _Reader:
         value = _cleaned("".join(element.text).strip())
         if not (self.inentry and not self.insource) and (self.infeed or self.insource):
             self.context().ttl = value
+
+
+#: what the reader does at the end of an element of each kind (`_Element.kind`)
+_ENDERS: dict[str, Callable[[_Reader, _Element], None]] = {
+    name.removeprefix("end_"): getattr(_Reader, name) for name in dir(_Reader)
+    if name.startswith("end_") and name != "end_element"
+}
 
 
 # ---------------------------------------------------------------------------- the answer
