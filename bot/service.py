@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -83,7 +84,7 @@ def seen_of(parsed: ParsedFeed) -> Seen:
 def without_entries(found: FirstRead | ParsedFeed) -> tuple[ParsedFeed, Seen]:
     """A read feed without its entries, and what they mark seen (as `seen_of` its whole)."""
     if isinstance(found, FirstRead):
-        prints = [p for entry in found.prints for p in entry]
+        prints = list(itertools.chain.from_iterable(found.prints))
         feed = ParsedFeed(found.title, found.link, [], found.ttl_minutes, found.warning)
         return feed, (prints, seen_cap(len(found.prints)))
     return dataclasses.replace(found, entries=[]), seen_of(found)
@@ -895,9 +896,10 @@ class _Import:
         url = clean_url(raw_url)
         if urlsplit(url).scheme not in ("http", "https"):
             return ImportItem(raw_url, "failed", title, Reason("error_not_http"))
-        if normalize_link(url) in self.known:
+        known = normalize_link(url)
+        if known in self.known:
             return ImportItem(url, "exists", title)
-        self.known.add(normalize_link(url))
+        self.known.add(known)
         if self.room <= 0:  # full already: no need to fetch
             limit = limit_reason(self.service.settings.max_subscriptions)
             return ImportItem(url, "limit", title, limit)
