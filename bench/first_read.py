@@ -187,12 +187,14 @@ def main() -> None:
     if args.feeds % args.chats:
         parser.error("--feeds must be a multiple of --chats")
     rows = []
-    with MultiHostFeedServer(seed_body(), args.addresses, args.ports) as server:
+    seed = seed_body()  # the shared seed, or its generated look-alike without ../shared
+    print(f"seed: {len(seed)} bytes, {seed.count(b'<item>')} items")
+    with MultiHostFeedServer(seed, args.addresses, args.ports) as server:
         for rep in range(1, args.repeat + 1):
             row = run_child(server, args.feeds, args.chats)
             n = args.feeds
             row = {"feeds": n, "chats": args.chats, "endpoints": server.endpoints.count,
-                   "rep": rep, **row,
+                   "rep": rep, "seed_bytes": len(seed), **row,
                    "feeds_per_s": n / row["wall_s"], "cpu_ms_per_feed": 1000 * row["cpu_s"] / n,
                    "parse_share": n * row["parse_ms_min"] / 1000 / row["cpu_s"]}
             rows.append(row)

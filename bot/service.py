@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,8 +22,9 @@ from bot.feeds.diff import entry_prints, is_seen, oldest_first, seen_cap
 from bot.feeds.discovery import find_feed_links, looks_like_html
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.filters import PostVerdict, trial
+from bot.feeds.first_read import FirstRead
 from bot.feeds.identity import normalize_link
-from bot.feeds.parse_pool import ParsePool, first_read_feed, parse_feed
+from bot.feeds.parse_pool import ParsePool, first_read_feed, first_read_packed_feed, parse_feed
 from bot.feeds.request_headers import (
     basic_credentials,
     edited,
@@ -71,6 +73,22 @@ from bot.telegraph import PagePublisher
 
 T = TypeVar("T")
 
+#: what a new subscription marks seen: its entries' prints and the feed's seen-set cap
+Seen = tuple[list[str], int]
+
+
+def seen_of(parsed: ParsedFeed) -> Seen:
+    return [p for e in parsed.entries for p in entry_prints(e)], seen_cap(len(parsed.entries))
+
+
+def without_entries(found: FirstRead | ParsedFeed) -> tuple[ParsedFeed, Seen]:
+    """A read feed without its entries, and what they mark seen (as `seen_of` its whole)."""
+    if isinstance(found, FirstRead):
+        prints = list(itertools.chain.from_iterable(found.prints))
+        feed = ParsedFeed(found.title, found.link, [], found.ttl_minutes, found.warning)
+        return feed, (prints, seen_cap(len(found.prints)))
+    return dataclasses.replace(found, entries=[]), seen_of(found)
+
 
 @dataclass
 class Probe:
@@ -88,6 +106,9 @@ class Probe:
     error_status: int | None = None  # the HTTP status of an HTTP error
     discovered_from: str = ""  # the web page the feed was found on
     choices: list[tuple[str, str]] = field(default_factory=list)  # (url, title) on a page
+    #: a light probe's (see `SubscriptionService.probe`): what the entries mark seen; `feed`
+    #: holds no entries then
+    seen: Seen | None = None
 
 
 @dataclass
@@ -205,10 +226,13 @@ class SubscriptionService:
         discover: bool = True,
         whole: bool = False,
         headers: Mapping[str, str] | None = None,
+        light: bool = False,
     ) -> Probe:
         """Fetch and parse `url`; when it is a web page, look for its feeds. `whole`: parse
         the entries whole (to render them), not only their identities. `headers`: a feed
-        record's own (Feed.request_headers)."""
+        record's own (Feed.request_headers). `light`: keep only what marks the entries seen
+        (`Probe.seen`), no Entry objects: an OPML import holds hundreds of probes at once, and
+        their entries would keep the garbage collector scanning the whole heap."""
         probe = Probe(url=url)
         try:
             result = await self.fetcher.fetch(url, headers=headers)
@@ -220,14 +244,19 @@ class SubscriptionService:
             return probe
         probe.url = canonical(result.permanent_url or url)
         read = parse_feed if whole else first_read_feed
+        args = (result.body, result.url, result.content_type)
         try:
             # a new subscription delivers nothing: the entries' identities are enough
-            probe.feed = await read(
-                result.body, result.url, result.content_type, pool=self.parse_pool
-            )
+            if light and not whole:
+                found = await first_read_packed_feed(*args, pool=self.parse_pool)
+                probe.feed, probe.seen = without_entries(found)
+            else:
+                probe.feed = await read(*args, pool=self.parse_pool)
         except ParseError as exc:
             if discover and looks_like_html(result.content_type, result.body):
-                return await self._discover(url, result.body, result.url, whole=whole)
+                return await self._discover(
+                    url, result.body, result.url, whole=whole, light=light
+                )
             probe.error, probe.error_kind = exc.reason, exc.kind
             return probe
         probe.fetch_etag, probe.fetch_last_modified = result.etag, result.last_modified
@@ -248,13 +277,15 @@ class SubscriptionService:
                 break
         return probe
 
-    async def _discover(self, page: str, body: bytes, base: str, *, whole: bool = False) -> Probe:
+    async def _discover(
+        self, page: str, body: bytes, base: str, *, whole: bool = False, light: bool = False
+    ) -> Probe:
         links = find_feed_links(body, base)
         if not links:
             return Probe(url=page, error=Reason("error_not_feed_page"), error_kind="not_feed_page")
         if len(links) > 1:
             return Probe(url=page, choices=[(link.url, link.title) for link in links])
-        found = await self.probe(links[0].url, discover=False, whole=whole)
+        found = await self.probe(links[0].url, discover=False, whole=whole, light=light)
         found.discovered_from = canonical(page)
         return found
 
@@ -847,7 +878,7 @@ class _Import:
         self.on_checked = on_checked
         self.known: set[str] = set()
         self.room = 0
-        self.batch: list[tuple[ImportItem, Probe, ParsedFeed]] = []
+        self.batch: list[tuple[ImportItem, Probe, ParsedFeed, Seen]] = []
 
     async def prepare(self) -> None:
         subs = await self.service.store.subscriptions_for_chat(self.chat.id)
@@ -865,15 +896,16 @@ class _Import:
         url = clean_url(raw_url)
         if urlsplit(url).scheme not in ("http", "https"):
             return ImportItem(raw_url, "failed", title, Reason("error_not_http"))
-        if normalize_link(url) in self.known:
+        known = normalize_link(url)
+        if known in self.known:
             return ImportItem(url, "exists", title)
-        self.known.add(normalize_link(url))
+        self.known.add(known)
         if self.room <= 0:  # full already: no need to fetch
             limit = limit_reason(self.service.settings.max_subscriptions)
             return ImportItem(url, "limit", title, limit)
         async with self.gate:
-            probe = await self.service.probe(url)
-        if probe.feed is None:
+            probe = await self.service.probe(url, light=True)
+        if probe.feed is None or probe.seen is None:
             reason = Reason("import_reason_several_feeds") if probe.choices else probe.error
             return ImportItem(url, "failed", title, reason)
         # a slot is taken only by a feed that answered: dead outlines never crowd out good ones
@@ -882,7 +914,7 @@ class _Import:
             return ImportItem(url, "limit", title, limit)
         self.room -= 1
         item = ImportItem(probe.url, "added", title)
-        self.batch.append((item, probe, probe.feed))
+        self.batch.append((item, probe, probe.feed, probe.seen))
         if len(self.batch) >= IMPORT_BATCH:
             await self.commit()
         return item
@@ -899,8 +931,8 @@ class _Import:
         async def attempt() -> list[bool]:
             state = await store.load_chat(chat.id)
             news = [
-                _imported(state, chat, probe, parsed, thread_id, settings, item.title)
-                for item, probe, parsed in taken
+                _imported(state, chat, probe, parsed, thread_id, settings, item.title, seen)
+                for item, probe, parsed, seen in taken
             ]
             added = [new for new in news if new is not None]
             if added:
@@ -909,7 +941,7 @@ class _Import:
 
         async with self.service.chat_writes.hold(chat.id):
             results = await retry_on_conflict(attempt, f"import into {chat.id}")
-        for (item, _, parsed), added in zip(taken, results, strict=True):
+        for (item, _, parsed, _), added in zip(taken, results, strict=True):
             item.status = "added" if added else "exists"
             item.title = item.title or parsed.title
 
@@ -922,10 +954,12 @@ def _imported(
     thread_id: int | None,
     settings: Settings,
     title: str,
+    seen: Seen | None = None,
 ) -> NewSubscription | None:
     """One imported feed as a new subscription (kept in `state` for the next one), or None
-    when the chat has it already. A title other than the feed's becomes its custom title."""
-    new = _new_subscription(state, chat, probe, parsed, thread_id, settings)
+    when the chat has it already. A title other than the feed's becomes its custom title.
+    `seen`: what `seen_of(parsed)` would give (when parsed holds no entries any more)."""
+    new = _new_subscription(state, chat, probe, parsed, thread_id, settings, seen=seen)
     if new is None:
         return None
     if title.strip() and title.strip() != parsed.title:
@@ -1079,9 +1113,11 @@ def _new_subscription(
     thread_id: int | None,
     settings: Settings,
     created: float | None = None,
+    seen: Seen | None = None,
 ) -> NewSubscription | None:
     """The feed (everything in it counts as seen, for the feed and the chat) and the
-    subscription to store together; None when the chat already has it."""
+    subscription to store together; None when the chat already has it. `seen`: as in
+    `_imported`."""
     now = time.time()
     if any(row.subscription.feed_url == probe.url for row in state.rows):
         return None
@@ -1099,10 +1135,8 @@ def _new_subscription(
         options=SubscriptionOptions.from_dict(stored_chat.defaults),
         page=probe.discovered_from,
     )
-    prints = [p for e in parsed.entries for p in entry_prints(e)]
-    return NewSubscription(
-        subscription, feed, stored_chat, prints, seen_cap(len(parsed.entries)), CHAT_SEEN_CAP
-    )
+    prints, cap = seen if seen is not None else seen_of(parsed)
+    return NewSubscription(subscription, feed, stored_chat, prints, cap, CHAT_SEEN_CAP)
 
 
 # ------------------------------------------ options, filters, pause, status (issue 6, part B)

@@ -19,18 +19,22 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
+from bot.config import Settings
 from bot.errors import ParseError
 from bot.feeds import first_read as fr
 from bot.feeds.diff import entry_prints
 from bot.feeds.first_read import Declined, first_read, first_read_or_parse, read_identities
+from bot.feeds.identity import normalize_link
 from bot.feeds.parse_pool import ParsePool, first_read_feed
 from bot.feeds.parser import parse_bytes
-from bot.models import ParsedFeed
+from bot.models import Chat, ParsedFeed
+from tests.fakes.feedserver import FeedServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 URL = "https://blog.example.org/en/feed/index.xml"
@@ -337,6 +341,41 @@ def test_the_feedparser_handlers_it_follows_are_the_ones_there() -> None:
             assert name in fr.IDS, name
 
 
+def test_absolute_links_are_left_as_feedparser_s_urljoin_leaves_them() -> None:
+    """The reader skips urljoin for links it recognises as coming back unchanged: it must
+    recognise only those, against every kind of base. Likewise normalize_link for links it
+    only lower-cases and trims."""
+    rng = random.Random(3)
+    pieces = ("http://", "https://", "HTTP://", "http:///", "blog.example.org", "a", "0", "/",
+              "//", ".", "..", "-", ":", ":8080", "?", "?a=1", "&", ";", "#", "#x", "%20", "@",
+              "~", " ", "\t", "\n", "\x00", "\u00e9", "[", "]", "[::1]", "=", "+", "!", "'")
+    bases = ("", URL, "http://127.0.0.1/f/1", "https://base.test/dir/", "urn:x:y", "x",
+             "http://[::1/", "https://h.test/a?q#f")
+    matched = plain = 0
+    for _ in range(20_000):
+        uri = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        if rng.random() < 0.6:
+            uri = rng.choice(("http://", "https://", "HTTPS://", "feed://")) + uri.lstrip(":/")
+        assert fr._normalized(uri) == normalize_link(uri), uri  # its own shortcut
+        plain += bool(fr._PLAIN_LINK.match(uri))
+        for base in bases:
+            expected = fr._urljoin(base, uri)
+            if fr._ABSOLUTE.match(uri) and fr._joins(base):
+                matched += 1
+                assert expected == uri, (base, uri)
+            assert fr._Reader(base).resolve(uri) == expected, (base, uri)
+    assert matched > 1_000 and plain > 500  # the shortcuts are taken, and often
+
+
+def test_the_packed_answer_is_the_first_read() -> None:
+    """What a parse worker sends back (FirstRead, or the whole parse) reads as first_read."""
+    packed = fr.first_read_packed(BIG_RSS, URL, RSS_TYPE)
+    assert isinstance(packed, fr.FirstRead)
+    assert fr.as_feed(packed) == first_read(BIG_RSS, URL, RSS_TYPE)
+    no_keys = b"<rss><channel><title>T</title><item><title>a</title></item></channel></rss>"
+    assert fr.first_read_packed(no_keys, URL) == parse_bytes(no_keys, URL)
+
+
 # ---------------------------------------------------------------- the worker and fallback
 BIG_RSS = (
     '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Big</title>'
@@ -366,6 +405,47 @@ async def test_first_read_feed_runs_in_the_pool_and_in_a_thread() -> None:
     finally:
         await pool.close()
     assert view(await pool.first_read(BIG_RSS, URL)) == expected  # closed: threads
+
+
+async def test_an_import_marks_what_each_feed_holds_seen_and_sends_nothing(
+    bot_settings: Settings, feed_server: FeedServer
+) -> None:
+    """Through the OPML import path with its parse workers: each feed's seen-set holds the
+    prints of the whole parse, whether the first read answered (wholly, or with feedparser on
+    some entries) or declined."""
+    from bot.app import build_application
+    from bot.runtime import Runtime
+
+    shared_link = (
+        b'<rss version="2.0"><channel><title>T</title>'
+        + b"".join(b"<item><title>%d</title><link>https://a.test/same</link>"
+                   b"<guid isPermaLink='false'>%d</guid><pubDate>Sun, 08 Feb 2026 0%d:00:00 "
+                   b"+0000</pubDate></item>" % (n, n, n) for n in range(3))
+        + b"<item><title>c</title><link>https://a.test/c</link></item>" + b" " * 2048
+        + b"</channel></rss>"
+    )
+    declined = BIG_RSS.replace(b"<title>Big</title>", b"<title><b>Big</b></title>")
+    bodies = {"/big.xml": BIG_RSS, "/some.xml": shared_link, "/whole.xml": declined}
+    bodies |= {f"/f{n}.xml": BIG_RSS.replace(b"big.test/", f"big.test/{n}/".encode())
+               for n in range(20)}
+    assert first_read(declined, URL) is None and first_read(shared_link, URL) is not None
+    for path, body in bodies.items():
+        feed_server.set_feed(path, body)
+    settings = replace(bot_settings, max_subscriptions=len(bodies))
+    runtime = await Runtime.start(settings, build_application(settings).bot)
+    try:
+        items = await runtime.service.import_feeds(
+            Chat(id=4242, type="private"), [(feed_server.url(p), "") for p in bodies])
+        assert [i.status for i in items] == ["added"] * len(bodies)
+        for path, body in bodies.items():
+            url = feed_server.url(path)
+            feed = await runtime.store.get_feed(url)
+            whole = parse_bytes(body, url)
+            assert feed is not None and feed.title == whole.title
+            assert list(feed.seen) == [p for e in whole.entries for p in entry_prints(e)]
+        assert await runtime.store.outbox_depth() == 0
+    finally:
+        await runtime.stop()
 
 
 # ------------------------------------------------------------------- the seeds and corpora

@@ -8,13 +8,18 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.errors import ParseError
+from bot.feeds import parse_pool as pp
+from bot.feeds.first_read import first_read_or_parse
 from bot.feeds.parse_pool import ParsePool, parse_feed
 from bot.feeds.parser import parse_bytes
+from bot.models import ParsedFeed
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.feeds import hugo_feed
 
@@ -106,6 +111,69 @@ async def test_a_killed_worker_is_replaced(pool: ParsePool) -> None:
     assert len(parsed.entries) == 11
     assert len(pool.pids) == 2 and before[0] not in pool.pids
     assert await _gone([before[1]]), "the old executor's other worker was not stopped"
+
+
+# --------------------------------------------------------------------- batched first reads
+NOT_A_FEED = b"<html><body>" + b"hello " * 500 + b"</body></html>"
+CRASH = BODY.replace(b"<rss", b"<!-- crash --><rss", 1)
+
+
+def crash_once(body: bytes, url: str, marker: str) -> ParsedFeed:
+    """A worker's task that takes its worker process down (a C-level fault, say) the first
+    time it reads CRASH, the time `marker` does not exist yet."""
+    if body == CRASH and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(70)
+    return first_read_or_parse(body, url)
+
+
+def _trips(pool: ParsePool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of tasks in each batched trip to a worker, recorded as they leave."""
+    sizes: list[int] = []
+
+    def submit(self: Any, fn: Any, *args: Any) -> Any:
+        if fn is pp._run_batch:
+            sizes.append(len(args[0]))
+        return original(self, fn, *args)
+
+    original = ProcessPoolExecutor.submit
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    return sizes
+
+
+async def test_first_reads_queued_for_the_workers_go_together(
+    pool: ParsePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = _trips(pool, monkeypatch)
+    results = await asyncio.gather(*(pool.first_read(BODY, f"{URL}?{n}") for n in range(60)))
+    assert all(r == first_read_or_parse(BODY, f"{URL}?{n}") for n, r in enumerate(results))
+    assert sum(trips) == 60 and len(trips) < 20, trips  # in batches, not 60 trips
+    assert trips[0] == 1  # the first one left at once: no waiting while a worker is free
+
+
+async def test_a_failing_task_fails_alone_in_its_batch(pool: ParsePool) -> None:
+    bodies = [BODY, NOT_A_FEED] * 10
+    results = await asyncio.gather(*(pool.first_read(b, URL) for b in bodies),
+                                   return_exceptions=True)
+    for body, result in zip(bodies, results, strict=True):
+        if body is BODY:
+            assert result == first_read_or_parse(BODY, URL)
+        else:
+            assert isinstance(result, ParseError) and result.__cause__ is not None  # traceback
+
+
+async def test_a_worker_dying_in_a_batch_fails_none_of_it(
+    pool: ParsePool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every task of the broken trip (and those waiting) is tried again on fresh workers."""
+    trips = _trips(pool, monkeypatch)
+    bodies = [BODY] * 8 + [CRASH] + [BODY] * 8
+    marker = str(tmp_path / "crashed")
+    results = await asyncio.gather(
+        *(pool._run(crash_once, b, URL, marker, batched=True) for b in bodies)
+    )
+    assert os.path.exists(marker) and max(trips) > 1  # it crashed, in company
+    assert results == [first_read_or_parse(b, URL) for b in bodies]
 
 
 async def test_small_bodies_parse_in_a_thread_without_workers() -> None:

@@ -26,15 +26,17 @@ parse_bytes on generated feeds, the seeds and the corpora.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import xml.parsers.expat
 import xml.sax
 import xml.sax.expatreader
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlparse
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
@@ -126,6 +128,44 @@ _UNSET: Any = object()  # a key the feedparser dictionary does not hold
 _NOT_A_NUMBER = object()  # an element feedparser stores as a dictionary of its attributes
 
 
+#: URLs feedparser's _urljoin gives back unchanged against any base urljoin can split: the
+#: scheme and netloc start at once (no slashes for _urifixer to drop), so urljoin returns the URL
+#: as urlsplit/urlunsplit rebuild it, and nothing here is one they change: no whitespace or
+#: control characters, no brackets, no ";" (params), no "#", no empty "?"; the scheme in
+#: lower case. tests/test_first_read.py checks it against _urljoin.
+_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~!$&'()*+,=:@%/-]*)?"
+    r"(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]+)?\Z"
+)
+
+
+#: links whose normalize_link only lower-cases the scheme and host and drops the slashes that end
+#: the path: a host (ASCII, no brackets or user) and nothing urlsplit strips, no query or
+#: fragment to rebuild. tests/test_first_read.py checks it against normalize_link.
+_PLAIN_LINK = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9._:-]+)(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?\Z"
+)
+
+
+def _normalized(link: str) -> str:
+    """normalize_link(link)."""
+    plain = _PLAIN_LINK.match(link)
+    if plain is None:
+        return normalize_link(link)
+    scheme, host, path = plain.groups()
+    return f"{scheme.lower()}://{host.lower()}{(path or '').rstrip('/') or '/'}"
+
+
+@functools.lru_cache(maxsize=64)
+def _joins(base: str) -> bool:
+    """Does urljoin split `base` (else _urljoin gives "" for every URI against it)?"""
+    try:
+        urlparse(base)
+    except ValueError:
+        return False
+    return True
+
+
 def _content_type(value: str) -> str:
     return _FeedParserMixin.map_content_type(value)
 
@@ -179,7 +219,7 @@ class _Element:
     kind: str = ""  # what this reader does at its end ("" nothing)
     expecting_text: bool = False
     content_type: str = ""
-    text: list[str] = field(default_factory=list)
+    text: Sequence[str] = ()  # a list of its own once collected
 
 
 @dataclass(eq=False)
@@ -329,7 +369,7 @@ class _Reader:
             given = attrs_d.get("xml:base", attrs_d.get("base"))
             base = self.join_base(self.base, given) if given else self.settle(self.base)
         else:
-            attrs_d = {}
+            attrs_d = attrs  # empty, and expat's own for this element only
             base = self.settled.get(self.base) or self.settle(self.base)
         self.base = base  # unknown_starttag's xml:base bookkeeping
         self.bases.append(base)
@@ -370,6 +410,8 @@ class _Reader:
 
     def resolve(self, uri: str) -> str:
         """feedparser's resolve_uri (an item's guid and link are often the same URL)."""
+        if _ABSOLUTE.match(uri) and _joins(self.base):
+            return uri  # what _urljoin gives back for it, unchanged (see _ABSOLUTE)
         key = (self.base, uri)
         resolved = self.resolved.get(key)
         if resolved is None:
@@ -430,9 +472,10 @@ class _Reader:
             self.collect(element, "ttl", expecting_text=True)
 
     def collect(self, element: _Element, kind: str, *, expecting_text: bool) -> None:
-        element.kind, element.expecting_text = kind, expecting_text
+        text: list[str] = []
+        element.kind, element.expecting_text, element.text = kind, expecting_text, text
         self.collecting = True
-        self.parser.CharacterDataHandler = element.text.append
+        self.parser.CharacterDataHandler = text.append
 
     def start_item(self, element: _Element, attrs: dict[str, str]) -> None:
         if self.inentry:
@@ -491,26 +534,24 @@ class _Reader:
     def on_end(self, name: str) -> None:
         end = (self.names.get(name) or self.element_names(name)).end
         element = self.stack.pop()
-        if isinstance(element, _Names):
+        if element.__class__ is _Names:
             if element.start != end and end in ENDS:
                 raise Declined(f"{end} ends {element.start}")
         else:
-            self.end_element(element, end)
+            assert isinstance(element, _Element)
+            if self.collecting:
+                self.collecting = False
+                self.parser.CharacterDataHandler = None
+            if element.start_handler != end:
+                if end in ENDS or element.kind:
+                    raise Declined(f"{end} ends {element.start_handler}")
+            elif element.kind:
+                _ENDERS[element.kind](self, element)
         bases = self.bases  # unknown_endtag's: back to the parent's base (when it has one)
         bases.pop()
         if bases and bases[-1]:
             self.base = bases[-1]
         self.depth -= 1
-
-    def end_element(self, element: _Element, end: str) -> None:
-        if self.collecting:
-            self.collecting = False
-            self.parser.CharacterDataHandler = None
-        if element.start_handler != end:
-            if end in ENDS or element.kind:
-                raise Declined(f"{end} ends {element.start_handler}")
-        elif element.kind:
-            getattr(self, f"end_{element.kind}")(element)
 
     def end_content(self, element: _Element) -> None:
         self.incontent -= 1
@@ -560,7 +601,13 @@ class _Reader:
 
     def end_title(self, element: _Element) -> None:
         value = "".join(element.text).strip()
-        if element.expecting_text:
+        blocked = -1 < self.title_depth <= self.depth
+        kept = not blocked and not (self.inentry and not self.insource) and (
+            self.infeed or self.insource
+        )
+        # an entry's title is not kept: only whether it is empty matters below, which the
+        # clean-ups do not change (resolving links in HTML might: that one still runs)
+        if element.expecting_text and (kept or self.resolve_in_html):
             kind = element.content_type
             if (not self.version.startswith("atom") and kind == "text/plain"
                     and _FeedParserMixin.looks_like_html(value)):
@@ -568,10 +615,7 @@ class _Reader:
             if self.resolve_in_html and kind == "text/html":
                 value = resolve_relative_uris(value, self.base, "utf-8", kind)
             value = _cleaned(value)
-            blocked = -1 < self.title_depth <= self.depth
-            if not blocked and not (self.inentry and not self.insource) and (
-                self.infeed or self.insource
-            ):
+            if kept:
                 context = self.context()
                 context.title, context.title_type = value, kind
         self.incontent -= 1
@@ -584,12 +628,57 @@ class _Reader:
             self.context().ttl = value
 
 
+#: what the reader does at the end of an element of each kind (`_Element.kind`)
+_ENDERS: dict[str, Callable[[_Reader, _Element], None]] = {
+    name.removeprefix("end_"): getattr(_Reader, name) for name in dir(_Reader)
+    if name.startswith("end_") and name != "end_element"
+}
+
+
 # ---------------------------------------------------------------------------- the answer
+class FirstRead(NamedTuple):
+    """What a first read finds, as a parse worker sends it back: plain strings and tuples, a
+    fraction of the pickle (and of its unpickling in the bot's process) of a ParsedFeed with
+    one Entry per item. `feed()` is the ParsedFeed."""
+
+    title: str
+    link: str
+    ttl_minutes: int | None
+    warning: str
+    prints: tuple[tuple[str, ...], ...]  # per entry, in document order
+
+    def feed(self) -> ParsedFeed:
+        return ParsedFeed(
+            title=self.title,
+            link=self.link,
+            entries=[_stub_entry(p) for p in self.prints],
+            ttl_minutes=self.ttl_minutes,
+            warning=self.warning,
+        )
+
+
+_STUB_FIELDS = dict(vars(Entry(key="", title="", link="")))
+
+
+def _stub_entry(prints: tuple[str, ...]) -> Entry:
+    """Entry(key="", title="", link="", prints=prints), built as unpickling builds one: the
+    dataclass __init__ (frozen: a setattr per field) costs several times more, per entry of
+    every feed a first read answers, and its __post_init__ changes nothing in a stub."""
+    entry = object.__new__(Entry)
+    vars(entry).update(_STUB_FIELDS, prints=prints)
+    return entry
+
+
 def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | None:
     """The feed's title, link, ttl and entries as identity-only stubs (`Entry.prints`), the same
     as `parse_bytes` gives them; None when that cannot be promised here (parse whole then)."""
+    found = _first_read(body, url, content_type)
+    return None if found is None else found.feed()
+
+
+def _first_read(body: bytes, url: str, content_type: str) -> FirstRead | None:
     try:
-        return read_identities(body, url, content_type)
+        return read_prints(body, url, content_type)
     except Declined:
         return None
     except Exception:  # a shortcut only: whatever goes wrong here, the whole parse decides
@@ -599,6 +688,11 @@ def first_read(body: bytes, url: str, content_type: str = "") -> ParsedFeed | No
 
 def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """`first_read`, raising Declined (with the reason) instead of returning None."""
+    return read_prints(body, url, content_type).feed()
+
+
+def read_prints(body: bytes, url: str, content_type: str = "") -> FirstRead:
+    """`read_identities` as a FirstRead."""
     if not feedparser.__version__.startswith(FOLLOWED_FEEDPARSER) or not SAX_IS_EXPAT:
         raise Declined(f"feedparser {feedparser.__version__} is not the one followed here")
     if not body.strip() or _looks_like_json(body, content_type):
@@ -620,12 +714,8 @@ def read_identities(body: bytes, url: str, content_type: str = "") -> ParsedFeed
     link = feed.link if feed.link is not _UNSET else ""
     ttl = None if feed.ttl in (_UNSET, _NOT_A_NUMBER) else _int(feed.ttl)
     warning = str(result.get("bozo_exception") or "") if result.get("bozo") else ""
-    return ParsedFeed(
-        title=shown or url,
-        link=link or url,
-        entries=_stubs(reader.entries, body, url, content_type),
-        ttl_minutes=ttl,
-        warning=warning,
+    return FirstRead(
+        shown or url, link or url, ttl, warning, _prints(reader.entries, body, url, content_type)
     )
 
 
@@ -654,27 +744,31 @@ class _Identity:
     link: str  # as parse_bytes keeps it (ends trimmed, spaces as %20)
     tdl: str = ""  # its title-date-link key, known only where feedparser parsed the entry
 
-    @property
-    def link_key(self) -> str:
-        return f"link:{normalize_link(self.link)}" if self.link else ""
 
+def _prints(
+    raws: list[_Context], body: bytes, url: str, content_type: str
+) -> tuple[tuple[str, ...], ...]:
+    """Each entry's prints as parse_bytes gives them."""
+    link_keys: dict[str, str] = {}  # link -> its link key (normalize_link is not cheap)
 
-def _stubs(raws: list[_Context], body: bytes, url: str, content_type: str) -> list[Entry]:
-    """Each entry as a stub with the prints parse_bytes gives it."""
+    def link_key(link: str) -> str:
+        found = link_keys.get(link)
+        if found is None:
+            found = link_keys[link] = f"link:{_normalized(link)}" if link else ""
+        return found
+
     found: list[Any] = [_identity(raw) for raw in raws]
-    links = [_Identity("", encode_spaces(_raw_link(raw))).link_key for raw in raws]
+    links = [link_key(encode_spaces(_raw_link(raw))) for raw in raws]
     wanted = _needing_feedparser(found, links)
     identities = _parse_some(found, wanted, body, url, content_type) if wanted else found
-    is_link = [i.key == i.link_key.removeprefix("link:") for i in identities]
+    is_link = [i.key == link_key(i.link).removeprefix("link:") for i in identities]
     tdls = [i.tdl for i in identities]
     choices = second_identities(links, is_link, tdls)
-    return [
-        Entry(key="", title="", link="", prints=(
-            fingerprint(i.key),
-            *((fingerprint(link if choice == BY_LINK else i.tdl),) if choice != NO_SECOND else ()),
-        ))
+    return tuple(
+        (fingerprint(i.key), fingerprint(link if choice == BY_LINK else i.tdl))
+        if choice != NO_SECOND else (fingerprint(i.key),)
         for i, link, choice in zip(identities, links, choices, strict=True)
-    ]
+    )
 
 
 def _raw_link(raw: _Context) -> str:
@@ -736,5 +830,15 @@ def _parse_some(
 
 
 def first_read_or_parse(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
-    """`first_read`, else `parse_bytes` (a worker's task: one trip whichever answers)."""
-    return first_read(body, url, content_type) or parse_bytes(body, url, content_type)
+    """`first_read`, else `parse_bytes`."""
+    return as_feed(first_read_packed(body, url, content_type))
+
+
+def first_read_packed(body: bytes, url: str, content_type: str = "") -> FirstRead | ParsedFeed:
+    """`first_read_or_parse` as a parse worker's task (one trip whichever answers): a first read
+    comes back as a FirstRead (see `as_feed`)."""
+    return _first_read(body, url, content_type) or parse_bytes(body, url, content_type)
+
+
+def as_feed(found: FirstRead | ParsedFeed) -> ParsedFeed:
+    return found.feed() if isinstance(found, FirstRead) else found

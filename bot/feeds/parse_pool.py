@@ -11,6 +11,8 @@ killer) breaks the executor: the pool starts a fresh one and retries the parse o
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import multiprocessing
 import os
@@ -19,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import BrokenProcessPool, _ExceptionWithTraceback
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import TypeVar, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
-from bot.feeds.first_read import first_read_or_parse
+from bot.feeds.first_read import FirstRead, as_feed, first_read_or_parse, first_read_packed
 from bot.feeds.parse_delta import ChangedItems, parse_changed_items
 from bot.feeds.parser import parse_bytes
 from bot.models import FetchResult, ParsedFeed
@@ -98,6 +101,7 @@ class ParsePool:
         self._last_used = time.monotonic()
         self._idle_watch: asyncio.Task[None] | None = None
         self._executor: ProcessPoolExecutor | None = None
+        self._batcher: _Batcher | None = None  # for the batched tasks of `_executor`
         self._pids: list[int] = []
         self._lock = asyncio.Lock()
         #: closed, or worker processes cannot be started here: parse in a thread
@@ -113,7 +117,14 @@ class ParsePool:
 
     async def first_read(self, body: bytes, url: str, content_type: str = "") -> ParsedFeed:
         """`bot.feeds.first_read.first_read_or_parse` in a worker: a new feed's identities."""
-        return await self._run(first_read_or_parse, body, url, content_type)
+        return as_feed(await self.first_read_packed(body, url, content_type))
+
+    async def first_read_packed(
+        self, body: bytes, url: str, content_type: str = ""
+    ) -> FirstRead | ParsedFeed:
+        """`bot.feeds.first_read.first_read_packed` in a worker, batched (see _Batcher): an
+        OPML import reads hundreds of feeds at once."""
+        return await self._run(first_read_packed, body, url, content_type, batched=True)
 
     async def parse_changed_items(
         self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
@@ -122,21 +133,32 @@ class ParsePool:
         return await self._run(parse_changed_items, body, url, content_type, known)
 
     async def _run(
-        self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
+        self,
+        fn: Callable[[bytes, str, *Ts], T],
+        body: bytes,
+        url: str,
+        *args: *Ts,
+        batched: bool = False,
     ) -> T:
         if self._threads_only or len(body) < self.inline_below:
             return await asyncio.to_thread(fn, body, url, *args)
         try:
-            return await self._in_worker(fn, body, url, *args)
+            return await self._in_worker(fn, body, url, *args, batched=batched)
         except BrokenProcessPool:
             log.warning("a parser process died (parsing %s); starting fresh ones", url)
         try:
+            # alone: a document that crashes its worker takes no batch with it a second time
             return await self._in_worker(fn, body, url, *args)
         except BrokenProcessPool:
             raise ParseError("the feed crashed the parser", key="error_parser_crashed") from None
 
     async def _in_worker(
-        self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
+        self,
+        fn: Callable[[bytes, str, *Ts], T],
+        body: bytes,
+        url: str,
+        *args: *Ts,
+        batched: bool = False,
     ) -> T:
         self._busy += 1
         try:
@@ -144,6 +166,11 @@ class ParsePool:
             if executor is None:
                 return await asyncio.to_thread(fn, body, url, *args)
             try:
+                if batched:
+                    if self._batcher is None or self._batcher.executor is not executor:
+                        self._batcher = _Batcher(executor, self.workers + 1)
+                    found: T = await self._batcher.run(fn, (body, url, *args), len(body))
+                    return found
                 return await asyncio.wrap_future(executor.submit(fn, body, url, *args))
             except BrokenProcessPool:
                 self._discard(executor)
@@ -209,6 +236,8 @@ class ParsePool:
         if self._executor is broken:
             self._executor = None
             broken.shutdown(wait=False, cancel_futures=True)
+        if self._batcher is not None and self._batcher.executor is broken:
+            self._batcher = None
 
     @property
     def pids(self) -> list[int]:
@@ -225,6 +254,106 @@ class ParsePool:
             await asyncio.gather(self._idle_watch, return_exceptions=True)
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+#: the most tasks, and bytes of documents, one trip to a worker carries (see _Batcher)
+BATCH_TASKS = 16
+BATCH_BYTES = 2**20
+
+
+def _run_batch(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+    """Worker: each call's (True, result) or (False, the exception it raised), in order. The
+    exception travels with its traceback as it would from a task of its own."""
+    outcomes: list[tuple[bool, Any]] = []
+    for fn, args in calls:
+        try:
+            outcomes.append((True, fn(*args)))
+        except Exception as exc:
+            tb = exc.__traceback__
+            outcomes.append((False, exc if tb is None else _ExceptionWithTraceback(exc, tb)))
+    return outcomes
+
+
+@dataclass(eq=False)
+class _Task:
+    call: tuple[Callable[..., Any], tuple[Any, ...]]
+    size: int  # bytes of the document
+    future: asyncio.Future[Any]
+
+
+class _Batcher:
+    """Tasks for one executor, sent several to a trip when they queue up for the workers.
+
+    Each trip through ProcessPoolExecutor costs the bot's process about 0.2 ms of CPU (its
+    manager and queue feeder threads, pipes, pickles) whatever it carries: a first read of
+    10,000 feeds paid 2 s for that alone. At most `in_flight` trips are out at a time (one per
+    worker and one waiting in the executor's call queue, so a worker that finishes starts the
+    next at once); tasks arriving meanwhile wait here and leave together, BATCH_TASKS and
+    BATCH_BYTES at most. A task arriving while a trip is free leaves at once, alone: no waiting
+    when the pool is not busy. A trip's results all come back when its last task is done."""
+
+    def __init__(self, executor: ProcessPoolExecutor, in_flight: int) -> None:
+        self.executor = executor
+        self.in_flight = max(in_flight, 1)
+        self.out = 0
+        self.waiting: collections.deque[_Task] = collections.deque()
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], size: int) -> asyncio.Future[Any]:
+        task = _Task((fn, args), size, asyncio.get_running_loop().create_future())
+        self.waiting.append(task)
+        self._send()
+        return task.future
+
+    def _send(self) -> None:
+        while self.waiting and self.out < self.in_flight:
+            batch: list[_Task] = []
+            size = 0
+            while self.waiting and len(batch) < BATCH_TASKS:
+                task = self.waiting[0]
+                if task.future.done():  # its caller was cancelled meanwhile
+                    self.waiting.popleft()
+                    continue
+                if batch and size + task.size > BATCH_BYTES:
+                    break
+                batch.append(self.waiting.popleft())
+                size += task.size
+            if not batch:
+                return
+            try:
+                trip = asyncio.wrap_future(
+                    self.executor.submit(_run_batch, [task.call for task in batch])
+                )
+            except (BrokenProcessPool, RuntimeError) as exc:  # broken, or shut down
+                self._fail(batch, exc)
+                continue
+            self.out += 1
+            trip.add_done_callback(functools.partial(self._settle, batch))
+
+    def _settle(self, batch: list[_Task], trip: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+        self.out -= 1
+        if trip.cancelled():  # the executor was shut down before the trip ran
+            for task in batch:
+                task.future.cancel()
+        elif (exc := trip.exception()) is not None:
+            self._fail(batch, exc)
+        else:
+            for task, (ok, value) in zip(batch, trip.result(), strict=True):
+                if not task.future.done():
+                    if ok:
+                        task.future.set_result(value)
+                    else:
+                        task.future.set_exception(value)
+        self._send()
+
+    def _fail(self, batch: list[_Task], exc: BaseException) -> None:
+        """The trip failed as a whole: every task in it fails so (and, when the executor broke,
+        every task still waiting for it; their callers retry on a fresh one)."""
+        if isinstance(exc, BrokenProcessPool):
+            batch = batch + list(self.waiting)
+            self.waiting.clear()
+        for task in batch:
+            if not task.future.done():
+                task.future.set_exception(exc)
 
 
 async def parse_feed(
@@ -246,6 +375,16 @@ async def first_read_feed(
     if pool is not None:
         return await pool.first_read(body, url, content_type)
     return await asyncio.to_thread(first_read_or_parse, body, url, content_type)
+
+
+async def first_read_packed_feed(
+    body: bytes, url: str, content_type: str = "", *, pool: ParsePool | None = None
+) -> FirstRead | ParsedFeed:
+    """`first_read_feed` as bot.feeds.first_read.first_read_packed answers it (a FirstRead when
+    the first read answered, without an Entry per item)."""
+    if pool is not None:
+        return await pool.first_read_packed(body, url, content_type)
+    return await asyncio.to_thread(first_read_packed, body, url, content_type)
 
 
 async def parse_changed(
