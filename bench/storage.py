@@ -21,9 +21,14 @@ one database:
    Reports bytes written per cycle (`store.bytes_written`: log lines plus any snapshot fold
    settled in that cycle) and disk use (db.json*) after each cycle: it must stay bounded, since
    seen-sets are capped. The process then dies without closing the store (`os._exit`: a crash).
+   `rss_end_mib` is the process's RSS after the cycles (what a running bot holds).
 3. reopen: the start-up after that crash (`reopen_s`, replaying whatever was written since the
-   last fold; `reopen_log_mib` is the disk beyond the snapshot before it), one feed saved, and a
-   clean close (`close_s`: a stopping bot folds everything into one file).
+   last fold; `reopen_log_mib` is the disk beyond the snapshot before it; `reopen_rss_mib` the
+   RSS right after), one feed saved, and a clean close (`close_s`: a stopping bot folds
+   everything into one file).
+
+`--repeats R` builds each size once and runs steps 2 and 3 R times on fresh copies of it; the
+last table holds the medians (the results file also each run and the spread).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +66,8 @@ T0 = 4e9
 COLS = ["feeds", "file_mib", "build_s", "open_s", "rss_open_mib", "rss_delta_mib",
         "tick_idle_ms", "tick_idle_gc_frozen_ms", "tick_some_ms", "tick_all_ms",
         "write_ms_median", "write_ms_max", "complete_ms_median", "mib_per_cycle",
-        "disk_first_mib", "disk_max_mib", "reopen_log_mib", "reopen_s", "close_s", "peak_rss_mib"]
+        "disk_first_mib", "disk_max_mib", "rss_end_mib", "reopen_log_mib", "reopen_s",
+        "reopen_rss_mib", "close_s", "peak_rss_mib"]
 
 
 def feed_url(i: int) -> str:
@@ -208,12 +215,14 @@ async def reopen(folder: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     store = await TinyDBStorage.open(folder / "db.json")
     reopen_s = time.perf_counter() - t0
+    reopen_rss = current_rss_mib()
     feed = await store.get_feed(feed_url(0))
     assert feed is not None
     await store.save_feed(feed)  # one change, so that closing folds everything into one file
     t0 = time.perf_counter()
     await store.close()
     return {"reopen_log_mib": round(log_mib, 1), "reopen_s": round(reopen_s, 3),
+            "reopen_rss_mib": round(reopen_rss, 1),
             "close_s": round(time.perf_counter() - t0, 3),
             "reopen_peak_rss_mib": round(peak_rss_mib(), 1)}
 
@@ -236,14 +245,34 @@ def run_child(args: list[str]) -> dict[str, Any]:
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-def measure(n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+def measure(n: int, cycles: int, tick_calls: int, repeats: int = 1) -> list[dict[str, Any]]:
+    """One build, then `repeats` runs (and reopens), each on a fresh copy of the built file."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        common = ["--dir", tmp, "--n", str(n), "--cycles", str(cycles),
-                  "--ticks", str(tick_calls)]
-        built = run_child(["--child", "build", *common])
-        ran = run_child(["--child", "run", *common])
-        reopened = run_child(["--child", "reopen", *common])
-    return {**ran, **built, **reopened}
+        built_dir, run_dir = Path(tmp) / "built", Path(tmp) / "run"
+        built_dir.mkdir()
+        common = ["--n", str(n), "--cycles", str(cycles), "--ticks", str(tick_calls)]
+        built = run_child(["--child", "build", "--dir", str(built_dir), *common])
+        for repeat in range(repeats):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(built_dir, run_dir)
+            ran = run_child(["--child", "run", "--dir", str(run_dir), *common])
+            reopened = run_child(["--child", "reopen", "--dir", str(run_dir), *common])
+            rows.append({**ran, **built, **reopened, "repeat": repeat + 1})
+    return rows
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per column, the median of the repeats (and its spread as `<col>_range`)."""
+    if len(rows) == 1:
+        return rows[0]
+    out: dict[str, Any] = {"feeds": rows[0]["feeds"], "repeats": len(rows)}
+    for key in COLS[1:]:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if values:
+            out[key] = round(median(values), 3)
+            out[key + "_range"] = [min(values), max(values)]
+    return out
 
 
 def main() -> None:
@@ -251,6 +280,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--ticks", type=int, default=20, help="due_feeds calls per idle figure")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per size on copies of one build; the table shows medians")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--child", choices=["build", "run", "reopen"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
@@ -262,14 +293,16 @@ def main() -> None:
     sizes = [200] if args.smoke else [int(s) for s in args.sizes.split(",")]
     cycles = 3 if args.smoke else args.cycles
     tick_calls = 4 if args.smoke else args.ticks
-    rows = []
+    rows, runs = [], []
     for n in sizes:
-        rows.append(measure(n, cycles, tick_calls))
-        print_table(rows[-1:], COLS)
+        repeated = measure(n, cycles, tick_calls, max(args.repeats, 1))
+        print_table(repeated, ["repeat", *COLS])
+        runs += repeated
+        rows.append(medians(repeated))
     print()
     print_table(rows, COLS)
     write_results("storage-smoke" if args.smoke else "storage",
-                  {"rows": rows, "cycles": cycles, "ticks": tick_calls})
+                  {"rows": rows, "runs": runs, "cycles": cycles, "ticks": tick_calls})
 
 
 if __name__ == "__main__":

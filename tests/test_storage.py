@@ -98,6 +98,7 @@ async def test_changes_survive_a_crash_through_the_log(tmp_path: Path) -> None:
     assert [d.id for d in await reopened.pending()] == ["d1", "d2"]
     feed = await reopened.get_feed("u")
     assert feed is not None and feed.title == "T"
+    await reopened._run(lambda: reopened._db._settle_snapshot(wait=True))  # the open's fold
     assert log_lines(tmp_path) == []  # replayed, then folded into a fresh snapshot
     await reopened.close()
 
