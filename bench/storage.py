@@ -17,7 +17,9 @@ one database:
    feeds get one new entry: `load_feed` each, then each feed's `commit_check` (its seen-set and
    its chat's updated, one delivery queued) all at once, as concurrent checks do (the backend
    groups them: `write_ms`), after which the deliveries are completed one by one (`complete`,
-   each durable).
+   each durable). With `--concurrency K` the cycle's checks go K at a time (load, then commit),
+   as the poller's bounded concurrency runs them; all at once holds every check's state (10,000
+   feeds' seen-sets unpacked to hex at 100k) in memory together.
    Reports bytes written per cycle (`store.bytes_written`: log lines plus any snapshot fold
    settled in that cycle) and disk use (db.json*) after each cycle: it must stay bounded, since
    seen-sets are capped. The process then dies without closing the store (`os._exit`: a crash).
@@ -142,15 +144,29 @@ async def ticks(store: Any, n: int, calls: int) -> dict[str, Any]:
             "tick_all_ms": round(median(every), 1), "tick_calls": calls}
 
 
-async def one_cycle(store: Any, n: int, cycle: int) -> tuple[float, float, list[str]]:
+async def one_cycle(
+    store: Any, n: int, cycle: int, wave: int = 0
+) -> tuple[float, float, list[str]]:
     """What concurrent checks commit in a cycle: 10% of the feeds with one new entry each (the
-    feed's and the chat's seen-sets, one delivery). Returns (read ms, write ms, delivery ids)."""
+    feed's and the chat's seen-sets, one delivery). All at once, or (`wave`) that many checks at
+    a time, as the poller's bounded concurrency runs them. Returns (read ms, write ms, delivery
+    ids), the times summed over the waves."""
+    urls = [feed_url(i) for i in range(cycle % 10, n, 10)]
+    step = wave or len(urls)
+    read_ms = write_ms = 0.0
+    ids: list[str] = []
+    for start in range(0, len(urls), step):
+        read, write, queued = await _checks(store, urls[start:start + step], cycle)
+        read_ms, write_ms, ids = read_ms + read, write_ms + write, ids + queued
+    return read_ms, write_ms, ids
+
+
+async def _checks(store: Any, urls: list[str], cycle: int) -> tuple[float, float, list[str]]:
     from bot.feeds.identity import fingerprint
     from bot.models import ApiCall, Delivery, RenderedMessage
     from bot.pipeline.outbox import merge_chat_seen
     from bot.storage.base import FeedCommit, remember_in_feed
 
-    urls = [feed_url(i) for i in range(cycle % 10, n, 10)]
     read_ms, states = await _timed(asyncio.gather(*(store.load_feed(url) for url in urls)))
     commits, now = [], time.time()
     for state in states:
@@ -171,7 +187,7 @@ async def one_cycle(store: Any, n: int, cycle: int) -> tuple[float, float, list[
     return read_ms, write_ms, [d.id for c in commits for d in c.deliveries]
 
 
-async def run(folder: Path, n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+async def run(folder: Path, n: int, cycles: int, tick_calls: int, wave: int) -> dict[str, Any]:
     from bot.storage.tinydb.backend import TinyDBStorage
 
     rss_before = current_rss_mib()
@@ -187,7 +203,7 @@ async def run(folder: Path, n: int, cycles: int, tick_calls: int) -> dict[str, A
     reads, writes, sizes, written, completes = [], [], [], [], []
     for cycle in range(cycles):
         before = store.bytes_written
-        read_ms, write_ms, queued = await one_cycle(store, n, cycle)
+        read_ms, write_ms, queued = await one_cycle(store, n, cycle, wave)
         reads.append(read_ms)
         writes.append(write_ms)
         for delivery_id in queued:
@@ -227,13 +243,13 @@ async def reopen(folder: Path) -> dict[str, Any]:
             "reopen_peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
-def child(phase: str, folder: Path, n: int, cycles: int, tick_calls: int) -> None:
+def child(phase: str, folder: Path, n: int, cycles: int, tick_calls: int, wave: int) -> None:
     if phase == "build":
         result = asyncio.run(build(folder, n))
     elif phase == "reopen":
         result = asyncio.run(reopen(folder))
     else:
-        result = asyncio.run(run(folder, n, cycles, tick_calls))
+        result = asyncio.run(run(folder, n, cycles, tick_calls, wave))
     print(json.dumps(result), flush=True)
     if phase == "run":
         os._exit(0)  # a crash: the store is not closed, the next start replays its log
@@ -245,13 +261,16 @@ def run_child(args: list[str]) -> dict[str, Any]:
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-def measure(n: int, cycles: int, tick_calls: int, repeats: int = 1) -> list[dict[str, Any]]:
+def measure(
+    n: int, cycles: int, tick_calls: int, repeats: int = 1, wave: int = 0
+) -> list[dict[str, Any]]:
     """One build, then `repeats` runs (and reopens), each on a fresh copy of the built file."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         built_dir, run_dir = Path(tmp) / "built", Path(tmp) / "run"
         built_dir.mkdir()
-        common = ["--n", str(n), "--cycles", str(cycles), "--ticks", str(tick_calls)]
+        common = ["--n", str(n), "--cycles", str(cycles), "--ticks", str(tick_calls),
+                  "--concurrency", str(wave)]
         built = run_child(["--child", "build", "--dir", str(built_dir), *common])
         for repeat in range(repeats):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -282,27 +301,30 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20, help="due_feeds calls per idle figure")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per size on copies of one build; the table shows medians")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="checks at a time in a cycle (default: all of them at once)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--child", choices=["build", "run", "reopen"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.dir, args.n, args.cycles, args.ticks)
+        child(args.child, args.dir, args.n, args.cycles, args.ticks, args.concurrency)
         return
     sizes = [200] if args.smoke else [int(s) for s in args.sizes.split(",")]
     cycles = 3 if args.smoke else args.cycles
     tick_calls = 4 if args.smoke else args.ticks
     rows, runs = [], []
     for n in sizes:
-        repeated = measure(n, cycles, tick_calls, max(args.repeats, 1))
+        repeated = measure(n, cycles, tick_calls, max(args.repeats, 1), args.concurrency)
         print_table(repeated, ["repeat", *COLS])
         runs += repeated
         rows.append(medians(repeated))
     print()
     print_table(rows, COLS)
     write_results("storage-smoke" if args.smoke else "storage",
-                  {"rows": rows, "runs": runs, "cycles": cycles, "ticks": tick_calls})
+                  {"rows": rows, "runs": runs, "cycles": cycles, "ticks": tick_calls,
+                   "concurrency": args.concurrency or "all"})
 
 
 if __name__ == "__main__":

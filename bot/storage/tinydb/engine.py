@@ -59,6 +59,8 @@ LOG_FLOOR_BYTES = 8 * 2**20
 FOLD_FRACTION = 1 / 8
 #: a fold of a snapshot this big hands the memory freed since the last one back to the system
 TRIM_AFTER_BYTES = 32 * 2**20
+#: and so does a log line this big
+TRIM_AFTER_LINE_BYTES = 4 * 2**20
 #: after a snapshot could not be written (disk full), the next try waits this long
 SNAPSHOT_RETRY_S = 60.0
 
@@ -202,7 +204,10 @@ class Engine:
         records = [record for table in self._tables.values() for record in table.take_changes()]
         self._last_flush = time.monotonic()
         if records:
-            self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]")
+            written = self.log.append(b"[" + b",".join(records) + b"]")
+            self.bytes_written += written
+            if written >= TRIM_AFTER_LINE_BYTES:  # a big group commit freed as much
+                release_freed_memory()
         for table in self._tables.values():
             table.changes_written()
 
