@@ -17,13 +17,20 @@ one database:
    feeds get one new entry: `load_feed` each, then each feed's `commit_check` (its seen-set and
    its chat's updated, one delivery queued) all at once, as concurrent checks do (the backend
    groups them: `write_ms`), after which the deliveries are completed one by one (`complete`,
-   each durable).
+   each durable). With `--concurrency K` the cycle's checks go K at a time (load, then commit),
+   as the poller's bounded concurrency runs them; all at once holds every check's state (10,000
+   feeds' seen-sets unpacked to hex at 100k) in memory together.
    Reports bytes written per cycle (`store.bytes_written`: log lines plus any snapshot fold
    settled in that cycle) and disk use (db.json*) after each cycle: it must stay bounded, since
    seen-sets are capped. The process then dies without closing the store (`os._exit`: a crash).
+   `rss_end_mib` is the process's RSS after the cycles (what a running bot holds).
 3. reopen: the start-up after that crash (`reopen_s`, replaying whatever was written since the
-   last fold; `reopen_log_mib` is the disk beyond the snapshot before it), one feed saved, and a
-   clean close (`close_s`: a stopping bot folds everything into one file).
+   last fold; `reopen_log_mib` is the disk beyond the snapshot before it; `reopen_rss_mib` the
+   RSS right after), one feed saved, and a clean close (`close_s`: a stopping bot folds
+   everything into one file).
+
+`--repeats R` builds each size once and runs steps 2 and 3 R times on fresh copies of it; the
+last table holds the medians (the results file also each run and the spread).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +68,8 @@ T0 = 4e9
 COLS = ["feeds", "file_mib", "build_s", "open_s", "rss_open_mib", "rss_delta_mib",
         "tick_idle_ms", "tick_idle_gc_frozen_ms", "tick_some_ms", "tick_all_ms",
         "write_ms_median", "write_ms_max", "complete_ms_median", "mib_per_cycle",
-        "disk_first_mib", "disk_max_mib", "reopen_log_mib", "reopen_s", "close_s", "peak_rss_mib"]
+        "disk_first_mib", "disk_max_mib", "rss_end_mib", "reopen_log_mib", "reopen_s",
+        "reopen_rss_mib", "close_s", "peak_rss_mib"]
 
 
 def feed_url(i: int) -> str:
@@ -135,15 +144,29 @@ async def ticks(store: Any, n: int, calls: int) -> dict[str, Any]:
             "tick_all_ms": round(median(every), 1), "tick_calls": calls}
 
 
-async def one_cycle(store: Any, n: int, cycle: int) -> tuple[float, float, list[str]]:
+async def one_cycle(
+    store: Any, n: int, cycle: int, wave: int = 0
+) -> tuple[float, float, list[str]]:
     """What concurrent checks commit in a cycle: 10% of the feeds with one new entry each (the
-    feed's and the chat's seen-sets, one delivery). Returns (read ms, write ms, delivery ids)."""
+    feed's and the chat's seen-sets, one delivery). All at once, or (`wave`) that many checks at
+    a time, as the poller's bounded concurrency runs them. Returns (read ms, write ms, delivery
+    ids), the times summed over the waves."""
+    urls = [feed_url(i) for i in range(cycle % 10, n, 10)]
+    step = wave or len(urls)
+    read_ms = write_ms = 0.0
+    ids: list[str] = []
+    for start in range(0, len(urls), step):
+        read, write, queued = await _checks(store, urls[start:start + step], cycle)
+        read_ms, write_ms, ids = read_ms + read, write_ms + write, ids + queued
+    return read_ms, write_ms, ids
+
+
+async def _checks(store: Any, urls: list[str], cycle: int) -> tuple[float, float, list[str]]:
     from bot.feeds.identity import fingerprint
     from bot.models import ApiCall, Delivery, RenderedMessage
     from bot.pipeline.outbox import merge_chat_seen
     from bot.storage.base import FeedCommit, remember_in_feed
 
-    urls = [feed_url(i) for i in range(cycle % 10, n, 10)]
     read_ms, states = await _timed(asyncio.gather(*(store.load_feed(url) for url in urls)))
     commits, now = [], time.time()
     for state in states:
@@ -164,7 +187,7 @@ async def one_cycle(store: Any, n: int, cycle: int) -> tuple[float, float, list[
     return read_ms, write_ms, [d.id for c in commits for d in c.deliveries]
 
 
-async def run(folder: Path, n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+async def run(folder: Path, n: int, cycles: int, tick_calls: int, wave: int) -> dict[str, Any]:
     from bot.storage.tinydb.backend import TinyDBStorage
 
     rss_before = current_rss_mib()
@@ -180,7 +203,7 @@ async def run(folder: Path, n: int, cycles: int, tick_calls: int) -> dict[str, A
     reads, writes, sizes, written, completes = [], [], [], [], []
     for cycle in range(cycles):
         before = store.bytes_written
-        read_ms, write_ms, queued = await one_cycle(store, n, cycle)
+        read_ms, write_ms, queued = await one_cycle(store, n, cycle, wave)
         reads.append(read_ms)
         writes.append(write_ms)
         for delivery_id in queued:
@@ -208,23 +231,25 @@ async def reopen(folder: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     store = await TinyDBStorage.open(folder / "db.json")
     reopen_s = time.perf_counter() - t0
+    reopen_rss = current_rss_mib()
     feed = await store.get_feed(feed_url(0))
     assert feed is not None
     await store.save_feed(feed)  # one change, so that closing folds everything into one file
     t0 = time.perf_counter()
     await store.close()
     return {"reopen_log_mib": round(log_mib, 1), "reopen_s": round(reopen_s, 3),
+            "reopen_rss_mib": round(reopen_rss, 1),
             "close_s": round(time.perf_counter() - t0, 3),
             "reopen_peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
-def child(phase: str, folder: Path, n: int, cycles: int, tick_calls: int) -> None:
+def child(phase: str, folder: Path, n: int, cycles: int, tick_calls: int, wave: int) -> None:
     if phase == "build":
         result = asyncio.run(build(folder, n))
     elif phase == "reopen":
         result = asyncio.run(reopen(folder))
     else:
-        result = asyncio.run(run(folder, n, cycles, tick_calls))
+        result = asyncio.run(run(folder, n, cycles, tick_calls, wave))
     print(json.dumps(result), flush=True)
     if phase == "run":
         os._exit(0)  # a crash: the store is not closed, the next start replays its log
@@ -236,14 +261,37 @@ def run_child(args: list[str]) -> dict[str, Any]:
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-def measure(n: int, cycles: int, tick_calls: int) -> dict[str, Any]:
+def measure(
+    n: int, cycles: int, tick_calls: int, repeats: int = 1, wave: int = 0
+) -> list[dict[str, Any]]:
+    """One build, then `repeats` runs (and reopens), each on a fresh copy of the built file."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        common = ["--dir", tmp, "--n", str(n), "--cycles", str(cycles),
-                  "--ticks", str(tick_calls)]
-        built = run_child(["--child", "build", *common])
-        ran = run_child(["--child", "run", *common])
-        reopened = run_child(["--child", "reopen", *common])
-    return {**ran, **built, **reopened}
+        built_dir, run_dir = Path(tmp) / "built", Path(tmp) / "run"
+        built_dir.mkdir()
+        common = ["--n", str(n), "--cycles", str(cycles), "--ticks", str(tick_calls),
+                  "--concurrency", str(wave)]
+        built = run_child(["--child", "build", "--dir", str(built_dir), *common])
+        for repeat in range(repeats):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(built_dir, run_dir)
+            ran = run_child(["--child", "run", "--dir", str(run_dir), *common])
+            reopened = run_child(["--child", "reopen", "--dir", str(run_dir), *common])
+            rows.append({**ran, **built, **reopened, "repeat": repeat + 1})
+    return rows
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per column, the median of the repeats (and its spread as `<col>_range`)."""
+    if len(rows) == 1:
+        return rows[0]
+    out: dict[str, Any] = {"feeds": rows[0]["feeds"], "repeats": len(rows)}
+    for key in COLS[1:]:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if values:
+            out[key] = round(median(values), 3)
+            out[key + "_range"] = [min(values), max(values)]
+    return out
 
 
 def main() -> None:
@@ -251,25 +299,32 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--ticks", type=int, default=20, help="due_feeds calls per idle figure")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per size on copies of one build; the table shows medians")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="checks at a time in a cycle (default: all of them at once)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--child", choices=["build", "run", "reopen"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.dir, args.n, args.cycles, args.ticks)
+        child(args.child, args.dir, args.n, args.cycles, args.ticks, args.concurrency)
         return
     sizes = [200] if args.smoke else [int(s) for s in args.sizes.split(",")]
     cycles = 3 if args.smoke else args.cycles
     tick_calls = 4 if args.smoke else args.ticks
-    rows = []
+    rows, runs = [], []
     for n in sizes:
-        rows.append(measure(n, cycles, tick_calls))
-        print_table(rows[-1:], COLS)
+        repeated = measure(n, cycles, tick_calls, max(args.repeats, 1), args.concurrency)
+        print_table(repeated, ["repeat", *COLS])
+        runs += repeated
+        rows.append(medians(repeated))
     print()
     print_table(rows, COLS)
     write_results("storage-smoke" if args.smoke else "storage",
-                  {"rows": rows, "cycles": cycles, "ticks": tick_calls})
+                  {"rows": rows, "runs": runs, "cycles": cycles, "ticks": tick_calls,
+                   "concurrency": args.concurrency or "all"})
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from bot.storage.tinydb.engine import Engine
 from bot.storage.tinydb.index import SubscriptionIndex
 from bot.storage.tinydb.layout import dumps
 
+#: stale next-check entries allowed beyond one per feed before the heap is rebuilt
+HEAP_SLACK = 1024
+
 
 class Database(Engine):
     """Synchronous database; call it only from the backend's worker thread.
@@ -118,6 +121,12 @@ class Database(Engine):
         doc = self.feeds.get(self._feed_ids.get(url))
         if doc is not None:
             heapq.heappush(self._next_checks, (float(doc.get("next_check", 0.0)), url))
+        if len(self._next_checks) > 2 * len(self._feed_ids) + HEAP_SLACK:
+            # stale entries leave only when they come up; feeds checked again and again before
+            # then (or ticks that stop) would let them pile up: one entry per feed again
+            self._next_checks = [(float(d.get("next_check", 0.0)), d["url"])
+                                 for _, d in self.feeds.items()]
+            heapq.heapify(self._next_checks)
 
     def due_feeds(
         self, now: float, limit: int | None = None, skip: Container[str] = ()

@@ -18,12 +18,16 @@ Durability model
 - A snapshot that cannot be written (disk full) is logged and tried again later; the logs it
   would have replaced stay until one is written.
 - Tables of another program found in the file are kept as they are.
-- When the log outgrows the snapshot (and a floor of a few MB), it is folded in: appends move to a
-  fresh log and a background thread writes the new snapshot atomically (temp file, fsync,
-  `os.replace`, fsync of the folder), then deletes the older logs. The snapshot names the first
-  log it does not contain, so a crash anywhere in between replays exactly the missing lines.
-- Opening replays the logs and writes a fresh snapshot; closing folds everything in, so a cleanly
-  stopped bot leaves one self-contained file that `TinyDB(path)` can read.
+- When the log outgrows an eighth of the snapshot (and a floor of a few MB), it is folded in:
+  appends move to a fresh log and a background thread writes the new snapshot atomically (temp
+  file written piece by piece, fsync, `os.replace`, fsync of the folder), then deletes the older
+  logs. The snapshot names the first log it does not contain, so a crash anywhere in between
+  replays exactly the missing lines. Folding that early keeps a start after a crash short (it
+  replays at most about an eighth of the snapshot), for one more snapshot write per 8 × its size
+  logged.
+- Opening replays the logs and folds them into a fresh snapshot in the background (the open does
+  not wait for it); closing folds everything in, so a cleanly stopped bot leaves one
+  self-contained file that `TinyDB(path)` can read.
 - Changes whose loss is harmless (next-check times, ETags) are committed lazily: they ride along
   with the next log line, or are written on their own after `lazy_flush_s`.
 
@@ -49,8 +53,14 @@ from bot.storage.tinydb.layout import LOG_TABLE, TABLES, dumps
 
 log = logging.getLogger(__name__)
 
-#: the log is folded into the snapshot once it is larger than this and than the snapshot
+#: the log is folded into the snapshot once it is larger than this and than
+#: `FOLD_FRACTION` of the snapshot: a start after a crash replays at most about that much
 LOG_FLOOR_BYTES = 8 * 2**20
+FOLD_FRACTION = 1 / 8
+#: a fold of a snapshot this big hands the memory freed since the last one back to the system
+TRIM_AFTER_BYTES = 32 * 2**20
+#: and so does a log line this big
+TRIM_AFTER_LINE_BYTES = 4 * 2**20
 #: after a snapshot could not be written (disk full), the next try waits this long
 SNAPSHOT_RETRY_S = 60.0
 
@@ -103,16 +113,22 @@ class Engine:
         self._snapshotter = ThreadPoolExecutor(1, thread_name_prefix="feedbot-snapshot")
         self._snapshot_job: Future[int] | None = None
         self.log = ChangeLog(self.path)
-        self._replay(data)
+        replayed = self._replay(data)
         self._build_indexes()
         del data
+        if replayed or not self.path.exists():
+            # one self-contained file again, the logs gone: written in the background (replay
+            # named the next log, so a crash before it is done replays them again), except for
+            # a new database, which gets its file before the first commit
+            self.snapshot(wait=not self.path.exists())
         release_freed_memory()
 
     # ----------------------------------------------------------------- internals
     def _build_indexes(self) -> None:
         """Rebuild what the queries keep beside the tables (after replay and after a rollback)."""
 
-    def _replay(self, data: dict[str, dict[str, Any]]) -> None:
+    def _replay(self, data: dict[str, dict[str, Any]]) -> bool:
+        """Apply the logs the snapshot does not contain; whether there were any."""
         first = int(data.get(LOG_TABLE, {}).get("1", {}).get("next", 0))
         generations = [g for g in self.log.generations() if g >= first]
         for generation in generations:
@@ -126,10 +142,8 @@ class Engine:
                     self.log.path(generation), damaged, skipped, aside,
                 )
         self.log.generation = max([first, *generations])
-        if generations or not self.path.exists():
-            self.snapshot(wait=True)  # one self-contained file again; the logs go
-        else:
-            self.log.delete_before(first)
+        self.log.delete_before(first)  # folded into the snapshot already
+        return bool(generations)
 
     def _apply(self, record: Any) -> bool:
         """Replay one log record; False when it cannot be used (and is skipped)."""
@@ -160,10 +174,11 @@ class Engine:
             self._settle_snapshot(wait=True)
 
     def _write_snapshot(self, parts: list[bytes | dict[str, Any]], generation: int) -> int:
-        payload = b"".join(p if isinstance(p, bytes) else dumps(p) for p in parts)
-        self.storage.flush(payload)
+        size = self.storage.flush(p if isinstance(p, bytes) else dumps(p) for p in parts)
         self.log.delete_before(generation)
-        return len(payload)
+        if size >= TRIM_AFTER_BYTES:
+            release_freed_memory()  # what the commits since the last fold freed
+        return size
 
     def _settle_snapshot(self, *, wait: bool) -> bool:
         """Account for the snapshot in flight once it is written; False while it still runs."""
@@ -189,13 +204,16 @@ class Engine:
         records = [record for table in self._tables.values() for record in table.take_changes()]
         self._last_flush = time.monotonic()
         if records:
-            self.bytes_written += self.log.append(b"[" + b",".join(records) + b"]")
+            written = self.log.append(b"[" + b",".join(records) + b"]")
+            self.bytes_written += written
+            if written >= TRIM_AFTER_LINE_BYTES:  # a big group commit freed as much
+                release_freed_memory()
         for table in self._tables.values():
             table.changes_written()
 
     def _snapshot_if_due(self) -> None:
         if (
-            self.log.size > max(self.log_floor, self.snapshot_bytes)
+            self.log.size > max(self.log_floor, self.snapshot_bytes * FOLD_FRACTION)
             and time.monotonic() >= self._snapshot_retry_at
             and self._settle_snapshot(wait=False)
         ):

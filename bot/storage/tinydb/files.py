@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,17 @@ from bot.storage.tinydb.layout import LOG_TABLE, MISSING, TABLES, loads
 from bot.storage.tinydb.lock import holder_of, in_use_message
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> int:
+    """Replace `path` with `data` (bytes, or chunks written one after the other, so that a big
+    file is never one more copy in memory) so that readers see the old or the new file, never
+    a mix. Returns the size written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    size = 0
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, "wb", buffering=2**20) as fh:
+            for chunk in [data] if isinstance(data, bytes) else data:
+                size += fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -30,6 +35,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+    return size
 
 
 def fsync_dir(folder: Path) -> None:
@@ -62,10 +68,9 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self._data = data
 
-    def flush(self, payload: bytes) -> int:
-        """Write a snapshot the caller encoded (the tables cache their documents' JSON)."""
-        atomic_write(self.path, payload)
-        return len(payload)
+    def flush(self, payload: bytes | Iterable[bytes]) -> int:
+        """Write a snapshot the caller encoded (the tables keep their documents' JSON)."""
+        return atomic_write(self.path, payload)
 
     def close(self) -> None:
         pass
