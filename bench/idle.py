@@ -54,9 +54,11 @@ from bench.common import print_table, seed_body, write_results
 from bench.procs import BotProcess, MultiHostFeedServer, TreeSample, sample_tree
 
 COLS = ["feeds", "endpoints", "interval_s", "minutes", "checks_per_min", "expected_per_min",
-        "cpu_s_per_min", "cpu_s_per_min_sd", "ms_per_check", "net_ms_per_check", "rss_mib_max",
+        "cpu_s_per_min", "cpu_s_per_min_sd", "ms_per_check", "net_ms_per_check",
+        "checks_per_connection", "rss_mib_max",
         "pss_mib_max", "processes", "startup_s", "load_mean", "clean_exit"]
 MINUTE_COLS = ["feeds", "endpoints", "minute", "cpu_s", "checks", "not_modified", "ms_per_check",
+               "checks_per_connection",
                "rss_mib", "pss_mib", "load"]
 
 
@@ -179,12 +181,19 @@ def minute_rows(n: int, endpoints: int, samples: list[Sample]) -> list[dict[str,
             "not_modified": round((s.server["not_modified"] - start.server["not_modified"])
                                   * scale),
             "ms_per_check": 1000 * cpu / checks if checks else None,
+            "checks_per_connection": _per_connection(start.server, s.server),
             "rss_mib": max(p.tree.rss_mib for p in part),
             "pss_mib": max(p.tree.pss_mib for p in part),
             "load": statistics.fmean(p.load for p in part),
         })
         start = s
     return rows
+
+
+def _per_connection(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """Checks per new TCP connection in a window: how many checks shared one."""
+    opened = after["connections"] - before["connections"]
+    return round((after["requests"] - before["requests"]) / opened, 2) if opened else None
 
 
 def summary(n: int, plan: Plan, samples: list[Sample], minutes: list[dict[str, Any]],
@@ -205,6 +214,7 @@ def summary(n: int, plan: Plan, samples: list[Sample], minutes: list[dict[str, A
         "cpu_s_per_min": cpu_per_min,
         "cpu_s_per_min_sd": statistics.stdev(cpus) if len(cpus) > 1 else 0.0,
         "core_share": cpu_per_min / 60, "ms_per_check": per_check, "net_ms_per_check": net,
+        "checks_per_connection": _per_connection(first.server, last.server),
         "floor_cpu_s_per_min": floor,
         "rss_mib_mean": statistics.fmean(s.tree.rss_mib for s in samples),
         "rss_mib_max": max(s.tree.rss_mib for s in samples),

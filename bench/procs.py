@@ -222,17 +222,23 @@ class Endpoints:
 class _Counts:
     requests: int = 0
     not_modified: int = 0
+    connections: int = 0  # TCP connections accepted
     feeds: set[int] = field(default_factory=set)  # distinct feeds asked for
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "not_modified": self.not_modified,
-                "distinct_feeds": len(self.feeds), "cpu_seconds": cpu_seconds()}
+                "connections": self.connections, "distinct_feeds": len(self.feeds),
+                "cpu_seconds": cpu_seconds()}
 
 
 class _Protocol(HeadProtocol):
     def __init__(self, catalogue: FeedCatalogue, counts: _Counts) -> None:
         super().__init__()
         self.catalogue, self.counts = catalogue, counts
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.counts.connections += 1
 
     def on_head(self, head: bytes) -> None:
         assert self.transport is not None
