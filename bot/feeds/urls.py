@@ -6,7 +6,6 @@ network call. `canonical` is the form a feed URL is fetched, stored and compared
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -265,7 +264,6 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
 
 
-@functools.lru_cache(maxsize=16384)  # asked twice a check, of URLs that come back each poll
 def host_of(url: str) -> str:
     """`host:port` of `url`, as the fetcher's per-host politeness counts it ("" if none)."""
     _, host, port = origin(url)
