@@ -264,12 +264,6 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
 
 
-def host_of(url: str) -> str:
-    """`host:port` of `url`, as the fetcher's per-host politeness counts it ("" if none)."""
-    _, host, port = origin(url)
-    return f"{host}:{port}" if host else ""
-
-
 def moved_feed_url(url: str, location: str) -> str | None:
     """Where a feed whose every redirect was permanent is kept from now on. A feed fetched with
     credentials (a password before the host, headers of its own) keeps them, and its marker,

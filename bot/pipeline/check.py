@@ -4,9 +4,7 @@ feed is checked next. The poller (bot.pipeline.poller) does the I/O around them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,29 +48,14 @@ class CheckPlan:
 
 
 def next_check_after(
-    now: float, interval: float, ttl_min: int | None, max_age: int | None, host: str = ""
+    now: float, interval: float, ttl_min: int | None, max_age: int | None
 ) -> float:
     """The subscribers' interval, raised to the feed's <ttl> / the server's max-age, never past a
-    day. Paced by the subscribers' interval, the check falls on its host's beat (`host_beat`), so
-    the feeds of one host with one interval are checked together, over the connections the
-    first of them opened; paced by the server (or with no host given), jitter spreads them."""
+    day; plus jitter so feeds on one host, subscribed together, drift apart."""
     floor = max(max(ttl_min or 0, 0) * 60, max(max_age or 0, 0))
     wait = min(max(interval, floor), DAY)
-    if host and floor <= interval:
-        return host_beat(host, wait, now)
     jitter = random.uniform(0, min(wait * 0.1, 60.0))
     return now + min(wait + jitter, DAY)
-
-
-def host_beat(host: str, wait: float, now: float) -> float:
-    """The first of the host's beats, every `wait` seconds from a fixed point of the host's
-    own (spreading hosts over the interval), that is at least half a `wait` after `now`. A feed
-    checked on the beat is next checked on the next beat: its period stays `wait`; a feed
-    joining the beat has one period of 0.5 to 1.5 `wait`."""
-    digest = hashlib.blake2b(host.encode(), digest_size=8).digest()
-    phase = int.from_bytes(digest, "big") % int(DAY * 1000) / 1000
-    beats = math.ceil((now + wait / 2 - phase) / wait)
-    return phase + beats * wait
 
 
 #: appended to an entry key: the Instant View page of the post's full text (`shown_entry`)

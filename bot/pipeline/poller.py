@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from typing import TypeVar
@@ -23,7 +22,6 @@ from bot.feeds.diff import entry_prints, new_entries
 from bot.feeds.fetcher import Fetcher
 from bot.feeds.parse_delta import ItemRecord, merge, stub_is_new
 from bot.feeds.parse_pool import ParsePool, parse_changed, parse_feed
-from bot.feeds.urls import host_of
 from bot.fulltext import ArticleSource
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
@@ -65,10 +63,6 @@ from bot.telegraph import PagePublisher
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: claimed feeds held at most, running or waiting for their host (a lease may run out while a
-#: check waits: a second checker then checks it too, and the stamped commit sends nothing twice)
-MAX_CLAIMED = 2000
 
 
 @dataclass
@@ -118,13 +112,7 @@ class Poller:
         #: told when a check crashes (a bug, not a feed failure): operator alerts
         self.on_crash: Callable[[str, Exception], None] | None = None
         self.stats = CycleStats()
-        #: claimed feeds whose check is under way or waiting for its host
         self._in_flight: set[str] = set()
-        #: checks under way per host, checks started in all, and claimed checks waiting
-        self._host_running: dict[str, int] = {}
-        self._started = 0
-        self._host_waiting: dict[str, deque[tuple[str, float]]] = {}
-        self._per_host = max(fetcher.settings.per_host_connections, 1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._batch_full = False
         self._closing = False
@@ -140,62 +128,29 @@ class Poller:
     # ------------------------------------------------------------- scheduling
     async def tick(self) -> int:
         """Start a check of every feed due now (up to `claim_batch` at a time); return how
-        many were claimed. They start together, as one batch: their reads and lazy writes
-        share store trips, and checks of one host (due together, on the host's beat) reuse its
-        kept-alive connections; a host's checks beyond its connection limit wait in its own
-        queue, and claiming goes on for the other hosts (up to MAX_CLAIMED held). The feeds are
-        claimed with a lease (`claim_due_feeds`), so checkers sharing one database never check
-        a feed at once; when a batch was full, the next is claimed as soon as half of it is
-        done, not a tick later. A check is late by at most a tick and never early (a server's
-        Retry-After is kept to the second)."""
-        taken = 0
-        while True:
-            room = min(self.claim_batch - self._started, MAX_CLAIMED - len(self._in_flight))
-            if room <= 0:
-                return taken
-            due = await self.store.claim_due_feeds(self.clock(), room, self.lease_seconds)
-            self._batch_full = len(due) >= room
-            for feed in due:
-                if feed.url in self._in_flight:
-                    continue
-                self._in_flight.add(feed.url)
-                self._start_or_wait(feed.url, feed.next_check)
-                taken += 1
-            if not self._batch_full or self._started >= self.claim_batch:
-                return taken  # claim again when half of what started is done
-
-    def _start_or_wait(self, url: str, due_at: float) -> None:
-        """Start the check, or queue it behind its host's checks under way: at most as many
-        checks of one host run as the fetcher opens connections to it, so a host with many
-        due feeds (all on its beat) never holds the check slots the other hosts need."""
-        host = host_of(url)
-        if self._host_running.get(host, 0) >= self._per_host:
-            self._host_waiting.setdefault(host, deque()).append((url, due_at))
-            return
-        self._host_running[host] = self._host_running.get(host, 0) + 1
-        self._started += 1
-        self._spawn(url, due_at, host)
-
-    def _spawn(self, url: str, due_at: float, host: str) -> None:
-        task = asyncio.create_task(self._guarded(url, due_at, host), name=f"check {url}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _host_done(self, host: str) -> None:
-        """A check of `host` ended: the host's next waiting check takes its place."""
-        waiting = self._host_waiting.get(host)
-        if waiting and not self._closing:
-            url, due_at = waiting.popleft()
-            if not waiting:
-                del self._host_waiting[host]
-            self._spawn(url, due_at, host)
-            return
-        self._started -= 1
-        running = self._host_running[host] - 1
-        if running:
-            self._host_running[host] = running
-        else:
-            del self._host_running[host]
+        many were started. They start together, as one batch: their reads and lazy writes
+        share store trips, and checks of one host reuse its kept-alive connections (bounded by
+        `max_concurrent_checks`). The feeds are claimed with a lease (`claim_due_feeds`), so
+        checkers sharing one database never check a feed at once; when a batch was full, the
+        next is claimed as soon as half of it is done, not a tick later. A check is late by
+        at most a tick and never early (a server's Retry-After is kept to the second)."""
+        room = self.claim_batch - len(self._in_flight)
+        if room <= 0:
+            return 0
+        due = await self.store.claim_due_feeds(self.clock(), room, self.lease_seconds)
+        self._batch_full = len(due) >= room
+        started = 0
+        for feed in due:
+            if feed.url in self._in_flight:
+                continue
+            self._in_flight.add(feed.url)
+            task = asyncio.create_task(
+                self._guarded(feed.url, feed.next_check), name=f"check {feed.url}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
 
     @property
     def claim_batch(self) -> int:
@@ -213,7 +168,7 @@ class Poller:
 
     def _refill(self) -> None:
         """A full batch is half done: claim the next one now (one claim at a time)."""
-        if not self._batch_full or self._closing or self._started > self.claim_batch // 2:
+        if not self._batch_full or self._closing or len(self._in_flight) > self.claim_batch // 2:
             return
         if self._refilling is not None and not self._refilling.done():
             return
@@ -245,7 +200,7 @@ class Poller:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.articles.aclose()
 
-    async def _guarded(self, url: str, due_at: float | None = None, host: str = "") -> None:
+    async def _guarded(self, url: str, due_at: float | None = None) -> None:
         try:
             async with self._slots:
                 await self.check(url, due_at)
@@ -261,8 +216,6 @@ class Poller:
             await self._reschedule_after_crash(url)
         finally:
             self._in_flight.discard(url)
-            if host:
-                self._host_done(host)
             self._refill()
 
     # ------------------------------------------------------------------ check
@@ -364,7 +317,7 @@ class Poller:
             # the interval as it is now: a /set interval during the fetch is not undone
             plan.next_check = next_check_after(
                 started, self._interval(current.subscriptions), parsed.ttl_minutes,
-                result.max_age, host_of(current.feed.url),
+                result.max_age,
             )
             commit = check_commit(current, plan, self.clock(), self.settings.backlog_limit)
             await self.store.commit_check(commit)
@@ -450,9 +403,7 @@ class Poller:
         async def decide(current: FeedState) -> int:
             feed, now = current.feed, self.clock()
             interval = self._interval(current.subscriptions)  # as it is now
-            next_check = next_check_after(
-                started, interval, feed.ttl_minutes, result.max_age, host_of(feed.url)
-            )
+            next_check = next_check_after(started, interval, feed.ttl_minutes, result.max_age)
             commit = FeedCommit(feed, current.stamp, moved_to=moved_to(feed.url, result))
             if mark_healthy(feed, now):
                 commit.deliveries, _ = notify_subscribers(
