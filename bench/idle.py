@@ -12,7 +12,7 @@ Set-up, none of it counted:
 - the feed server (bench/procs.py) runs in its own process on 127.0.0.1 .. 127.0.0.A, each
   listening on `--ports` P ports: A x P endpoints, each a host of its own to the bot (feed i on
   endpoint i % (A x P)), so per-host politeness does not serialise the checks. The endpoint
-  count decides how often the bot's kept-alive connections (5 s) are reused: at 10k feeds every
+  count decides how often the bot's kept-alive connections (30 s) are reused: at 10k feeds every
   300 s, 50 endpoints see a check every 1.5 s each (almost always reused), 2,000 endpoints one
   a minute (never reused: like 10k feeds on thousands of distinct hosts on the internet);
 - the database is built before the bot starts, through the storage protocol only
