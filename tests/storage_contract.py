@@ -619,17 +619,17 @@ async def a_claimed_feed_is_not_claimed_again_until_its_check_commits(
     for url, next_check in ((A, 10.0), (B, 20.0), (C, 30.0)):
         await store.save_feed(Feed(url=url, next_check=next_check))
         await subscribed(store, 1, url)
-    assert [f.url for f in await store.claim_due_feeds(100.0, 2, 60.0)] == [A, B]  # soonest
-    assert [f.url for f in await store.claim_due_feeds(100.0, 5, 60.0)] == [C]
+    assert [s.feed.url for s in await store.claim_due_feeds(100.0, 2, 60.0)] == [A, B]  # soonest
+    assert [s.feed.url for s in await store.claim_due_feeds(100.0, 5, 60.0)] == [C]
     assert await store.claim_due_feeds(100.0, 5, 60.0) == []  # all leased
     state = await store.load_feed(A)
     assert state is not None
     await store.record_not_modified(FeedCommit(replace(state.feed, next_check=50.0),
                                                state.stamp))
     await store.postpone_check(B, 20.0)  # a crashed check puts its feed back
-    assert [f.url for f in await store.claim_due_feeds(100.0, 5, 60.0)] == [B, A]
+    assert [s.feed.url for s in await store.claim_due_feeds(100.0, 5, 60.0)] == [B, A]
     # every lease ran out (C's at 160, A's and B's at 160 too): all are claimed again
-    assert [f.url for f in await store.claim_due_feeds(161.0, 5, 60.0)] == [B, C, A]
+    assert [s.feed.url for s in await store.claim_due_feeds(161.0, 5, 60.0)] == [B, C, A]
     assert await store.claim_due_feeds(5.0, 5, 60.0) == []  # nothing due yet
     assert await store.claim_due_feeds(100.0, 0, 60.0) == []
     await store.close()
@@ -642,9 +642,37 @@ async def a_claim_changes_no_stamp(open_storage: Opener) -> None:
     await subscribed(store, 1, A)
     state = await store.load_feed(A)
     assert state is not None
-    assert [f.url for f in await store.claim_due_feeds(10.0, 5, 60.0)] == [A]
+    assert [s.feed.url for s in await store.claim_due_feeds(10.0, 5, 60.0)] == [A]
     await store.commit_check(FeedCommit(replace(state.feed, next_check=99.0), state.stamp))
     assert (await store.get_feed(A) or Feed(B)).next_check == 99.0
+    await store.close()
+
+
+@case
+async def a_claimed_feed_comes_as_load_feed_reads_it(open_storage: Opener) -> None:
+    store = await open_storage()
+    await store.save_feed(Feed(url=A, next_check=1.0, etag='"v1"'))
+    await store.save_feed(Feed(url=B, next_check=2.0))
+    await subscribed(store, 1, A)
+    await subscribed(store, 2, A)
+    await subscribed(store, 2, B)
+    await store.save_chat(Chat(id=2, lang="de"))
+    loaded = {url: await store.load_feed(url) for url in (A, B)}
+    claimed = await store.claim_due_feeds(10.0, 5, 60.0)
+    assert [s.feed.url for s in claimed] == [A, B]
+    for state in claimed:
+        expected = loaded[state.feed.url]
+        assert expected is not None
+        assert (state.feed, state.subscriptions, state.chats, state.stamp) == (
+            expected.feed, expected.subscriptions, expected.chats, expected.stamp)
+    a, b = claimed
+    assert [s.chat_id for s in a.subscriptions] == [1, 2] and a.feed.etag == '"v1"'
+    assert set(a.chats) == {1, 2} and a.chats[2].lang == "de"
+    # the claim's stamp commits; a change after the claim makes it conflict
+    await store.commit_check(FeedCommit(replace(a.feed, next_check=99.0), a.stamp))
+    await subscribed(store, 3, B)
+    with pytest.raises(StorageConflict):
+        await store.commit_check(FeedCommit(replace(b.feed, next_check=99.0), b.stamp))
     await store.close()
 
 

@@ -140,13 +140,12 @@ class Poller:
         due = await self.store.claim_due_feeds(self.clock(), room, self.lease_seconds)
         self._batch_full = len(due) >= room
         started = 0
-        for feed in due:
-            if feed.url in self._in_flight:
+        for state in due:
+            url = state.feed.url
+            if url in self._in_flight:
                 continue
-            self._in_flight.add(feed.url)
-            task = asyncio.create_task(
-                self._guarded(feed.url, feed.next_check), name=f"check {feed.url}"
-            )
+            self._in_flight.add(url)
+            task = asyncio.create_task(self._guarded(url, state), name=f"check {url}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started += 1
@@ -200,10 +199,10 @@ class Poller:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.articles.aclose()
 
-    async def _guarded(self, url: str, due_at: float | None = None) -> None:
+    async def _guarded(self, url: str, claimed: FeedState) -> None:
         try:
             async with self._slots:
-                await self.check(url, due_at)
+                await self.check(url, claimed)
         except StorageWriteError as exc:  # the check was undone: it runs again later
             log.warning("check of %s could not be stored (%s); it will be retried", url, exc)
             if self.on_crash is not None:
@@ -219,16 +218,12 @@ class Poller:
             self._refill()
 
     # ------------------------------------------------------------------ check
-    async def check(self, url: str, due_at: float | None = None) -> None:
-        """`due_at`: the next-check time the feed was claimed at; when the stored one is later,
-        another checker checked it meanwhile (after a lease ran out) and this check is skipped."""
-        state = await self.store.load_feed(url)
+    async def check(self, url: str, claimed: FeedState | None = None) -> None:
+        """Check one feed: as `claimed` (`Storage.claim_due_feeds`), else as stored now."""
+        state = claimed or await self.store.load_feed(url)
         if state is None:
             return
         feed = state.feed
-        if due_at is not None and feed.next_check > due_at:
-            await self.store.postpone_check(url, feed.next_check)  # ends the lease
-            return
         self.stats.checked += 1
         # the next check counts from this one's start: a slow fetch must not stretch the period
         started = self.clock()

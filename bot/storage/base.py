@@ -279,11 +279,13 @@ class Storage(Protocol):
         """Set a feed's next check (after a crash of its check); harmless to lose."""
         ...
 
-    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[FeedState]:
         """Up to `limit` of `due_feeds(now)`, soonest first, leased to this storage for
         `lease_s` seconds: until the lease ends no other storage on the same data (another
         process) claims them. A check's commit (200, 304, failure, postponement) ends the lease;
-        a checker that dies leaves it to run out, and its feeds fall due again."""
+        a checker that dies leaves it to run out, and its feeds fall due again. Each comes as
+        `load_feed` reads it, stamped, so a check needs no read of its own (a change after the
+        claim makes its commit conflict, and the check decides again on a fresh read)."""
         ...
 
     async def resume_subscription(self, commit: FeedCommit) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 
-from bot.models import Feed
 from bot.storage.base import CallAnswer, RelayedCall
 
 
@@ -31,10 +30,9 @@ class LocalCoordination:
             del self._leases[url]
         return set(self._leases)
 
-    def lease(self, feeds: Sequence[Feed], now: float, lease_s: float) -> list[Feed]:
-        for feed in feeds:
-            self._leases[feed.url] = now + lease_s
-        return list(feeds)
+    def lease(self, urls: Iterable[str], now: float, lease_s: float) -> None:
+        for url in urls:
+            self._leases[url] = now + lease_s
 
     def release(self, *urls: str | None) -> None:
         for url in urls:

@@ -236,7 +236,7 @@ class PostgresStorage:
             " version = nextval('record_versions') WHERE url = $1", url, next_check),
             durable=False)
 
-    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[FeedState]:
         """The feeds table is the work queue: due rows another checker is claiming right now
         are skipped (SKIP LOCKED), and a claimed row carries its lease's end, so no other
         checker claims it until the check commits or the lease runs out. The lease is not a

@@ -107,6 +107,24 @@ _PENDING = (
 
 
 # ---------------------------------------------------------------- stamp keys
+def _state(
+    feed: asyncpg.Record, subs: Sequence[asyncpg.Record], chats: dict[int, asyncpg.Record]
+) -> FeedState:
+    """A feed's state from its row, its subscriptions' rows (by chat id) and the rows of
+    their chats (those that exist), stamped."""
+    url = feed["url"]
+    versions = {feed_key(url): feed["version"]}
+    for sub in subs:
+        chat = chats.get(sub["chat_id"])
+        versions[sub_key(sub["chat_id"], url)] = sub["version"]
+        versions[chat_key(sub["chat_id"])] = chat["version"] if chat is not None else 0
+    return FeedState(
+        feed_from(feed), [subscription_from(s) for s in subs],
+        {s["chat_id"]: chat_from(chats[s["chat_id"]]) for s in subs if s["chat_id"] in chats},
+        stamp(versions),
+    )
+
+
 def stamp(versions: dict[str, int]) -> Stamp:
     return Stamp(MappingProxyType(versions))
 
@@ -232,7 +250,7 @@ class Tx:
             " ORDER BY f.next_check, f.url", now)
         return [feed_from(row) for row in rows]
 
-    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[FeedState]:
         rows = await self.conn.fetch(
             "UPDATE feeds SET lease_until = $2 WHERE url IN ("
             " SELECT f.url FROM feeds f"
@@ -241,8 +259,22 @@ class Tx:
             "  WHERE s.feed_url = f.url AND NOT s.paused AND c.paused IS NOT TRUE LIMIT 1)"
             " ORDER BY f.next_check, f.url LIMIT $3 FOR UPDATE SKIP LOCKED)"
             " RETURNING *", now, now + lease_s, limit)
-        feeds = [feed_from(row) for row in rows]
-        return sorted(feeds, key=lambda f: (f.next_check, f.url))
+        rows = sorted(rows, key=lambda row: (row["next_check"], row["url"]))
+        return await self._states_of(rows)
+
+    async def _states_of(self, feeds: list[asyncpg.Record]) -> list[FeedState]:
+        """The feed rows' states as `load_feed` reads them: two queries for all of them."""
+        urls = [row["url"] for row in feeds]
+        subs = await self.conn.fetch(
+            "SELECT * FROM subscriptions WHERE feed_url = ANY($1::text[]) ORDER BY chat_id", urls)
+        chats = await self.conn.fetch(
+            "SELECT * FROM chats WHERE id = ANY($1::bigint[])",
+            list({s["chat_id"] for s in subs}))
+        chat_rows = {c["id"]: c for c in chats}
+        subs_of: dict[str, list[asyncpg.Record]] = {url: [] for url in urls}
+        for sub in subs:
+            subs_of[sub["feed_url"]].append(sub)
+        return [_state(row, subs_of[row["url"]], chat_rows) for row in feeds]
 
     # ------------------------------------------------------------------ chats
     async def get_chat(self, chat_id: int, *, lock: bool = False) -> Chat | None:
@@ -431,19 +463,11 @@ class Tx:
         row = await self.conn.fetchrow("SELECT * FROM feeds WHERE url = $1", url)
         if row is None:
             return None
-        versions = {feed_key(url): row["version"]}
         subs = await self.conn.fetch(
             "SELECT * FROM subscriptions WHERE feed_url = $1 ORDER BY chat_id", url)
         chats = await self.conn.fetch(
             "SELECT * FROM chats WHERE id = ANY($1::bigint[])", [s["chat_id"] for s in subs])
-        for sub in subs:
-            versions[sub_key(sub["chat_id"], url)] = sub["version"]
-            versions[chat_key(sub["chat_id"])] = 0  # unless it exists: below
-        versions.update((chat_key(c["id"]), c["version"]) for c in chats)
-        return FeedState(
-            feed_from(row), [subscription_from(s) for s in subs],
-            {c["id"]: chat_from(c) for c in chats}, stamp(versions),
-        )
+        return _state(row, subs, {c["id"]: c for c in chats})
 
     async def load_chat(self, chat_id: int) -> ChatState:
         chat = await self.conn.fetchrow("SELECT * FROM chats WHERE id = $1", chat_id)

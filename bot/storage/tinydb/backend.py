@@ -243,10 +243,15 @@ class TinyDBStorage:
         await self._shared(postpone)
         self._local.release(url)
 
-    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[Feed]:
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[FeedState]:
         leased = self._local.leased(now)
-        due = await self._run(self._db.due_feeds, now, limit, leased)
-        return self._local.lease(due, now, lease_s)
+
+        def claim(db: Database) -> list[FeedState]:
+            return [_state_of(db, feed) for feed in db.due_feeds(now, limit, leased)]
+
+        states = await self._run(claim, self._db)
+        self._local.lease((state.feed.url for state in states), now, lease_s)
+        return states
 
     # ---------------------------------------------------------- subscriptions
     async def subscriptions_for_chat(self, chat_id: int) -> list[Subscription]:
@@ -408,8 +413,11 @@ class TinyDBStorage:
 
 def _feed_state(db: Database, url: str) -> FeedState | None:
     feed = db.get_feed(url)
-    if feed is None:
-        return None
+    return None if feed is None else _state_of(db, feed)
+
+
+def _state_of(db: Database, feed: Feed) -> FeedState:
+    url = feed.url
     subs = db.subscriptions_for_feed(url)
     chats = {}
     for sub in subs:
