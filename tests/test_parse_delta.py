@@ -21,17 +21,18 @@ from xml.sax.saxutils import escape, quoteattr
 import pytest
 
 from bot.errors import ParseError
-from bot.feeds.diff import entry_prints, new_entries, remember, seen_cap
+from bot.feeds.diff import entry_prints, new_entries, oldest_first, remember, seen_cap
 from bot.feeds.identity import normalize_link
 from bot.feeds.parse_delta import (
     ChangedItems,
     ItemRecord,
+    check_document,
     merge,
     parse_changed_items,
     stub_is_new,
 )
 from bot.feeds.parser import parse_bytes
-from bot.models import Entry, ParsedFeed
+from bot.models import Entry, ParsedFeed, Prints
 from tests.fakes.feeds import BASE_DATE, hugo_feed, hugo_html, item, rss
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -564,6 +565,34 @@ def test_stub_is_new_only_when_its_print_left_the_seen_set() -> None:
     assert stub_is_new(parsed, ["aa", "bb", fresh_print]) is False
     assert stub_is_new(parsed, ["aa"]) is True
     assert stub_is_new(parsed, []) is True
+
+
+def test_check_document_decides_in_one_trip_what_the_check_would() -> None:
+    """The worker's whole step: new entries (parsed whole, oldest first) and the prints the
+    seen-set remembers, as the whole parse and the diff give them."""
+    old, new = hugo_feed(range(1, 21)).encode(), hugo_feed(range(1, 23)).encode()
+    first, known = first_check(old)
+    seen = remember([], first.entries, seen_cap(len(first.entries)))
+    blob = b"".join(r.pack() for r in known.values())
+    checked = check_document(new, URL, XML, blob, Prints(seen).packed)
+    full = parse_bytes(new, URL, XML)
+    assert checked.items_parsed == 2 and checked.entries == 22
+    assert checked.fresh == new_entries(full.entries, seen)  # the very entries, parsed whole
+    assert [e.title for e in checked.fresh] == [full.entries[1].title, full.entries[0].title]
+    assert Prints(checked.prints) == remember([], oldest_first(full.entries), 0)
+    assert checked.parsed.entries == [] and checked.parsed.title == full.title
+    assert ItemRecord.unpack_all(checked.records)[2:] == ItemRecord.unpack_all(blob)
+
+
+def test_check_document_parses_whole_when_a_known_item_left_the_seen_set() -> None:
+    old = hugo_feed(range(1, 21)).encode()
+    first, known = first_check(old)
+    blob = b"".join(r.pack() for r in known.values())
+    forgotten = remember([], first.entries[1:], 0)  # the newest item's print is gone
+    checked = check_document(old, URL, XML, blob, Prints(forgotten).packed)
+    full = parse_bytes(old, URL, XML)
+    assert checked.items_parsed == 20  # the cheap way found nothing it could deliver
+    assert checked.fresh == [full.entries[0]]
 
 
 def test_records_pack_and_unpack_without_loss() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence, Set
+from collections.abc import Collection, Iterable, Iterator, Sequence, Set
 
 from bot.feeds.identity import fingerprint
-from bot.models import Entry, Prints
+from bot.models import PRINT_BYTES, Entry, Prints, pack_prints
 
 SEEN_MIN = 200
 
@@ -50,12 +50,27 @@ def new_entries(entries: list[Entry], seen: Collection[str]) -> list[Entry]:
     return fresh
 
 
-def remember(seen: Sequence[str], entries: Iterable[Entry], cap: int) -> list[str]:
+def document_prints(entries: Iterable[Entry]) -> list[str]:
+    """Every print of `entries`, in their order: what a seen-set remembers of a document."""
+    return [p for entry in entries for p in entry_prints(entry)]
+
+
+def remember(seen: Sequence[str], entries: Iterable[Entry], cap: int) -> Prints:
     """`seen` (oldest first) plus the prints of `entries`, newest `cap` kept."""
-    merged = dict.fromkeys(seen)
-    for entry in entries:
-        for p in entry_prints(entry):
-            merged.pop(p, None)
-            merged[p] = None
+    return remember_prints(seen, document_prints(entries), cap)
+
+
+def remember_prints(seen: Sequence[str], prints: Sequence[str], cap: int) -> Prints:
+    """`seen` (oldest first) plus `prints` (oldest first; one already there moves to the end),
+    newest `cap` kept. Packed throughout: no print is unpacked to text."""
+    merged = dict.fromkeys(_packed(seen))
+    for p in _packed(prints):
+        merged.pop(p, None)
+        merged[p] = None
     keys = list(merged)
-    return keys[-cap:]
+    return Prints(b"".join(keys[-cap:]))
+
+
+def _packed(prints: Sequence[str]) -> Iterator[bytes]:
+    packed, step = pack_prints(prints), PRINT_BYTES
+    return (packed[i : i + step] for i in range(0, len(packed), step))

@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.errors import ParseError
-from bot.feeds.diff import new_entries
+from bot.feeds.diff import document_prints, new_entries, oldest_first
 from bot.feeds.identity import BY_LINK, NO_SECOND, fingerprint, second_identities
 from bot.feeds.parser import link_key, parse_bytes, parse_document, tdl_key
-from bot.models import Entry, ParsedFeed
+from bot.models import Entry, ParsedFeed, Prints, pack_prints
 
 _ITEMS = frozenset({"item", "entry"})
 #: where an item/entry element is a feed's item: RSS 0.9x/2.0, RSS 0.90, RSS 1.0, Atom 1.0, 0.3
@@ -260,3 +260,46 @@ def _stub(record: ItemRecord, choice: int) -> Entry:
 def stub_is_new(parsed: ParsedFeed, seen: Collection[str]) -> bool:
     """Would the diff call a stub new? Then the document must be parsed whole."""
     return any(e.prints for e in new_entries(parsed.entries, seen))
+
+
+# ------------------------------------------------------------- the whole step
+@dataclass(frozen=True)
+class CheckedDocument:
+    """A changed document as a check needs it: parsed (only its changed items), merged with
+    the records of the others and diffed against the feed's seen-set, all in one trip to a
+    parse worker, so the bot's process receives only what is new."""
+
+    #: the feed's own fields; `entries` is left empty (see `fresh` and `prints`)
+    parsed: ParsedFeed
+    #: the entries not in the seen-set, oldest first, each parsed whole
+    fresh: list[Entry]
+    #: every entry's identity prints, oldest first, packed: what the seen-set remembers
+    prints: bytes
+    #: how many entries the document has
+    entries: int
+    #: the packed records of the document's items (`Feed.item_records`)
+    records: bytes
+    #: items feedparser parsed for it
+    items_parsed: int
+
+
+def check_document(
+    body: bytes, url: str, content_type: str, records: bytes, seen: bytes
+) -> CheckedDocument:
+    """Worker: `parse_changed_items` against the items of `records`, `merge`, and the diff
+    against `seen` (packed prints); the document is parsed whole when a known item would be
+    new (its print left the seen-set: a stub cannot be delivered)."""
+    known = {r.item_hash: r for r in ItemRecord.unpack_all(records)}
+    seen_set = Prints(seen)
+    answer = parse_changed_items(body, url, content_type, frozenset(known))
+    parsed, blob = merge(answer, known)
+    fresh = new_entries(parsed.entries, seen_set)
+    if known and any(e.prints for e in fresh):
+        answer = parse_changed_items(body, url, content_type, frozenset())
+        parsed, blob = merge(answer, {})
+        fresh = new_entries(parsed.entries, seen_set)
+    prints = pack_prints(document_prints(oldest_first(parsed.entries)))
+    return CheckedDocument(
+        replace(parsed, entries=[]), fresh, prints, len(parsed.entries), blob,
+        len(answer.parsed.entries),
+    )

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, _ExceptionWithTraceback
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from typing import Any, TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
 from bot.feeds.first_read import FirstRead, as_feed, first_read_or_parse, first_read_packed
-from bot.feeds.parse_delta import ChangedItems, parse_changed_items
+from bot.feeds.parse_delta import CheckedDocument, check_document
 from bot.feeds.parser import parse_bytes
 from bot.models import FetchResult, ParsedFeed
 
@@ -85,7 +85,7 @@ def _exit_with(sentinel: int) -> None:
 
 class ParsePool:
     """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process; and
-    `parse_changed_items` and `first_read_or_parse` likewise."""
+    `check_document` and `first_read_or_parse` likewise."""
 
     def __init__(
         self,
@@ -126,11 +126,11 @@ class ParsePool:
         OPML import reads hundreds of feeds at once."""
         return await self._run(first_read_packed, body, url, content_type, batched=True)
 
-    async def parse_changed_items(
-        self, body: bytes, url: str, content_type: str, known: frozenset[bytes]
-    ) -> ChangedItems:
-        """`bot.feeds.parse_delta.parse_changed_items` in a worker."""
-        return await self._run(parse_changed_items, body, url, content_type, known)
+    async def check_document(
+        self, body: bytes, url: str, content_type: str, records: bytes, seen: bytes
+    ) -> CheckedDocument:
+        """`bot.feeds.parse_delta.check_document` in a worker."""
+        return await self._run(check_document, body, url, content_type, records, seen)
 
     async def _run(
         self,
@@ -387,12 +387,13 @@ async def first_read_packed_feed(
     return await asyncio.to_thread(first_read_packed, body, url, content_type)
 
 
-async def parse_changed(
-    result: FetchResult, known: Mapping[bytes, object], pool: ParsePool | None
-) -> ChangedItems:
-    """`parse_changed_items` of a fetched document against the item digests `known`, off the
-    event loop like `parse_feed`."""
-    args = (result.body, result.url, result.content_type, frozenset(known))
+async def checked_document(
+    result: FetchResult, records: bytes, seen: bytes, pool: ParsePool | None
+) -> CheckedDocument:
+    """`check_document` of a fetched document against a feed's item records and seen-set (both
+    packed), off the event loop like `parse_feed`."""
+    args = (result.body, result.url, result.content_type, records, seen)
     if pool is not None:
-        return await pool.parse_changed_items(*args)
-    return await asyncio.to_thread(parse_changed_items, *args)
+        return await pool.check_document(*args)
+    return await asyncio.to_thread(check_document, *args)
+

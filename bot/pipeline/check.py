@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bot.feeds.diff import oldest_first, remember, seen_cap
+from bot.feeds.diff import document_prints, oldest_first, remember_prints, seen_cap
 from bot.feeds.urls import is_private_url, moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
@@ -45,6 +45,15 @@ class CheckPlan:
     next_check: float = 0.0
     #: the packed records of the document's items (bot.feeds.parse_delta), stored with the feed
     item_records: bytes = b""
+    #: every entry's prints, oldest first (what the feed's seen-set remembers), and how many
+    #: entries the document has; from `parsed.entries` when not given
+    prints: Sequence[str] | None = None
+    entries: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prints is None:
+            self.prints = document_prints(oldest_first(self.parsed.entries))
+            self.entries = len(self.parsed.entries)
 
 
 def next_check_after(
@@ -176,9 +185,7 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     feed.body_digest = plan.result.body_digest
     feed.item_records = plan.item_records
     feed.ttl_minutes = plan.parsed.ttl_minutes
-    feed.seen = remember(
-        feed.seen, oldest_first(plan.parsed.entries), seen_cap(len(plan.parsed.entries))
-    )
+    feed.seen = remember_prints(feed.seen, plan.prints or (), seen_cap(plan.entries))
     feed.next_check = plan.next_check
     if plan.fresh:
         feed.last_new_entry = now

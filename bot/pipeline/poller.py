@@ -18,10 +18,10 @@ from typing import TypeVar
 
 from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, StorageWriteError
-from bot.feeds.diff import entry_prints, new_entries
+from bot.feeds.diff import entry_prints
 from bot.feeds.fetcher import Fetcher
-from bot.feeds.parse_delta import ItemRecord, merge, stub_is_new
-from bot.feeds.parse_pool import ParsePool, parse_changed, parse_feed
+from bot.feeds.parse_delta import CheckedDocument
+from bot.feeds.parse_pool import ParsePool, checked_document, parse_feed
 from bot.fulltext import ArticleSource
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
@@ -30,8 +30,10 @@ from bot.models import (
     Feed,
     FetchResult,
     ParsedFeed,
+    Prints,
     RenderedMessage,
     Subscription,
+    pack_prints,
 )
 from bot.pipeline.check import (
     CheckPlan,
@@ -240,28 +242,19 @@ class Poller:
                 self.stats.same_body += 1
                 await self._record_not_modified(state, result, started)
                 return
-            parsed, records = await self._parse(feed, result)
+            document = await checked_document(
+                result, feed.item_records, pack_prints(feed.seen), self.parse_pool
+            )
         except FeedbotError as exc:
             self.stats.failed += 1
             await self._record_failure(state, exc)
             return
-        fresh, queued = await self._commit_check(state, result, parsed, records, started)
+        self.stats.items_parsed += document.items_parsed
+        fresh, queued = await self._commit_check(state, result, document, started)
         self.stats.new_entries += fresh
         self.stats.queued += queued
         if queued:
             self.on_queued()
-
-    async def _parse(self, feed: Feed, result: FetchResult) -> tuple[ParsedFeed, bytes]:
-        """The fetched document, parsing only items that changed since the last commit; and
-        the records of its items (see bot.feeds.parse_delta), kept with the feed."""
-        known = {r.item_hash: r for r in ItemRecord.unpack_all(feed.item_records)}
-        answer = await parse_changed(result, known, self.parse_pool)
-        parsed, records = merge(answer, known)
-        if known and stub_is_new(parsed, feed.seen):  # the seen-set no longer has a known item
-            answer = await parse_changed(result, {}, self.parse_pool)
-            parsed, records = merge(answer, {})
-        self.stats.items_parsed += len(answer.parsed.entries)
-        return parsed, records
 
     def _interval(self, subs: list[Subscription]) -> float:
         return effective_interval(subs, self.settings.poll_interval)
@@ -298,15 +291,14 @@ class Poller:
         self,
         state: FeedState,
         result: FetchResult,
-        parsed: ParsedFeed,
-        item_records: bytes,
+        document: CheckedDocument,
         started: float,
     ) -> tuple[int, int]:
         """Commit a successful check; returns (new posts, deliveries queued). What is new is
         decided on the feed as it was fetched; who gets it (chat dedup, filters, pauses) on the
         state at the commit, decided again if that changed meanwhile."""
-        plan = await self._plan(state, result, parsed, started)
-        plan.item_records = item_records
+        plan = await self._plan(state, result, document)
+        parsed = document.parsed
 
         async def decide(current: FeedState) -> int:
             # the interval as it is now: a /set interval during the fetch is not undone
@@ -322,13 +314,16 @@ class Poller:
         return len(plan.fresh), queued or 0
 
     async def _plan(
-        self, state: FeedState, result: FetchResult, parsed: ParsedFeed, started: float
+        self, state: FeedState, result: FetchResult, document: CheckedDocument
     ) -> CheckPlan:
-        feed = state.feed
+        """What is new was decided with the parse (bot.feeds.parse_delta.check_document), on
+        the feed as it was fetched; here it is rendered per subscriber."""
+        feed, parsed, fresh = state.feed, document.parsed, document.fresh
         subs = [s for s in state.subscriptions if not s.paused]
-        fresh = new_entries(parsed.entries, feed.seen)
         plan = CheckPlan(
-            url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs
+            url=feed.url, result=result, parsed=parsed, fresh=fresh, subscriptions=subs,
+            prints=Prints(document.prints), entries=document.entries,
+            item_records=document.records,
         )
         shown = [s for s in subs if not collects_digest(s)]  # a digest renders its own lines
         if fresh and shown:
