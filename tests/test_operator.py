@@ -160,7 +160,7 @@ async def test_poller_crash_alerts_the_owners_once(
         async def crash(*args: Any, **kwargs: Any) -> Any:
             raise KeyError("bug in the parser")
 
-        monkeypatch.setattr(poller_module, "checked_document", crash)
+        monkeypatch.setattr(poller_module, "in_pool", crash)
         feed_server.set_feed("/ml.xml", hugo_feed(range(1, 4)))
         await fake_api.await_for(lambda: len(alerts(fake_api)) == 1, timeout=10)
         hits = feed_server.hits("/ml.xml")

@@ -216,7 +216,7 @@ async def test_checkers_claiming_at_once_never_share_a_feed() -> None:
                 await stores[0].save_subscription(Subscription(chat_id=1, feed_url=u))
             claims = await asyncio.gather(*(
                 s.claim_due_feeds(1000.0, 30, 60.0) for s in stores for _ in range(3)))
-            claimed = [f.url for batch in claims for f in batch]
+            claimed = [state.feed.url for batch in claims for state in batch]
             assert len(claimed) == len(set(claimed)) == 200  # each once, none twice
         finally:
             for s in stores:

@@ -28,9 +28,8 @@ from typing import Any, TypeVar, TypeVarTuple
 
 from bot.errors import ParseError
 from bot.feeds.first_read import FirstRead, as_feed, first_read_or_parse, first_read_packed
-from bot.feeds.parse_delta import CheckedDocument, check_document
 from bot.feeds.parser import parse_bytes
-from bot.models import FetchResult, ParsedFeed
+from bot.models import ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,9 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context("forkserver")
         # Imported once in the forkserver, so each worker starts without importing feedparser.
         ctx.set_forkserver_preload(
-            ["bot.feeds.parser", "bot.feeds.parse_delta", "bot.feeds.first_read"]
+            # bot.pipeline.check: a check's parse, diff and rendering (`ParsePool.run`)
+            ["bot.feeds.parser", "bot.feeds.parse_delta", "bot.feeds.first_read",
+             "bot.pipeline.check"]
         )
         return ctx
     return multiprocessing.get_context("spawn")
@@ -85,7 +86,7 @@ def _exit_with(sentinel: int) -> None:
 
 class ParsePool:
     """`await pool.parse(body, url, content_type)`: `parse_bytes` in a worker process; and
-    `check_document` and `first_read_or_parse` likewise."""
+    `first_read_or_parse` likewise, and any parsing step (`run`)."""
 
     def __init__(
         self,
@@ -126,11 +127,10 @@ class ParsePool:
         OPML import reads hundreds of feeds at once."""
         return await self._run(first_read_packed, body, url, content_type, batched=True)
 
-    async def check_document(
-        self, body: bytes, url: str, content_type: str, records: bytes, seen: bytes
-    ) -> CheckedDocument:
-        """`bot.feeds.parse_delta.check_document` in a worker."""
-        return await self._run(check_document, body, url, content_type, records, seen)
+    async def run(self, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts) -> T:
+        """`fn(body, url, *args)` in a worker: a module-level function (workers import it) that
+        parses the document, perhaps with more steps after the parse (bot.pipeline.check)."""
+        return await self._run(fn, body, url, *args)
 
     async def _run(
         self,
@@ -387,13 +387,10 @@ async def first_read_packed_feed(
     return await asyncio.to_thread(first_read_packed, body, url, content_type)
 
 
-async def checked_document(
-    result: FetchResult, records: bytes, seen: bytes, pool: ParsePool | None
-) -> CheckedDocument:
-    """`check_document` of a fetched document against a feed's item records and seen-set (both
-    packed), off the event loop like `parse_feed`."""
-    args = (result.body, result.url, result.content_type, records, seen)
+async def in_pool(
+    pool: ParsePool | None, fn: Callable[[bytes, str, *Ts], T], body: bytes, url: str, *args: *Ts
+) -> T:
+    """`pool.run(fn, body, url, *args)`; in a thread without a pool."""
     if pool is not None:
-        return await pool.check_document(*args)
-    return await asyncio.to_thread(check_document, *args)
-
+        return await pool.run(fn, body, url, *args)
+    return await asyncio.to_thread(fn, body, url, *args)

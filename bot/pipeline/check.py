@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.feeds.diff import document_prints, oldest_first, remember_prints, seen_cap
+from bot.feeds.parse_delta import CheckedDocument, check_document
 from bot.feeds.urls import is_private_url, moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
 from bot.models import Chat, Entry, Feed, FetchResult, ParsedFeed, RenderedMessage, Subscription
@@ -102,6 +103,54 @@ def render_for(
                 cache[key] = render_entry(shown, title, options, pages.get(page_key, ""))
             out[(sub.chat_id, entry.key)] = cache[key]
     return out
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """`render_for`'s inputs, for the parse worker to render a check's new posts right after
+    the diff (`check_and_render`), off the bot's process. Only for a check whose rendering
+    waits on no I/O: no subscriber has `fulltext on` (pages fetched first). When Instant View
+    pages can be published (`pages`), a post that wants one is left to the bot."""
+
+    feed: Feed  #: its URL and title only
+    subs: list[Subscription]
+    langs: dict[int, str]
+    zones: dict[int, str]
+    media_url_limit: int
+    pages: bool
+
+
+@dataclass(frozen=True)
+class CheckedPosts:
+    """A parse worker's answer to a check: the document diffed, and its new posts rendered per
+    subscriber when it was asked to and could (else None: the bot renders them)."""
+
+    document: CheckedDocument
+    messages: dict[tuple[int, str], RenderedMessage] | None = None
+
+
+def check_and_render(
+    body: bytes, url: str, content_type: str, records: bytes, seen: bytes,
+    job: RenderJob | None,
+) -> CheckedPosts:
+    """Worker: `check_document`, then `job`'s rendering of what is new."""
+    document = check_document(body, url, content_type, records, seen)
+    if job is None or not document.fresh:
+        return CheckedPosts(document)
+    title = feed_title(job.feed, document.parsed)
+    if job.pages:
+        for sub in job.subs:
+            options = RenderOptions.for_subscription(
+                sub.options, job.langs.get(sub.chat_id, DEFAULT_LANG), job.media_url_limit,
+                job.zones.get(sub.chat_id, "UTC"),
+            )
+            if any(wants_page(entry, title, options) for entry in document.fresh):
+                return CheckedPosts(document)
+    messages = render_for(
+        job.feed, document.parsed, document.fresh, job.subs, job.langs, job.media_url_limit,
+        zones=job.zones,
+    )
+    return CheckedPosts(document, messages)
 
 
 def shown_entry(

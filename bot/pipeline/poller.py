@@ -20,8 +20,8 @@ from bot.config import Settings
 from bot.errors import FeedbotError, FetchError, StorageWriteError
 from bot.feeds.diff import entry_prints
 from bot.feeds.fetcher import Fetcher
-from bot.feeds.parse_delta import CheckedDocument
-from bot.feeds.parse_pool import ParsePool, checked_document, parse_feed
+from bot.feeds.parse_pool import ParsePool, in_pool, parse_feed
+from bot.feeds.urls import is_private_url
 from bot.fulltext import ArticleSource
 from bot.i18n import DEFAULT_LANG
 from bot.models import (
@@ -36,7 +36,10 @@ from bot.models import (
     pack_prints,
 )
 from bot.pipeline.check import (
+    CheckedPosts,
     CheckPlan,
+    RenderJob,
+    check_and_render,
     check_commit,
     full_text_wanted,
     moved_to,
@@ -242,15 +245,17 @@ class Poller:
                 self.stats.same_body += 1
                 await self._record_not_modified(state, result, started)
                 return
-            document = await checked_document(
-                result, feed.item_records, pack_prints(feed.seen), self.parse_pool
+            checked = await in_pool(
+                self.parse_pool, check_and_render, result.body, result.url,
+                result.content_type, feed.item_records, pack_prints(feed.seen),
+                self._render_job(state),
             )
         except FeedbotError as exc:
             self.stats.failed += 1
             await self._record_failure(state, exc)
             return
-        self.stats.items_parsed += document.items_parsed
-        fresh, queued = await self._commit_check(state, result, document, started)
+        self.stats.items_parsed += checked.document.items_parsed
+        fresh, queued = await self._commit_check(state, result, checked, started)
         self.stats.new_entries += fresh
         self.stats.queued += queued
         if queued:
@@ -291,14 +296,14 @@ class Poller:
         self,
         state: FeedState,
         result: FetchResult,
-        document: CheckedDocument,
+        checked: CheckedPosts,
         started: float,
     ) -> tuple[int, int]:
         """Commit a successful check; returns (new posts, deliveries queued). What is new is
         decided on the feed as it was fetched; who gets it (chat dedup, filters, pauses) on the
         state at the commit, decided again if that changed meanwhile."""
-        plan = await self._plan(state, result, document)
-        parsed = document.parsed
+        plan = await self._plan(state, result, checked)
+        parsed = checked.document.parsed
 
         async def decide(current: FeedState) -> int:
             # the interval as it is now: a /set interval during the fetch is not undone
@@ -313,11 +318,30 @@ class Poller:
         queued = await self._decided(state.feed.url, state, decide, "check")
         return len(plan.fresh), queued or 0
 
+    def _render_job(self, state: FeedState) -> RenderJob | None:
+        """The rendering the parse worker can do with the diff (`check.RenderJob`): none when
+        a subscriber's posts need a page fetched first (`fulltext on`)."""
+        subs = [s for s in state.subscriptions if not s.paused and not collects_digest(s)]
+        if not subs or any(s.options.fulltext for s in subs):
+            return None
+        feed, chats = state.feed, state.chats
+        pages = (self.publisher is not None and self.publisher.available()
+                 and not is_private_url(feed.url))
+        return RenderJob(
+            Feed(feed.url, title=feed.title), subs,
+            {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
+             for s in subs},
+            {s.chat_id: chats[s.chat_id].timezone for s in subs if s.chat_id in chats},
+            self.settings.media_url_limit, pages,
+        )
+
     async def _plan(
-        self, state: FeedState, result: FetchResult, document: CheckedDocument
+        self, state: FeedState, result: FetchResult, checked: CheckedPosts
     ) -> CheckPlan:
         """What is new was decided with the parse (bot.feeds.parse_delta.check_document), on
-        the feed as it was fetched; here it is rendered per subscriber."""
+        the feed as it was fetched; here it is rendered per subscriber, unless the parse
+        worker did that already."""
+        document = checked.document
         feed, parsed, fresh = state.feed, document.parsed, document.fresh
         subs = [s for s in state.subscriptions if not s.paused]
         plan = CheckPlan(
@@ -326,7 +350,9 @@ class Poller:
             item_records=document.records,
         )
         shown = [s for s in subs if not collects_digest(s)]  # a digest renders its own lines
-        if fresh and shown:
+        if checked.messages is not None:
+            plan.messages = checked.messages
+        elif fresh and shown:
             plan.messages = await self._render_all(feed, parsed, fresh, shown, state.chats)
         return plan
 
