@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        from bot.app import use_fast_event_loop
+
+        use_fast_event_loop()  # the loop `feedbot run` uses
         print(json.dumps(asyncio.run(one_repeat(args.chats))))
         return
     chats, repeats = (20, 1) if args.smoke else (args.chats, args.repeats)

@@ -180,6 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         endpoints = Endpoints.from_arg(args.endpoints)
+        from bot.app import use_fast_event_loop
+
+        use_fast_event_loop()  # the loop `feedbot run` uses
         print(json.dumps(asyncio.run(first_read(endpoints, args.feeds, args.chats))))
         return
     if args.smoke:

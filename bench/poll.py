@@ -396,6 +396,9 @@ def main() -> None:
         # sniffio is not installed, so httpcore retries the import (a sys.path scan) per request
         sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
     if args.child == "bot":
+        from bot.app import use_fast_event_loop
+
+        use_fast_event_loop()  # the loop `feedbot run` uses (the baseline keeps asyncio's)
         rows = asyncio.run(bot_cycles(args.n, args.hosts, mixes, MODES[args.mode], delay_s))
         print(json.dumps(rows))
         return

@@ -94,11 +94,12 @@ async def _started(app: App) -> None:
         )
     app.job_queue.run_daily(_midnight, time=dt.time(0, 0, tzinfo=dt.UTC), name="sent-today")
     log.info(
-        "feedbot started as @%s; role %s; database %s; poll interval %ss",
+        "feedbot started as @%s; role %s; database %s; poll interval %ss; event loop %s",
         app.bot.username,
         settings.role,
         describe_database(settings),
         settings.poll_interval,
+        event_loop_name(),
     )
     if settings.feed_proxy or settings.telegram_proxy:
         log.info("%s", proxies_line(settings))
@@ -160,6 +161,23 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def use_fast_event_loop() -> bool:
+    """uvloop's event loop for the loops made from now on (PTB's and asyncio.run's), where it
+    is installed: its loop and transports are C, and a check's HTTP exchange is mostly their
+    bookkeeping. True when it is in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def event_loop_name() -> str:
+    """"uvloop" or "asyncio": whose loop is running."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+
 def serve(settings: Settings) -> None:
     """`feedbot run`: build the application and run it until a stop signal.
 
@@ -169,6 +187,7 @@ def serve(settings: Settings) -> None:
     On stop the webhook stays registered: other `updates` processes may still serve it, and
     deleting it would stop updates for all of them (a lone process's are retried by Telegram).
     Starting with long polling deletes it (PTB's polling start-up does)."""
+    use_fast_event_loop()
     with _webhook_errors(settings):
         if settings.database_url:
             asyncio.run(_until_stopped(settings))

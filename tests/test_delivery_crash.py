@@ -88,6 +88,9 @@ async def test_sigkill_during_delivery_loses_nothing(tmp_path: Path) -> None:
             proc.terminate()
             proc.wait(timeout=20)
         assert_complete_with_few_duplicates(api, expected, kills)
+    # every run was `feedbot run` on uvloop (a dependency; the standard loop only without it)
+    started_lines = [line for line in log.read_text().splitlines() if "feedbot started" in line]
+    assert started_lines and all(line.endswith("event loop uvloop") for line in started_lines)
     store = await TinyDBStorage.open(db)
     try:
         assert await store.pending() == []
