@@ -19,6 +19,7 @@ from bot.models import Chat, Delivery, Feed, FetchResult
 from bot.pipeline.poller import DAY, Poller
 from bot.runtime import fetch_settings
 from bot.service import SubscriptionService
+from bot.storage.base import FeedState
 from bot.storage.tinydb.backend import TinyDBStorage
 from tests.fakes.feeds import hugo_feed, hugo_item, item, rss
 from tests.fakes.feedserver import FeedServer
@@ -492,3 +493,43 @@ async def test_an_unchanged_body_from_a_server_without_validators_is_not_parsed(
     assert (stats.same_body, stats.new_entries) == (0, 1)
     (text,) = await rig.drain()
     assert "ML Math Derivations (6)" in text
+
+
+# ------------------------------------------------------------------------------ scheduling
+class ClaimWatch(TinyDBStorage):
+    """The real store, noting how many claimed checks still waited for a slot at each claim."""
+
+    poller: Poller
+    waiting_at_claims: list[int]
+
+    async def claim_due_feeds(self, now: float, limit: int, lease_s: float) -> list[FeedState]:
+        running = self.poller.settings.max_concurrent_checks - self.poller._slots._value
+        self.waiting_at_claims.append(len(self.poller._in_flight) - running)
+        return await super().claim_due_feeds(now, limit, lease_s)
+
+
+async def test_more_feeds_are_claimed_while_checks_still_wait_for_a_slot(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """A claim takes a store trip: made only once no claimed check was left waiting, it left
+    check slots idle meanwhile (half of them at times, in bench.poll)."""
+    settings = replace(load(environ={}), allow_private=True, max_concurrent_checks=4)
+    store = await ClaimWatch.open(tmp_path / "db.json")
+    fetcher = Fetcher(fetch_settings(settings))
+    poller = Poller(store, fetcher, settings)
+    store.poller, store.waiting_at_claims = poller, []
+    service = SubscriptionService(store, fetcher, settings)
+    try:
+        for i in range(40):
+            feed_server.set_feed(f"/f{i}.xml", hugo_feed(range(3 * i + 1, 3 * i + 3), f"Feed {i}"))
+            outcome = await service.subscribe(Chat(id=CHAT), feed_server.url(f"/f{i}.xml"))
+            assert outcome.status == "added"
+            feed_server.slow(f"/f{i}.xml", 0.02)
+        poller.clock = FakeClock(2_000_000_000.0)  # every feed is due
+        stats = await poller.run_once()
+        assert stats.checked == 40
+        later = store.waiting_at_claims[1:]  # the first claim starts from nothing
+        assert len(later) >= 4 and all(waiting > 0 for waiting in later), later
+    finally:
+        await fetcher.aclose()
+        await store.close()

@@ -136,9 +136,10 @@ class Poller:
         many were started. They start together, as one batch: their reads and lazy writes
         share store trips, and checks of one host reuse its kept-alive connections (bounded by
         `max_concurrent_checks`). The feeds are claimed with a lease (`claim_due_feeds`), so
-        checkers sharing one database never check a feed at once; when a batch was full, the
-        next is claimed as soon as half of it is done, not a tick later. A check is late by
-        at most a tick and never early (a server's Retry-After is kept to the second)."""
+        checkers sharing one database never check a feed at once; when a batch was full, more
+        are claimed while checks still wait for a slot (`refill_at`), not a tick later. A
+        check is late by at most a tick and never early (a server's Retry-After is kept to the
+        second)."""
         room = self.claim_batch - len(self._in_flight)
         if room <= 0:
             return 0
@@ -158,21 +159,30 @@ class Poller:
 
     @property
     def claim_batch(self) -> int:
-        """How many feeds one claim takes: enough to keep every check slot busy until the next
-        claim (made when half are done), few enough to leave the rest to other checkers."""
+        """How many feeds are claimed at most (running and waiting for a slot): enough to keep
+        every check slot busy until the next claim, few enough to leave the rest to other
+        checkers."""
         return 2 * self.settings.max_concurrent_checks
 
     @property
+    def refill_at(self) -> int:
+        """Claim more when no more than this many claimed feeds are left: with half a slot's
+        worth still waiting, the slots stay busy while the claim is made (claiming only when
+        none waited left up to half of them idle meanwhile)."""
+        slots = self.settings.max_concurrent_checks
+        return slots + max(slots // 2, 1)
+
+    @property
     def lease_seconds(self) -> float:
-        """A claimed feed's lease: its check may wait for a slot behind the half of its batch
-        still under way, then fetch, parse and commit (each check's fetch is capped at
-        `fetch_timeout`). Should a check outlast it, another checker may check the feed too:
-        the stamped commit still sends nothing twice."""
+        """A claimed feed's lease: its check may wait for a slot behind the claimed checks
+        ahead of it (fewer than `max_concurrent_checks`), then fetch, parse and commit (each
+        check's fetch is capped at `fetch_timeout`). Should a check outlast it, another
+        checker may check the feed too: the stamped commit still sends nothing twice."""
         return self.settings.fetch_timeout * 3 + 10
 
     def _refill(self) -> None:
-        """A full batch is half done: claim the next one now (one claim at a time)."""
-        if not self._batch_full or self._closing or len(self._in_flight) > self.claim_batch // 2:
+        """After a full claim, claim more once few enough are left (one claim at a time)."""
+        if not self._batch_full or self._closing or len(self._in_flight) > self.refill_at:
             return
         if self._refilling is not None and not self._refilling.done():
             return
