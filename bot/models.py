@@ -129,6 +129,17 @@ class Prints(Sequence[str]):
         merged = self.packed + bytes(added)
         return Prints(merged[-cap * PRINT_BYTES :] if cap > 0 else merged)
 
+    def with_newest(self, items: Iterable[str], cap: int) -> Prints:
+        """This seen-set with `items` as its newest, in their order (one already here moves up
+        to its new place: a feed's seen-set), the newest `cap` kept (0: no bound). Stays
+        packed: no print is unpacked."""
+        merged = dict.fromkeys(self._chunks())
+        for packed_print in Prints(items)._chunks():
+            merged.pop(packed_print, None)
+            merged[packed_print] = None
+        keys = list(merged)
+        return Prints(b"".join(keys[-cap:] if cap > 0 else keys))
+
     def _chunks(self) -> Iterator[bytes]:
         packed, step = self.packed, PRINT_BYTES
         return (packed[i : i + step] for i in range(0, len(packed), step))

@@ -1,10 +1,20 @@
 import random
 from datetime import UTC, datetime, timedelta
 
-from bot.feeds.diff import SEEN_MIN, new_entries, oldest_first, remember, seen_cap
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.feeds.diff import (
+    SEEN_MIN,
+    new_entries,
+    oldest_first,
+    remember,
+    remember_prints,
+    seen_cap,
+)
 from bot.feeds.identity import entry_key, fingerprint, normalize_link, title_date_link_key
 from bot.feeds.parser import parse_bytes
-from bot.models import Entry
+from bot.models import Entry, Prints
 from tests.fakes.feeds import BASE_DATE, item, rss
 from tests.test_poller import Rig, rig  # noqa: F401
 
@@ -150,3 +160,25 @@ def test_a_packed_print_is_only_found_on_a_print_boundary() -> None:
     seen = Prints(bytes(range(16)))  # 0001..07, 0809..0f
     assert seen.holds(bytes(range(8))) and seen.holds(bytes(range(8, 16)))
     assert not seen.holds(bytes(range(4, 12)))  # straddles two prints
+
+
+@given(
+    st.lists(st.integers(0, 40), max_size=60, unique=True),
+    st.lists(st.integers(0, 40), max_size=30),
+    st.integers(0, 50),
+)
+def test_a_seen_set_is_remembered_packed_as_the_list_would_be(
+    seen: list[int], new: list[int], cap: int
+) -> None:
+    """`remember_prints` (packed, `Prints.with_newest`) against the plain recency list: each
+    new print moves to the end, the newest `cap` kept (0: all)."""
+    as_prints = [fingerprint(f"k{n}") for n in seen]
+    added = [fingerprint(f"k{n}") for n in new]
+    merged = dict.fromkeys(as_prints)
+    for p in added:
+        merged.pop(p, None)
+        merged[p] = None
+    expected = list(merged)[-cap:] if cap else list(merged)
+    got = remember_prints(Prints(as_prints), added, cap)
+    assert isinstance(got, Prints) and list(got) == expected
+    assert list(remember_prints(as_prints, added, cap)) == expected  # from a plain list too

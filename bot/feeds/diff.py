@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence, Set
+from collections.abc import Collection, Iterable, Sequence, Set
 
 from bot.feeds.identity import fingerprint
-from bot.models import PRINT_BYTES, Entry, Prints, pack_prints
+from bot.models import Entry, Prints
 
 SEEN_MIN = 200
 
@@ -63,14 +63,4 @@ def remember(seen: Sequence[str], entries: Iterable[Entry], cap: int) -> Prints:
 def remember_prints(seen: Sequence[str], prints: Sequence[str], cap: int) -> Prints:
     """`seen` (oldest first) plus `prints` (oldest first; one already there moves to the end),
     newest `cap` kept. Packed throughout: no print is unpacked to text."""
-    merged = dict.fromkeys(_packed(seen))
-    for p in _packed(prints):
-        merged.pop(p, None)
-        merged[p] = None
-    keys = list(merged)
-    return Prints(b"".join(keys[-cap:]))
-
-
-def _packed(prints: Sequence[str]) -> Iterator[bytes]:
-    packed, step = pack_prints(prints), PRINT_BYTES
-    return (packed[i : i + step] for i in range(0, len(packed), step))
+    return (seen if isinstance(seen, Prints) else Prints(seen)).with_newest(prints, cap)

@@ -156,22 +156,14 @@ class SubscriptionMove:
     feed: Feed
 
 
-def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> list[str]:
+def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> Prints:
     """A feed's seen-set with `prints` as its newest (those already there move up)."""
-    merged = dict.fromkeys(seen)
-    for p in prints:
-        merged.pop(p, None)
-        merged[p] = None
-    return _newest(list(merged), cap)
+    return (seen if isinstance(seen, Prints) else Prints(seen)).with_newest(prints, cap)
 
 
 def remember_in_chat(seen: Sequence[str], prints: list[str], cap: int) -> Prints:
     """A chat's seen-set with `prints` added after it (those already there stay put)."""
     return (seen if isinstance(seen, Prints) else Prints(seen)).with_added(prints, cap)
-
-
-def _newest(items: list[str], cap: int) -> list[str]:
-    return items[-cap:] if cap > 0 else items
 
 
 @dataclass(frozen=True)
