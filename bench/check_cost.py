@@ -8,11 +8,12 @@ this process, CPU (utime + stime, all threads; and the event loop's thread alone
 - `aiohttp new`: the same with `force_close` (a new TCP connection per request);
 - `fetcher reused`: `bot.feeds.fetcher.Fetcher.fetch` (guard, per-host slots, redirects by hand);
 - `poller reused` / `poller expired`: a whole cycle of the real `Poller` on a TinyDB store
-  (claim, load, fetch, the lazy 304 write), with the connections kept alive from the round before,
-  or after the keep-alive (the bot's 30 s) ran out, as in the running bot at interval 300 s
-  (`bench.idle`).
+  (claim with the feeds' state, fetch, the lazy 304 write), with the connections kept alive from
+  the round before, or after the keep-alive (the bot's 30 s) ran out, as in the running bot at
+  interval 300 s (`bench.idle`).
 
 The difference between the rows is what each layer adds; `bench.idle` measures the running bot.
+Every row runs on the loop `feedbot run` uses (uvloop where installed: bot.app.use_fast_event_loop).
 Results: bench/results/check_cost.json.
 """
 
@@ -164,6 +165,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.feeds, args.repeat, args.addresses, args.ports, args.keepalive = 40, 1, 5, 2, 1.0
+    from bot.app import use_fast_event_loop
+
+    use_fast_event_loop()
     rows = asyncio.run(run(args.feeds, args.repeat, args.addresses, args.ports, args.keepalive))
     print_table(rows, ["what", "feeds", "cpu_ms_per_request", "loop_thread_ms", "runs"])
     out = RESULTS.with_name("check_cost-smoke.json") if args.smoke else RESULTS
