@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,6 @@ from bot.feeds.parse_delta import (
     check_document,
     merge,
     parse_changed_items,
-    stub_is_new,
 )
 from bot.feeds.parser import parse_bytes
 from bot.models import Entry, ParsedFeed, Prints
@@ -553,6 +552,11 @@ def test_seed_with_a_new_item_on_top_parses_one() -> None:
 
 
 # ------------------------------------------------------------------- 5. stubs and memory
+def stub_is_new(parsed: ParsedFeed, seen: Collection[str]) -> bool:
+    """Would the diff call a stub new? (`check_document` then parses the document whole.)"""
+    return any(e.prints for e in new_entries(parsed.entries, seen))
+
+
 def _stub(print_: str) -> Entry:
     return Entry(key="", title="", link="", prints=(print_,))
 

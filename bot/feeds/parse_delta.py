@@ -24,7 +24,7 @@ import hashlib
 import math
 import struct
 import xml.parsers.expat
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -257,11 +257,6 @@ def _stub(record: ItemRecord, choice: int) -> Entry:
     return Entry(key="", title="", link="", published=published, prints=prints)
 
 
-def stub_is_new(parsed: ParsedFeed, seen: Collection[str]) -> bool:
-    """Would the diff call a stub new? Then the document must be parsed whole."""
-    return any(e.prints for e in new_entries(parsed.entries, seen))
-
-
 # ------------------------------------------------------------- the whole step
 @dataclass(frozen=True)
 class CheckedDocument:
@@ -294,7 +289,7 @@ def check_document(
     answer = parse_changed_items(body, url, content_type, frozenset(known))
     parsed, blob = merge(answer, known)
     fresh = new_entries(parsed.entries, seen_set)
-    if known and any(e.prints for e in fresh):
+    if known and any(e.prints for e in fresh):  # a stub would be delivered
         answer = parse_changed_items(body, url, content_type, frozenset())
         parsed, blob = merge(answer, {})
         fresh = new_entries(parsed.entries, seen_set)

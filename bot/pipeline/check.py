@@ -93,9 +93,7 @@ def render_for(
     cache: dict[tuple[RenderOptions, str], RenderedMessage] = {}
     out: dict[tuple[int, str], RenderedMessage] = {}
     for sub in subs:
-        lang = langs.get(sub.chat_id, DEFAULT_LANG)
-        zone = zones.get(sub.chat_id, "UTC")
-        options = RenderOptions.for_subscription(sub.options, lang, media_url_limit, zone)
+        options = _options_of(sub, langs, media_url_limit, zones)
         for entry in fresh:
             key = (options, entry.key)
             if key not in cache:
@@ -140,10 +138,7 @@ def check_and_render(
     title = feed_title(job.feed, document.parsed)
     if job.pages:
         for sub in job.subs:
-            options = RenderOptions.for_subscription(
-                sub.options, job.langs.get(sub.chat_id, DEFAULT_LANG), job.media_url_limit,
-                job.zones.get(sub.chat_id, "UTC"),
-            )
+            options = _options_of(sub, job.langs, job.media_url_limit, job.zones)
             if any(wants_page(entry, title, options) for entry in document.fresh):
                 return CheckedPosts(document)
     messages = render_for(
@@ -151,6 +146,16 @@ def check_and_render(
         zones=job.zones,
     )
     return CheckedPosts(document, messages)
+
+
+def _options_of(
+    sub: Subscription, langs: Mapping[int, str], media_url_limit: int, zones: Mapping[int, str]
+) -> RenderOptions:
+    """How `sub`'s posts are rendered: its options in its chat's language and time zone."""
+    return RenderOptions.for_subscription(
+        sub.options, langs.get(sub.chat_id, DEFAULT_LANG), media_url_limit,
+        zones.get(sub.chat_id, "UTC"),
+    )
 
 
 def shown_entry(
