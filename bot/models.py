@@ -56,6 +56,11 @@ def pack_prints(items: Iterable[str]) -> bytes:
     return b"".join(pack_print(p) for p in listed)
 
 
+def as_prints(seen: Sequence[str]) -> Prints:
+    """`seen` as packed prints (itself when it is packed already)."""
+    return seen if isinstance(seen, Prints) else Prints(seen)
+
+
 class Prints(Sequence[str]):
     """A seen-set: identity prints, oldest first, packed 8 bytes each.
 

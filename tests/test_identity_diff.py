@@ -9,12 +9,12 @@ from bot.feeds.diff import (
     new_entries,
     oldest_first,
     remember,
-    remember_prints,
     seen_cap,
 )
 from bot.feeds.identity import entry_key, fingerprint, normalize_link, title_date_link_key
 from bot.feeds.parser import parse_bytes
 from bot.models import Entry, Prints
+from bot.storage.base import remember_in_feed
 from tests.fakes.feeds import BASE_DATE, item, rss
 from tests.test_poller import Rig, rig  # noqa: F401
 
@@ -170,7 +170,7 @@ def test_a_packed_print_is_only_found_on_a_print_boundary() -> None:
 def test_a_seen_set_is_remembered_packed_as_the_list_would_be(
     seen: list[int], new: list[int], cap: int
 ) -> None:
-    """`remember_prints` (packed, `Prints.with_newest`) against the plain recency list: each
+    """`remember_in_feed` (packed, `Prints.with_newest`) against the plain recency list: each
     new print moves to the end, the newest `cap` kept (0: all)."""
     as_prints = [fingerprint(f"k{n}") for n in seen]
     added = [fingerprint(f"k{n}") for n in new]
@@ -179,6 +179,6 @@ def test_a_seen_set_is_remembered_packed_as_the_list_would_be(
         merged.pop(p, None)
         merged[p] = None
     expected = list(merged)[-cap:] if cap else list(merged)
-    got = remember_prints(Prints(as_prints), added, cap)
+    got = remember_in_feed(Prints(as_prints), added, cap)
     assert isinstance(got, Prints) and list(got) == expected
-    assert list(remember_prints(as_prints, added, cap)) == expected  # from a plain list too
+    assert list(remember_in_feed(as_prints, added, cap)) == expected  # from a plain list too

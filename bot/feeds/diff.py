@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence, Set
 
 from bot.feeds.identity import fingerprint
-from bot.models import Entry, Prints
+from bot.models import Entry, Prints, as_prints
 
 SEEN_MIN = 200
 
@@ -56,11 +56,5 @@ def document_prints(entries: Iterable[Entry]) -> list[str]:
 
 
 def remember(seen: Sequence[str], entries: Iterable[Entry], cap: int) -> Prints:
-    """`seen` (oldest first) plus the prints of `entries`, newest `cap` kept."""
-    return remember_prints(seen, document_prints(entries), cap)
-
-
-def remember_prints(seen: Sequence[str], prints: Sequence[str], cap: int) -> Prints:
-    """`seen` (oldest first) plus `prints` (oldest first; one already there moves to the end),
-    newest `cap` kept. Packed throughout: no print is unpacked to text."""
-    return (seen if isinstance(seen, Prints) else Prints(seen)).with_newest(prints, cap)
+    """`seen` (oldest first) plus the prints of `entries`, newest `cap` kept (packed)."""
+    return as_prints(seen).with_newest(document_prints(entries), cap)

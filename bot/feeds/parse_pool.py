@@ -361,9 +361,7 @@ async def parse_feed(
 ) -> ParsedFeed:
     """`parse_bytes` off the event loop: in a worker process of `pool` when given, else in a
     thread."""
-    if pool is not None:
-        return await pool.parse(body, url, content_type)
-    return await asyncio.to_thread(parse_bytes, body, url, content_type)
+    return await in_pool(pool, parse_bytes, body, url, content_type)
 
 
 async def first_read_feed(

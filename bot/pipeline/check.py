@@ -9,7 +9,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bot.feeds.diff import document_prints, oldest_first, remember_prints, seen_cap
+from bot.feeds.diff import document_prints, oldest_first, seen_cap
 from bot.feeds.parse_delta import CheckedDocument, check_document
 from bot.feeds.urls import is_private_url, moved_feed_url, public_url
 from bot.i18n import DEFAULT_LANG
@@ -27,7 +27,7 @@ from bot.pipeline.schedule import DAY
 from bot.render import RenderOptions, render_entry
 from bot.render.message import MEDIA_URL_LIMIT, wants_page
 from bot.render.telegraph import PageDraft, page_draft
-from bot.storage.base import FeedCommit, FeedState
+from bot.storage.base import FeedCommit, FeedState, remember_in_feed
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +137,9 @@ def check_and_render(
         return CheckedPosts(document)
     title = feed_title(job.feed, document.parsed)
     if job.pages:
-        for sub in job.subs:
-            options = _options_of(sub, job.langs, job.media_url_limit, job.zones)
-            if any(wants_page(entry, title, options) for entry in document.fresh):
-                return CheckedPosts(document)
+        renderings = {_options_of(s, job.langs, job.media_url_limit, job.zones) for s in job.subs}
+        if any(wants_page(e, title, o) for o in renderings for e in document.fresh):
+            return CheckedPosts(document)
     messages = render_for(
         job.feed, document.parsed, document.fresh, job.subs, job.langs, job.media_url_limit,
         zones=job.zones,
@@ -239,7 +238,7 @@ def check_commit(state: FeedState, plan: CheckPlan, now: float, backlog_limit: i
     feed.body_digest = plan.result.body_digest
     feed.item_records = plan.item_records
     feed.ttl_minutes = plan.parsed.ttl_minutes
-    feed.seen = remember_prints(feed.seen, plan.prints or (), seen_cap(plan.entries))
+    feed.seen = remember_in_feed(feed.seen, plan.prints or (), seen_cap(plan.entries))
     feed.next_check = plan.next_check
     if plan.fresh:
         feed.last_new_entry = now

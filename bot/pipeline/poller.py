@@ -235,7 +235,7 @@ class Poller:
     # ------------------------------------------------------------------ check
     async def check(self, url: str, claimed: FeedState | None = None) -> None:
         """Check one feed: as `claimed` (`Storage.claim_due_feeds`), else as stored now."""
-        state = claimed or await self.store.load_feed(url)
+        state = claimed if claimed is not None else await self.store.load_feed(url)
         if state is None:
             return
         feed = state.feed
@@ -334,16 +334,12 @@ class Poller:
         subs = [s for s in state.subscriptions if not s.paused and not collects_digest(s)]
         if not subs or any(s.options.fulltext for s in subs):
             return None
-        feed, chats = state.feed, state.chats
+        feed = state.feed
         pages = (self.publisher is not None and self.publisher.available()
                  and not is_private_url(feed.url))
-        return RenderJob(
-            Feed(feed.url, title=feed.title), subs,
-            {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
-             for s in subs},
-            {s.chat_id: chats[s.chat_id].timezone for s in subs if s.chat_id in chats},
-            self.settings.media_url_limit, pages,
-        )
+        langs, zones = _languages_and_zones(subs, state.chats)
+        return RenderJob(Feed(feed.url, title=feed.title), subs, langs, zones,
+                         self.settings.media_url_limit, pages)
 
     async def _plan(
         self, state: FeedState, result: FetchResult, checked: CheckedPosts
@@ -376,9 +372,7 @@ class Poller:
     ) -> dict[tuple[int, str], RenderedMessage]:
         """Each post for each subscriber, in the subscriber's chat language and time zone (in a
         thread)."""
-        langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
-                 for s in subs}
-        zones = {s.chat_id: chats[s.chat_id].timezone for s in subs if s.chat_id in chats}
+        langs, zones = _languages_and_zones(subs, chats)
         limit = self.settings.media_url_limit
         full_texts = await self._full_texts(fresh, subs, chats)
         pages = await self._publish(feed, parsed, fresh, subs, chats, full_texts)
@@ -535,6 +529,17 @@ class Poller:
             commit.chats.append(chat)
         await self.store.resume_subscription(commit)
         return len(commit.deliveries)
+
+def _languages_and_zones(
+    subs: list[Subscription], chats: dict[int, Chat]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Each subscriber chat's language (the default for a chat without a record) and time
+    zone (only those with a record: UTC otherwise), as `check.render_for` takes them."""
+    langs = {s.chat_id: chats[s.chat_id].lang if s.chat_id in chats else DEFAULT_LANG
+             for s in subs}
+    zones = {s.chat_id: chats[s.chat_id].timezone for s in subs if s.chat_id in chats}
+    return langs, zones
+
 
 @dataclass(frozen=True)
 class Resumed:

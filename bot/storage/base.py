@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from bot.models import Chat, Delivery, DigestItem, Feed, Prints, Subscription
+from bot.models import Chat, Delivery, DigestItem, Feed, Prints, Subscription, as_prints
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -156,14 +156,15 @@ class SubscriptionMove:
     feed: Feed
 
 
-def remember_in_feed(seen: Sequence[str], prints: list[str], cap: int) -> Prints:
-    """A feed's seen-set with `prints` as its newest (those already there move up)."""
-    return (seen if isinstance(seen, Prints) else Prints(seen)).with_newest(prints, cap)
+def remember_in_feed(seen: Sequence[str], prints: Sequence[str], cap: int) -> Prints:
+    """A feed's seen-set with `prints` as its newest (those already there move up; packed:
+    no print is unpacked to text)."""
+    return as_prints(seen).with_newest(prints, cap)
 
 
 def remember_in_chat(seen: Sequence[str], prints: list[str], cap: int) -> Prints:
     """A chat's seen-set with `prints` added after it (those already there stay put)."""
-    return (seen if isinstance(seen, Prints) else Prints(seen)).with_added(prints, cap)
+    return as_prints(seen).with_added(prints, cap)
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,8 @@ class Tx:
 
     async def _states_of(self, feeds: list[asyncpg.Record]) -> list[FeedState]:
         """The feed rows' states as `load_feed` reads them: two queries for all of them."""
+        if not feeds:  # a tick with nothing due
+            return []
         urls = [row["url"] for row in feeds]
         subs = await self.conn.fetch(
             "SELECT * FROM subscriptions WHERE feed_url = ANY($1::text[]) ORDER BY chat_id", urls)
